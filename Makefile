@@ -1,0 +1,79 @@
+# ferry build. Plain make: `make` builds build/ferry; `make check` installs what
+# is missing, builds an AddressSanitizer/UBSan binary and runs every test;
+# `make demo` runs the live migration demo. See README.md.
+
+PREFIX   ?= /usr/local
+CC       ?= cc
+PKGS      = libpq yaml-0.1 jansson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# libpq's pkg-config file does not always point at the server-side includes
+PKG_CFLAGS += -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+
+WARN     = -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter -Wmissing-prototypes \
+           -Wstrict-prototypes -Wvla -Wimplicit-fallthrough
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(PKG_CFLAGS) $(CFLAGS)
+LIBS     = $(PKG_LIBS) -pthread
+SAN      = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+SRC  = $(wildcard src/*.c)
+LIBSRC = $(filter-out src/main.c,$(SRC))
+OBJ  = $(SRC:src/%.c=build/obj/%.o)
+AOBJ = $(SRC:src/%.c=build/asan/obj/%.o)
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=build/asan/%)
+
+.PHONY: all deps asan unit check test install demo bench clean compile_commands
+
+all: build/ferry
+
+deps:
+	@scripts/install-deps.sh
+
+build/ferry: $(OBJ)
+	$(CC) $(ALL_CFLAGS) -o $@ $(OBJ) $(LIBS)
+
+build/obj/%.o: src/%.c $(wildcard src/*.h) | build/obj
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+build/asan/ferry: $(AOBJ)
+	$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $(AOBJ) $(LIBS)
+
+build/asan/obj/%.o: src/%.c $(wildcard src/*.h) | build/asan/obj
+	$(CC) $(ALL_CFLAGS) $(SAN) -c -o $@ $<
+
+build/asan/test_%: tests/unit/test_%.c tests/unit/tap.h $(filter-out build/asan/obj/main.o,$(AOBJ))
+	$(CC) $(ALL_CFLAGS) $(SAN) -Isrc -o $@ $< $(filter-out build/asan/obj/main.o,$(AOBJ)) $(LIBS)
+
+build/obj build/asan/obj:
+	mkdir -p $@
+
+asan: build/asan/ferry
+
+unit: $(UNIT_BIN)
+
+# Every test: unit tests (pure code) and integration tests against throwaway
+# PostgreSQL servers, all run by prove (TAP), with the sanitizer build.
+check: deps
+	$(MAKE) --no-print-directory asan unit
+	FERRY=$(CURDIR)/build/asan/ferry prove -f $(PROVE_FLAGS) $(UNIT_BIN) tests/t/*.t
+
+test: check
+
+install: build/ferry
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 build/ferry $(DESTDIR)$(PREFIX)/bin/ferry
+
+demo: deps all
+	scripts/demo.sh
+
+bench: all
+	@scripts/install-deps.sh --bench
+	bench/clone.sh
+
+compile_commands:
+	bear -- $(MAKE) -B all
+
+clean:
+	rm -rf build

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# install-deps.sh: install the Debian packages ferry needs to build, test,
+# run the demo and the benchmarks, skipping what is already there.
+# Runs apt-get only when something is missing; needs root (or sudo) then.
+set -euo pipefail
+
+BUILD_PKGS="gcc make pkg-config libpq-dev libyaml-dev libjansson-dev"
+TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib perl util-linux procps"
+BENCH_PKGS="pgcopydb time"
+
+want="$BUILD_PKGS $TEST_PKGS"
+case "${1:-}" in
+  --bench) want="$want $BENCH_PKGS" ;;
+esac
+
+missing=""
+for p in $want; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "install-deps: installing:$missing" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,30 @@
+/*
+ * cli.h: the command table. Each command lives in its own cli_<name>.c with
+ * a run function; only main.c and the cli_*.c files exit or choose exit
+ * codes (exitcode.h).
+ */
+#ifndef FERRY_CLI_H
+#define FERRY_CLI_H
+
+#include "config.h"
+
+#define FERRY_VERSION "0.1.0"
+
+/* Option groups: a command accepts the global options plus its own flags. */
+#define OPT_GLOBAL	0x0
+#define OPT_CHECK	0x1
+#define OPT_CLONE	0x2
+
+typedef struct Command
+{
+	const char *name;
+	const char *summary;
+	const char *description;	/* paragraph for `ferry COMMAND --help` */
+	unsigned	group;			/* which OPT_* options it takes */
+	int			(*run) (FerryConfig *cfg);
+} Command;
+
+int			cli_check(FerryConfig *cfg);
+int			cli_clone(FerryConfig *cfg);
+
+#endif

@@ -1,0 +1,415 @@
+/*
+ * config.c: settings from the YAML config file and the environment (see
+ * config.h for the format and precedence).
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+void
+config_init(FerryConfig *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->jobs = -1;
+	cfg->index_jobs = -1;
+	cfg->split_bytes = -1;
+}
+
+void
+config_release(FerryConfig *cfg)
+{
+	if (cfg->source)
+		explicit_bzero(cfg->source, strlen(cfg->source));
+	if (cfg->target)
+		explicit_bzero(cfg->target, strlen(cfg->target));
+	free(cfg->source);
+	free(cfg->target);
+	free(cfg->name);
+	free(cfg->config_file);
+	free(cfg->pg_bin);
+	strlist_free(&cfg->include_schemas);
+	strlist_free(&cfg->exclude_schemas);
+	strlist_free(&cfg->exclude_tables);
+	strlist_free(&cfg->exclude_table_data);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+bool
+config_valid_name(const char *name)
+{
+	size_t		n = strlen(name);
+
+	if (n == 0 || n > FERRY_NAME_MAXLEN || !(name[0] >= 'a' && name[0] <= 'z'))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') || name[i] == '_'))
+			return false;
+	return true;
+}
+
+bool
+config_parse_size(const char *s, int64_t *bytes)
+{
+	static const struct
+	{
+		const char *unit;
+		int64_t		mult;
+	}			units[] = {
+		{"", 1}, {"b", 1}, {"kb", 1024}, {"k", 1024}, {"mb", 1024 * 1024}, {"m", 1024 * 1024},
+		{"gb", 1024LL * 1024 * 1024}, {"g", 1024LL * 1024 * 1024},
+		{"tb", 1024LL * 1024 * 1024 * 1024}, {"t", 1024LL * 1024 * 1024 * 1024},
+	};
+	char	   *end;
+	double		v;
+	char		unit[8];
+	size_t		ulen = 0;
+
+	if (s == NULL)
+		return false;
+	while (isspace((unsigned char) *s))
+		s++;
+	if (!isdigit((unsigned char) *s))
+		return false;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || v < 0)
+		return false;
+	while (isspace((unsigned char) *end))
+		end++;
+	while (*end && !isspace((unsigned char) *end) && ulen < sizeof(unit) - 1)
+		unit[ulen++] = (char) tolower((unsigned char) *end++);
+	unit[ulen] = '\0';
+	while (isspace((unsigned char) *end))
+		end++;
+	if (*end != '\0')
+		return false;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+	{
+		if (strcmp(unit, units[i].unit) == 0)
+		{
+			double		r = v * (double) units[i].mult;
+
+			if (r > 9.0e18)
+				return false;
+			*bytes = (int64_t) r;
+			return true;
+		}
+	}
+	return false;
+}
+
+void
+config_format_size(int64_t bytes, char *buf, size_t size)
+{
+	const char *units[] = {"B", "kB", "MB", "GB", "TB"};
+	double		v = (double) bytes;
+	int			u = 0;
+
+	while (v >= 1024 && u < 4)
+	{
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, size, "%lld B", (long long) bytes);
+	else
+		snprintf(buf, size, "%.1f %s", v, units[u]);
+}
+
+/* --- YAML ------------------------------------------------------------- */
+
+typedef struct YamlCtx
+{
+	yaml_document_t *doc;
+	FerryConfig *cfg;
+	char	   *err;			/* first error, owned */
+} YamlCtx;
+
+static void yaml_fail(YamlCtx *y, const yaml_node_t *node, const char *fmt, ...)
+			__attribute__((format(printf, 3, 4)));
+
+static void
+yaml_fail(YamlCtx *y, const yaml_node_t *node, const char *fmt, ...)
+{
+	char		msg[512];
+	va_list		ap;
+
+	if (y->err)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (node)
+		y->err = xasprintf("%s (line %zu)", msg, node->start_mark.line + 1);
+	else
+		y->err = xstrdup(msg);
+}
+
+static const char *
+yaml_scalar(YamlCtx *y, yaml_node_t *node, const char *key)
+{
+	if (node == NULL || node->type != YAML_SCALAR_NODE)
+	{
+		yaml_fail(y, node, "config key \"%s\" must be a single value", key);
+		return NULL;
+	}
+	return (const char *) node->data.scalar.value;
+}
+
+/* Normalise a key: dashes to underscores, lower case. */
+static void
+normalize_key(const char *in, char *out, size_t size)
+{
+	size_t		i;
+
+	for (i = 0; in[i] && i < size - 1; i++)
+		out[i] = in[i] == '-' ? '_' : (char) tolower((unsigned char) in[i]);
+	out[i] = '\0';
+}
+
+static void
+yaml_set_string(YamlCtx *y, yaml_node_t *node, const char *key, char **dst)
+{
+	const char *v = yaml_scalar(y, node, key);
+
+	if (v && *dst == NULL)
+		*dst = xstrdup(v);
+}
+
+static void
+yaml_set_int(YamlCtx *y, yaml_node_t *node, const char *key, int *dst, int min, int max)
+{
+	const char *v = yaml_scalar(y, node, key);
+	char	   *end;
+	long		n;
+
+	if (v == NULL)
+		return;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno || *end || end == v || n < min || n > max)
+	{
+		yaml_fail(y, node, "config key \"%s\" must be a whole number in range", key);
+		return;
+	}
+	if (*dst < 0)
+		*dst = (int) n;
+}
+
+static void
+yaml_set_bool(YamlCtx *y, yaml_node_t *node, const char *key, bool *dst)
+{
+	const char *v = yaml_scalar(y, node, key);
+
+	if (v == NULL)
+		return;
+	if (strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "on") == 0)
+		*dst = true;
+	else if (strcmp(v, "false") == 0 || strcmp(v, "no") == 0 || strcmp(v, "off") == 0)
+		;						/* command line may have set it: keep */
+	else
+		yaml_fail(y, node, "config key \"%s\" must be true or false", key);
+}
+
+static void
+yaml_set_list(YamlCtx *y, yaml_node_t *node, const char *key, StrList *dst)
+{
+	if (node && node->type == YAML_SCALAR_NODE)
+	{
+		strlist_add(dst, (const char *) node->data.scalar.value);
+		return;
+	}
+	if (node == NULL || node->type != YAML_SEQUENCE_NODE)
+	{
+		yaml_fail(y, node, "config key \"%s\" must be a list", key);
+		return;
+	}
+	for (yaml_node_item_t *it = node->data.sequence.items.start;
+		 it < node->data.sequence.items.top; it++)
+	{
+		const char *v = yaml_scalar(y, yaml_document_get_node(y->doc, *it), key);
+
+		if (v)
+			strlist_add(dst, v);
+	}
+}
+
+static void
+yaml_filters(YamlCtx *y, yaml_node_t *map)
+{
+	if (map->type != YAML_MAPPING_NODE)
+	{
+		yaml_fail(y, map, "config key \"%s\" must be a map", "filters");
+		return;
+	}
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++)
+	{
+		yaml_node_t *k = yaml_document_get_node(y->doc, p->key);
+		yaml_node_t *v = yaml_document_get_node(y->doc, p->value);
+		char		key[64];
+
+		if (k->type != YAML_SCALAR_NODE)
+		{
+			yaml_fail(y, k, "%s", "filter keys must be plain words");
+			continue;
+		}
+		normalize_key((const char *) k->data.scalar.value, key, sizeof(key));
+		if (strcmp(key, "include_schemas") == 0)
+			yaml_set_list(y, v, key, &y->cfg->include_schemas);
+		else if (strcmp(key, "exclude_schemas") == 0)
+			yaml_set_list(y, v, key, &y->cfg->exclude_schemas);
+		else if (strcmp(key, "exclude_tables") == 0)
+			yaml_set_list(y, v, key, &y->cfg->exclude_tables);
+		else if (strcmp(key, "exclude_table_data") == 0)
+			yaml_set_list(y, v, key, &y->cfg->exclude_table_data);
+		else
+			yaml_fail(y, k, "unknown filter \"%s\" in config (known: include-schemas, exclude-schemas, exclude-tables, exclude-table-data)",
+					  (const char *) k->data.scalar.value);
+	}
+}
+
+bool
+config_load_string(FerryConfig *cfg, const char *text, size_t len, char **errmsg)
+{
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	yaml_node_t *root;
+	YamlCtx		y = {&doc, cfg, NULL};
+
+	if (!yaml_parser_initialize(&parser))
+	{
+		*errmsg = xstrdup("could not initialize the YAML parser");
+		return false;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *) text, len);
+	if (!yaml_parser_load(&parser, &doc))
+	{
+		*errmsg = xasprintf("invalid YAML: %s (line %zu)",
+							parser.problem ? parser.problem : "syntax error",
+							parser.problem_mark.line + 1);
+		yaml_parser_delete(&parser);
+		return false;
+	}
+	root = yaml_document_get_root_node(&doc);
+	if (root == NULL)
+		;						/* empty file: nothing to set */
+	else if (root->type != YAML_MAPPING_NODE)
+		yaml_fail(&y, root, "%s", "the config file must be a map of key: value");
+	else
+	{
+		for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++)
+		{
+			yaml_node_t *k = yaml_document_get_node(&doc, p->key);
+			yaml_node_t *v = yaml_document_get_node(&doc, p->value);
+			char		key[64];
+
+			if (k->type != YAML_SCALAR_NODE)
+			{
+				yaml_fail(&y, k, "%s", "config keys must be plain words");
+				continue;
+			}
+			normalize_key((const char *) k->data.scalar.value, key, sizeof(key));
+			if (strcmp(key, "source") == 0)
+				yaml_set_string(&y, v, key, &cfg->source);
+			else if (strcmp(key, "target") == 0)
+				yaml_set_string(&y, v, key, &cfg->target);
+			else if (strcmp(key, "name") == 0)
+				yaml_set_string(&y, v, key, &cfg->name);
+			else if (strcmp(key, "pg_bin") == 0)
+				yaml_set_string(&y, v, key, &cfg->pg_bin);
+			else if (strcmp(key, "jobs") == 0)
+				yaml_set_int(&y, v, key, &cfg->jobs, 1, 256);
+			else if (strcmp(key, "index_jobs") == 0)
+				yaml_set_int(&y, v, key, &cfg->index_jobs, 1, 256);
+			else if (strcmp(key, "split_tables_larger_than") == 0)
+			{
+				const char *s = yaml_scalar(&y, v, key);
+				int64_t		b;
+
+				if (s && !config_parse_size(s, &b))
+					yaml_fail(&y, v, "config key \"split-tables-larger-than\" is not a size: \"%s\" (use e.g. 500MB or 2GB)", s);
+				else if (s && cfg->split_bytes < 0)
+					cfg->split_bytes = b;
+			}
+			else if (strcmp(key, "no_owner") == 0)
+				yaml_set_bool(&y, v, key, &cfg->no_owner);
+			else if (strcmp(key, "no_privileges") == 0)
+				yaml_set_bool(&y, v, key, &cfg->no_privileges);
+			else if (strcmp(key, "filters") == 0)
+				yaml_filters(&y, v);
+			else
+				yaml_fail(&y, k, "unknown key \"%s\" in config file", (const char *) k->data.scalar.value);
+		}
+	}
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	if (y.err)
+	{
+		*errmsg = y.err;
+		return false;
+	}
+	return true;
+}
+
+bool
+config_load_file(FerryConfig *cfg, const char *path, char **errmsg)
+{
+	FILE	   *f = fopen(path, "r");
+	StrBuf		sb;
+	char		buf[8192];
+	size_t		n;
+	bool		ok;
+
+	if (f == NULL)
+	{
+		*errmsg = xasprintf("could not open config file \"%s\": %s", path, strerror(errno));
+		return false;
+	}
+	strbuf_init(&sb);
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		strbuf_add(&sb, buf, n);
+	fclose(f);
+	ok = config_load_string(cfg, sb.data, sb.len, errmsg);
+	if (!ok)
+	{
+		char	   *e = xasprintf("%s: %s", path, *errmsg);
+
+		free(*errmsg);
+		*errmsg = e;
+	}
+	explicit_bzero(sb.data, sb.len);
+	strbuf_release(&sb);
+	return ok;
+}
+
+void
+config_apply_env(FerryConfig *cfg)
+{
+	const char *e;
+
+	if ((e = getenv("FERRY_SOURCE")) && *e && cfg->source == NULL)
+		cfg->source = xstrdup(e);
+	if ((e = getenv("FERRY_TARGET")) && *e && cfg->target == NULL)
+		cfg->target = xstrdup(e);
+	if ((e = getenv("FERRY_NAME")) && *e && cfg->name == NULL)
+		cfg->name = xstrdup(e);
+}
+
+void
+config_apply_defaults(FerryConfig *cfg)
+{
+	if (cfg->name == NULL)
+		cfg->name = xstrdup(FERRY_DEFAULT_NAME);
+	if (cfg->jobs < 0)
+		cfg->jobs = 4;
+	if (cfg->index_jobs < 0)
+		cfg->index_jobs = cfg->jobs;
+	if (cfg->split_bytes < 0)
+		cfg->split_bytes = 1024LL * 1024 * 1024;	/* 1 GB */
+}

@@ -1,0 +1,80 @@
+/*
+ * config.h: ferry's settings and where they come from.
+ *
+ * Precedence, highest first: command-line options, environment
+ * (FERRY_SOURCE, FERRY_TARGET, FERRY_NAME), the YAML file given with
+ * --config, built-in defaults. The YAML file uses the long option names as
+ * keys (dashes or underscores) plus a `filters:` map:
+ *
+ *   source: "host=db1 dbname=app user=ferry"
+ *   target: "postgresql://ferry@db2/app"
+ *   name: app
+ *   jobs: 4
+ *   split-tables-larger-than: 2GB
+ *   filters:
+ *     include-schemas: [public, billing]
+ *     exclude-schemas: [scratch]
+ *     exclude-tables: [public.audit_log]       # pg_dump -T patterns
+ *     exclude-table-data: [public.sessions]    # schema only
+ *
+ * Unknown keys are errors (a typo must not silently change a migration).
+ */
+#ifndef FERRY_CONFIG_H
+#define FERRY_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mem.h"
+
+#define FERRY_DEFAULT_NAME "ferry"
+#define FERRY_NAME_MAXLEN 40
+
+typedef struct FerryConfig
+{
+	char	   *source;			/* conninfo, owned; may hold a password */
+	char	   *target;
+	char	   *name;			/* migration name: slot, publication, state */
+	char	   *config_file;
+	char	   *pg_bin;			/* directory with pg_dump/pg_restore, or NULL */
+	int			jobs;			/* copy workers */
+	int			index_jobs;		/* index/constraint workers; 0 = jobs */
+	int64_t		split_bytes;	/* split tables larger than this; 0 = never */
+	bool		json;
+	int			verbose;
+	bool		no_owner;		/* pg_restore --no-owner */
+	bool		no_privileges;	/* pg_restore --no-privileges */
+	StrList		include_schemas;
+	StrList		exclude_schemas;
+	StrList		exclude_tables;
+	StrList		exclude_table_data;
+} FerryConfig;
+
+void		config_init(FerryConfig *cfg);
+void		config_release(FerryConfig *cfg);
+
+/*
+ * Merge `file` values into cfg for the settings cfg does not have yet
+ * (cfg holds the command line). Parses YAML from `path`. Returns false with
+ * a one-line message in *errmsg (owned) on a parse error or unknown key.
+ */
+bool		config_load_file(FerryConfig *cfg, const char *path, char **errmsg);
+/* The same from a string in memory (for tests and for `-` stdin). */
+bool		config_load_string(FerryConfig *cfg, const char *yaml, size_t len, char **errmsg);
+
+/*
+ * Fill settings still unset from the FERRY_* environment variables. Call
+ * order: command line, config_apply_env(), config_load_file(),
+ * config_apply_defaults(); each only fills what is still unset.
+ */
+void		config_apply_env(FerryConfig *cfg);
+void		config_apply_defaults(FerryConfig *cfg);
+
+/* "100MB", "2GB", "512kB", "1048576" -> bytes. False on junk or overflow. */
+bool		config_parse_size(const char *s, int64_t *bytes);
+/* Human-readable size ("1.5 GB") into buf. */
+void		config_format_size(int64_t bytes, char *buf, size_t size);
+/* A migration name: [a-z][a-z0-9_]*, at most FERRY_NAME_MAXLEN. */
+bool		config_valid_name(const char *name);
+
+#endif

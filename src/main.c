@@ -1,0 +1,310 @@
+/*
+ * main.c: ferry's entry point. Parses `ferry [global options] COMMAND
+ * [command options]` (options may also follow the command), merges the
+ * settings (command line > environment > --config file > defaults, see
+ * config.h), and dispatches through the command table. `--help` for ferry
+ * and for each command is generated from the tables below.
+ */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "exitcode.h"
+#include "log.h"
+#include "pgsql.h"
+
+static const Command commands[] = {
+	{"check", "pre-flight checks of source and target, each problem with its fix",
+		"Checks both servers for everything a migration needs and prints a table of\n"
+		"results; each problem comes with the exact fix (setting, SQL or GRANT).\n"
+		"Exit status 3 when a blocking problem is found, 0 when only warnings remain.",
+	OPT_CHECK, cli_check},
+	{"clone", "snapshot-consistent copy of schema and data, resumable",
+		"Creates the logical replication slot with an exported snapshot, copies the\n"
+		"schema and then the data as of that snapshot with parallel workers (large\n"
+		"tables split into block ranges), builds indexes and constraints in parallel,\n"
+		"sets sequences, refreshes materialized views and analyzes the target.\n"
+		"Interrupted or failed clones resume where they stopped when run again.",
+	OPT_CLONE, cli_clone},
+};
+
+enum
+{
+	O_SOURCE = 1000, O_TARGET, O_CONFIG, O_NAME, O_JSON, O_HELP, O_VERSION, O_PGBIN,
+	O_JOBS, O_INDEX_JOBS, O_SPLIT, O_NO_OWNER, O_NO_PRIV, O_INC_SCHEMA, O_EXC_SCHEMA,
+	O_EXC_TABLE, O_EXC_DATA, O_VERBOSE = 'v',
+};
+
+typedef struct OptionDesc
+{
+	const char *name;
+	int			has_arg;
+	int			id;
+	unsigned	groups;			/* OPT_GLOBAL (0) or a mask of commands */
+	const char *argname;
+	const char *help;
+} OptionDesc;
+
+static const OptionDesc option_descs[] = {
+	{"source", 1, O_SOURCE, OPT_GLOBAL, "CONN", "source connection string or URI (or FERRY_SOURCE)"},
+	{"target", 1, O_TARGET, OPT_GLOBAL, "CONN", "target connection string or URI (or FERRY_TARGET)"},
+	{"config", 1, O_CONFIG, OPT_GLOBAL, "FILE", "YAML file with the same keys, plus filters:"},
+	{"name", 1, O_NAME, OPT_GLOBAL, "NAME", "migration name for slot, publication and state (default ferry)"},
+	{"json", 0, O_JSON, OPT_GLOBAL, NULL, "print the report as JSON"},
+	{"verbose", 0, O_VERBOSE, OPT_GLOBAL, NULL, "more log detail (debug messages)"},
+	{"pg-bin", 1, O_PGBIN, OPT_GLOBAL, "DIR", "where pg_dump and pg_restore are (default: newest installed)"},
+	{"help", 0, O_HELP, OPT_GLOBAL, NULL, "show help and exit"},
+	{"version", 0, O_VERSION, OPT_GLOBAL, NULL, "show the version and exit"},
+	{"jobs", 1, O_JOBS, OPT_CLONE, "N", "parallel copy workers (default 4)"},
+	{"index-jobs", 1, O_INDEX_JOBS, OPT_CLONE, "N", "parallel index and constraint builds (default = --jobs)"},
+	{"split-tables-larger-than", 1, O_SPLIT, OPT_CLONE, "SIZE", "copy larger tables as parallel block ranges (default 1GB, 0 = never)"},
+	{"no-owner", 0, O_NO_OWNER, OPT_CLONE, NULL, "do not restore object owners (target user owns everything)"},
+	{"no-privileges", 0, O_NO_PRIV, OPT_CLONE, NULL, "do not restore GRANTs"},
+	{"include-schema", 1, O_INC_SCHEMA, OPT_CLONE | OPT_CHECK, "PATTERN", "migrate only these schemas (repeatable)"},
+	{"exclude-schema", 1, O_EXC_SCHEMA, OPT_CLONE | OPT_CHECK, "PATTERN", "leave these schemas out (repeatable)"},
+	{"exclude-table", 1, O_EXC_TABLE, OPT_CLONE | OPT_CHECK, "PATTERN", "leave these tables out (repeatable)"},
+	{"exclude-table-data", 1, O_EXC_DATA, OPT_CLONE | OPT_CHECK, "PATTERN", "copy these tables' definitions only (repeatable)"},
+};
+#define N_OPTIONS (sizeof(option_descs) / sizeof(option_descs[0]))
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const char EXIT_HELP[] =
+	"Exit status:\n"
+	"  0  success\n"
+	"  1  the operation failed\n"
+	"  2  usage or configuration error\n"
+	"  3  check found blocking problems\n";
+
+static void
+print_options(FILE *out, unsigned group, bool global)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++)
+	{
+		const OptionDesc *o = &option_descs[i];
+		char		left[64];
+
+		if (global ? o->groups != OPT_GLOBAL : (o->groups & group) == 0)
+			continue;
+		snprintf(left, sizeof(left), "%s--%s%s%s", o->id == O_VERBOSE ? "-v, " : "    ",
+				 o->name, o->argname ? " " : "", o->argname ? o->argname : "");
+		fprintf(out, "  %-34s %s\n", left, o->help);
+	}
+}
+
+static void
+usage_main(FILE *out)
+{
+	fprintf(out, "ferry moves a live PostgreSQL database to another server.\n\n"
+			"Usage:\n  ferry [global options] COMMAND [command options]\n\nCommands:\n");
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out, "\nGlobal options:\n");
+	print_options(out, 0, true);
+	fprintf(out, "\nRun 'ferry COMMAND --help' for a command's own options.\n\n%s", EXIT_HELP);
+}
+
+static void
+usage_command(FILE *out, const Command *cmd)
+{
+	fprintf(out, "ferry %s: %s.\n\n%s\n\nUsage:\n  ferry [global options] %s [options]\n\nOptions:\n",
+			cmd->name, cmd->summary, cmd->description, cmd->name);
+	print_options(out, cmd->group, false);
+	fprintf(out, "\nGlobal options:\n");
+	print_options(out, 0, true);
+	fprintf(out, "\n%s", EXIT_HELP);
+}
+
+static int	usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int
+usage_error(const char *fmt, ...)
+{
+	va_list		ap;
+
+	fprintf(stderr, "ferry: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry \"ferry --help\" for more information.\n");
+	return EXIT_USAGE;
+}
+
+static bool
+parse_int_arg(const char *s, int min, int max, int *out)
+{
+	char	   *end;
+	long		v = strtol(s, &end, 10);
+
+	if (*s == '\0' || *end != '\0' || v < min || v > max)
+		return false;
+	*out = (int) v;
+	return true;
+}
+
+static void
+set_string(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = xstrdup(v);
+}
+
+int
+main(int argc, char **argv)
+{
+	const Command *cmd = NULL;
+	struct option longopts[N_OPTIONS + 1];
+	FerryConfig cfg;
+	int			cmd_index = -1;
+	bool		want_help = false;
+	int			rc;
+	int			c;
+
+	/* find the command: the first word that is not an option or its value */
+	for (int i = 1; i < argc; i++)
+	{
+		if (argv[i][0] == '-')
+		{
+			for (size_t j = 0; j < N_OPTIONS; j++)
+				if (option_descs[j].has_arg && strncmp(argv[i], "--", 2) == 0 &&
+					strcmp(argv[i] + 2, option_descs[j].name) == 0)
+					i++;		/* skip the option's value */
+			continue;
+		}
+		for (size_t j = 0; j < N_COMMANDS; j++)
+			if (strcmp(argv[i], commands[j].name) == 0)
+				cmd = &commands[j];
+		if (cmd == NULL)
+			return usage_error("unknown command \"%s\"", argv[i]);
+		cmd_index = i;
+		break;
+	}
+
+	/* options of the chosen command, plus the global ones */
+	{
+		int			n = 0;
+
+		for (size_t j = 0; j < N_OPTIONS; j++)
+		{
+			const OptionDesc *o = &option_descs[j];
+
+			if (o->groups != OPT_GLOBAL && (cmd == NULL || (o->groups & cmd->group) == 0))
+				continue;
+			longopts[n].name = o->name;
+			longopts[n].has_arg = o->has_arg ? required_argument : no_argument;
+			longopts[n].flag = NULL;
+			longopts[n].val = o->id;
+			n++;
+		}
+		memset(&longopts[n], 0, sizeof(longopts[n]));
+	}
+	if (cmd_index > 0)
+	{
+		/* drop the command word so getopt sees only options */
+		for (int i = cmd_index; i < argc - 1; i++)
+			argv[i] = argv[i + 1];
+		argc--;
+	}
+
+	config_init(&cfg);
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":v", longopts, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case O_SOURCE: set_string(&cfg.source, optarg); break;
+			case O_TARGET: set_string(&cfg.target, optarg); break;
+			case O_CONFIG: set_string(&cfg.config_file, optarg); break;
+			case O_NAME: set_string(&cfg.name, optarg); break;
+			case O_PGBIN: set_string(&cfg.pg_bin, optarg); break;
+			case O_JSON: cfg.json = true; break;
+			case O_VERBOSE: cfg.verbose++; break;
+			case O_HELP: want_help = true; break;
+			case O_VERSION:
+				printf("ferry %s (libpq %d)\n", FERRY_VERSION, PQlibVersion());
+				config_release(&cfg);
+				return EXIT_OK;
+			case O_JOBS:
+				if (!parse_int_arg(optarg, 1, 256, &cfg.jobs))
+					return usage_error("--jobs must be a whole number from 1 to 256, not \"%s\"", optarg);
+				break;
+			case O_INDEX_JOBS:
+				if (!parse_int_arg(optarg, 1, 256, &cfg.index_jobs))
+					return usage_error("--index-jobs must be a whole number from 1 to 256, not \"%s\"", optarg);
+				break;
+			case O_SPLIT:
+				if (!config_parse_size(optarg, &cfg.split_bytes))
+					return usage_error("--split-tables-larger-than must be a size such as 500MB or 2GB, not \"%s\"", optarg);
+				break;
+			case O_NO_OWNER: cfg.no_owner = true; break;
+			case O_NO_PRIV: cfg.no_privileges = true; break;
+			case O_INC_SCHEMA: strlist_add(&cfg.include_schemas, optarg); break;
+			case O_EXC_SCHEMA: strlist_add(&cfg.exclude_schemas, optarg); break;
+			case O_EXC_TABLE: strlist_add(&cfg.exclude_tables, optarg); break;
+			case O_EXC_DATA: strlist_add(&cfg.exclude_table_data, optarg); break;
+			case ':':
+				rc = usage_error("option \"%s\" needs a value", argv[optind - 1]);
+				config_release(&cfg);
+				return rc;
+			default:
+				rc = usage_error(cmd ? "unknown option \"%s\" for this command" : "unknown option \"%s\"",
+								 argv[optind - 1]);
+				config_release(&cfg);
+				return rc;
+		}
+	}
+	if (optind < argc)
+	{
+		rc = usage_error("unexpected argument \"%s\"", argv[optind]);
+		config_release(&cfg);
+		return rc;
+	}
+	if (want_help || cmd == NULL)
+	{
+		if (cmd)
+			usage_command(stdout, cmd);
+		else
+			usage_main(want_help ? stdout : stderr);
+		config_release(&cfg);
+		return want_help ? EXIT_OK : EXIT_USAGE;
+	}
+
+	log_set_level(cfg.verbose >= 1 ? LOG_DEBUG : LOG_INFO);
+	log_set_role("coordinator");
+
+	config_apply_env(&cfg);
+	if (cfg.config_file)
+	{
+		char	   *err = NULL;
+
+		if (!config_load_file(&cfg, cfg.config_file, &err))
+		{
+			fprintf(stderr, "ferry: %s\n", err);
+			free(err);
+			config_release(&cfg);
+			return EXIT_USAGE;
+		}
+	}
+	config_apply_defaults(&cfg);
+	if (!config_valid_name(cfg.name))
+	{
+		rc = usage_error("invalid --name \"%s\": use lower-case letters, digits and _, starting with a letter, at most 40 characters", cfg.name);
+		config_release(&cfg);
+		return rc;
+	}
+	if (cfg.source == NULL || cfg.target == NULL)
+	{
+		rc = usage_error("%s", cfg.source == NULL
+						 ? "no source database given: use --source CONN, FERRY_SOURCE or source: in --config"
+						 : "no target database given: use --target CONN, FERRY_TARGET or target: in --config");
+		config_release(&cfg);
+		return rc;
+	}
+
+	pg_signals_install();
+	rc = cmd->run(&cfg);
+	config_release(&cfg);
+	return rc;
+}

@@ -1,0 +1,427 @@
+/*
+ * pgsql.c: libpq helpers (see pgsql.h).
+ */
+#include "pgsql.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Settings every session gets, so that text values round-trip exactly. */
+static const char SESSION_SETUP_SQL[] =
+	"SELECT pg_catalog.set_config('search_path', '', false),"
+	" pg_catalog.set_config('datestyle', 'ISO', false),"
+	" pg_catalog.set_config('intervalstyle', 'postgres', false),"
+	" pg_catalog.set_config('timezone', 'UTC', false),"
+	" pg_catalog.set_config('extra_float_digits', '3', false),"
+	" pg_catalog.set_config('statement_timeout', '0', false),"
+	" pg_catalog.set_config('lock_timeout', '0', false),"
+	" pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false)";
+
+const char *
+pg_connect_fix(const char *errmsg)
+{
+	if (errmsg == NULL)
+		return "check the connection string";
+	if (strstr(errmsg, "password authentication failed") ||
+		strstr(errmsg, "no password supplied") ||
+		strstr(errmsg, "fe_sendauth"))
+		return "check the user name and password (PGPASSWORD, ~/.pgpass or password= in the connection string)";
+	if (strstr(errmsg, "no pg_hba.conf entry"))
+		return "add a pg_hba.conf line on that server allowing this user and database from ferry's host, then reload it";
+	if (strstr(errmsg, "does not exist") && strstr(errmsg, "database"))
+		return "create the database first (createdb) or fix dbname= in the connection string";
+	if (strstr(errmsg, "does not exist") && strstr(errmsg, "role"))
+		return "create the role on that server or fix user= in the connection string";
+	if (strstr(errmsg, "could not translate host name"))
+		return "fix host= in the connection string: the name does not resolve";
+	if (strstr(errmsg, "Connection refused") || strstr(errmsg, "No such file or directory"))
+		return "check host= and port=: is the server running and listening there (listen_addresses, firewall)?";
+	if (strstr(errmsg, "timeout") || strstr(errmsg, "timed out"))
+		return "check that the host is reachable from here (network, firewall) or raise connect_timeout";
+	if (strstr(errmsg, "replication") && strstr(errmsg, "permission"))
+		return "grant it: ALTER ROLE <user> WITH REPLICATION";
+	if (strstr(errmsg, "too many connections") || strstr(errmsg, "remaining connection slots"))
+		return "raise max_connections (or max_wal_senders for replication) or close idle sessions";
+	if (strstr(errmsg, "invalid connection option") || strstr(errmsg, "missing \"=\"") ||
+		strstr(errmsg, "invalid URI"))
+		return "fix the connection string syntax (libpq keyword=value pairs or a postgresql:// URI)";
+	return "check the connection string and that the server accepts connections from this host";
+}
+
+static char *
+first_line(const char *msg)
+{
+	size_t		n = strcspn(msg, "\n");
+
+	return xstrndup(msg, n);
+}
+
+PGconn *
+pg_connect(const char *conninfo, const char *label, PgConnKind kind, char **errtext)
+{
+	const char *keys[6];
+	const char *vals[6];
+	int			i = 0;
+	PGconn	   *conn;
+	PGresult   *res;
+
+	/* before dbname, so the user's own connect_timeout wins */
+	keys[i] = "connect_timeout";
+	vals[i++] = "10";
+	keys[i] = "dbname";
+	vals[i++] = conninfo ? conninfo : "";
+	keys[i] = "fallback_application_name";
+	vals[i++] = "ferry";
+	if (kind == PG_CONN_REPLICATION)
+	{
+		keys[i] = "replication";
+		vals[i++] = "database";
+	}
+	keys[i] = NULL;
+	vals[i] = NULL;
+
+	conn = PQconnectdbParams(keys, vals, 1);
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK)
+	{
+		const char *msg = conn ? PQerrorMessage(conn) : "out of memory";
+		char	   *safe = pg_conninfo_safe(conninfo ? conninfo : "");
+		char	   *line;
+		const char *p;
+
+		/* libpq prefixes "connection to server at ... failed: "; keep the reason */
+		p = strstr(msg, "failed: ");
+		line = first_line(p ? p + 8 : msg);
+		log_error("could not connect to the %s (%s): %s. Fix: %s",
+				  label, safe ? safe : "unparsable connection string", line,
+				  pg_connect_fix(msg));
+		if (errtext)
+			*errtext = xstrdup(line);
+		free(line);
+		free(safe);
+		PQfinish(conn);
+		return NULL;
+	}
+
+	res = PQexec(conn, SESSION_SETUP_SQL);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		char	   *e = pg_result_error_text(res, conn);
+
+		log_error("could not set up the session on the %s: %s", label, e);
+		if (errtext)
+			*errtext = e;
+		else
+			free(e);
+		PQclear(res);
+		PQfinish(conn);
+		return NULL;
+	}
+	PQclear(res);
+	return conn;
+}
+
+char *
+pg_result_error_text(const PGresult *res, PGconn *conn)
+{
+	StrBuf		sb;
+	const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+	const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
+
+	strbuf_init(&sb);
+	if (primary)
+		strbuf_addstr(&sb, primary);
+	else if (res && PQresultErrorMessage(res)[0])
+		strbuf_addstr(&sb, PQresultErrorMessage(res));
+	else if (conn)
+		strbuf_addstr(&sb, PQerrorMessage(conn));
+	else
+		strbuf_addstr(&sb, "unknown error");
+	while (sb.len > 0 && sb.data[sb.len - 1] == '\n')
+		sb.data[--sb.len] = '\0';
+	if (detail)
+		strbuf_addf(&sb, " (detail: %s)", detail);
+	if (hint)
+		strbuf_addf(&sb, " (hint: %s)", hint);
+	return strbuf_detach(&sb);
+}
+
+PGresult *
+pg_query(PGconn *conn, const char *what, const char *sql, int nparams, const char *const *params)
+{
+	PGresult   *res;
+	ExecStatusType st;
+
+	if (nparams > 0)
+		res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	else
+		res = PQexec(conn, sql);
+	st = PQresultStatus(res);
+	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+		return res;
+
+	{
+		char	   *e = pg_result_error_text(res, conn);
+
+		log_error("could not %s: %s", what, e);
+		free(e);
+	}
+	PQclear(res);
+	return NULL;
+}
+
+bool
+pg_exec(PGconn *conn, const char *what, const char *sql)
+{
+	PGresult   *res = pg_query(conn, what, sql, 0, NULL);
+
+	PQclear(res);
+	return res != NULL;
+}
+
+bool
+pg_exec_quiet(PGconn *conn, const char *sql, char **errtext)
+{
+	PGresult   *res = PQexec(conn, sql);
+	ExecStatusType st = PQresultStatus(res);
+	bool		ok = (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK);
+
+	if (!ok && errtext)
+		*errtext = pg_result_error_text(res, conn);
+	PQclear(res);
+	return ok;
+}
+
+bool
+pg_check_shape(const PGresult *res, int nrows, int ncols, const char *what)
+{
+	if (PQnfields(res) != ncols || (nrows >= 0 && PQntuples(res) != nrows))
+	{
+		log_error("unexpected result for %s: got %d rows and %d fields, expected %d rows and %d fields",
+				  what, PQntuples(res), PQnfields(res), nrows, ncols);
+		return false;
+	}
+	return true;
+}
+
+char *
+pg_quote_ident(const char *ident)
+{
+	StrBuf		sb;
+
+	strbuf_init(&sb);
+	strbuf_addch(&sb, '"');
+	for (const char *p = ident; *p; p++)
+	{
+		if (*p == '"')
+			strbuf_addch(&sb, '"');
+		strbuf_addch(&sb, *p);
+	}
+	strbuf_addch(&sb, '"');
+	return strbuf_detach(&sb);
+}
+
+char *
+pg_quote_literal(const char *s)
+{
+	StrBuf		sb;
+	bool		backslash = strchr(s, '\\') != NULL;
+
+	strbuf_init(&sb);
+	/* E'' form makes the result independent of standard_conforming_strings */
+	if (backslash)
+		strbuf_addch(&sb, 'E');
+	strbuf_addch(&sb, '\'');
+	for (const char *p = s; *p; p++)
+	{
+		if (*p == '\'' || *p == '\\')
+			strbuf_addch(&sb, *p);
+		strbuf_addch(&sb, *p);
+	}
+	strbuf_addch(&sb, '\'');
+	return strbuf_detach(&sb);
+}
+
+/* Append key='value' with conninfo quoting. */
+static void
+conninfo_add(StrBuf *sb, const char *key, const char *val)
+{
+	if (sb->len > 0)
+		strbuf_addch(sb, ' ');
+	strbuf_addf(sb, "%s='", key);
+	for (const char *p = val; *p; p++)
+	{
+		if (*p == '\'' || *p == '\\')
+			strbuf_addch(sb, '\\');
+		strbuf_addch(sb, *p);
+	}
+	strbuf_addch(sb, '\'');
+}
+
+char *
+pg_conninfo_safe(const char *conninfo)
+{
+	char	   *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+	StrBuf		sb;
+
+	if (opts == NULL)
+	{
+		PQfreemem(err);
+		return NULL;
+	}
+	strbuf_init(&sb);
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+	{
+		if (o->val == NULL || o->val[0] == '\0')
+			continue;
+		if (strcmp(o->keyword, "password") == 0)
+			continue;
+		conninfo_add(&sb, o->keyword, o->val);
+	}
+	PQconninfoFree(opts);
+	return strbuf_detach(&sb);
+}
+
+char *
+pg_conninfo_password(const char *conninfo)
+{
+	char	   *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+	char	   *pw = NULL;
+
+	if (opts == NULL)
+	{
+		PQfreemem(err);
+		return NULL;
+	}
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
+			pw = xstrdup(o->val);
+	PQconninfoFree(opts);
+	return pw;
+}
+
+char *
+pg_conn_describe(PGconn *conn)
+{
+	const char *host = PQhost(conn);
+
+	return xasprintf("%s:%s/%s", host && host[0] != '/' ? host : "localhost",
+					 PQport(conn), PQdb(conn));
+}
+
+bool
+pg_lsn_parse(const char *s, uint64_t *lsn)
+{
+	unsigned int hi,
+				lo;
+	int			n = 0;
+
+	if (s == NULL || sscanf(s, "%X/%X%n", &hi, &lo, &n) != 2 || s[n] != '\0')
+		return false;
+	*lsn = ((uint64_t) hi << 32) | lo;
+	return true;
+}
+
+void
+pg_lsn_format(uint64_t lsn, char *buf, size_t size)
+{
+	snprintf(buf, size, "%X/%X", (unsigned int) (lsn >> 32), (unsigned int) lsn);
+}
+
+/*
+ * Cancellation registry. The signal handler may only use async-signal-safe
+ * calls: PQcancel() is documented as such. Slots are atomic pointers; a
+ * connection registers its PGcancel while a long query runs.
+ */
+#define MAX_CANCEL 64
+static _Atomic(PGcancel *) cancel_slots[MAX_CANCEL];
+static _Atomic(PGconn *) cancel_conns[MAX_CANCEL];
+static volatile sig_atomic_t interrupted = 0;
+
+static void
+handle_signal(int signo)
+{
+	char		errbuf[256];
+
+	interrupted = 1;
+	for (int i = 0; i < MAX_CANCEL; i++)
+	{
+		PGcancel   *c = atomic_load(&cancel_slots[i]);
+
+		if (c)
+			(void) PQcancel(c, errbuf, sizeof(errbuf));
+	}
+	(void) signo;
+}
+
+void
+pg_signals_install(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = handle_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+bool
+pg_interrupted(void)
+{
+	return interrupted != 0;
+}
+
+void
+pg_cancel_register(PGconn *conn)
+{
+	PGcancel   *c = PQgetCancel(conn);
+
+	if (c == NULL)
+		return;
+	for (int i = 0; i < MAX_CANCEL; i++)
+	{
+		PGconn	   *expected = NULL;
+
+		if (atomic_compare_exchange_strong(&cancel_conns[i], &expected, conn))
+		{
+			atomic_store(&cancel_slots[i], c);
+			return;
+		}
+	}
+	PQfreeCancel(c);			/* registry full: this one just won't be cancelled */
+}
+
+void
+pg_cancel_unregister(PGconn *conn)
+{
+	for (int i = 0; i < MAX_CANCEL; i++)
+	{
+		if (atomic_load(&cancel_conns[i]) == conn)
+		{
+			PGcancel   *c = atomic_exchange(&cancel_slots[i], NULL);
+
+			atomic_store(&cancel_conns[i], NULL);
+			PQfreeCancel(c);
+			return;
+		}
+	}
+}
+
+void
+pg_finish(PGconn *conn)
+{
+	if (conn == NULL)
+		return;
+	pg_cancel_unregister(conn);
+	PQfinish(conn);
+}

@@ -1,0 +1,84 @@
+/*
+ * pgsql.h: libpq helpers shared by every stage.
+ *
+ * Conventions (STYLE.md 7): values are passed as parameters or quoted with
+ * pg_quote_ident()/pg_quote_literal(), never pasted raw; every connection gets
+ * fallback_application_name=ferry, an empty search_path and settings that make
+ * text output exact and portable (ISO dates, UTC, extra_float_digits=3).
+ * Errors are logged once, here, on one line with the server's detail and hint;
+ * callers just return false.
+ */
+#ifndef FERRY_PGSQL_H
+#define FERRY_PGSQL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <libpq-fe.h>
+
+#include "mem.h"
+
+typedef enum PgConnKind
+{
+	PG_CONN_SQL,				/* an ordinary session */
+	PG_CONN_REPLICATION,		/* replication=database: walsender + simple SQL */
+} PgConnKind;
+
+/*
+ * Connect to `conninfo` (a conninfo string or URI). `label` ("source",
+ * "target") names the server in messages. On failure logs one line with the
+ * reason and the fix, and returns NULL; if errtext is not NULL it receives
+ * the raw libpq message (owned by the caller) for `check`.
+ */
+PGconn	   *pg_connect(const char *conninfo, const char *label, PgConnKind kind, char **errtext);
+
+/* The fix to suggest for a libpq connection error message (static string). */
+const char *pg_connect_fix(const char *errmsg);
+
+/*
+ * Run `sql` with text parameters. Returns the result when it is
+ * PGRES_TUPLES_OK or PGRES_COMMAND_OK (caller PQclear()s it); otherwise logs
+ * "could not <what>: <error>" and returns NULL.
+ */
+PGresult   *pg_query(PGconn *conn, const char *what, const char *sql,
+					 int nparams, const char *const *params);
+/* pg_query() for a statement whose result is not needed. */
+bool		pg_exec(PGconn *conn, const char *what, const char *sql);
+/* Like pg_exec() but quiet on error: the error text is returned (owned). */
+bool		pg_exec_quiet(PGconn *conn, const char *sql, char **errtext);
+/*
+ * Check a result's shape: `ncols` columns and, unless nrows < 0, exactly
+ * `nrows` rows. Logs and returns false otherwise.
+ */
+bool		pg_check_shape(const PGresult *res, int nrows, int ncols, const char *what);
+
+/* One-line text of an error: primary message, detail, hint. Owned. */
+char	   *pg_result_error_text(const PGresult *res, PGconn *conn);
+
+/* Quoting without a connection; results owned by the caller. */
+char	   *pg_quote_ident(const char *ident);
+char	   *pg_quote_literal(const char *s);
+
+/*
+ * A conninfo fit for logs and `ps`: the same parameters without password
+ * (URIs are parsed too). Returns NULL if conninfo does not parse.
+ */
+char	   *pg_conninfo_safe(const char *conninfo);
+/* The password in conninfo, or NULL when it has none (owned). */
+char	   *pg_conninfo_password(const char *conninfo);
+/* A short "host:port/dbname" description of a live connection (owned). */
+char	   *pg_conn_describe(PGconn *conn);
+
+/* LSN text "X/Y" <-> integer. */
+bool		pg_lsn_parse(const char *s, uint64_t *lsn);
+void		pg_lsn_format(uint64_t lsn, char *buf, size_t size);
+
+/* Cancellation: in-flight queries on registered connections are cancelled
+ * when SIGINT/SIGTERM arrive (pg_signals_install). */
+void		pg_signals_install(void);
+bool		pg_interrupted(void);
+void		pg_cancel_register(PGconn *conn);
+void		pg_cancel_unregister(PGconn *conn);
+/* Close a connection, unregistering it first; NULL is fine. */
+void		pg_finish(PGconn *conn);
+
+#endif

@@ -1,0 +1,147 @@
+# pg.sh: throwaway PostgreSQL servers for the integration tests.
+#
+# Source it from a test (after tap.sh). pg_start NAME starts a fresh server
+# (initdb is done once into a cached template, then copied), listening on a
+# private unix socket directory and on 127.0.0.1 at a free port, as the
+# `postgres` OS user when we are root (initdb and postgres refuse root).
+# Every server is stopped and its directory removed when the test exits,
+# however it exits. After pg_start NAME these are set:
+#   NAME_PORT, NAME_SOCK (socket dir), NAME_DATA, and NAME_CONN (a conninfo
+#   for database "app" as user postgres over the socket).
+# q NAME SQL runs SQL in database app of that server and prints the rows.
+
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+FERRY=${FERRY:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/asan/ferry}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export PGCONNECT_TIMEOUT=10
+unset PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD FERRY_SOURCE FERRY_TARGET FERRY_NAME
+
+TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/ferry-test.XXXXXX")
+chmod 755 "$TEST_TMP"
+PG_SERVERS=""
+
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+if [ "$(id -u)" -eq 0 ]; then chown postgres: "$TEST_TMP"; fi
+
+pg_cleanup() {
+  local s
+  for s in $PG_SERVERS; do
+    as_pg "$PGBIN/pg_ctl" -D "$TEST_TMP/$s" -m immediate -w stop >/dev/null 2>&1 || true
+  done
+  # any ferry left running by a failed test
+  pkill -KILL -f "$TEST_TMP" >/dev/null 2>&1 || true
+  rm -rf "$TEST_TMP"
+}
+trap pg_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A template data directory, made once per machine and user: initdb is the
+# slow part of starting a server.
+pg_template() {
+  local t="${TMPDIR:-/tmp}/ferry-pgtemplate-15"
+  (
+    flock 9
+    if [ ! -f "$t/PG_VERSION" ]; then
+      rm -rf "$t" && mkdir -p "$t" && chmod 700 "$t"
+      [ "$(id -u)" -eq 0 ] && chown postgres: "$t"
+      as_pg "$PGBIN/initdb" -D "$t" -A trust -U postgres -E UTF8 --locale=C.UTF-8 >/dev/null \
+        || { echo "initdb failed" >&2; rm -rf "$t"; exit 1; }
+    fi
+  ) 9>"${TMPDIR:-/tmp}/ferry-pgtemplate-15.lock"
+  echo "$t"
+}
+
+free_port() {
+  local p
+  for _ in $(seq 1 50); do
+    p=$(( (RANDOM % 20000) + 20000 ))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  return 1
+}
+
+# pg_start NAME [postgresql.conf lines...]
+pg_start() {
+  local name=$1; shift
+  local dir="$TEST_TMP/$name" tmpl port try
+  tmpl=$(pg_template) || bail "could not initdb a template"
+  cp -a "$tmpl" "$dir"
+  for try in 1 2 3 4 5; do
+    port=$(free_port) || bail "no free port"
+    {
+      echo "port = $port"
+      echo "listen_addresses = '127.0.0.1'"
+      echo "unix_socket_directories = '$dir'"
+      echo "wal_level = logical"
+      echo "max_replication_slots = 10"
+      echo "max_wal_senders = 10"
+      echo "fsync = off"
+      echo "synchronous_commit = off"
+      echo "full_page_writes = off"
+      echo "shared_buffers = 64MB"
+      echo "max_connections = 60"
+      echo "log_min_messages = warning"
+      echo "logging_collector = off"
+      for l in "$@"; do echo "$l"; done
+    } > "$dir/postgresql.auto.conf"
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$dir/postgresql.auto.conf"
+    if as_pg "$PGBIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null 2>&1; then
+      PG_SERVERS="$PG_SERVERS $name"
+      local up; up=$(echo "$name" | tr '[:lower:]' '[:upper:]')
+      eval "${up}_PORT=$port ${up}_SOCK='$dir' ${up}_DATA='$dir'"
+      eval "${up}_CONN='host=$dir port=$port dbname=app user=postgres'"
+      "$PGBIN/psql" -XAtq -h "$dir" -p "$port" -U postgres -d postgres -c "CREATE DATABASE app" >/dev/null \
+        || bail "could not create database app on $name"
+      return 0
+    fi
+  done
+  cat "$dir/server.log" >&2
+  bail "could not start server $name"
+}
+
+pg_restart() {  # pg_restart NAME
+  as_pg "$PGBIN/pg_ctl" -D "$TEST_TMP/$1" -l "$TEST_TMP/$1/server.log" -w -t 60 restart >/dev/null
+}
+
+pg_stop() {  # pg_stop NAME [mode]
+  as_pg "$PGBIN/pg_ctl" -D "$TEST_TMP/$1" -m "${2:-fast}" -w stop >/dev/null
+}
+
+# q NAME SQL: rows unaligned, fields separated by |
+q() {
+  local up; up=$(echo "$1" | tr '[:lower:]' '[:upper:]')
+  local sock port
+  eval "sock=\$${up}_SOCK port=\$${up}_PORT"
+  "$PGBIN/psql" -XAtq -v ON_ERROR_STOP=1 -h "$sock" -p "$port" -U postgres -d "${QDB:-app}" -c "$2"
+}
+
+# qf NAME FILE: run an SQL file
+qf() {
+  local up; up=$(echo "$1" | tr '[:lower:]' '[:upper:]')
+  local sock port
+  eval "sock=\$${up}_SOCK port=\$${up}_PORT"
+  "$PGBIN/psql" -XAtq -v ON_ERROR_STOP=1 -h "$sock" -p "$port" -U postgres -d "${QDB:-app}" -f "$2"
+}
+
+# db_checksum NAME: one line per user table: name, row count, md5 of its rows
+# sorted by their text form (so tables without a key compare too).
+db_checksum() {
+  local up; up=$(echo "$1" | tr '[:lower:]' '[:upper:]')
+  local sock port
+  eval "sock=\$${up}_SOCK port=\$${up}_PORT"
+  "$PGBIN/psql" -XAtq -v ON_ERROR_STOP=1 -h "$sock" -p "$port" -U postgres -d "${QDB:-app}" <<'SQL'
+SELECT format('SELECT %L, count(*), md5(coalesce(string_agg(t::text, E''\n'' ORDER BY t::text), '''')) FROM ONLY %I.%I t',
+              n.nspname || '.' || c.relname, n.nspname, c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'ferry')
+  AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+ORDER BY n.nspname, c.relname
+\gexec
+SQL
+}
+
+# slot_count NAME: replication slots on that server
+slot_count() { QDB=postgres q "$1" "SELECT count(*) FROM pg_replication_slots"; }
