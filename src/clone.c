@@ -1,0 +1,802 @@
+/*
+ * clone.c: the clone orchestrator (see clone.h for the steps and the
+ * failure policy; copy.h and schema.h for the parts).
+ *
+ * Snapshot bookkeeping. A fresh clone copies everything as of the
+ * migration slot's consistent point L0, so changes streamed from the slot
+ * (all commits at or after L0) continue it with no gap and no overlap. A
+ * resumed clone cannot get L0's snapshot back (it died with the connection
+ * that exported it), so it creates a TEMPORARY slot to get a new snapshot
+ * at Lk, copies the remaining tables as of Lk and records Lk on their
+ * ferry.copy_item rows. The change stream (ferry start) then skips, for such
+ * a table, the changes committed before its Lk, exactly as PostgreSQL's own
+ * table sync does. The temporary slot vanishes with its connection.
+ */
+#include "clone.h"
+
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "copy.h"
+#include "fault.h"
+#include "log.h"
+#include "mem.h"
+#include "pgsql.h"
+#include "pool.h"
+#include "schema.h"
+#include "slot.h"
+#include "state.h"
+
+/* User relations on the target that a fresh clone would collide with. */
+static const char TARGET_OBJECTS_SQL[] =
+	"SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
+	"  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	" WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')"
+	"   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'ferry')"
+	"   AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp'"
+	" ORDER BY 1";
+
+/* Source relations the connecting user cannot read. */
+static const char SOURCE_UNREADABLE_SQL[] =
+	"SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
+	"  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	" WHERE c.relkind IN ('r', 'p', 'm', 'S')"
+	"   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'ferry')"
+	"   AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp'"
+	"   AND (NOT pg_catalog.has_schema_privilege(n.oid, 'USAGE')"
+	"        OR NOT pg_catalog.has_table_privilege(c.oid, 'SELECT'))"
+	" ORDER BY 1";
+
+static const char SOURCE_PREFLIGHT_SQL[] =
+	"SELECT pg_catalog.current_setting('wal_level'),"
+	"       pg_catalog.current_setting('server_encoding'),"
+	"       r.rolsuper OR r.rolreplication"
+	"         OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles m"
+	"                     WHERE m.rolname IN ('rds_replication', 'rds_superuser', 'cloudsqlsuperuser', 'azure_pg_admin')"
+	"                       AND pg_catalog.pg_has_role(r.oid, m.oid, 'MEMBER')),"
+	"       r.rolname"
+	"  FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
+
+/* Progress of an earlier run: items per table, and how many chunks it has. */
+static const char DONE_ITEMS_SQL[] =
+	"SELECT nspname, relname, count(*), max(nchunks)"
+	"  FROM ferry.copy_item WHERE migration = $1 GROUP BY nspname, relname";
+
+static const char SEQUENCES_SQL[] =
+	"SELECT pg_catalog.quote_ident(s.schemaname) || '.' || pg_catalog.quote_ident(s.sequencename),"
+	"       s.last_value"
+	"  FROM pg_catalog.pg_sequences s"
+	"  JOIN pg_catalog.pg_namespace n ON n.nspname = s.schemaname"
+	"  JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename"
+	" WHERE c.oid = ANY ($1::pg_catalog.oid[]) AND s.last_value IS NOT NULL";
+
+/* Populated materialized views, those that read other ones after them. */
+static const char MATVIEWS_SQL[] =
+	"WITH RECURSIVE mv AS ("
+	"  SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c"
+	"    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	"   WHERE c.relkind = 'm' AND c.relispopulated AND c.oid = ANY ($1::pg_catalog.oid[])),"
+	" dep AS ("
+	"  SELECT DISTINCT r.ev_class AS mv, d.refobjid AS uses"
+	"    FROM pg_catalog.pg_rewrite r"
+	"    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
+	"         AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+	"    JOIN mv ON mv.oid = r.ev_class"
+	"    JOIN pg_catalog.pg_class rc ON rc.oid = d.refobjid AND rc.relkind = 'm' AND rc.oid <> r.ev_class),"
+	" lvl(oid, depth) AS ("
+	"  SELECT oid, 0 FROM mv"
+	"  UNION ALL SELECT dep.mv, lvl.depth + 1 FROM lvl JOIN dep ON dep.uses = lvl.oid WHERE lvl.depth < 50)"
+	"SELECT pg_catalog.quote_ident(mv.nspname) || '.' || pg_catalog.quote_ident(mv.relname), max(lvl.depth)"
+	"  FROM mv JOIN lvl USING (oid) GROUP BY 1 ORDER BY 2, 1";
+
+/* ------------------------------------------------------------------ */
+/* SQL steps on the target: post-data, matview refreshes, ANALYZE      */
+
+typedef struct SqlStep
+{
+	const char *key;			/* recorded in ferry.schema_step, NULL = not recorded */
+	const char *sql;
+} SqlStep;
+
+typedef struct StepJob
+{
+	const FerryConfig *cfg;
+	const SqlStep *steps;
+	int			nsteps;
+	const char *prologue;		/* run once per worker session, may be NULL */
+	_Atomic int done;
+} StepJob;
+
+static bool
+step_worker_init(void *ctx, int id, void **wstate)
+{
+	StepJob    *job = ctx;
+	PGconn	   *conn = pg_connect(job->cfg->target, "target", PG_CONN_SQL, NULL);
+
+	(void) id;
+	if (conn == NULL)
+		return false;
+	pg_cancel_register(conn);
+	if ((job->prologue && !pg_exec(conn, "set up the schema session", job->prologue)) ||
+		!pg_exec(conn, "set up the schema session",
+				 "SET maintenance_work_mem = '512MB'; SET client_min_messages = warning;"
+				 " SELECT pg_catalog.set_config('search_path', '', false)"))
+	{
+		pg_finish(conn);
+		return false;
+	}
+	*wstate = conn;
+	return true;
+}
+
+static void
+step_worker_fini(void *ctx, void *wstate)
+{
+	(void) ctx;
+	pg_finish(wstate);
+}
+
+/*
+ * Run one step in its own transaction, with its done row when it has a key.
+ * A deadlock with a sibling step (two ALTER TABLEs on one partition tree)
+ * is retried; any other error fails the step.
+ */
+static bool
+step_worker_run(void *ctx, void *wstate, int i)
+{
+	StepJob    *job = ctx;
+	PGconn	   *conn = wstate;
+	const SqlStep *s = &job->steps[i];
+
+	for (int attempt = 1;; attempt++)
+	{
+		PGresult   *res;
+		const char *state;
+		char	   *err;
+
+		if (!pg_exec(conn, "begin a schema step", "BEGIN"))
+			return false;
+		res = PQexec(conn, s->sql);
+		if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK)
+		{
+			PQclear(res);
+			if (s->key)
+			{
+				const char *params[2] = {job->cfg->name, s->key};
+
+				res = pg_query(conn, "record the schema step", STATE_MARK_STEP_SQL, 2, params);
+				if (res == NULL)
+				{
+					pg_exec_quiet(conn, "ROLLBACK", NULL);
+					return false;
+				}
+				PQclear(res);
+			}
+			if (!pg_exec(conn, "commit a schema step", "COMMIT"))
+				return false;
+			atomic_fetch_add(&job->done, 1);
+			fault_point("step.after");
+			log_debug("done: %s", s->key ? s->key : s->sql);
+			return true;
+		}
+		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		err = pg_result_error_text(res, conn);
+		PQclear(res);
+		pg_exec_quiet(conn, "ROLLBACK", NULL);
+		if (state && strcmp(state, "40P01") == 0 && attempt < 5)
+		{
+			log_info("deadlock on %s, retrying (%d)", s->key ? s->key : "a step", attempt);
+			free(err);
+			usleep(100000 * (useconds_t) attempt);
+			continue;
+		}
+		log_error("could not run %s on the target: %s", s->key ? s->key : s->sql, err);
+		free(err);
+		return false;
+	}
+}
+
+static bool
+run_steps(const FerryConfig *cfg, const SqlStep *steps, int n, int workers, const char *prologue, const char *role)
+{
+	StepJob		job = {cfg, steps, n, prologue, 0};
+	PoolSpec	spec = {0};
+
+	spec.nworkers = workers;
+	spec.nitems = n;
+	spec.role = role;
+	spec.ctx = &job;
+	spec.init = step_worker_init;
+	spec.run = step_worker_run;
+	spec.fini = step_worker_fini;
+	return pool_run(&spec);
+}
+
+/* ------------------------------------------------------------------ */
+
+bool
+clone_table_matches(const char *pattern, const char *nspname, const char *relname)
+{
+	char	   *full;
+	bool		m;
+
+	if (strchr(pattern, '.') == NULL)
+		return fnmatch(pattern, relname, 0) == 0;
+	full = xasprintf("%s.%s", nspname, relname);
+	m = fnmatch(pattern, full, 0) == 0;
+	free(full);
+	return m;
+}
+
+/* Print up to 5 names from the first column of res, and the count. Owned. */
+static char *
+name_list(PGresult *res)
+{
+	StrBuf		sb;
+	int			n = PQntuples(res);
+
+	strbuf_init(&sb);
+	for (int i = 0; i < n && i < 5; i++)
+		strbuf_addf(&sb, "%s%s", i ? ", " : "", PQgetvalue(res, i, 0));
+	if (n > 5)
+		strbuf_addf(&sb, " and %d more", n - 5);
+	return strbuf_detach(&sb);
+}
+
+typedef struct Clone
+{
+	FerryConfig *cfg;
+	PGconn	   *src;
+	PGconn	   *tgt;
+	MigrationState st;
+	SlotSnapshot slot;
+	SchemaDump	dump;
+	TableList	tables;
+	char	   *encoding;
+	int			source_major;
+	int			target_major;
+	bool		fresh;			/* this run created the migration slot */
+	bool		committed_any;	/* some data or schema is committed */
+} Clone;
+
+static bool
+preflight(Clone *c)
+{
+	PGresult   *res;
+	bool		ok = false;
+
+	c->source_major = PQserverVersion(c->src) / 10000;
+	c->target_major = PQserverVersion(c->tgt) / 10000;
+	if (PQserverVersion(c->src) < 100000)
+	{
+		log_error("the source server runs PostgreSQL %d, ferry needs 10 or later (logical decoding with pgoutput). Fix: upgrade the source first, or use pg_dump for this move",
+				  PQserverVersion(c->src) / 100);
+		return false;
+	}
+	if (c->target_major < c->source_major)
+	{
+		log_error("the target server (PostgreSQL %d) is older than the source (%d): a schema dump of the source cannot be restored there. Fix: use a target of version %d or later",
+				  c->target_major, c->source_major, c->source_major);
+		return false;
+	}
+	res = pg_query(c->src, "check the source settings", SOURCE_PREFLIGHT_SQL, 0, NULL);
+	if (res == NULL || !pg_check_shape(res, 1, 4, "the source settings"))
+		goto done;
+	if (strcmp(PQgetvalue(res, 0, 0), "logical") != 0)
+	{
+		log_error("the source has wal_level = %s, logical replication needs logical. Fix: on the source run ALTER SYSTEM SET wal_level = logical; then restart it",
+				  PQgetvalue(res, 0, 0));
+		goto done;
+	}
+	if (PQgetvalue(res, 0, 2)[0] != 't')
+	{
+		log_error("the source user \"%s\" may not create replication slots. Fix: on the source run ALTER ROLE %s WITH REPLICATION; (on a managed service, grant its replication role)",
+				  PQgetvalue(res, 0, 3), PQgetvalue(res, 0, 3));
+		goto done;
+	}
+	c->encoding = xstrdup(PQgetvalue(res, 0, 1));
+	PQclear(res);
+	res = pg_query(c->src, "check read access on the source", SOURCE_UNREADABLE_SQL, 0, NULL);
+	if (res == NULL)
+		goto done;
+	if (PQntuples(res) > 0)
+	{
+		char	   *names = name_list(res);
+
+		log_error("the source user cannot read %d tables or sequences: %s. Fix: GRANT USAGE ON SCHEMA <schema> TO <user>; GRANT SELECT ON ALL TABLES IN SCHEMA <schema> TO <user>; GRANT SELECT ON ALL SEQUENCES IN SCHEMA <schema> TO <user>; on the source (ferry check lists each one)",
+				  PQntuples(res), names);
+		free(names);
+		goto done;
+	}
+	ok = true;
+
+done:
+	PQclear(res);
+	return ok;
+}
+
+/* A fresh clone needs a target with none of the source's relations yet. */
+static bool
+target_is_empty(Clone *c)
+{
+	PGresult   *res = pg_query(c->tgt, "list the target's tables", TARGET_OBJECTS_SQL, 0, NULL);
+	bool		ok;
+
+	if (res == NULL)
+		return false;
+	ok = PQntuples(res) == 0;
+	if (!ok)
+	{
+		char	   *names = name_list(res);
+		char	   *where = pg_conn_describe(c->tgt);
+
+		log_error("the target database %s is not empty: it has %d tables, views or sequences (%s) and no ferry state for migration \"%s\". Fix: point --target at an empty database (createdb), or drop those objects; to resume an earlier clone use its --name",
+				  where, PQntuples(res), names, c->cfg->name);
+		free(names);
+		free(where);
+	}
+	PQclear(res);
+	return ok;
+}
+
+static int
+state_schema_exists(PGconn *tgt)
+{
+	PGresult   *res = pg_query(tgt, "look for ferry's state",
+							   "SELECT pg_catalog.to_regclass('ferry.migration') IS NOT NULL", 0, NULL);
+	int			r;
+
+	if (res == NULL || !pg_check_shape(res, 1, 1, "the state lookup"))
+	{
+		PQclear(res);
+		return -1;
+	}
+	r = PQgetvalue(res, 0, 0)[0] == 't';
+	PQclear(res);
+	return r;
+}
+
+/* Create the migration's slot and record it: the start of a fresh clone. */
+static bool
+start_fresh(Clone *c)
+{
+	int			exists = slot_exists(c->src, c->cfg->name);
+
+	if (exists < 0)
+		return false;
+	if (exists && !(c->st.exists && c->st.start_lsn == NULL))
+	{
+		log_error("a replication slot named \"%s\" already exists on the source, but the target has no ferry state for it. Fix: if it is a leftover, run SELECT pg_drop_replication_slot('%s'); on the source; otherwise choose another --name",
+				  c->cfg->name, c->cfg->name);
+		return false;
+	}
+	if (exists && !slot_drop(c->src, c->cfg->name))	/* ours, from a run killed before it recorded the LSN */
+		return false;
+	if (!c->st.exists)
+	{
+		if (!state_ensure(c->tgt) || !state_create(c->tgt, c->cfg->name, c->cfg->name))
+			return false;
+	}
+	if (!slot_create(c->cfg->source, c->cfg->name, false, &c->slot))
+	{
+		state_forget(c->tgt, c->cfg->name);
+		return false;
+	}
+	c->fresh = true;
+	return state_set(c->tgt, c->cfg->name, "start_lsn", c->slot.lsn_text);
+}
+
+/* Resume: a temporary slot gives a new snapshot for what is left to copy. */
+static bool
+start_resume(Clone *c)
+{
+	char	   *tmpname;
+	int			exists = slot_exists(c->src, c->st.slot_name);
+	bool		ok;
+
+	if (exists < 0)
+		return false;
+	if (!exists)
+	{
+		log_error("the replication slot \"%s\" of migration \"%s\" no longer exists on the source, so changes made since the clone began are lost to it. Fix: start over: drop and recreate the target database, then run ferry clone again",
+				  c->st.slot_name, c->cfg->name);
+		return false;
+	}
+	log_info("resuming the clone of migration \"%s\" (slot %s, started at %s)",
+			 c->cfg->name, c->st.slot_name, c->st.start_lsn);
+	tmpname = xasprintf("%s_resume_%d", c->cfg->name, (int) getpid());
+	ok = slot_create(c->cfg->source, tmpname, true, &c->slot);
+	free(tmpname);
+	return ok;
+}
+
+/* Which tables are done; truncate tables copied only in part. */
+static bool
+load_done(Clone *c, bool **done_out)
+{
+	const char *params[1] = {c->cfg->name};
+	PGresult   *res = pg_query(c->tgt, "read the copy progress", DONE_ITEMS_SQL, 1, params);
+	bool	   *done = xcalloc((size_t) (c->tables.n ? c->tables.n : 1), sizeof(bool));
+
+	if (res == NULL)
+	{
+		free(done);
+		return false;
+	}
+	for (int r = 0; r < PQntuples(res); r++)
+	{
+		const char *nsp = PQgetvalue(res, r, 0);
+		const char *rel = PQgetvalue(res, r, 1);
+		long		have = strtol(PQgetvalue(res, r, 2), NULL, 10);
+		long		need = strtol(PQgetvalue(res, r, 3), NULL, 10);
+
+		for (int i = 0; i < c->tables.n; i++)
+		{
+			TableInfo  *t = &c->tables.items[i];
+
+			if (strcmp(t->nspname, nsp) != 0 || strcmp(t->relname, rel) != 0)
+				continue;
+			if (have >= need)
+				done[i] = true;
+			else
+			{
+				/* parts of one table must come from one snapshot: start it over */
+				const char *p3[3] = {c->cfg->name, nsp, rel};
+				char	   *trunc = xasprintf("BEGIN; TRUNCATE ONLY %s", t->qualname);
+				PGresult   *d;
+
+				log_info("table %s was copied in part (%ld of %ld parts): copying it again", t->qualname, have, need);
+				if (!pg_exec(c->tgt, "empty a partly copied table", trunc))
+				{
+					free(trunc);
+					PQclear(res);
+					free(done);
+					pg_exec_quiet(c->tgt, "ROLLBACK", NULL);
+					return false;
+				}
+				free(trunc);
+				d = pg_query(c->tgt, "forget the partial copy",
+							 "DELETE FROM ferry.copy_item WHERE migration = $1 AND nspname = $2 AND relname = $3",
+							 3, p3);
+				PQclear(d);
+				if (d == NULL || !pg_exec(c->tgt, "commit", "COMMIT"))
+				{
+					pg_exec_quiet(c->tgt, "ROLLBACK", NULL);
+					PQclear(res);
+					free(done);
+					return false;
+				}
+			}
+		}
+	}
+	PQclear(res);
+	*done_out = done;
+	return true;
+}
+
+static bool
+copy_data(Clone *c, CloneSummary *sum)
+{
+	bool	   *done = NULL;
+	CopyItem   *items = NULL;
+	int			nitems;
+	int			ndone = 0;
+	CopyJob		job;
+	bool		ok;
+
+	/* drop the tables whose data the filters exclude */
+	if (c->cfg->exclude_table_data.n > 0)
+	{
+		int			k = 0;
+
+		for (int i = 0; i < c->tables.n; i++)
+		{
+			bool		skip = false;
+
+			for (int p = 0; p < c->cfg->exclude_table_data.n; p++)
+				skip |= clone_table_matches(c->cfg->exclude_table_data.items[p],
+											c->tables.items[i].nspname, c->tables.items[i].relname);
+			if (skip)
+			{
+				log_info("not copying the data of %s (--exclude-table-data)", c->tables.items[i].qualname);
+				free(c->tables.items[i].nspname);
+				free(c->tables.items[i].relname);
+				free(c->tables.items[i].qualname);
+				free(c->tables.items[i].columns);
+			}
+			else
+				c->tables.items[k++] = c->tables.items[i];
+		}
+		c->tables.n = k;
+	}
+	if (!load_done(c, &done))
+		return false;
+	for (int i = 0; i < c->tables.n; i++)
+		ndone += done[i];
+	nitems = copy_plan(&c->tables, done, c->cfg->split_bytes, c->source_major >= 14, &items);
+	log_info("copying %d tables (%d parts) with %d workers%s", c->tables.n - ndone, nitems, c->cfg->jobs,
+			 ndone ? ", the others are done already" : "");
+
+	memset(&job, 0, sizeof(job));
+	job.cfg = c->cfg;
+	job.tables = &c->tables;
+	job.items = items;
+	job.nitems = nitems;
+	job.snapshot = c->slot.snapshot;
+	job.snapshot_lsn = c->slot.lsn_text;
+	job.encoding = c->encoding;
+	job.binary_allowed = c->source_major == c->target_major;
+	ok = copy_run(&job);
+	sum->tables = c->tables.n - ndone;
+	sum->parts = atomic_load(&job.items_done);
+	sum->rows = atomic_load(&job.rows);
+	sum->bytes = atomic_load(&job.bytes);
+	if (sum->parts > 0)
+		c->committed_any = true;
+	free(items);
+	free(done);
+	return ok;
+}
+
+/* Post-data steps not done yet, wave 1 in parallel, then wave 2 in order. */
+static bool
+post_data(Clone *c, CloneSummary *sum)
+{
+	SchemaSteps steps;
+	const char *params[1] = {c->cfg->name};
+	PGresult   *res;
+	SqlStep    *todo[2];
+	int			n[2] = {0, 0};
+	bool		ok = false;
+
+	if (!schema_post_data_steps(c->cfg, &c->dump, &steps))
+		return false;
+	res = pg_query(c->tgt, "read the schema progress",
+				   "SELECT step FROM ferry.schema_step WHERE migration = $1", 1, params);
+	if (res == NULL)
+	{
+		schema_steps_free(&steps);
+		return false;
+	}
+	todo[0] = xcalloc((size_t) steps.n + 1, sizeof(SqlStep));
+	todo[1] = xcalloc((size_t) steps.n + 1, sizeof(SqlStep));
+	for (int i = 0; i < steps.n; i++)
+	{
+		bool		done = false;
+		int			w = steps.items[i].wave == 1 ? 0 : 1;
+
+		for (int r = 0; r < PQntuples(res) && !done; r++)
+			done = strcmp(PQgetvalue(res, r, 0), steps.items[i].key) == 0;
+		if (done)
+			continue;
+		todo[w][n[w]].key = steps.items[i].key;
+		todo[w][n[w]].sql = steps.items[i].sql;
+		n[w]++;
+	}
+	PQclear(res);
+	log_info("building %d indexes and constraints with %d workers, then %d other schema objects",
+			 n[0], c->cfg->index_jobs, n[1]);
+	if (run_steps(c->cfg, todo[0], n[0], c->cfg->index_jobs, steps.prologue, "index worker") &&
+		run_steps(c->cfg, todo[1], n[1], 1, steps.prologue, "schema worker"))
+		ok = true;
+	sum->steps = n[0] + n[1];
+	free(todo[0]);
+	free(todo[1]);
+	schema_steps_free(&steps);
+	return ok;
+}
+
+static bool
+sync_sequences(Clone *c, CloneSummary *sum)
+{
+	char	   *arr = catalog_oid_array(c->dump.rel_oids, c->dump.nrel);
+	const char *params[1] = {arr};
+	PGresult   *res = pg_query(c->src, "read the source sequences", SEQUENCES_SQL, 1, params);
+	bool		ok = res != NULL;
+
+	for (int i = 0; ok && i < PQntuples(res); i++)
+	{
+		const char *p2[2] = {PQgetvalue(res, i, 0), PQgetvalue(res, i, 1)};
+		PGresult   *r = pg_query(c->tgt, "set a target sequence",
+								 "SELECT pg_catalog.setval($1::pg_catalog.regclass, $2::bigint, true)", 2, p2);
+
+		ok = r != NULL;
+		PQclear(r);
+		sum->sequences += ok;
+	}
+	PQclear(res);
+	free(arr);
+	return ok;
+}
+
+static bool
+refresh_and_analyze(Clone *c, CloneSummary *sum)
+{
+	char	   *arr = catalog_oid_array(c->dump.rel_oids, c->dump.nrel);
+	const char *params[1] = {arr};
+	PGresult   *res = pg_query(c->src, "list the populated materialized views", MATVIEWS_SQL, 1, params);
+	SqlStep    *steps;
+	char	  **owned;
+	int			n = 0,
+				nowned = 0;
+	bool		ok = false;
+
+	free(arr);
+	if (res == NULL)
+		return false;
+	steps = xcalloc((size_t) (PQntuples(res) + c->tables.n + 1), sizeof(SqlStep));
+	owned = xcalloc((size_t) (2 * PQntuples(res) + c->tables.n + 1), sizeof(char *));
+	for (int i = 0; i < PQntuples(res); i++)
+	{
+		owned[nowned] = xasprintf("MATVIEW REFRESH %s", PQgetvalue(res, i, 0));
+		steps[n].key = owned[nowned++];
+		owned[nowned] = xasprintf("REFRESH MATERIALIZED VIEW %s", PQgetvalue(res, i, 0));
+		steps[n].sql = owned[nowned++];
+		n++;
+	}
+	sum->matviews = n;
+	/* refreshes run in dependency order, one at a time; the done ones are cheap to redo */
+	if (run_steps(c->cfg, steps, n, 1, NULL, "schema worker"))
+	{
+		int			na = 0;
+
+		for (int i = 0; i < c->tables.n; i++)
+		{
+			owned[nowned] = xasprintf("ANALYZE %s", c->tables.items[i].qualname);
+			steps[na].key = NULL;
+			steps[na].sql = owned[nowned++];
+			na++;
+		}
+		log_info("analyzing %d tables on the target", na);
+		ok = run_steps(c->cfg, steps, na, c->cfg->index_jobs, NULL, "analyze worker");
+	}
+	for (int i = 0; i < nowned; i++)
+		free(owned[i]);
+	free(owned);
+	free(steps);
+	PQclear(res);
+	return ok;
+}
+
+/* After a failure: remove what a fresh, uncommitted clone made; else explain. */
+static void
+after_failure(Clone *c)
+{
+	if (c->fresh && !c->committed_any && !c->st.pre_data_done)
+	{
+		log_info("removing the replication slot and state of the failed clone, so no WAL is retained");
+		if (c->slot.conn)
+			slot_snapshot_release(&c->slot);
+		slot_drop(c->src, c->cfg->name);
+		state_forget(c->tgt, c->cfg->name);
+		pg_exec_quiet(c->tgt,
+					  "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM ferry.migration) THEN DROP SCHEMA ferry CASCADE; END IF; END$$",
+					  NULL);
+		return;
+	}
+	if (c->st.exists || c->fresh)
+		log_error("the clone stopped before it finished; run the same ferry clone again to resume it. The replication slot \"%s\" keeps WAL on the source until then; to give up instead, run SELECT pg_drop_replication_slot('%s'); on the source",
+				  c->cfg->name, c->cfg->name);
+}
+
+bool
+clone_run(FerryConfig *cfg, CloneSummary *sum)
+{
+	Clone		c;
+	bool		ok = false;
+	double		t0 = copy_now(),
+				t1;
+	int			have_state;
+
+	memset(&c, 0, sizeof(c));
+	memset(sum, 0, sizeof(*sum));
+	c.cfg = cfg;
+	snprintf(sum->slot_name, sizeof(sum->slot_name), "%s", cfg->name);
+
+	c.tgt = pg_connect(cfg->target, "target", PG_CONN_SQL, NULL);
+	if (c.tgt == NULL)
+		return false;
+	c.src = pg_connect(cfg->source, "source", PG_CONN_SQL, NULL);
+	if (c.src == NULL)
+		goto done;
+	pg_cancel_register(c.src);
+	pg_cancel_register(c.tgt);
+	if (!preflight(&c) || !state_lock(c.tgt, cfg->name))
+		goto done;
+
+	have_state = state_schema_exists(c.tgt);
+	if (have_state < 0 || (have_state && !state_load(c.tgt, cfg->name, &c.st)))
+		goto done;
+	if (c.st.exists && strcmp(c.st.phase, "cloning") != 0)
+	{
+		log_info("the clone of migration \"%s\" is already complete (phase %s)", cfg->name, c.st.phase);
+		sum->already_done = true;
+		snprintf(sum->start_lsn, sizeof(sum->start_lsn), "%s", c.st.start_lsn ? c.st.start_lsn : "");
+		ok = true;
+		goto done;
+	}
+	if (!c.st.exists && !target_is_empty(&c))
+		goto done;
+
+	if (c.st.exists && c.st.start_lsn != NULL)
+	{
+		sum->resumed = true;
+		if (!start_resume(&c))
+			goto done;
+	}
+	else if (!start_fresh(&c))
+		goto done;
+	snprintf(sum->start_lsn, sizeof(sum->start_lsn), "%s",
+			 c.fresh ? c.slot.lsn_text : c.st.start_lsn);
+	fault_point("clone.after-slot");
+
+	/* from here on the coordinator reads the source as of the snapshot */
+	{
+		char	   *snap = pg_quote_literal(c.slot.snapshot);
+		char	   *sql = xasprintf("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT %s", snap);
+		bool		sok = pg_exec(c.src, "import the clone snapshot", sql);
+
+		free(snap);
+		free(sql);
+		if (!sok)
+			goto fail;
+	}
+
+	if (!schema_dump(cfg, c.source_major, c.slot.snapshot, &c.dump))
+		goto fail;
+	if (!c.st.pre_data_done && !schema_restore_pre_data(c.tgt, cfg, &c.dump))
+		goto fail;
+	c.st.pre_data_done = true;
+	fault_point("clone.after-pre-data");
+	sum->schema_seconds = copy_now() - t0;
+
+	t1 = copy_now();
+	if (!catalog_tables(c.src, c.dump.rel_oids, c.dump.nrel, &c.tables))
+		goto fail;
+	if (!c.st.data_done)
+	{
+		if (!copy_data(&c, sum))
+			goto fail;
+		if (!state_set(c.tgt, cfg->name, "data_done", "true"))
+			goto fail;
+		c.st.data_done = true;
+		fault_point("clone.after-data");
+	}
+	sum->data_seconds = copy_now() - t1;
+	/* the snapshot is no longer needed: a temporary slot goes away here */
+	pg_exec_quiet(c.src, "COMMIT", NULL);
+	slot_snapshot_release(&c.slot);
+
+	t1 = copy_now();
+	if (!post_data(&c, sum) || !sync_sequences(&c, sum) || !refresh_and_analyze(&c, sum))
+		goto fail;
+	fault_point("clone.before-done");
+	if (!state_set(c.tgt, cfg->name, "post_data_done", "true") ||
+		!state_set(c.tgt, cfg->name, "clone_finished_at", "now") ||
+		!state_set(c.tgt, cfg->name, "phase", "cloned"))
+		goto fail;
+	sum->post_seconds = copy_now() - t1;
+	ok = true;
+	goto done;
+
+fail:
+	if (c.src)
+		pg_exec_quiet(c.src, "ROLLBACK", NULL);
+	after_failure(&c);
+
+done:
+	sum->total_seconds = copy_now() - t0;
+	if (c.slot.conn)
+		slot_snapshot_release(&c.slot);
+	schema_dump_free(&c.dump);
+	catalog_tables_free(&c.tables);
+	state_release(&c.st);
+	free(c.encoding);
+	pg_finish(c.src);
+	pg_finish(c.tgt);
+	return ok;
+}

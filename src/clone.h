@@ -1,0 +1,50 @@
+/*
+ * clone.h: the whole snapshot-consistent clone, resumable. Used by
+ * `ferry clone` and (later) by `ferry start` before it streams changes.
+ */
+#ifndef FERRY_CLONE_H
+#define FERRY_CLONE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+typedef struct CloneSummary
+{
+	bool		already_done;	/* nothing to do: an earlier run finished */
+	bool		resumed;
+	int			tables;			/* tables copied in this run */
+	int			parts;			/* items (tables or ranges) copied in this run */
+	int64_t		rows;
+	int64_t		bytes;			/* COPY stream bytes */
+	int			steps;			/* post-data steps run */
+	int			sequences;
+	int			matviews;
+	double		schema_seconds;
+	double		data_seconds;
+	double		post_seconds;
+	double		total_seconds;
+	char		slot_name[64];
+	char		start_lsn[32];
+} CloneSummary;
+
+/*
+ * Clone cfg->source into cfg->target under migration cfg->name.
+ *
+ * Steps, each recorded in the target's ferry state so a rerun resumes:
+ *   1. preflight: versions, wal_level, privileges, empty target;
+ *   2. the migration's slot with an exported snapshot (a rerun uses a
+ *      temporary slot's snapshot instead and records that LSN per table);
+ *   3. schema pre-data; 4. data; 5. post-data steps; 6. sequences;
+ *   7. materialized views; 8. ANALYZE.
+ * On failure: if nothing was committed yet, the slot and the state are
+ * removed (nothing left retaining WAL); otherwise both are kept and the
+ * log says how to resume or give up. Returns true on success.
+ */
+bool		clone_run(FerryConfig *cfg, CloneSummary *summary);
+
+/* Does "schema.table" match a pg_dump-style pattern (globs; no dot = any schema)? */
+bool		clone_table_matches(const char *pattern, const char *nspname, const char *relname);
+
+#endif

@@ -1,0 +1,488 @@
+/*
+ * schema.c: schema dump, pre-data restore and post-data steps (see schema.h
+ * for the design).
+ */
+#include "schema.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mem.h"
+#include "pgsql.h"
+#include "proc.h"
+#include "state.h"
+
+#define PG_CLASS_OID 1259
+
+static bool
+read_file(const char *path, StrBuf *out)
+{
+	FILE	   *f = fopen(path, "r");
+	char		buf[65536];
+	size_t		n;
+
+	if (f == NULL)
+	{
+		log_error("could not open \"%s\": %s", path, strerror(errno));
+		return false;
+	}
+	strbuf_init(out);
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		strbuf_add(out, buf, n);
+	fclose(f);
+	return true;
+}
+
+/* Run a client program, logging its first error line on failure. */
+static bool
+run_tool(char **argv, const char *password, const char *out_path, const char *what)
+{
+	char	   *err = NULL;
+	int			rc = proc_run(argv, password, out_path, &err);
+	bool		ok = rc == 0;
+
+	if (rc < 0)
+		log_error("could not run %s: %s. Fix: install the PostgreSQL client programs (postgresql-client-N for the source's version N) or pass --pg-bin DIR",
+				  argv[0], err && err[0] ? err : "not found");
+	else if (rc != 0)
+		log_error("%s failed (%s exited with status %d): %s", what, argv[0], rc,
+				  err && err[0] ? err : "no message");
+	else if (err && err[0])
+		log_debug("%s said: %s", argv[0], err);
+	free(err);
+	return ok;
+}
+
+bool
+schema_dump(const FerryConfig *cfg, int source_major, const char *snapshot, SchemaDump *out)
+{
+	const char *tmp = getenv("TMPDIR");
+	char	   *dirtmpl = xasprintf("%s/ferry-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+	char	   *safe = pg_conninfo_safe(cfg->source);
+	char	   *password = pg_conninfo_password(cfg->source);
+	char	   *pg_dump = proc_find_pg_program(cfg->pg_bin, "pg_dump", source_major);
+	StrList		args = {0};
+	StrBuf		toc = {0};
+	bool		ok = false;
+	char	  **argv = NULL;
+	char	   *toc_path = NULL;
+
+	memset(out, 0, sizeof(*out));
+	if (mkdtemp(dirtmpl) == NULL)
+	{
+		log_error("could not create a temporary directory: %s", strerror(errno));
+		free(dirtmpl);
+		goto cleanup;
+	}
+	out->dir = dirtmpl;
+	out->path = xasprintf("%s/schema.dump", out->dir);
+	out->pg_restore = proc_find_pg_program(cfg->pg_bin, "pg_restore", source_major);
+	toc_path = xasprintf("%s/toc.txt", out->dir);
+
+	strlist_add(&args, pg_dump);
+	strlist_add(&args, "--format=custom");
+	strlist_add(&args, "--schema-only");
+	strlist_add(&args, "--no-publications");
+	strlist_add(&args, "--no-subscriptions");
+	strlist_add(&args, "--no-tablespaces");
+	strlist_add(&args, "--no-security-labels");
+	strlist_add(&args, "--no-sync");
+	strlist_add(&args, "--exclude-schema=ferry");
+	if (snapshot)
+	{
+		char	   *s = xasprintf("--snapshot=%s", snapshot);
+
+		strlist_add(&args, s);
+		free(s);
+	}
+	for (int i = 0; i < cfg->include_schemas.n; i++)
+	{
+		strlist_add(&args, "--schema");
+		strlist_add(&args, cfg->include_schemas.items[i]);
+	}
+	for (int i = 0; i < cfg->exclude_schemas.n; i++)
+	{
+		strlist_add(&args, "--exclude-schema");
+		strlist_add(&args, cfg->exclude_schemas.items[i]);
+	}
+	for (int i = 0; i < cfg->exclude_tables.n; i++)
+	{
+		strlist_add(&args, "--exclude-table");
+		strlist_add(&args, cfg->exclude_tables.items[i]);
+	}
+	strlist_add(&args, "--file");
+	strlist_add(&args, out->path);
+	strlist_add(&args, "--dbname");
+	strlist_add(&args, safe ? safe : "");
+
+	argv = xcalloc((size_t) args.n + 1, sizeof(char *));
+	for (int i = 0; i < args.n; i++)
+		argv[i] = args.items[i];
+	log_info("dumping the source schema with %s", pg_dump);
+	if (!run_tool(argv, password, NULL, "the schema dump"))
+		goto cleanup;
+
+	{
+		char	   *largv[] = {out->pg_restore, "--list", out->path, NULL};
+
+		if (!run_tool(largv, NULL, toc_path, "reading the schema dump's contents"))
+			goto cleanup;
+	}
+	if (!read_file(toc_path, &toc))
+		goto cleanup;
+
+	/* lines: "dumpId; tableoid oid DESC schema name owner" */
+	{
+		int			cap_oids = 64;
+
+		out->rel_oids = xcalloc((size_t) cap_oids, sizeof(unsigned int));
+		for (char *line = toc.data; line && *line;)
+		{
+			char	   *nl = strchr(line, '\n');
+			unsigned int classoid,
+						oid;
+			int			id;
+
+			if (nl)
+				*nl = '\0';
+			if (line[0] != ';' && sscanf(line, "%d; %u %u", &id, &classoid, &oid) == 3 &&
+				classoid == PG_CLASS_OID)
+			{
+				if (out->nrel == cap_oids)
+				{
+					cap_oids *= 2;
+					out->rel_oids = xrealloc(out->rel_oids, sizeof(unsigned int) * (size_t) cap_oids);
+				}
+				out->rel_oids[out->nrel++] = oid;
+			}
+			line = nl ? nl + 1 : NULL;
+		}
+	}
+	ok = true;
+
+cleanup:
+	if (!ok)
+		schema_dump_free(out);
+	if (password)
+		explicit_bzero(password, strlen(password));
+	free(password);
+	free(safe);
+	free(pg_dump);
+	free(toc_path);
+	free(argv);
+	strlist_free(&args);
+	strbuf_release(&toc);
+	return ok;
+}
+
+void
+schema_dump_free(SchemaDump *d)
+{
+	if (d->dir)
+	{
+		char	   *toc = xasprintf("%s/toc.txt", d->dir);
+		char	   *pre = xasprintf("%s/pre.sql", d->dir);
+		char	   *post = xasprintf("%s/post.sql", d->dir);
+
+		unlink(toc);
+		unlink(pre);
+		unlink(post);
+		if (d->path)
+			unlink(d->path);
+		rmdir(d->dir);
+		free(toc);
+		free(pre);
+		free(post);
+	}
+	free(d->dir);
+	free(d->path);
+	free(d->pg_restore);
+	free(d->rel_oids);
+	memset(d, 0, sizeof(*d));
+}
+
+bool
+schema_strip_meta(char *script)
+{
+	char	   *w = script;
+	char	   *r = script;
+
+	while (*r)
+	{
+		char	   *nl = strchr(r, '\n');
+		size_t		len = nl ? (size_t) (nl - r) + 1 : strlen(r);
+
+		if (r[0] == '\\')
+		{
+			if (strncmp(r, "\\restrict", 9) != 0 && strncmp(r, "\\unrestrict", 11) != 0)
+			{
+				log_error("unexpected psql meta-command in pg_restore output: %.*s",
+						  (int) (nl ? nl - r : (long) len), r);
+				return false;
+			}
+		}
+		else
+		{
+			memmove(w, r, len);
+			w += len;
+		}
+		r += len;
+	}
+	*w = '\0';
+	return true;
+}
+
+/* Run a pg_restore section into a file and read it, meta-commands stripped. */
+static bool
+restore_section(const FerryConfig *cfg, const SchemaDump *d, const char *section, StrBuf *out)
+{
+	char	   *sec = xasprintf("--section=%s", section);
+	char	   *file = xasprintf("%s/%s.sql", d->dir, strcmp(section, "pre-data") == 0 ? "pre" : "post");
+	char	   *argv[8];
+	int			i = 0;
+	bool		ok = false;
+
+	argv[i++] = d->pg_restore;
+	argv[i++] = sec;
+	if (cfg->no_owner)
+		argv[i++] = "--no-owner";
+	if (cfg->no_privileges)
+		argv[i++] = "--no-privileges";
+	argv[i++] = "--file";
+	argv[i++] = file;
+	argv[i++] = d->path;
+	argv[i] = NULL;
+	if (run_tool(argv, NULL, NULL, "extracting the schema") && read_file(file, out))
+	{
+		ok = schema_strip_meta(out->data);
+		out->len = strlen(out->data);
+		if (!ok)
+			strbuf_release(out);
+	}
+	free(sec);
+	free(file);
+	return ok;
+}
+
+/* The line of `script` around a 1-based character position, owned. */
+static char *
+line_at(const char *script, const char *pos_text)
+{
+	long		pos = pos_text ? strtol(pos_text, NULL, 10) : 0;
+	size_t		len = strlen(script);
+	const char *p,
+			   *start,
+			   *end;
+
+	if (pos <= 0 || (size_t) pos > len)
+		return NULL;
+	p = script + pos - 1;
+	start = p;
+	while (start > script && start[-1] != '\n')
+		start--;
+	end = strchr(p, '\n');
+	if (end == NULL)
+		end = script + len;
+	if (end - start > 200)
+		end = start + 200;
+	return xstrndup(start, (size_t) (end - start));
+}
+
+bool
+schema_restore_pre_data(PGconn *target, const FerryConfig *cfg, const SchemaDump *d)
+{
+	StrBuf		script;
+	PGresult   *res;
+	bool		ok = false;
+
+	if (!restore_section(cfg, d, "pre-data", &script))
+		return false;
+	log_info("restoring the schema (pre-data, %zu bytes of SQL) on the target", script.len);
+	if (!pg_exec(target, "start the schema transaction", "BEGIN"))
+		goto cleanup;
+	res = PQexec(target, script.data);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		char	   *e = pg_result_error_text(res, target);
+		char	   *near = line_at(script.data, PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION));
+
+		log_error("could not restore the schema on the target: %s%s%s. Fix: run ferry check; a role or extension the schema needs may be missing on the target (see --no-owner, --no-privileges)",
+				  e, near ? " at: " : "", near ? near : "");
+		free(e);
+		free(near);
+		PQclear(res);
+		pg_exec_quiet(target, "ROLLBACK", NULL);
+		goto cleanup;
+	}
+	PQclear(res);
+	/* the script changed session settings; put back the ones we rely on */
+	if (!state_set(target, cfg->name, "pre_data_done", "true") ||
+		!pg_exec(target, "commit the schema", "COMMIT") ||
+		!pg_exec(target, "reset the session", "SELECT pg_catalog.set_config('search_path', '', false)"))
+	{
+		pg_exec_quiet(target, "ROLLBACK", NULL);
+		goto cleanup;
+	}
+	ok = true;
+
+cleanup:
+	strbuf_release(&script);
+	return ok;
+}
+
+/* Copy the text after `label` up to the next ';' or end of line. */
+static char *
+header_field(const char *line, const char *label)
+{
+	const char *p = strstr(line, label);
+	size_t		n;
+
+	if (p == NULL)
+		return xstrdup("");
+	p += strlen(label);
+	n = strcspn(p, ";\n");
+	return xstrndup(p, n);
+}
+
+static void
+add_step(SchemaSteps *out, int *cap, const char *header, const char *body, size_t body_len)
+{
+	SchemaStep *s;
+	char	   *name;
+	const char *np = strncmp(header, "-- Data for Name: ", 18) == 0 ? header + 18 : header + 9;
+	size_t		nlen = strstr(np, "; Type: ") ? (size_t) (strstr(np, "; Type: ") - np) : strcspn(np, "\n");
+	char	   *schema;
+	int			dup = 1;
+	char	   *key;
+
+	if (out->n == *cap)
+	{
+		*cap = *cap ? *cap * 2 : 32;
+		out->items = xrealloc(out->items, sizeof(SchemaStep) * (size_t) *cap);
+	}
+	name = xstrndup(np, nlen);
+	schema = header_field(header, "; Schema: ");
+	s = &out->items[out->n];
+	memset(s, 0, sizeof(*s));
+	s->type = header_field(header, "; Type: ");
+	key = xasprintf("%s %s %s", s->type, schema, name);
+	for (int i = 0; i < out->n; i++)
+		if (strncmp(out->items[i].key, key, strlen(key)) == 0 &&
+			(out->items[i].key[strlen(key)] == '\0' || out->items[i].key[strlen(key)] == '#'))
+			dup++;
+	s->key = dup > 1 ? xasprintf("%s#%d", key, dup) : xstrdup(key);
+	s->sql = xstrndup(body, body_len);
+	s->wave = (strcmp(s->type, "INDEX") == 0 || strcmp(s->type, "CONSTRAINT") == 0 ||
+			   strcmp(s->type, "CHECK CONSTRAINT") == 0) ? 1 : 2;
+	s->primary_key = strcmp(s->type, "CONSTRAINT") == 0 && strstr(s->sql, "PRIMARY KEY") != NULL;
+	out->n++;
+	free(key);
+	free(name);
+	free(schema);
+}
+
+static bool
+is_header(const char *line)
+{
+	return strncmp(line, "-- Name: ", 9) == 0 || strncmp(line, "-- Data for Name: ", 18) == 0;
+}
+
+int
+schema_split_script(const char *script, SchemaSteps *out)
+{
+	const char *p = script;
+	const char *body = NULL;
+	const char *header = NULL;
+	char	   *hcopy = NULL;
+	int			cap = 0;
+
+	memset(out, 0, sizeof(*out));
+	while (*p)
+	{
+		const char *nl = strchr(p, '\n');
+		const char *next = nl ? nl + 1 : p + strlen(p);
+
+		if (p[0] == '\\' && strncmp(p, "\\restrict", 9) != 0 && strncmp(p, "\\unrestrict", 11) != 0)
+		{
+			free(hcopy);
+			schema_steps_free(out);
+			return -1;
+		}
+		if (is_header(p))
+		{
+			if (header == NULL)
+				out->prologue = xstrndup(script, (size_t) (p - script));
+			else
+				add_step(out, &cap, hcopy, body, (size_t) (p - body));
+			free(hcopy);
+			hcopy = xstrndup(p, (size_t) (next - p));
+			header = p;
+			body = next;
+		}
+		p = next;
+	}
+	if (header)
+		add_step(out, &cap, hcopy, body, (size_t) (p - body));
+	else
+		out->prologue = xstrdup(script);
+	free(hcopy);
+	/* strip meta-command lines from bodies and prologue */
+	for (int i = 0; i < out->n; i++)
+		schema_strip_meta(out->items[i].sql);
+	schema_strip_meta(out->prologue);
+	return out->n;
+}
+
+bool
+schema_post_data_steps(const FerryConfig *cfg, const SchemaDump *d, SchemaSteps *out)
+{
+	StrBuf		script;
+	SchemaStep *tmp;
+	int			n;
+
+	if (!restore_section(cfg, d, "post-data", &script))
+		return false;
+	n = schema_split_script(script.data, out);
+	strbuf_release(&script);
+	if (n < 0)
+	{
+		log_error("could not split the post-data script into steps");
+		return false;
+	}
+	/* stable sort: qsort is not stable, so sort an index-tagged copy */
+	tmp = xcalloc((size_t) (n ? n : 1), sizeof(SchemaStep));
+	{
+		int			k = 0;
+
+		for (int pass = 0; pass < 3; pass++)
+			for (int i = 0; i < n; i++)
+			{
+				SchemaStep *s = &out->items[i];
+				int			cls = s->wave == 1 ? (s->primary_key ? 0 : 1) : 2;
+
+				if (cls == pass)
+					tmp[k++] = *s;
+			}
+	}
+	memcpy(out->items, tmp, sizeof(SchemaStep) * (size_t) n);
+	free(tmp);
+	return true;
+}
+
+void
+schema_steps_free(SchemaSteps *s)
+{
+	for (int i = 0; i < s->n; i++)
+	{
+		free(s->items[i].key);
+		free(s->items[i].type);
+		free(s->items[i].sql);
+	}
+	free(s->items);
+	free(s->prologue);
+	memset(s, 0, sizeof(*s));
+}

@@ -1,0 +1,79 @@
+/*
+ * schema.h: the schema half of the clone, done with PostgreSQL's own pg_dump
+ * and pg_restore (which know every object type of every version), driven
+ * by ferry so that each part is transactional and resumable:
+ *
+ *   1. pg_dump -Fc --schema-only with the clone's exported snapshot, once,
+ *      into a private temp directory; its table of contents lists the
+ *      relations (by OID) that the copy then moves.
+ *   2. pre-data (types, functions, tables, sequences, views...) restored as
+ *      one target transaction together with the state row saying so.
+ *   3. post-data split into steps, one per dump entry, each run in its own
+ *      target transaction that records it as done:
+ *        wave 1, in parallel (--index-jobs): indexes and PRIMARY KEY /
+ *                UNIQUE / EXCLUDE / NOT VALID CHECK constraints, primary
+ *                keys first;
+ *        wave 2, in dump order, one at a time: index attachments, foreign
+ *                keys (NOT VALID ones stay NOT VALID), triggers, rules,
+ *                policies, comments, grants and everything else.
+ */
+#ifndef FERRY_SCHEMA_H
+#define FERRY_SCHEMA_H
+
+#include <stdbool.h>
+#include <libpq-fe.h>
+
+#include "config.h"
+
+typedef struct SchemaDump
+{
+	char	   *dir;			/* private temp directory, owned, removed on free */
+	char	   *path;			/* the -Fc archive inside it */
+	char	   *pg_restore;		/* path of the pg_restore to use */
+	unsigned int *rel_oids;		/* pg_class OIDs in the dump (tables, sequences, ...) */
+	int			nrel;
+} SchemaDump;
+
+typedef struct SchemaStep
+{
+	char	   *key;			/* "TYPE schema name", unique, recorded in state */
+	char	   *type;			/* dump entry type: INDEX, CONSTRAINT, FK CONSTRAINT, ... */
+	char	   *sql;
+	int			wave;			/* 1 parallel, 2 serial */
+	bool		primary_key;
+} SchemaStep;
+
+typedef struct SchemaSteps
+{
+	SchemaStep *items;
+	int			n;
+	char	   *prologue;		/* SET commands to run once per session */
+} SchemaSteps;
+
+/*
+ * Dump the source schema as of `snapshot` (NULL: now). Honors the config's
+ * filters; leaves out ferry's own schema, publications, subscriptions and
+ * tablespace assignments. Fills *out on success.
+ */
+bool		schema_dump(const FerryConfig *cfg, int source_major, const char *snapshot, SchemaDump *out);
+void		schema_dump_free(SchemaDump *d);
+
+/* Restore pre-data in one target transaction that also marks it done. */
+bool		schema_restore_pre_data(PGconn *target, const FerryConfig *cfg, const SchemaDump *d);
+
+/* The post-data steps, wave 1 sorted primary keys first. */
+bool		schema_post_data_steps(const FerryConfig *cfg, const SchemaDump *d, SchemaSteps *out);
+void		schema_steps_free(SchemaSteps *s);
+
+/*
+ * Split a pg_restore SQL script into entries (pure; exposed for tests).
+ * Returns the number of steps; *prologue gets the text before the first
+ * entry. Strips the \restrict / \unrestrict meta-commands; any other psql
+ * meta-command makes it fail (returns -1).
+ */
+int			schema_split_script(const char *script, SchemaSteps *out);
+
+/* Remove psql \restrict lines from a script in place; false on other meta-commands. */
+bool		schema_strip_meta(char *script);
+
+#endif

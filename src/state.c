@@ -1,0 +1,179 @@
+/*
+ * state.c: the migration state on the target (see state.h).
+ */
+#include "state.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mem.h"
+#include "pgsql.h"
+
+static const char STATE_DDL[] =
+	"CREATE SCHEMA IF NOT EXISTS ferry;"
+	"CREATE TABLE IF NOT EXISTS ferry.migration ("
+	"  name text PRIMARY KEY,"
+	"  phase text NOT NULL,"
+	"  slot_name text NOT NULL,"
+	"  start_lsn pg_lsn,"
+	"  pre_data_done boolean NOT NULL DEFAULT false,"
+	"  data_done boolean NOT NULL DEFAULT false,"
+	"  post_data_done boolean NOT NULL DEFAULT false,"
+	"  created_at timestamptz NOT NULL DEFAULT now(),"
+	"  clone_finished_at timestamptz,"
+	"  updated_at timestamptz NOT NULL DEFAULT now());"
+	"CREATE TABLE IF NOT EXISTS ferry.copy_item ("
+	"  migration text NOT NULL REFERENCES ferry.migration ON DELETE CASCADE,"
+	"  nspname text NOT NULL,"
+	"  relname text NOT NULL,"
+	"  chunk int NOT NULL,"
+	"  nchunks int NOT NULL,"
+	"  snapshot_lsn pg_lsn NOT NULL,"
+	"  rows bigint NOT NULL,"
+	"  bytes bigint NOT NULL,"
+	"  seconds double precision NOT NULL,"
+	"  done_at timestamptz NOT NULL DEFAULT now(),"
+	"  PRIMARY KEY (migration, nspname, relname, chunk));"
+	"CREATE TABLE IF NOT EXISTS ferry.schema_step ("
+	"  migration text NOT NULL REFERENCES ferry.migration ON DELETE CASCADE,"
+	"  step text NOT NULL,"
+	"  done_at timestamptz NOT NULL DEFAULT now(),"
+	"  PRIMARY KEY (migration, step));";
+
+const char	STATE_MARK_COPY_SQL[] =
+	"INSERT INTO ferry.copy_item"
+	" (migration, nspname, relname, chunk, nchunks, snapshot_lsn, rows, bytes, seconds)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+const char	STATE_MARK_STEP_SQL[] =
+	"INSERT INTO ferry.schema_step (migration, step) VALUES ($1, $2)"
+	" ON CONFLICT DO NOTHING";
+
+/* 'ferr' as a 32-bit number: the advisory lock class for ferry */
+#define FERRY_LOCK_CLASS "1718773362"
+
+bool
+state_lock(PGconn *target, const char *name)
+{
+	const char *params[1] = {name};
+	PGresult   *res = pg_query(target, "take the migration lock",
+							   "SELECT pg_catalog.pg_try_advisory_lock(" FERRY_LOCK_CLASS ", pg_catalog.hashtext($1))",
+							   1, params);
+	bool		got;
+
+	if (res == NULL || !pg_check_shape(res, 1, 1, "the advisory lock"))
+	{
+		PQclear(res);
+		return false;
+	}
+	got = PQgetvalue(res, 0, 0)[0] == 't';
+	PQclear(res);
+	if (!got)
+		log_error("another ferry process is already driving migration \"%s\" on this target. Fix: wait for it to finish or stop it first", name);
+	return got;
+}
+
+bool
+state_ensure(PGconn *target)
+{
+	char	   *err = NULL;
+
+	/* quiet: IF NOT EXISTS still emits notices */
+	if (!pg_exec_quiet(target, "SET client_min_messages = warning", NULL) ||
+		!pg_exec_quiet(target, STATE_DDL, &err))
+	{
+		log_error("could not create ferry's state schema on the target: %s. Fix: grant the target user CREATE on the database (GRANT CREATE ON DATABASE ... TO ...)",
+				  err ? err : PQerrorMessage(target));
+		free(err);
+		return false;
+	}
+	pg_exec_quiet(target, "RESET client_min_messages", NULL);
+	return true;
+}
+
+bool
+state_load(PGconn *target, const char *name, MigrationState *st)
+{
+	const char *params[1] = {name};
+	PGresult   *res = pg_query(target, "read the migration state",
+							   "SELECT phase, slot_name, start_lsn, pre_data_done, data_done, post_data_done"
+							   "  FROM ferry.migration WHERE name = $1",
+							   1, params);
+
+	if (res == NULL || !pg_check_shape(res, -1, 6, "the migration state"))
+	{
+		PQclear(res);
+		return false;
+	}
+	memset(st, 0, sizeof(*st));
+	if (PQntuples(res) == 1)
+	{
+		st->exists = true;
+		st->phase = xstrdup(PQgetvalue(res, 0, 0));
+		st->slot_name = xstrdup(PQgetvalue(res, 0, 1));
+		st->start_lsn = PQgetisnull(res, 0, 2) ? NULL : xstrdup(PQgetvalue(res, 0, 2));
+		st->pre_data_done = PQgetvalue(res, 0, 3)[0] == 't';
+		st->data_done = PQgetvalue(res, 0, 4)[0] == 't';
+		st->post_data_done = PQgetvalue(res, 0, 5)[0] == 't';
+	}
+	PQclear(res);
+	return true;
+}
+
+void
+state_release(MigrationState *st)
+{
+	free(st->phase);
+	free(st->slot_name);
+	free(st->start_lsn);
+	memset(st, 0, sizeof(*st));
+}
+
+bool
+state_create(PGconn *target, const char *name, const char *slot_name)
+{
+	const char *params[2] = {name, slot_name};
+	PGresult   *res = pg_query(target, "record the migration",
+							   "INSERT INTO ferry.migration (name, phase, slot_name) VALUES ($1, 'cloning', $2)",
+							   2, params);
+
+	PQclear(res);
+	return res != NULL;
+}
+
+bool
+state_set(PGconn *target, const char *name, const char *column, const char *value)
+{
+	/* column names come from our own code, never from input */
+	static const char *const allowed[] = {"start_lsn", "phase", "pre_data_done", "data_done",
+	"post_data_done", "clone_finished_at"};
+	const char *params[2] = {name, value};
+	char	   *sql = NULL;
+	PGresult   *res;
+	bool		known = false;
+
+	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+		known |= strcmp(allowed[i], column) == 0;
+	if (!known)
+	{
+		log_error("internal error: unknown state column %s", column);
+		return false;
+	}
+	sql = xasprintf("UPDATE ferry.migration SET %s = $2, updated_at = now() WHERE name = $1", column);
+	res = pg_query(target, "update the migration state", sql, 2, params);
+	free(sql);
+	PQclear(res);
+	return res != NULL;
+}
+
+bool
+state_forget(PGconn *target, const char *name)
+{
+	const char *params[1] = {name};
+	PGresult   *res = pg_query(target, "remove the migration state",
+							   "DELETE FROM ferry.migration WHERE name = $1", 1, params);
+
+	PQclear(res);
+	return res != NULL;
+}

@@ -1,0 +1,54 @@
+/*
+ * state.h: the migration's durable state, kept on the target in schema
+ * "ferry" so that it commits in the same transaction as the data it
+ * describes (a copied table and its "done" row land together or not at all).
+ *
+ *   ferry.migration   one row per migration name: phase, slot, start LSN,
+ *                     which clone stages are complete
+ *   ferry.copy_item   one row per copied table or chunk, with the snapshot
+ *                     LSN it was copied at (changes committed before that LSN
+ *                     are in the copy and must not be applied again)
+ *   ferry.schema_step one row per completed post-data step (index,
+ *                     constraint, ...), so a resumed clone skips them
+ *
+ * Two ferry processes never drive one migration: state_lock() takes a
+ * session advisory lock on the target keyed by the migration name.
+ */
+#ifndef FERRY_STATE_H
+#define FERRY_STATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <libpq-fe.h>
+
+typedef struct MigrationState
+{
+	bool		exists;
+	char	   *phase;			/* owned */
+	char	   *slot_name;		/* owned */
+	char	   *start_lsn;		/* owned, NULL until the slot is created */
+	bool		pre_data_done;
+	bool		data_done;
+	bool		post_data_done;
+} MigrationState;
+
+/* Take the migration's advisory lock; false (logged) if another process has it. */
+bool		state_lock(PGconn *target, const char *name);
+/* Create schema ferry and its tables if missing. */
+bool		state_ensure(PGconn *target);
+/* Read the migration row; st->exists false when there is none. */
+bool		state_load(PGconn *target, const char *name, MigrationState *st);
+void		state_release(MigrationState *st);
+/* Insert a fresh row in phase 'cloning'. */
+bool		state_create(PGconn *target, const char *name, const char *slot_name);
+/* Set one column: start_lsn, phase, or a *_done flag (true). */
+bool		state_set(PGconn *target, const char *name, const char *column, const char *value);
+/* Forget a migration entirely (rows in all state tables). */
+bool		state_forget(PGconn *target, const char *name);
+
+/* SQL run inside a copy transaction to mark an item done ($1..$8, see state.c). */
+extern const char STATE_MARK_COPY_SQL[];
+/* SQL run inside a schema step's transaction ($1 migration, $2 step key). */
+extern const char STATE_MARK_STEP_SQL[];
+
+#endif
