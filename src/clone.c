@@ -14,6 +14,7 @@
  */
 #include "clone.h"
 
+#include <ctype.h>
 #include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,17 +219,63 @@ run_steps(const FerryConfig *cfg, const SqlStep *steps, int n, int workers, cons
 
 /* ------------------------------------------------------------------ */
 
+/*
+ * Turn one part of a pg_dump-style pattern into an fnmatch() pattern, the
+ * way pg_dump reads it: outside double quotes letters fold to lower case and
+ * * and ? are wildcards; inside them everything is literal ("" is a quote).
+ * Stops at an unquoted dot; returns where it stopped.
+ */
+static const char *
+pattern_part(const char *p, StrBuf *out)
+{
+	bool		quoted = false;
+
+	for (; *p; p++)
+	{
+		if (*p == '"')
+		{
+			if (quoted && p[1] == '"')
+			{
+				strbuf_addch(out, '"');
+				p++;
+			}
+			else
+				quoted = !quoted;
+		}
+		else if (!quoted && *p == '.')
+			break;
+		else if (!quoted && (*p == '*' || *p == '?'))
+			strbuf_addch(out, *p);
+		else
+		{
+			if (*p == '*' || *p == '?' || *p == '[' || *p == '\\')
+				strbuf_addch(out, '\\');
+			strbuf_addch(out, quoted ? *p : (char) tolower((unsigned char) *p));
+		}
+	}
+	return p;
+}
+
 bool
 clone_table_matches(const char *pattern, const char *nspname, const char *relname)
 {
-	char	   *full;
+	StrBuf		first,
+				second;
+	const char *p;
 	bool		m;
 
-	if (strchr(pattern, '.') == NULL)
-		return fnmatch(pattern, relname, 0) == 0;
-	full = xasprintf("%s.%s", nspname, relname);
-	m = fnmatch(pattern, full, 0) == 0;
-	free(full);
+	strbuf_init(&first);
+	strbuf_init(&second);
+	p = pattern_part(pattern, &first);
+	if (*p == '.')
+	{
+		pattern_part(p + 1, &second);
+		m = fnmatch(first.data, nspname, 0) == 0 && fnmatch(second.data, relname, 0) == 0;
+	}
+	else
+		m = fnmatch(first.data, relname, 0) == 0;
+	strbuf_release(&first);
+	strbuf_release(&second);
 	return m;
 }
 

@@ -44,7 +44,11 @@ typedef struct CloneSummary
  */
 bool		clone_run(FerryConfig *cfg, CloneSummary *summary);
 
-/* Does "schema.table" match a pg_dump-style pattern (globs; no dot = any schema)? */
+/*
+ * Does the table match a pg_dump-style pattern? As pg_dump reads patterns:
+ * "schema.table" or "table" (any schema), * and ? wildcards, unquoted
+ * letters folded to lower case, double-quoted parts taken literally.
+ */
 bool		clone_table_matches(const char *pattern, const char *nspname, const char *relname);
 
 #endif
