@@ -151,6 +151,30 @@ set_string(char **dst, const char *v)
 	*dst = xstrdup(v);
 }
 
+/*
+ * Hide a password given on the command line from `ps`: /proc/PID/cmdline
+ * shows our argv memory, so overwrite the password's characters there once
+ * we hold a copy. If it is written escaped (so not found verbatim), the
+ * whole argument is blanked. FERRY_SOURCE, ~/.pgpass or the config file
+ * keep it off the command line in the first place.
+ */
+static void
+scrub_password_arg(char *arg)
+{
+	char	   *pw = pg_conninfo_password(arg);
+	char	   *at;
+
+	if (pw == NULL)
+		return;
+	at = strstr(arg, pw);
+	if (at)
+		memset(at, '*', strlen(pw));
+	else
+		memset(arg, ' ', strlen(arg));
+	explicit_bzero(pw, strlen(pw));
+	free(pw);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -214,8 +238,14 @@ main(int argc, char **argv)
 	{
 		switch (c)
 		{
-			case O_SOURCE: set_string(&cfg.source, optarg); break;
-			case O_TARGET: set_string(&cfg.target, optarg); break;
+			case O_SOURCE:
+				set_string(&cfg.source, optarg);
+				scrub_password_arg(optarg);
+				break;
+			case O_TARGET:
+				set_string(&cfg.target, optarg);
+				scrub_password_arg(optarg);
+				break;
 			case O_CONFIG: set_string(&cfg.config_file, optarg); break;
 			case O_NAME: set_string(&cfg.name, optarg); break;
 			case O_PGBIN: set_string(&cfg.pg_bin, optarg); break;
