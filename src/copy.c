@@ -17,11 +17,28 @@
 #include "pool.h"
 #include "state.h"
 
+/* rows are sent to the target in CopyData messages of about this size */
+#define COPY_BATCH_BYTES (128 * 1024)
+
 typedef struct CopyWorker
 {
 	PGconn	   *src;
 	PGconn	   *tgt;
+	char	   *batch;			/* COPY_BATCH_BYTES, rows waiting to be sent */
+	size_t		batch_len;
 } CopyWorker;
+
+static bool
+flush_batch(CopyWorker *w, const char *label)
+{
+	if (PQputCopyData(w->tgt, w->batch, (int) w->batch_len) != 1)
+	{
+		log_error("could not copy %s into the target: %s", label, PQerrorMessage(w->tgt));
+		return false;
+	}
+	w->batch_len = 0;
+	return true;
+}
 
 double
 copy_now(void)
@@ -97,6 +114,7 @@ worker_init(void *ctx, int id, void **wstate)
 	pg_cancel_register(w->tgt);
 	if (!pg_exec(w->tgt, "set up the target session", tsql))
 		goto done;
+	w->batch = xmalloc(COPY_BATCH_BYTES);
 	ok = true;
 
 done:
@@ -123,6 +141,7 @@ worker_fini(void *ctx, void *wstate)
 	(void) ctx;
 	pg_finish(w->src);
 	pg_finish(w->tgt);
+	free(w->batch);
 	free(w);
 }
 
@@ -206,6 +225,7 @@ worker_run(void *ctx, void *wstate, int idx)
 		strbuf_addstr(&tgt_sql, " WITH (FREEZE)");
 
 	log_debug("copying %s (%s)", label, binary ? "binary" : "text");
+	w->batch_len = 0;
 
 	/* target: one transaction for data and done row */
 	if (!pg_exec(w->tgt, "begin the copy transaction on the target", "BEGIN"))
@@ -244,6 +264,12 @@ worker_run(void *ctx, void *wstate, int idx)
 	PQclear(res);
 	res = NULL;
 
+	/*
+	 * Batch rows into big CopyData messages: the COPY stream is a byte
+	 * stream (rows may straddle messages), and every PQputCopyData() call
+	 * also polls the socket for notices, so one call per row costs a
+	 * syscall per row.
+	 */
 	for (;;)
 	{
 		char	   *buf = NULL;
@@ -256,11 +282,28 @@ worker_run(void *ctx, void *wstate, int idx)
 			log_error("could not %s: %s", what, PQerrorMessage(w->src));
 			goto fail;
 		}
-		if (PQputCopyData(w->tgt, buf, n) != 1)
+		if (w->batch_len + (size_t) n > COPY_BATCH_BYTES && w->batch_len > 0)
 		{
-			PQfreemem(buf);
-			log_error("could not copy %s into the target: %s", label, PQerrorMessage(w->tgt));
-			goto fail;
+			if (!flush_batch(w, label))
+			{
+				PQfreemem(buf);
+				goto fail;
+			}
+		}
+		if ((size_t) n > COPY_BATCH_BYTES)
+		{
+			/* a huge row goes on its own */
+			if (PQputCopyData(w->tgt, buf, n) != 1)
+			{
+				PQfreemem(buf);
+				log_error("could not copy %s into the target: %s", label, PQerrorMessage(w->tgt));
+				goto fail;
+			}
+		}
+		else
+		{
+			memcpy(w->batch + w->batch_len, buf, (size_t) n);
+			w->batch_len += (size_t) n;
 		}
 		PQfreemem(buf);
 		bytes += n;
@@ -272,6 +315,8 @@ worker_run(void *ctx, void *wstate, int idx)
 			fault_point("copy.mid-item");
 		}
 	}
+	if (w->batch_len > 0 && !flush_batch(w, label))
+		goto fail;
 	atomic_fetch_add(&job->bytes, pending);
 	src_in_copy = false;
 	res = PQgetResult(w->src);

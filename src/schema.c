@@ -4,7 +4,9 @@
  */
 #include "schema.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,11 +59,57 @@ run_tool(char **argv, const char *password, const char *out_path, const char *wh
 	return ok;
 }
 
+/* Remove a dump directory and the files ferry puts in it. */
+static void
+remove_dump_dir(const char *dir)
+{
+	static const char *const files[] = {"schema.dump", "toc.txt", "pre.sql", "post.sql"};
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+	{
+		char	   *f = xasprintf("%s/%s", dir, files[i]);
+
+		unlink(f);
+		free(f);
+	}
+	rmdir(dir);
+}
+
+/*
+ * Dump directories are named ferry-PID-XXXXXX. A process killed with
+ * SIGKILL cannot remove its own, so each run removes those whose process is
+ * gone (only ours: mkdtemp makes them 0700).
+ */
+static void
+remove_stale_dump_dirs(const char *tmp)
+{
+	DIR		   *d = opendir(tmp);
+	struct dirent *e;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL)
+	{
+		int			pid;
+		char		rest[16];
+
+		if (sscanf(e->d_name, "ferry-%d-%15s", &pid, rest) == 2 && strlen(rest) == 6 &&
+			pid > 0 && kill(pid, 0) != 0 && errno == ESRCH)
+		{
+			char	   *dir = xasprintf("%s/%s", tmp, e->d_name);
+
+			remove_dump_dir(dir);
+			free(dir);
+		}
+	}
+	closedir(d);
+}
+
 bool
 schema_dump(const FerryConfig *cfg, int source_major, const char *snapshot, SchemaDump *out)
 {
-	const char *tmp = getenv("TMPDIR");
-	char	   *dirtmpl = xasprintf("%s/ferry-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+	const char *tmp = getenv("TMPDIR") && getenv("TMPDIR")[0] ? getenv("TMPDIR") : "/tmp";
+	char	   *dirtmpl = xasprintf("%s/ferry-%d-XXXXXX", tmp, (int) getpid());
 	char	   *safe = pg_conninfo_safe(cfg->source);
 	char	   *password = pg_conninfo_password(cfg->source);
 	char	   *pg_dump = proc_find_pg_program(cfg->pg_bin, "pg_dump", source_major);
@@ -72,6 +120,7 @@ schema_dump(const FerryConfig *cfg, int source_major, const char *snapshot, Sche
 	char	   *toc_path = NULL;
 
 	memset(out, 0, sizeof(*out));
+	remove_stale_dump_dirs(tmp);
 	if (mkdtemp(dirtmpl) == NULL)
 	{
 		log_error("could not create a temporary directory: %s", strerror(errno));
@@ -183,21 +232,7 @@ void
 schema_dump_free(SchemaDump *d)
 {
 	if (d->dir)
-	{
-		char	   *toc = xasprintf("%s/toc.txt", d->dir);
-		char	   *pre = xasprintf("%s/pre.sql", d->dir);
-		char	   *post = xasprintf("%s/post.sql", d->dir);
-
-		unlink(toc);
-		unlink(pre);
-		unlink(post);
-		if (d->path)
-			unlink(d->path);
-		rmdir(d->dir);
-		free(toc);
-		free(pre);
-		free(post);
-	}
+		remove_dump_dir(d->dir);
 	free(d->dir);
 	free(d->path);
 	free(d->pg_restore);
