@@ -97,11 +97,13 @@ pg_connect(const char *conninfo, const char *label, PgConnKind kind, char **errt
 		/* libpq prefixes "connection to server at ... failed: "; keep the reason */
 		p = strstr(msg, "failed: ");
 		line = first_line(p ? p + 8 : msg);
-		log_error("could not connect to the %s (%s): %s. Fix: %s",
-				  label, safe ? safe : "unparsable connection string", line,
-				  pg_connect_fix(msg));
+		/* a caller that takes the text reports it itself (check's table) */
 		if (errtext)
 			*errtext = xstrdup(line);
+		else
+			log_error("could not connect to the %s (%s): %s. Fix: %s",
+					  label, safe ? safe : "unparsable connection string", line,
+					  pg_connect_fix(msg));
 		free(line);
 		free(safe);
 		PQfinish(conn);

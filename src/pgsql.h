@@ -25,9 +25,9 @@ typedef enum PgConnKind
 
 /*
  * Connect to `conninfo` (a conninfo string or URI). `label` ("source",
- * "target") names the server in messages. On failure logs one line with the
- * reason and the fix, and returns NULL; if errtext is not NULL it receives
- * the raw libpq message (owned by the caller) for `check`.
+ * "target") names the server in messages. On failure returns NULL and
+ * either logs one line with the reason and the fix or, if errtext is not
+ * NULL, hands the reason to the caller (owned) to report instead.
  */
 PGconn	   *pg_connect(const char *conninfo, const char *label, PgConnKind kind, char **errtext);
 

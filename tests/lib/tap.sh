@@ -23,7 +23,7 @@ unlike() {
   if printf '%s' "$1" | grep -Eq -- "$2"; then ok 1 "$3"; diag "text matches /$2/: '$(printf '%s' "$1" | head -c 2000)'"
   else ok 0 "$3"; fi
 }
-diag() { printf '# %s\n' "$*" | head -50; }
+diag() { printf '%s\n' "$*" | head -50 | sed 's/^/# /'; }
 done_testing() {
   echo "1..$TAP_N"
   [ "$TAP_FAILED" -eq 0 ]
