@@ -157,6 +157,7 @@ step_worker_run(void *ctx, void *wstate, int i)
 	{
 		PGresult   *res;
 		const char *state;
+		bool		deadlock;
 		char	   *err;
 
 		if (!pg_exec(conn, "begin a schema step", "BEGIN"))
@@ -185,10 +186,11 @@ step_worker_run(void *ctx, void *wstate, int i)
 			return true;
 		}
 		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		deadlock = state && strcmp(state, "40P01") == 0;
 		err = pg_result_error_text(res, conn);
 		PQclear(res);
 		pg_exec_quiet(conn, "ROLLBACK", NULL);
-		if (state && strcmp(state, "40P01") == 0 && attempt < 5)
+		if (deadlock && attempt < 5)
 		{
 			log_info("deadlock on %s, retrying (%d)", s->key ? s->key : "a step", attempt);
 			free(err);
@@ -269,7 +271,15 @@ clone_table_matches(const char *pattern, const char *nspname, const char *relnam
 	p = pattern_part(pattern, &first);
 	if (*p == '.')
 	{
-		pattern_part(p + 1, &second);
+		p = pattern_part(p + 1, &second);
+		if (*p == '.')
+		{
+			/* database.schema.table: the database part names this one */
+			strbuf_reset(&first);
+			strbuf_addstr(&first, second.data);
+			strbuf_reset(&second);
+			pattern_part(p + 1, &second);
+		}
 		m = fnmatch(first.data, nspname, 0) == 0 && fnmatch(second.data, relname, 0) == 0;
 	}
 	else
@@ -726,7 +736,7 @@ after_failure(Clone *c)
 		return;
 	}
 	if (c->st.exists || c->fresh)
-		log_error("the clone stopped before it finished; run the same ferry clone again to resume it. The replication slot \"%s\" keeps WAL on the source until then; to give up instead, run SELECT pg_drop_replication_slot('%s'); on the source",
+		log_info("the clone can be resumed: run the same ferry clone again. The replication slot \"%s\" keeps WAL on the source until then; to give up instead, run SELECT pg_drop_replication_slot('%s'); on the source",
 				  c->cfg->name, c->cfg->name);
 }
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yaml.h>
 
 void
@@ -129,6 +130,11 @@ typedef struct YamlCtx
 	yaml_document_t *doc;
 	FerryConfig *cfg;
 	char	   *err;			/* first error, owned */
+	/* filter lists the command line set: the file does not add to them */
+	bool		cli_include_schemas,
+				cli_exclude_schemas,
+				cli_exclude_tables,
+				cli_exclude_table_data;
 } YamlCtx;
 
 static void yaml_fail(YamlCtx *y, const yaml_node_t *node, const char *fmt, ...)
@@ -209,9 +215,9 @@ yaml_set_bool(YamlCtx *y, yaml_node_t *node, const char *key, bool *dst)
 
 	if (v == NULL)
 		return;
-	if (strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "on") == 0)
+	if (strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0 || strcasecmp(v, "on") == 0)
 		*dst = true;
-	else if (strcmp(v, "false") == 0 || strcmp(v, "no") == 0 || strcmp(v, "off") == 0)
+	else if (strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0 || strcasecmp(v, "off") == 0)
 		;						/* command line may have set it: keep */
 	else
 		yaml_fail(y, node, "config key \"%s\" must be true or false", key);
@@ -260,17 +266,20 @@ yaml_filters(YamlCtx *y, yaml_node_t *map)
 			continue;
 		}
 		normalize_key((const char *) k->data.scalar.value, key, sizeof(key));
+		StrList		ignore = {0};
+
 		if (strcmp(key, "include_schemas") == 0)
-			yaml_set_list(y, v, key, &y->cfg->include_schemas);
+			yaml_set_list(y, v, key, y->cli_include_schemas ? &ignore : &y->cfg->include_schemas);
 		else if (strcmp(key, "exclude_schemas") == 0)
-			yaml_set_list(y, v, key, &y->cfg->exclude_schemas);
+			yaml_set_list(y, v, key, y->cli_exclude_schemas ? &ignore : &y->cfg->exclude_schemas);
 		else if (strcmp(key, "exclude_tables") == 0)
-			yaml_set_list(y, v, key, &y->cfg->exclude_tables);
+			yaml_set_list(y, v, key, y->cli_exclude_tables ? &ignore : &y->cfg->exclude_tables);
 		else if (strcmp(key, "exclude_table_data") == 0)
-			yaml_set_list(y, v, key, &y->cfg->exclude_table_data);
+			yaml_set_list(y, v, key, y->cli_exclude_table_data ? &ignore : &y->cfg->exclude_table_data);
 		else
 			yaml_fail(y, k, "unknown filter \"%s\" in config (known: include-schemas, exclude-schemas, exclude-tables, exclude-table-data)",
 					  (const char *) k->data.scalar.value);
+		strlist_free(&ignore);
 	}
 }
 
@@ -280,7 +289,8 @@ config_load_string(FerryConfig *cfg, const char *text, size_t len, char **errmsg
 	yaml_parser_t parser;
 	yaml_document_t doc;
 	yaml_node_t *root;
-	YamlCtx		y = {&doc, cfg, NULL};
+	YamlCtx		y = {&doc, cfg, NULL, cfg->include_schemas.n > 0, cfg->exclude_schemas.n > 0,
+	cfg->exclude_tables.n > 0, cfg->exclude_table_data.n > 0};
 
 	if (!yaml_parser_initialize(&parser))
 	{

@@ -18,6 +18,7 @@
  *     exclude-table-data: [public.sessions]    # schema only
  *
  * Unknown keys are errors (a typo must not silently change a migration).
+ * A filter list given on the command line replaces the file's list.
  */
 #ifndef FERRY_CONFIG_H
 #define FERRY_CONFIG_H

@@ -258,15 +258,24 @@ main(int argc, char **argv)
 				return EXIT_OK;
 			case O_JOBS:
 				if (!parse_int_arg(optarg, 1, 256, &cfg.jobs))
+				{
+					config_release(&cfg);
 					return usage_error("--jobs must be a whole number from 1 to 256, not \"%s\"", optarg);
+				}
 				break;
 			case O_INDEX_JOBS:
 				if (!parse_int_arg(optarg, 1, 256, &cfg.index_jobs))
+				{
+					config_release(&cfg);
 					return usage_error("--index-jobs must be a whole number from 1 to 256, not \"%s\"", optarg);
+				}
 				break;
 			case O_SPLIT:
 				if (!config_parse_size(optarg, &cfg.split_bytes))
+				{
+					config_release(&cfg);
 					return usage_error("--split-tables-larger-than must be a size such as 500MB or 2GB, not \"%s\"", optarg);
+				}
 				break;
 			case O_NO_OWNER: cfg.no_owner = true; break;
 			case O_NO_PRIV: cfg.no_privileges = true; break;

@@ -44,14 +44,22 @@ pg_connect_fix(const char *errmsg)
 		return "check host= and port=: is the server running and listening there (listen_addresses, firewall)?";
 	if (strstr(errmsg, "timeout") || strstr(errmsg, "timed out"))
 		return "check that the host is reachable from here (network, firewall) or raise connect_timeout";
-	if (strstr(errmsg, "replication") && strstr(errmsg, "permission"))
-		return "grant it: ALTER ROLE <user> WITH REPLICATION";
+	if (strstr(errmsg, "replication role") || strstr(errmsg, "WAL sender") ||
+		strstr(errmsg, "walsender") || (strstr(errmsg, "replication") && strstr(errmsg, "permission")))
+		return "grant it on the source: ALTER ROLE <user> WITH REPLICATION";
 	if (strstr(errmsg, "too many connections") || strstr(errmsg, "remaining connection slots"))
 		return "raise max_connections (or max_wal_senders for replication) or close idle sessions";
 	if (strstr(errmsg, "invalid connection option") || strstr(errmsg, "missing \"=\"") ||
 		strstr(errmsg, "invalid URI"))
 		return "fix the connection string syntax (libpq keyword=value pairs or a postgresql:// URI)";
 	return "check the connection string and that the server accepts connections from this host";
+}
+
+static void
+notice_to_log(void *arg, const char *message)
+{
+	(void) arg;
+	log_debug("server said: %s", message);
 }
 
 static char *
@@ -110,6 +118,8 @@ pg_connect(const char *conninfo, const char *label, PgConnKind kind, char **errt
 		return NULL;
 	}
 
+	/* server notices (NOTICE: drop cascades to ...) go to the debug log */
+	PQsetNoticeProcessor(conn, notice_to_log, NULL);
 	res = PQexec(conn, SESSION_SETUP_SQL);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
@@ -319,14 +329,42 @@ pg_conn_describe(PGconn *conn)
 					 PQport(conn), PQdb(conn));
 }
 
+/* 1 to 8 hex digits; returns the end, or NULL. */
+static const char *
+lsn_half(const char *s, uint32_t *out)
+{
+	uint32_t	v = 0;
+	int			n = 0;
+
+	for (; n < 8; n++, s++)
+	{
+		int			d;
+
+		if (*s >= '0' && *s <= '9')
+			d = *s - '0';
+		else if (*s >= 'a' && *s <= 'f')
+			d = *s - 'a' + 10;
+		else if (*s >= 'A' && *s <= 'F')
+			d = *s - 'A' + 10;
+		else
+			break;
+		v = v * 16 + (uint32_t) d;
+	}
+	if (n == 0)
+		return NULL;
+	*out = v;
+	return s;
+}
+
 bool
 pg_lsn_parse(const char *s, uint64_t *lsn)
 {
-	unsigned int hi,
+	uint32_t	hi,
 				lo;
-	int			n = 0;
 
-	if (s == NULL || sscanf(s, "%X/%X%n", &hi, &lo, &n) != 2 || s[n] != '\0')
+	/* exactly as PostgreSQL reads pg_lsn: 1-8 hex digits, '/', 1-8 hex digits */
+	if (s == NULL || (s = lsn_half(s, &hi)) == NULL || *s++ != '/' ||
+		(s = lsn_half(s, &lo)) == NULL || *s != '\0')
 		return false;
 	*lsn = ((uint64_t) hi << 32) | lo;
 	return true;

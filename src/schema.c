@@ -240,6 +240,19 @@ schema_dump_free(SchemaDump *d)
 	memset(d, 0, sizeof(*d));
 }
 
+/*
+ * pg_dump 15.14 and later frame plain scripts with \restrict KEY /
+ * \unrestrict KEY (a psql guard against scripts that smuggle meta-commands
+ * in object names). Those two lines are removed; any other line starting
+ * with a backslash is data (a string or function body), never a command:
+ * pg_restore emits no other meta-command for these sections.
+ */
+static bool
+is_restrict_line(const char *p)
+{
+	return strncmp(p, "\\restrict ", 10) == 0 || strncmp(p, "\\unrestrict ", 12) == 0;
+}
+
 bool
 schema_strip_meta(char *script)
 {
@@ -251,16 +264,7 @@ schema_strip_meta(char *script)
 		char	   *nl = strchr(r, '\n');
 		size_t		len = nl ? (size_t) (nl - r) + 1 : strlen(r);
 
-		if (r[0] == '\\')
-		{
-			if (strncmp(r, "\\restrict", 9) != 0 && strncmp(r, "\\unrestrict", 11) != 0)
-			{
-				log_error("unexpected psql meta-command in pg_restore output: %.*s",
-						  (int) (nl ? nl - r : (long) len), r);
-				return false;
-			}
-		}
-		else
+		if (!is_restrict_line(r))
 		{
 			memmove(w, r, len);
 			w += len;
@@ -441,12 +445,6 @@ schema_split_script(const char *script, SchemaSteps *out)
 		const char *nl = strchr(p, '\n');
 		const char *next = nl ? nl + 1 : p + strlen(p);
 
-		if (p[0] == '\\' && strncmp(p, "\\restrict", 9) != 0 && strncmp(p, "\\unrestrict", 11) != 0)
-		{
-			free(hcopy);
-			schema_steps_free(out);
-			return -1;
-		}
 		if (is_header(p))
 		{
 			if (header == NULL)

@@ -68,12 +68,12 @@ void		schema_steps_free(SchemaSteps *s);
 /*
  * Split a pg_restore SQL script into entries (pure; exposed for tests).
  * Returns the number of steps; *prologue gets the text before the first
- * entry. Strips the \restrict / \unrestrict meta-commands; any other psql
- * meta-command makes it fail (returns -1).
+ * entry. Strips the \restrict / \unrestrict lines; other lines that start
+ * with a backslash are kept (they are string or function body contents).
  */
 int			schema_split_script(const char *script, SchemaSteps *out);
 
-/* Remove psql \restrict lines from a script in place; false on other meta-commands. */
+/* Remove the psql \restrict / \unrestrict lines from a script in place. */
 bool		schema_strip_meta(char *script);
 
 #endif

@@ -1,0 +1,347 @@
+/*
+ * test_pgsql.c: unit tests for the connection-free helpers of pgsql.c:
+ * quoting, conninfo scrubbing, LSN text and the connection-error fixes.
+ */
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgsql.h"
+#include "tap.h"
+
+/*
+ * A regression test for a bug found and fixed in src/ (the third argument
+ * says which): an ordinary test now.
+ */
+static int
+todo_ok(int cond, const char *name, const char *bug)
+{
+	(void) bug;
+	return ok(cond, name);
+}
+
+static int
+contains(const char *haystack, const char *needle, const char *name)
+{
+	int			c = haystack != NULL && strstr(haystack, needle) != NULL;
+
+	if (!ok(c, name))
+		printf("#   '%s'\n#   does not contain '%s'\n", haystack ? haystack : "(null)", needle);
+	return c;
+}
+
+static int
+lacks(const char *haystack, const char *needle, const char *name)
+{
+	int			c = haystack != NULL && strstr(haystack, needle) == NULL;
+
+	if (!ok(c, name))
+		printf("#   '%s'\n#   contains '%s'\n", haystack ? haystack : "(null)", needle);
+	return c;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+quote_ident_is(const char *in, const char *want, const char *name)
+{
+	char	   *q = pg_quote_ident(in);
+
+	is_str(q, want, name);
+	free(q);
+}
+
+static void
+quote_literal_is(const char *in, const char *want, const char *name)
+{
+	char	   *q = pg_quote_literal(in);
+
+	is_str(q, want, name);
+	free(q);
+}
+
+static void
+test_quote(void)
+{
+	quote_ident_is("t", "\"t\"", "ident plain");
+	quote_ident_is("My Table", "\"My Table\"", "ident with upper case and a space");
+	quote_ident_is("a\"b", "\"a\"\"b\"", "ident with a double quote");
+	quote_ident_is("\"", "\"\"\"\"", "ident that is one double quote");
+	quote_ident_is("", "\"\"", "ident empty");
+	quote_ident_is("caf\xc3\xa9_\xe2\x82\xac", "\"caf\xc3\xa9_\xe2\x82\xac\"", "ident unicode kept byte for byte");
+	quote_ident_is("a'b\\c", "\"a'b\\c\"", "ident: single quotes and backslashes need nothing");
+
+	quote_literal_is("abc", "'abc'", "literal plain");
+	quote_literal_is("", "''", "literal empty");
+	quote_literal_is("O'Reilly", "'O''Reilly'", "literal with a quote");
+	quote_literal_is("''", "''''''", "literal of two quotes");
+	quote_literal_is("C:\\dir", "E'C:\\\\dir'", "literal with a backslash uses E''");
+	quote_literal_is("a'\\b", "E'a''\\\\b'", "literal with quote and backslash");
+	quote_literal_is("\\", "E'\\\\'", "literal that is one backslash");
+	quote_literal_is("snap-00000003-0000001B-1", "'snap-00000003-0000001B-1'", "snapshot name");
+	quote_literal_is("caf\xc3\xa9", "'caf\xc3\xa9'", "literal unicode");
+}
+
+/* ------------------------------------------------------------------ */
+
+/* The value of `key` in a conninfo string, via libpq's own parser; owned. */
+static char *
+conninfo_value(const char *conninfo, const char *key)
+{
+	char	   *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+	char	   *v = NULL;
+
+	if (opts == NULL)
+	{
+		PQfreemem(err);
+		return NULL;
+	}
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		if (strcmp(o->keyword, key) == 0 && o->val)
+			v = strdup(o->val);
+	PQconninfoFree(opts);
+	return v;
+}
+
+static void
+value_is(const char *conninfo, const char *key, const char *want, const char *name)
+{
+	char	   *v = conninfo ? conninfo_value(conninfo, key) : NULL;
+
+	is_str(v, want, name);
+	free(v);
+}
+
+static void
+test_conninfo_safe(void)
+{
+	char	   *s;
+
+	s = pg_conninfo_safe("host=db1 port=5433 dbname=app user=bob password=S3cretPw");
+	ok(s != NULL, "keyword=value conninfo parses");
+	lacks(s, "S3cretPw", "keyword=value: password value removed");
+	lacks(s, "password", "keyword=value: password keyword removed");
+	value_is(s, "host", "db1", "keyword=value: host kept");
+	value_is(s, "port", "5433", "keyword=value: port kept");
+	value_is(s, "dbname", "app", "keyword=value: dbname kept");
+	value_is(s, "user", "bob", "keyword=value: user kept");
+	free(s);
+
+	s = pg_conninfo_safe("postgresql://bob:S3cretPw@db1:5433/app?sslmode=require&connect_timeout=5");
+	ok(s != NULL, "URI parses");
+	lacks(s, "S3cretPw", "URI: password removed");
+	value_is(s, "host", "db1", "URI: host kept");
+	value_is(s, "port", "5433", "URI: port kept");
+	value_is(s, "dbname", "app", "URI: dbname kept");
+	value_is(s, "user", "bob", "URI: user kept");
+	value_is(s, "sslmode", "require", "URI: sslmode kept");
+	value_is(s, "password", NULL, "URI: no password left");
+	free(s);
+
+	s = pg_conninfo_safe("postgres://db1/app?user=bob&password=S3cretPw");
+	ok(s != NULL, "URI with password in the query parses");
+	lacks(s, "S3cretPw", "URI query: password removed");
+	value_is(s, "user", "bob", "URI query: user kept");
+	free(s);
+
+	s = pg_conninfo_safe("postgresql://bob:p%40ss%20w@db1/app");
+	lacks(s, "p@ss", "URI: percent-encoded password removed");
+	lacks(s, "p%40ss", "URI: raw percent-encoded password removed");
+	free(s);
+
+	s = pg_conninfo_safe("host=db1 password='a secret with spaces' user='o\\'brien' dbname=app");
+	ok(s != NULL, "quoted values parse");
+	lacks(s, "secret", "quoted password removed");
+	value_is(s, "user", "o'brien", "a quote in a value survives a round trip");
+	free(s);
+
+	s = pg_conninfo_safe("host=/tmp/sock,db2 port=5432,5433 dbname=app");
+	value_is(s, "host", "/tmp/sock,db2", "multi-host list kept");
+	value_is(s, "port", "5432,5433", "multi-port list kept");
+	free(s);
+
+	s = pg_conninfo_safe("");
+	is_str(s, "", "empty conninfo gives an empty string");
+	free(s);
+
+	ok(pg_conninfo_safe("host=db1 port") == NULL, "missing = does not parse: NULL");
+	ok(pg_conninfo_safe("bogus=1") == NULL, "unknown keyword does not parse: NULL");
+	ok(pg_conninfo_safe("host='unterminated") == NULL, "unterminated quote: NULL");
+	ok(pg_conninfo_safe("postgresql://[::1/app") == NULL, "bad URI: NULL");
+}
+
+static void
+test_conninfo_password(void)
+{
+	char	   *p;
+
+	p = pg_conninfo_password("host=db1 user=bob password=S3cretPw");
+	is_str(p, "S3cretPw", "password from keyword=value");
+	free(p);
+	p = pg_conninfo_password("postgresql://bob:S3cretPw@db1/app");
+	is_str(p, "S3cretPw", "password from URI");
+	free(p);
+	p = pg_conninfo_password("postgresql://bob:p%40ss@db1/app");
+	is_str(p, "p@ss", "percent-encoded URI password is decoded");
+	free(p);
+	p = pg_conninfo_password("postgresql://db1/app?password=qp");
+	is_str(p, "qp", "password from the URI query");
+	free(p);
+	p = pg_conninfo_password("host=db1 password='a b'");
+	is_str(p, "a b", "quoted password with a space");
+	free(p);
+	ok(pg_conninfo_password("host=db1 user=bob") == NULL, "no password: NULL");
+	ok(pg_conninfo_password("host=db1 password=''") == NULL, "empty password: NULL");
+	ok(pg_conninfo_password("host=db1 port") == NULL, "unparsable: NULL");
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+lsn_round_trip(const char *text, uint64_t want, const char *formatted)
+{
+	uint64_t	lsn = 0;
+	char		buf[32];
+	char		name[128];
+
+	snprintf(name, sizeof(name), "lsn \"%s\" parses", text);
+	ok(pg_lsn_parse(text, &lsn), name);
+	snprintf(name, sizeof(name), "lsn \"%s\" = 0x%" PRIX64, text, want);
+	if (!ok(lsn == want, name))
+		printf("#   got 0x%" PRIX64 "\n", lsn);
+	pg_lsn_format(lsn, buf, sizeof(buf));
+	snprintf(name, sizeof(name), "lsn \"%s\" formats as \"%s\"", text, formatted);
+	is_str(buf, formatted, name);
+}
+
+/* bug: NULL, or why the current code accepts it (a TODO test) */
+static void
+lsn_bad_todo(const char *text, const char *bug)
+{
+	uint64_t	lsn = 42;
+	char		name[128];
+	bool		r = pg_lsn_parse(text, &lsn);
+
+	snprintf(name, sizeof(name), "lsn \"%s\" is rejected", text ? text : "NULL");
+	if (bug)
+		todo_ok(!r, name, bug);
+	else
+		ok(!r, name);
+	snprintf(name, sizeof(name), "lsn \"%s\": output untouched", text ? text : "NULL");
+	if (bug)
+		todo_ok(lsn == 42, name, bug);
+	else
+		ok(lsn == 42, name);
+}
+
+static void
+lsn_bad(const char *text)
+{
+	lsn_bad_todo(text, NULL);
+}
+
+static void
+test_lsn(void)
+{
+	char		buf[32];
+	char		tiny[4];
+
+	lsn_round_trip("0/0", 0, "0/0");
+	lsn_round_trip("0/1", 1, "0/1");
+	lsn_round_trip("16/B374D848", UINT64_C(0x16B374D848), "16/B374D848");
+	lsn_round_trip("1/0", UINT64_C(0x100000000), "1/0");
+	lsn_round_trip("a/b", UINT64_C(0xA0000000B), "A/B");
+	lsn_round_trip("FFFFFFFF/FFFFFFFF", UINT64_MAX, "FFFFFFFF/FFFFFFFF");
+	lsn_round_trip("00000000/0000000A", 10, "0/A");
+
+	pg_lsn_format(UINT64_C(0x1234567890), buf, sizeof(buf));
+	is_str(buf, "12/34567890", "format splits at 32 bits");
+	pg_lsn_format(UINT64_C(0x1234567890), tiny, sizeof(tiny));
+	is_str(tiny, "12/", "format truncates into a small buffer");
+
+	lsn_bad(NULL);
+	lsn_bad("");
+	lsn_bad("abc");
+	lsn_bad("12345");
+	lsn_bad("1/");
+	lsn_bad("/1");
+	lsn_bad("1/2x");
+	lsn_bad("1/2 ");
+	lsn_bad("1-2");
+	lsn_bad("1/2/3");
+	lsn_bad("G/0");
+	/* PostgreSQL's pg_lsn_in accepts 1-8 hex digits on each side, nothing else */
+	lsn_bad_todo("-1/0", "pg_lsn_parse: sscanf %X accepts a sign");
+	lsn_bad_todo("1/-2", "pg_lsn_parse: sscanf %X accepts a sign");
+	lsn_bad_todo("0x1/0", "pg_lsn_parse: sscanf %X accepts a 0x prefix");
+	lsn_bad_todo(" 1/2", "pg_lsn_parse: sscanf skips leading white space");
+	lsn_bad_todo("1/ 2", "pg_lsn_parse: sscanf skips white space after the slash");
+	lsn_bad_todo("100000000/0", "pg_lsn_parse: 9 hex digits overflow the 32-bit half");
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+test_connect_fix(void)
+{
+	const char *f;
+
+	f = pg_connect_fix("connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  password authentication failed for user \"bob\"\n");
+	contains(f, "password", "wrong password: the fix is about the password");
+	contains(f, "user name", "wrong password: the fix mentions the user name");
+	f = pg_connect_fix("connection to server at \"127.0.0.1\", port 5432 failed: fe_sendauth: no password supplied\n");
+	contains(f, "password", "no password supplied: the password fix");
+	f = pg_connect_fix("connection to server at \"127.0.0.1\", port 1 failed: Connection refused\n"
+					   "\tIs the server running on that host and accepting TCP/IP connections?\n");
+	contains(f, "host=", "connection refused: the fix names host=");
+	contains(f, "port=", "connection refused: the fix names port=");
+	lacks(f, "password", "connection refused: not the password fix");
+	f = pg_connect_fix("connection to server on socket \"/tmp/.s.PGSQL.5432\" failed: No such file or directory\n");
+	contains(f, "port=", "no socket: the host/port fix");
+	f = pg_connect_fix("connection to server at \"10.0.0.1\", port 5432 failed: FATAL:  no pg_hba.conf entry for host \"10.0.0.2\", user \"bob\", database \"app\", no encryption\n");
+	contains(f, "pg_hba.conf", "no pg_hba entry: the pg_hba.conf fix");
+	f = pg_connect_fix("connection to server at \"db1\" failed: FATAL:  database \"nope\" does not exist\n");
+	contains(f, "createdb", "missing database: createdb");
+	f = pg_connect_fix("connection to server at \"db1\" failed: FATAL:  role \"nobody\" does not exist\n");
+	contains(f, "user=", "missing role: fix user=");
+	f = pg_connect_fix("could not translate host name \"nohost\" to address: Name or service not known\n");
+	contains(f, "host=", "unresolvable host: fix host=");
+	f = pg_connect_fix("connection to server at \"10.1.1.1\", port 5432 failed: timeout expired\n");
+	contains(f, "connect_timeout", "timeout: connect_timeout");
+	f = pg_connect_fix("connection to server at \"db1\" failed: FATAL:  sorry, too many clients already / remaining connection slots are reserved\n");
+	contains(f, "max_connections", "too many connections: max_connections");
+	f = pg_connect_fix("invalid connection option \"hots\"\n");
+	contains(f, "syntax", "bad option: the syntax fix");
+	f = pg_connect_fix("missing \"=\" after \"host\" in connection info string\n");
+	contains(f, "syntax", "missing =: the syntax fix");
+	f = pg_connect_fix(NULL);
+	ok(f != NULL && f[0] != '\0', "NULL message: some fix");
+	f = pg_connect_fix("something entirely new");
+	ok(f != NULL && f[0] != '\0', "unknown message: a generic fix");
+
+	/*
+	 * A role without REPLICATION opening a replication connection. The
+	 * messages are PostgreSQL 10-15's and 16+'s (with its DETAIL line).
+	 */
+	f = pg_connect_fix("connection to server at \"db1\", port 5432 failed: FATAL:  must be superuser or replication role to start walsender\n");
+	todo_ok(strstr(f, "REPLICATION") != NULL, "PG 15 walsender refusal: the ALTER ROLE ... REPLICATION fix",
+			"pg_connect_fix matches only \"replication\" together with \"permission\"");
+	f = pg_connect_fix("connection to server at \"db1\", port 5432 failed: FATAL:  permission denied to start WAL sender\n"
+					   "DETAIL:  Only roles with the REPLICATION attribute may start a WAL sender process.\n");
+	todo_ok(strstr(f, "REPLICATION") != NULL, "PG 16 walsender refusal: the ALTER ROLE ... REPLICATION fix",
+			"pg_connect_fix: case-sensitive \"replication\", and PG 16 says \"WAL sender\"");
+}
+
+int
+main(void)
+{
+	test_quote();
+	test_conninfo_safe();
+	test_conninfo_password();
+	test_lsn();
+	test_connect_fix();
+	return done_testing();
+}
