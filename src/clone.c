@@ -28,6 +28,7 @@
 #include "mem.h"
 #include "pgsql.h"
 #include "pool.h"
+#include "publication.h"
 #include "schema.h"
 #include "slot.h"
 #include "state.h"
@@ -417,6 +418,51 @@ state_schema_exists(PGconn *tgt)
 	return r;
 }
 
+/*
+ * The publications must stream exactly the tables the schema dump holds:
+ * each dumped permanent table, or its partition root, is published, and
+ * nothing else. Both come from the same filters; this guards the corners
+ * where ferry's reading of pg_dump's patterns and pg_dump's own could differ.
+ */
+static const char PUBLICATION_COVERAGE_SQL_FMT[] =
+	"WITH dumped AS ("
+	"  SELECT c.oid, %s AS root FROM pg_catalog.pg_class c"
+	"   WHERE c.oid = ANY ($1::pg_catalog.oid[]) AND c.relkind = 'r' AND c.relpersistence = 'p'),"
+	" pub AS ("
+	"  SELECT pg_catalog.to_regclass(pg_catalog.quote_ident(schemaname) || '.' || pg_catalog.quote_ident(tablename))::pg_catalog.oid AS oid"
+	"    FROM pg_catalog.pg_publication_tables WHERE pubname IN ($2, $3))"
+	"SELECT 'not published: ' || d.oid::pg_catalog.regclass::text FROM dumped d"
+	" WHERE NOT EXISTS (SELECT 1 FROM pub p WHERE p.oid IN (d.oid, d.root))"
+	" UNION ALL "
+	"SELECT 'published but not in the dump: ' || p.oid::pg_catalog.regclass::text FROM pub p"
+	" WHERE NOT EXISTS (SELECT 1 FROM dumped d WHERE p.oid IN (d.oid, d.root))";
+
+static bool
+publication_covers_dump(Clone *c)
+{
+	char	   *arr = catalog_oid_array(c->dump.rel_oids, c->dump.nrel);
+	char	   *insn = xasprintf("%s%s", c->cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
+	char	   *sql = xasprintf(PUBLICATION_COVERAGE_SQL_FMT,
+								PQserverVersion(c->src) >= 120000 ? "pg_catalog.pg_partition_root(c.oid)" : "c.oid");
+	const char *params[3] = {arr, c->cfg->name, insn};
+	PGresult   *res = pg_query(c->src, "compare the publications with the schema dump", sql, 3, params);
+	bool		ok = res != NULL && PQntuples(res) == 0;
+
+	if (res != NULL && !ok)
+	{
+		char	   *names = name_list(res);
+
+		log_error("the publications do not match the tables being copied (%s). Fix: simplify the table filters, or report this as a bug",
+				  names);
+		free(names);
+	}
+	PQclear(res);
+	free(arr);
+	free(insn);
+	free(sql);
+	return ok;
+}
+
 /* Create the migration's slot and record it: the start of a fresh clone. */
 static bool
 start_fresh(Clone *c)
@@ -438,12 +484,11 @@ start_fresh(Clone *c)
 		if (!state_ensure(c->tgt) || !state_create(c->tgt, c->cfg->name, c->cfg->name))
 			return false;
 	}
-	if (!slot_create(c->cfg->source, c->cfg->name, false, &c->slot))
-	{
-		state_forget(c->tgt, c->cfg->name);
-		return false;
-	}
+	/* publications first: pgoutput must find them at every decoded change */
 	c->fresh = true;
+	if (!publication_ensure(c->src, c->cfg) ||
+		!slot_create(c->cfg->source, c->cfg->name, false, &c->slot))
+		return false;
 	return state_set(c->tgt, c->cfg->name, "start_lsn", c->slot.lsn_text);
 }
 
@@ -725,10 +770,12 @@ after_failure(Clone *c)
 {
 	if (c->fresh && !c->committed_any && !c->st.pre_data_done)
 	{
-		log_info("removing the replication slot and state of the failed clone, so no WAL is retained");
+		log_info("removing the replication slot, publications and state of the failed clone, so no WAL is retained");
 		if (c->slot.conn)
 			slot_snapshot_release(&c->slot);
+		pg_exec_quiet(c->src, "ROLLBACK", NULL);
 		slot_drop(c->src, c->cfg->name);
+		publication_drop(c->src, c->cfg);
 		state_forget(c->tgt, c->cfg->name);
 		pg_exec_quiet(c->tgt,
 					  "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM ferry.migration) THEN DROP SCHEMA ferry CASCADE; END IF; END$$",
@@ -812,7 +859,7 @@ clone_run(FerryConfig *cfg, CloneSummary *sum)
 	sum->schema_seconds = copy_now() - t0;
 
 	t1 = copy_now();
-	if (!catalog_tables(c.src, c.dump.rel_oids, c.dump.nrel, &c.tables))
+	if (!catalog_tables(c.src, c.dump.rel_oids, c.dump.nrel, &c.tables) || !publication_covers_dump(&c))
 		goto fail;
 	if (!c.st.data_done)
 	{

@@ -1,0 +1,205 @@
+/*
+ * publication.c: the migration's publications on the source (see
+ * publication.h).
+ */
+#include "publication.h"
+
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clone.h"
+#include "log.h"
+#include "mem.h"
+#include "pgsql.h"
+
+/*
+ * Publishable tables: permanent plain and partitioned tables in user
+ * schemas; on 13+ only roots (not partitions), before that only leaves.
+ * Also whether each has a usable replica identity.
+ */
+static const char PUBLISHABLE_SQL_FMT[] =
+	"SELECT n.nspname, c.relname,"
+	"       CASE c.relreplident"
+	"         WHEN 'f' THEN true"
+	"         WHEN 'n' THEN false"
+	"         WHEN 'i' THEN EXISTS (SELECT 1 FROM pg_catalog.pg_index i"
+	"                               WHERE i.indrelid = c.oid AND i.indisreplident)"
+	"         ELSE EXISTS (SELECT 1 FROM pg_catalog.pg_index i"
+	"                       WHERE i.indrelid = c.oid AND i.indisprimary)"
+	"       END AS has_identity"
+	"  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	" WHERE c.relpersistence = 'p'"
+	"   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'ferry')"
+	"   AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp'"
+	"   AND %s"
+	" ORDER BY 1, 2";
+
+static bool
+schema_matches(const char *pattern, const char *nspname)
+{
+	/* a schema pattern is a one-part pattern: reuse the table matcher */
+	return clone_table_matches(pattern, "", nspname);
+}
+
+bool
+publication_table_selected(const FerryConfig *cfg, const char *nspname, const char *relname)
+{
+	bool		in = cfg->include_schemas.n == 0;
+
+	for (int i = 0; i < cfg->include_schemas.n; i++)
+		in |= schema_matches(cfg->include_schemas.items[i], nspname);
+	for (int i = 0; in && i < cfg->exclude_schemas.n; i++)
+		in = !schema_matches(cfg->exclude_schemas.items[i], nspname);
+	for (int i = 0; in && i < cfg->exclude_tables.n; i++)
+		in = !clone_table_matches(cfg->exclude_tables.items[i], nspname, relname);
+	return in;
+}
+
+static int
+publication_exists(PGconn *src, const char *name)
+{
+	const char *params[1] = {name};
+	PGresult   *res = pg_query(src, "look up the publication",
+							   "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1", 1, params);
+	int			r;
+
+	if (res == NULL)
+		return -1;
+	r = PQntuples(res) > 0;
+	PQclear(res);
+	return r;
+}
+
+static bool
+create_one(PGconn *src, const char *name, const StrBuf *tables, const char *with)
+{
+	char	   *qn = pg_quote_ident(name);
+	char	   *sql;
+	bool		ok;
+
+	sql = xasprintf("CREATE PUBLICATION %s%s%s WITH (%s)", qn,
+					tables->len ? " FOR TABLE " : "", tables->data, with);
+	ok = pg_exec(src, "create the publication on the source", sql);
+	if (ok)
+		log_info("created publication %s on the source", name);
+	free(sql);
+	free(qn);
+	return ok;
+}
+
+bool
+publication_ensure(PGconn *src, const FerryConfig *cfg)
+{
+	char	   *ins_name = xasprintf("%s%s", cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
+	bool		via_root = PQserverVersion(src) >= 130000;
+	char	   *sql = xasprintf(PUBLISHABLE_SQL_FMT,
+								via_root ? "c.relkind IN ('r', 'p') AND NOT c.relispartition"
+								: "c.relkind = 'r'");
+	PGresult   *res = NULL;
+	StrBuf		full,
+				ins;
+	int			e1,
+				e2;
+	bool		ok = false;
+	int			nins = 0;
+
+	strbuf_init(&full);
+	strbuf_init(&ins);
+	e1 = publication_exists(src, cfg->name);
+	e2 = publication_exists(src, ins_name);
+	if (e1 < 0 || e2 < 0)
+		goto done;
+	if (e1 && e2)
+	{
+		ok = true;
+		goto done;
+	}
+	res = pg_query(src, "list the tables to publish", sql, 0, NULL);
+	if (res == NULL)
+		goto done;
+	for (int i = 0; i < PQntuples(res); i++)
+	{
+		const char *nsp = PQgetvalue(res, i, 0);
+		const char *rel = PQgetvalue(res, i, 1);
+		StrBuf	   *dst = PQgetvalue(res, i, 2)[0] == 't' ? &full : &ins;
+		char	   *qn,
+				   *qr;
+
+		if (!publication_table_selected(cfg, nsp, rel))
+			continue;
+		qn = pg_quote_ident(nsp);
+		qr = pg_quote_ident(rel);
+		strbuf_addf(dst, "%s%s.%s", dst->len ? ", " : "", qn, qr);
+		nins += dst == &ins;
+		free(qn);
+		free(qr);
+	}
+	if (nins > 0)
+		log_warn("%d tables have no primary key or replica identity: they are published for inserts and truncates only, so updates and deletes on them are not replicated until they get one (ferry check lists them with the fix)",
+				 nins);
+	if (!e1 && !create_one(src, cfg->name, &full,
+						   via_root ? "publish_via_partition_root = true" : "publish = 'insert, update, delete, truncate'"))
+		goto done;
+	if (!e2 && !create_one(src, ins_name, &ins,
+						   via_root ? "publish = 'insert, truncate', publish_via_partition_root = true"
+						   : "publish = 'insert, truncate'"))
+		goto done;
+	ok = true;
+
+done:
+	PQclear(res);
+	strbuf_release(&full);
+	strbuf_release(&ins);
+	free(sql);
+	free(ins_name);
+	return ok;
+}
+
+bool
+publication_drop(PGconn *src, const FerryConfig *cfg)
+{
+	char	   *a = pg_quote_ident(cfg->name);
+	char	   *insn = xasprintf("%s%s", cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
+	char	   *b = pg_quote_ident(insn);
+	char	   *sql = xasprintf("DROP PUBLICATION IF EXISTS %s; DROP PUBLICATION IF EXISTS %s", a, b);
+	bool		ok = pg_exec_quiet(src, sql, NULL);
+
+	free(a);
+	free(b);
+	free(insn);
+	free(sql);
+	return ok;
+}
+
+char *
+publication_names(PGconn *src, const FerryConfig *cfg)
+{
+	char	   *insn = xasprintf("%s%s", cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
+	const char *params[2] = {cfg->name, insn};
+	PGresult   *res = pg_query(src, "list the publications",
+							   "SELECT pubname FROM pg_catalog.pg_publication WHERE pubname IN ($1, $2) ORDER BY 1",
+							   2, params);
+	StrBuf		sb;
+
+	free(insn);
+	if (res == NULL)
+		return NULL;
+	strbuf_init(&sb);
+	for (int i = 0; i < PQntuples(res); i++)
+	{
+		char	   *q = pg_quote_ident(PQgetvalue(res, i, 0));
+
+		strbuf_addf(&sb, "%s%s", i ? "," : "", q);
+		free(q);
+	}
+	PQclear(res);
+	if (sb.len == 0)
+	{
+		log_error("the publications of migration \"%s\" do not exist on the source. Fix: they are made by ferry clone; if they were dropped, start over (ferry cleanup, then clone)",
+				  cfg->name);
+		strbuf_release(&sb);
+		return NULL;
+	}
+	return strbuf_detach(&sb);
+}

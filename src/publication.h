@@ -1,0 +1,41 @@
+/*
+ * publication.h: the source publications ferry streams from.
+ *
+ * Two publications per migration, created before the slot (pgoutput looks
+ * publications up in the catalog as of each decoded change, so one created
+ * after the slot would make earlier changes fail with "publication does not
+ * exist"):
+ *   NAME               the tables with a primary key or usable replica
+ *                      identity: every operation
+ *   NAME_insert_only   the tables without one: inserts and truncates only,
+ *                      because PostgreSQL refuses UPDATE and DELETE on a table
+ *                      published for them that has no replica identity, and
+ *                      ferry must never break the source application; such
+ *                      tables are re-copied at switchover until fixed
+ * Partitioned tables are published through their root (13+) so the target
+ * receives changes in the root's name; on 10-12 the partitions themselves.
+ * Unlogged and temporary tables cannot be published.
+ */
+#ifndef FERRY_PUBLICATION_H
+#define FERRY_PUBLICATION_H
+
+#include <stdbool.h>
+#include <libpq-fe.h>
+
+#include "config.h"
+
+#define PUBLICATION_INSERT_ONLY_SUFFIX "_insert_only"
+
+/* Create both publications if missing, for the tables the filters select. */
+bool		publication_ensure(PGconn *src, const FerryConfig *cfg);
+/* Drop both if they exist. */
+bool		publication_drop(PGconn *src, const FerryConfig *cfg);
+/*
+ * The publication_names value for START_REPLICATION (owned): the quoted
+ * names of those that exist.
+ */
+char	   *publication_names(PGconn *src, const FerryConfig *cfg);
+/* Does the table pass the config's schema and table filters? */
+bool		publication_table_selected(const FerryConfig *cfg, const char *nspname, const char *relname);
+
+#endif
