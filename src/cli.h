@@ -14,6 +14,8 @@
 #define OPT_GLOBAL	0x0
 #define OPT_CHECK	0x1
 #define OPT_CLONE	0x2
+#define OPT_START	0x4
+#define OPT_STATUS	0x8
 
 typedef struct Command
 {
@@ -26,5 +28,7 @@ typedef struct Command
 
 int			cli_check(FerryConfig *cfg);
 int			cli_clone(FerryConfig *cfg);
+int			cli_start(FerryConfig *cfg);
+int			cli_status(FerryConfig *cfg);
 
 #endif

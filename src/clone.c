@@ -516,6 +516,47 @@ start_resume(Clone *c)
 	return ok;
 }
 
+/* Record the tables to copy, so that `status` can show progress against them. */
+static bool
+record_plan(Clone *c)
+{
+	StrBuf		nsp,
+				rel,
+				bytes;
+	bool		ok;
+
+	strbuf_init(&nsp);
+	strbuf_init(&rel);
+	strbuf_init(&bytes);
+	for (int i = 0; i < c->tables.n; i++)
+	{
+		char	   *a = pg_quote_literal(c->tables.items[i].nspname);
+		char	   *b = pg_quote_literal(c->tables.items[i].relname);
+
+		strbuf_addf(&nsp, "%s%s", i ? "," : "", a);
+		strbuf_addf(&rel, "%s%s", i ? "," : "", b);
+		strbuf_addf(&bytes, "%s%lld", i ? "," : "", (long long) c->tables.items[i].bytes);
+		free(a);
+		free(b);
+	}
+	{
+		char	   *sql = xasprintf("INSERT INTO ferry.copy_plan (migration, nspname, relname, bytes)"
+									" SELECT $1, * FROM unnest(ARRAY[%s]::text[], ARRAY[%s]::text[], ARRAY[%s]::bigint[])"
+									" ON CONFLICT (migration, nspname, relname) DO NOTHING",
+									nsp.data, rel.data, bytes.data);
+		const char *params[1] = {c->cfg->name};
+		PGresult   *res = c->tables.n ? pg_query(c->tgt, "record the copy plan", sql, 1, params) : NULL;
+
+		ok = c->tables.n == 0 || res != NULL;
+		PQclear(res);
+		free(sql);
+	}
+	strbuf_release(&nsp);
+	strbuf_release(&rel);
+	strbuf_release(&bytes);
+	return ok;
+}
+
 /* Which tables are done; truncate tables copied only in part. */
 static bool
 load_done(Clone *c, bool **done_out)
@@ -615,7 +656,7 @@ copy_data(Clone *c, CloneSummary *sum)
 		}
 		c->tables.n = k;
 	}
-	if (!load_done(c, &done))
+	if (!record_plan(c) || !load_done(c, &done))
 		return false;
 	for (int i = 0; i < c->tables.n; i++)
 		ndone += done[i];

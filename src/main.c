@@ -29,6 +29,19 @@ static const Command commands[] = {
 		"sets sequences, refreshes materialized views and analyzes the target.\n"
 		"Interrupted or failed clones resume where they stopped when run again.",
 	OPT_CLONE, cli_clone},
+	{"start", "clone if needed, then replicate every change until stopped",
+		"Runs clone if the copy is not complete, then streams every change from the\n"
+		"source's replication slot and applies it to the target exactly once, in\n"
+		"commit order, until SIGINT or SIGTERM (exit 0, position reported). Run it\n"
+		"again after any stop or crash: it continues where it left off. Lost\n"
+		"connections are retried with backoff; it can run as a service.",
+	OPT_CLONE | OPT_START, cli_start},
+	{"status", "phase, copy progress, lag, apply rate and row deltas",
+		"Reports the migration's state from any terminal, whether or not ferry start\n"
+		"is running: phase, copy progress, applied position, lag in bytes and\n"
+		"seconds, apply rate, WAL retained by the slot on the source, and for each\n"
+		"table the row delta (source rows minus target rows).",
+	OPT_STATUS, cli_status},
 };
 
 enum

@@ -1,0 +1,1098 @@
+/*
+ * apply.c: the apply thread (see apply.h for the design).
+ */
+#include "apply.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mem.h"
+#include "pgoutput.h"
+#include "pgsql.h"
+
+/* Which snapshot LSN each copied table (and partition root) was copied at. */
+static const char TABLE_SNAPSHOTS_SQL[] =
+	"SELECT COALESCE(rn.nspname, ci.nspname), COALESCE(rc.relname, ci.relname), max(ci.snapshot_lsn)::text"
+	"  FROM ferry.copy_item ci"
+	"  LEFT JOIN pg_catalog.pg_class rc ON rc.oid = pg_catalog.pg_partition_root("
+	"         pg_catalog.to_regclass(pg_catalog.quote_ident(ci.nspname) || '.' || pg_catalog.quote_ident(ci.relname)))"
+	"  LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace"
+	" WHERE ci.migration = $1"
+	" GROUP BY 1, 2";
+
+/* The target's columns of a table, as pgoutput would send them. */
+static const char TARGET_COLUMNS_SQL[] =
+	"SELECT c.relkind, a.attname"
+	"  FROM pg_catalog.pg_class c"
+	"  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0"
+	"       AND NOT a.attisdropped AND a.attgenerated = ''"
+	" WHERE c.oid = pg_catalog.to_regclass($1)"
+	" ORDER BY a.attnum";
+
+static const char PROGRESS_UPDATE_SQL[] =
+	"UPDATE ferry.apply_progress"
+	"   SET applied_lsn = $2::pg_catalog.pg_lsn,"
+	"       commit_time = pg_catalog.to_timestamp(946684800 + $3::float8 / 1000000),"
+	"       applied_at = pg_catalog.now(),"
+	"       changes = changes + $4::bigint, txns = txns + $5::bigint"
+	" WHERE migration = $1";
+
+static const char ORIGIN_ADVANCE_SQL[] =
+	"SELECT pg_catalog.pg_replication_origin_xact_setup($1::pg_catalog.pg_lsn,"
+	" pg_catalog.to_timestamp(946684800 + $2::float8 / 1000000))";
+
+typedef struct UpdVariant
+{
+	char	   *mask;			/* '1' for each unchanged-TOAST column */
+	int			id;
+} UpdVariant;
+
+typedef struct ApplyRel
+{
+	uint32_t	relid;
+	PgoRelation *rel;			/* owned copy of the Relation message */
+	char	   *qualname;		/* quoted target name */
+	uint64_t	snapshot_lsn;	/* skip transactions committed before this */
+	int			gen;			/* statement generation: bumped by a new Relation */
+	bool		partitioned;	/* the target table is partitioned (no ONLY) */
+	bool		full;			/* find rows by all columns */
+	bool		ins_prepared;
+	bool		del_prepared;
+	UpdVariant *upd;
+	int			nupd;
+} ApplyRel;
+
+typedef struct TableSnap
+{
+	char	   *nspname;
+	char	   *relname;
+	uint64_t	lsn;
+} TableSnap;
+
+typedef struct Apply
+{
+	ApplyArgs  *args;
+	PGconn	   *conn;
+	PgoDecoder *dec;
+	ApplyRel   *rels;			/* open-addressing hash on relid */
+	int			relcap;
+	TableSnap  *snaps;
+	int			nsnaps;
+	/* the open target transaction */
+	bool		in_batch;
+	bool		in_src_txn;
+	bool		skip_txn;		/* a transaction applied before a restart */
+	uint64_t	txn_final_lsn;
+	int64_t		txn_commit_time;
+	uint64_t	batch_end_lsn;	/* end LSN of the last complete source txn in the batch */
+	int64_t		batch_commit_time;
+	int64_t		batch_changes;
+	int64_t		batch_txns;
+	int64_t		batch_started_us;
+	int			unsynced;		/* statements sent since the last sync */
+	const char *what[APPLY_SYNC_EVERY + 16];	/* for error messages */
+	char	   *what_owned[APPLY_SYNC_EVERY + 16];
+	StrBuf		arena;			/* parameter values of the current statement */
+	uint64_t	skip_until;		/* applied LSN at start */
+	ApplyStatus fail_status;
+} Apply;
+
+/* ------------------------------------------------------------------ */
+
+static ApplyRel *
+rel_lookup(Apply *a, uint32_t relid, bool create)
+{
+	uint32_t	mask = (uint32_t) a->relcap - 1;
+	uint32_t	i = (relid * 2654435761u) & mask;
+
+	for (;;)
+	{
+		ApplyRel   *r = &a->rels[i];
+
+		if (r->rel != NULL && r->relid == relid)
+			return r;
+		if (r->rel == NULL)
+			return create ? r : NULL;
+		i = (i + 1) & mask;
+	}
+}
+
+static void
+rel_clear(ApplyRel *r)
+{
+	pgo_relation_free(r->rel);
+	free(r->qualname);
+	for (int i = 0; i < r->nupd; i++)
+		free(r->upd[i].mask);
+	free(r->upd);
+	memset(r, 0, sizeof(*r));
+}
+
+static void
+rels_grow(Apply *a)
+{
+	ApplyRel   *old = a->rels;
+	int			oldcap = a->relcap;
+
+	a->relcap = oldcap ? oldcap * 2 : 256;
+	a->rels = xcalloc((size_t) a->relcap, sizeof(ApplyRel));
+	for (int i = 0; i < oldcap; i++)
+		if (old[i].rel)
+			*rel_lookup(a, old[i].relid, true) = old[i];
+	free(old);
+}
+
+static uint64_t
+table_snapshot(Apply *a, const char *nsp, const char *rel)
+{
+	for (int i = 0; i < a->nsnaps; i++)
+		if (strcmp(a->snaps[i].nspname, nsp) == 0 && strcmp(a->snaps[i].relname, rel) == 0)
+			return a->snaps[i].lsn;
+	return 0;
+}
+
+static bool
+load_snapshots(Apply *a)
+{
+	const char *params[1] = {a->args->cfg->name};
+	PGresult   *res = pg_query(a->conn, "read the tables' copy snapshots", TABLE_SNAPSHOTS_SQL, 1, params);
+
+	if (res == NULL)
+		return false;
+	a->nsnaps = PQntuples(res);
+	a->snaps = xcalloc((size_t) a->nsnaps + 1, sizeof(TableSnap));
+	for (int i = 0; i < a->nsnaps; i++)
+	{
+		a->snaps[i].nspname = xstrdup(PQgetvalue(res, i, 0));
+		a->snaps[i].relname = xstrdup(PQgetvalue(res, i, 1));
+		pg_lsn_parse(PQgetvalue(res, i, 2), &a->snaps[i].lsn);
+	}
+	PQclear(res);
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* pipeline bookkeeping                                                 */
+
+static void
+note_sent(Apply *a, const char *what, char *owned)
+{
+	a->what[a->unsynced] = what;
+	a->what_owned[a->unsynced] = owned;
+	a->unsynced++;
+}
+
+static void
+clear_sent(Apply *a)
+{
+	for (int i = 0; i < a->unsynced; i++)
+		free(a->what_owned[i]);
+	a->unsynced = 0;
+}
+
+/* Classify a failed connection vs a failed statement. */
+static ApplyStatus
+failure_kind(Apply *a)
+{
+	if (PQstatus(a->conn) != CONNECTION_OK)
+		return APPLY_FAILED_CONN;
+	return APPLY_FAILED;
+}
+
+/*
+ * Send a sync and read every result up to it. Returns false (logged) if any
+ * statement failed; the target transaction is then aborted and must be
+ * rolled back by the caller.
+ */
+static bool
+sync_pipeline(Apply *a)
+{
+	int			idx = 0;
+	bool		ok = true;
+	bool		logged = false;
+
+	if (PQpipelineSync(a->conn) != 1)
+	{
+		log_error("could not send to the target: %s", PQerrorMessage(a->conn));
+		a->fail_status = failure_kind(a);
+		clear_sent(a);
+		return false;
+	}
+	for (;;)
+	{
+		PGresult   *res = PQgetResult(a->conn);
+		ExecStatusType st;
+
+		if (res == NULL)
+		{
+			if (PQstatus(a->conn) != CONNECTION_OK)
+			{
+				log_error("lost the connection to the target: %s", PQerrorMessage(a->conn));
+				a->fail_status = APPLY_FAILED_CONN;
+				ok = false;
+				break;
+			}
+			idx++;				/* end of one statement's results */
+			continue;
+		}
+		st = PQresultStatus(res);
+		if (st == PGRES_PIPELINE_SYNC)
+		{
+			PQclear(res);
+			break;
+		}
+		if (st == PGRES_FATAL_ERROR && !logged)
+		{
+			char	   *e = pg_result_error_text(res, a->conn);
+
+			if (pg_interrupted())
+				log_info("apply interrupted while %s", idx < a->unsynced ? a->what[idx] : "committing");
+			else
+				log_error("could not apply to the target while %s: %s",
+						  idx < a->unsynced ? a->what[idx] : "committing", e);
+			free(e);
+			logged = true;
+			ok = false;
+			a->fail_status = pg_interrupted() ? APPLY_STOPPED : failure_kind(a);
+		}
+		else if (st == PGRES_FATAL_ERROR || st == PGRES_PIPELINE_ABORTED)
+			ok = false;
+		PQclear(res);
+	}
+	clear_sent(a);
+	return ok;
+}
+
+static bool
+send_simple(Apply *a, const char *sql, const char *what)
+{
+	if (PQsendQueryParams(a->conn, sql, 0, NULL, NULL, NULL, NULL, 0) != 1)
+	{
+		log_error("could not send to the target: %s", PQerrorMessage(a->conn));
+		a->fail_status = failure_kind(a);
+		return false;
+	}
+	note_sent(a, what, NULL);
+	return true;
+}
+
+static bool
+maybe_sync(Apply *a)
+{
+	if (a->unsynced >= APPLY_SYNC_EVERY)
+		return sync_pipeline(a);
+	return true;
+}
+
+/* Outside the pipeline (it must be drained): run one query synchronously. */
+static PGresult *
+query_now(Apply *a, const char *what, const char *sql, int n, const char *const *params)
+{
+	PGresult   *res;
+
+	if (a->unsynced > 0 && !sync_pipeline(a))
+		return NULL;
+	if (PQexitPipelineMode(a->conn) != 1)
+	{
+		log_error("internal error: could not leave pipeline mode: %s", PQerrorMessage(a->conn));
+		a->fail_status = APPLY_FAILED;
+		return NULL;
+	}
+	res = pg_query(a->conn, what, sql, n, params);
+	if (res == NULL)
+		a->fail_status = failure_kind(a);
+	if (PQenterPipelineMode(a->conn) != 1)
+	{
+		PQclear(res);
+		a->fail_status = APPLY_FAILED;
+		return NULL;
+	}
+	return res;
+}
+
+/* ------------------------------------------------------------------ */
+/* batches                                                              */
+
+static bool
+begin_batch(Apply *a)
+{
+	if (a->in_batch)
+		return true;
+	if (!send_simple(a, "BEGIN", "starting a transaction"))
+		return false;
+	a->in_batch = true;
+	a->batch_changes = 0;
+	a->batch_txns = 0;
+	a->batch_end_lsn = 0;
+	a->batch_started_us = repl_now_us();
+	queue_set_idle(a->args->queue, false);
+	return true;
+}
+
+/* Commit the open target transaction with its position; publish it. */
+static bool
+commit_batch(Apply *a)
+{
+	char		lsn[32],
+				ts[32],
+				nch[32],
+				ntx[32];
+	const char *params[5];
+
+	if (!a->in_batch)
+		return true;
+	if (a->batch_end_lsn == 0)
+	{
+		/* nothing complete in it (e.g. only skipped transactions) */
+		if (!send_simple(a, "ROLLBACK", "ending an empty transaction") || !sync_pipeline(a))
+			return false;
+		a->in_batch = false;
+		return true;
+	}
+	pg_lsn_format(a->batch_end_lsn, lsn, sizeof(lsn));
+	snprintf(ts, sizeof(ts), "%" PRId64, a->batch_commit_time);
+	snprintf(nch, sizeof(nch), "%" PRId64, a->batch_changes);
+	snprintf(ntx, sizeof(ntx), "%" PRId64, a->batch_txns);
+	params[0] = a->args->cfg->name;
+	params[1] = lsn;
+	params[2] = ts;
+	params[3] = nch;
+	params[4] = ntx;
+	if (PQsendQueryParams(a->conn, PROGRESS_UPDATE_SQL, 5, NULL, params, NULL, NULL, 0) != 1)
+		goto sendfail;
+	note_sent(a, "recording the applied position", NULL);
+	if (a->args->use_origin)
+	{
+		const char *op[2] = {lsn, ts};
+
+		if (PQsendQueryParams(a->conn, ORIGIN_ADVANCE_SQL, 2, NULL, op, NULL, NULL, 0) != 1)
+			goto sendfail;
+		note_sent(a, "advancing the replication origin", NULL);
+	}
+	if (!send_simple(a, "COMMIT", "committing") || !sync_pipeline(a))
+		return false;
+	a->in_batch = false;
+	atomic_store(&a->args->shared->applied_lsn, a->batch_end_lsn);
+	atomic_store(&a->args->shared->applied_commit_time, a->batch_commit_time);
+	atomic_store(&a->args->shared->applied_at, repl_now_us());
+	atomic_fetch_add(&a->args->shared->changes, a->batch_changes);
+	atomic_fetch_add(&a->args->shared->txns, a->batch_txns);
+	log_debug("committed %" PRId64 " source transactions (%" PRId64 " changes) up to %s",
+			  a->batch_txns, a->batch_changes, lsn);
+	return true;
+
+sendfail:
+	log_error("could not send to the target: %s", PQerrorMessage(a->conn));
+	a->fail_status = failure_kind(a);
+	return false;
+}
+
+static void
+abort_batch(Apply *a)
+{
+	PGresult   *r;
+
+	if (PQstatus(a->conn) != CONNECTION_OK)
+		return;
+	/* drain whatever is pending, then roll back outside the pipeline */
+	if (a->unsynced > 0)
+		(void) sync_pipeline(a);
+	while ((r = PQgetResult(a->conn)) != NULL)
+		PQclear(r);
+	if (PQpipelineStatus(a->conn) != PQ_PIPELINE_OFF)
+		PQexitPipelineMode(a->conn);
+	pg_exec_quiet(a->conn, "ROLLBACK", NULL);
+	a->in_batch = false;
+	a->in_src_txn = false;
+}
+
+/* ------------------------------------------------------------------ */
+/* relations and statements                                             */
+
+/*
+ * A Relation message: remember it, and check the target table has the same
+ * columns. Returns false with fail_status APPLY_FAILED_SCHEMA on a mismatch.
+ */
+static bool
+handle_relation(Apply *a, const PgoRelation *msg)
+{
+	ApplyRel   *r;
+	char	   *qn = pg_quote_ident(msg->nspname);
+	char	   *qr = pg_quote_ident(msg->relname);
+	char	   *qual = xasprintf("%s.%s", qn, qr);
+	const char *params[1] = {qual};
+	PGresult   *res;
+	StrBuf		diff;
+	int			nt;
+	bool		same;
+	int			gen = 0;
+
+	free(qn);
+	free(qr);
+	res = query_now(a, "read the target table's columns", TARGET_COLUMNS_SQL, 1, params);
+	if (res == NULL)
+	{
+		free(qual);
+		return false;
+	}
+	strbuf_init(&diff);
+	nt = PQntuples(res);
+	if (nt == 0)
+		strbuf_addf(&diff, "the table does not exist on the target");
+	else
+	{
+		int			ntcols = PQgetisnull(res, 0, 1) ? 0 : nt;
+
+		same = ntcols == msg->ncols;
+		for (int i = 0; same && i < msg->ncols; i++)
+			same = strcmp(PQgetvalue(res, i, 1), msg->cols[i].name) == 0;
+		if (!same)
+		{
+			strbuf_addstr(&diff, "source columns (");
+			for (int i = 0; i < msg->ncols; i++)
+				strbuf_addf(&diff, "%s%s", i ? ", " : "", msg->cols[i].name);
+			strbuf_addstr(&diff, "), target columns (");
+			for (int i = 0; i < ntcols; i++)
+				strbuf_addf(&diff, "%s%s", i ? ", " : "", PQgetvalue(res, i, 1));
+			strbuf_addstr(&diff, ")");
+		}
+	}
+	if (diff.len > 0)
+	{
+		log_error("table %s differs between source and target: %s; nothing is applied until the target has the same change. Fix: apply the source's schema change (ALTER TABLE ...) on the target; ferry retries and then continues",
+				  qual, diff.data);
+		strbuf_release(&diff);
+		PQclear(res);
+		free(qual);
+		a->fail_status = APPLY_FAILED_SCHEMA;
+		return false;
+	}
+	strbuf_release(&diff);
+
+	if (a->relcap == 0 || (rel_lookup(a, msg->relid, false) == NULL && a->relcap < 4))
+		rels_grow(a);
+	r = rel_lookup(a, msg->relid, false);
+	if (r)
+	{
+		gen = r->gen + 1;
+		rel_clear(r);
+	}
+	else
+	{
+		int			used = 0;
+
+		for (int i = 0; i < a->relcap; i++)
+			used += a->rels[i].rel != NULL;
+		if (used * 2 >= a->relcap)
+			rels_grow(a);
+	}
+	r = rel_lookup(a, msg->relid, true);
+	r->relid = msg->relid;
+	r->rel = pgo_relation_copy(msg);
+	r->qualname = qual;
+	r->gen = gen;
+	r->partitioned = PQgetvalue(res, 0, 0)[0] == 'p';
+	r->snapshot_lsn = table_snapshot(a, msg->nspname, msg->relname);
+	r->full = true;
+	for (int i = 0; i < msg->ncols; i++)
+		if (msg->cols[i].key)
+			r->full = false;
+	PQclear(res);
+	return true;
+}
+
+/* Make a NUL-terminated copy of each value in the arena; fill params. */
+static void
+tuple_params(Apply *a, const PgoTuple *t, const char **params, int *n, const char *skip_mask)
+{
+	size_t		offs[4096];
+	int			k = *n;
+	int			start = *n;
+
+	(void) start;
+	for (int i = 0; i < t->ncols; i++)
+	{
+		if (skip_mask && skip_mask[i] == '1')
+			continue;
+		if (t->cols[i].kind == 'n')
+		{
+			offs[k] = (size_t) -1;
+		}
+		else
+		{
+			offs[k] = a->arena.len;
+			strbuf_add(&a->arena, t->cols[i].data, t->cols[i].len);
+			strbuf_addch(&a->arena, '\0');
+		}
+		k++;
+	}
+	/* the arena may have moved while growing: resolve pointers at the end */
+	for (int i = *n; i < k; i++)
+		params[i] = offs[i] == (size_t) -1 ? NULL : a->arena.data + offs[i];
+	*n = k;
+}
+
+/* Append "a = $n AND b = $n+1" (or the FULL form) for the identity. */
+static void
+where_clause(StrBuf *sql, const ApplyRel *r, int first_param)
+{
+	int			p = first_param;
+	bool		any = false;
+
+	if (r->full)
+	{
+		strbuf_addf(sql, " WHERE (tableoid, ctid) IN (SELECT tableoid, ctid FROM %s%s WHERE ",
+					r->partitioned ? "" : "ONLY ", r->qualname);
+		for (int i = 0; i < r->rel->ncols; i++)
+		{
+			char	   *c = pg_quote_ident(r->rel->cols[i].name);
+
+			strbuf_addf(sql, "%s%s::text IS NOT DISTINCT FROM $%d::text", any ? " AND " : "", c, p++);
+			any = true;
+			free(c);
+		}
+		strbuf_addstr(sql, " LIMIT 1)");
+		return;
+	}
+	strbuf_addstr(sql, " WHERE ");
+	for (int i = 0; i < r->rel->ncols; i++)
+	{
+		char	   *c;
+
+		if (!r->rel->cols[i].key)
+			continue;
+		c = pg_quote_ident(r->rel->cols[i].name);
+		strbuf_addf(sql, "%s%s = $%d", any ? " AND " : "", c, p++);
+		any = true;
+		free(c);
+	}
+}
+
+static bool
+prepare(Apply *a, const char *name, const char *sql, int nparams)
+{
+	if (PQsendPrepare(a->conn, name, sql, nparams, NULL) != 1)
+	{
+		log_error("could not send to the target: %s", PQerrorMessage(a->conn));
+		a->fail_status = failure_kind(a);
+		return false;
+	}
+	note_sent(a, "preparing a statement", xasprintf("preparing %s", sql));
+	a->what[a->unsynced - 1] = a->what_owned[a->unsynced - 1];
+	return true;
+}
+
+/* The identity values of a change: the old tuple if sent, else the new one. */
+static void
+identity_params(Apply *a, const ApplyRel *r, char oldkind, const PgoTuple *old, const PgoTuple *newt,
+				const char **params, int *n)
+{
+	const PgoTuple *src = oldkind ? old : newt;
+
+	if (r->full)
+	{
+		tuple_params(a, src, params, n, NULL);
+		return;
+	}
+	/* a 'K' old tuple carries only key columns (others null); 'O' all */
+	{
+		char		mask[4096];
+
+		for (int i = 0; i < src->ncols && i < (int) sizeof(mask) - 1; i++)
+			mask[i] = r->rel->cols[i].key ? '0' : '1';
+		mask[src->ncols < (int) sizeof(mask) - 1 ? src->ncols : (int) sizeof(mask) - 1] = '\0';
+		tuple_params(a, src, params, n, mask);
+	}
+}
+
+static bool
+send_prepared(Apply *a, const char *name, int n, const char *const *params, const char *what, const ApplyRel *r)
+{
+	if (PQsendQueryPrepared(a->conn, name, n, params, NULL, NULL, 0) != 1)
+	{
+		log_error("could not send to the target: %s", PQerrorMessage(a->conn));
+		a->fail_status = failure_kind(a);
+		return false;
+	}
+	note_sent(a, what, xasprintf("%s %s", what, r->qualname));
+	a->what[a->unsynced - 1] = a->what_owned[a->unsynced - 1];
+	a->batch_changes++;
+	return maybe_sync(a);
+}
+
+static bool
+apply_insert(Apply *a, ApplyRel *r, const PgoTuple *t)
+{
+	char		name[64];
+	const char *params[4096];
+	int			n = 0;
+
+	if (t->ncols != r->rel->ncols || t->ncols > 1600)
+	{
+		log_error("insert into %s has %d columns, its Relation message %d", r->qualname, t->ncols, r->rel->ncols);
+		a->fail_status = APPLY_FAILED;
+		return false;
+	}
+	snprintf(name, sizeof(name), "i%u_%d", r->relid, r->gen);
+	if (!r->ins_prepared)
+	{
+		StrBuf		sql;
+
+		strbuf_init(&sql);
+		strbuf_addf(&sql, "INSERT INTO %s (", r->qualname);
+		for (int i = 0; i < r->rel->ncols; i++)
+		{
+			char	   *c = pg_quote_ident(r->rel->cols[i].name);
+
+			strbuf_addf(&sql, "%s%s", i ? ", " : "", c);
+			free(c);
+		}
+		strbuf_addstr(&sql, ") VALUES (");
+		for (int i = 0; i < r->rel->ncols; i++)
+			strbuf_addf(&sql, "%s$%d", i ? ", " : "", i + 1);
+		strbuf_addstr(&sql, ")");
+		if (!prepare(a, name, sql.data, r->rel->ncols))
+		{
+			strbuf_release(&sql);
+			return false;
+		}
+		strbuf_release(&sql);
+		r->ins_prepared = true;
+	}
+	strbuf_reset(&a->arena);
+	tuple_params(a, t, params, &n, NULL);
+	return send_prepared(a, name, n, params, "inserting into", r);
+}
+
+static bool
+apply_delete(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *old)
+{
+	char		name[64];
+	const char *params[4096];
+	int			n = 0;
+
+	if (old->ncols != r->rel->ncols)
+	{
+		log_error("delete from %s has %d columns, its Relation message %d", r->qualname, old->ncols, r->rel->ncols);
+		a->fail_status = APPLY_FAILED;
+		return false;
+	}
+	snprintf(name, sizeof(name), "d%u_%d", r->relid, r->gen);
+	if (!r->del_prepared)
+	{
+		StrBuf		sql;
+		int			np = 0;
+
+		strbuf_init(&sql);
+		strbuf_addf(&sql, "DELETE FROM %s%s", r->partitioned ? "" : "ONLY ", r->qualname);
+		where_clause(&sql, r, 1);
+		for (int i = 0; i < r->rel->ncols; i++)
+			np += r->full || r->rel->cols[i].key;
+		if (!prepare(a, name, sql.data, np))
+		{
+			strbuf_release(&sql);
+			return false;
+		}
+		strbuf_release(&sql);
+		r->del_prepared = true;
+	}
+	strbuf_reset(&a->arena);
+	identity_params(a, r, oldkind, old, NULL, params, &n);
+	return send_prepared(a, name, n, params, "deleting from", r);
+}
+
+static bool
+apply_update(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *old, const PgoTuple *newt)
+{
+	char		name[64];
+	char		mask[1700];
+	const char *params[4096];
+	int			n = 0;
+	int			nset = 0;
+	UpdVariant *v = NULL;
+
+	if (newt->ncols != r->rel->ncols || newt->ncols > 1600 || (oldkind && old->ncols != r->rel->ncols))
+	{
+		log_error("update of %s does not match its Relation message", r->qualname);
+		a->fail_status = APPLY_FAILED;
+		return false;
+	}
+	for (int i = 0; i < newt->ncols; i++)
+	{
+		mask[i] = newt->cols[i].kind == 'u' ? '1' : '0';
+		nset += mask[i] == '0';
+	}
+	mask[newt->ncols] = '\0';
+	if (nset == 0)
+	{
+		/* every column unchanged and toasted: nothing to write */
+		return true;
+	}
+	for (int i = 0; i < r->nupd; i++)
+		if (strcmp(r->upd[i].mask, mask) == 0)
+			v = &r->upd[i];
+	if (v == NULL)
+	{
+		StrBuf		sql;
+		int			p = 1;
+		int			np;
+
+		r->upd = xrealloc(r->upd, sizeof(UpdVariant) * (size_t) (r->nupd + 1));
+		v = &r->upd[r->nupd];
+		v->mask = xstrdup(mask);
+		v->id = r->nupd++;
+		snprintf(name, sizeof(name), "u%u_%d_%d", r->relid, r->gen, v->id);
+		strbuf_init(&sql);
+		strbuf_addf(&sql, "UPDATE %s%s SET ", r->partitioned ? "" : "ONLY ", r->qualname);
+		for (int i = 0; i < r->rel->ncols; i++)
+		{
+			char	   *c;
+
+			if (mask[i] == '1')
+				continue;
+			c = pg_quote_ident(r->rel->cols[i].name);
+			strbuf_addf(&sql, "%s%s = $%d", p > 1 ? ", " : "", c, p);
+			p++;
+			free(c);
+		}
+		where_clause(&sql, r, p);
+		np = p - 1;
+		for (int i = 0; i < r->rel->ncols; i++)
+			np += r->full || r->rel->cols[i].key;
+		if (!prepare(a, name, sql.data, np))
+		{
+			strbuf_release(&sql);
+			return false;
+		}
+		strbuf_release(&sql);
+	}
+	snprintf(name, sizeof(name), "u%u_%d_%d", r->relid, r->gen, v->id);
+	strbuf_reset(&a->arena);
+	tuple_params(a, newt, params, &n, mask);
+	identity_params(a, r, oldkind, old, newt, params, &n);
+	return send_prepared(a, name, n, params, "updating", r);
+}
+
+static bool
+apply_truncate(Apply *a, uint8_t options, int nrelids, const uint32_t *relids)
+{
+	StrBuf		sql;
+	int			n = 0;
+	bool		ok = true;
+
+	strbuf_init(&sql);
+	strbuf_addstr(&sql, "TRUNCATE ");
+	for (int i = 0; i < nrelids; i++)
+	{
+		ApplyRel   *r = rel_lookup(a, relids[i], false);
+
+		if (r == NULL)
+		{
+			log_error("truncate of relation %u that was never described", relids[i]);
+			a->fail_status = APPLY_FAILED;
+			strbuf_release(&sql);
+			return false;
+		}
+		if (r->snapshot_lsn > a->txn_final_lsn)
+			continue;
+		strbuf_addf(&sql, "%s%s%s", n ? ", " : "", r->partitioned ? "" : "ONLY ", r->qualname);
+		n++;
+	}
+	if (options & PGO_TRUNCATE_RESTART_IDENTITY)
+		strbuf_addstr(&sql, " RESTART IDENTITY");
+	if (options & PGO_TRUNCATE_CASCADE)
+		strbuf_addstr(&sql, " CASCADE");
+	if (n > 0)
+	{
+		ok = send_simple(a, sql.data, "truncating");
+		a->batch_changes++;
+	}
+	strbuf_release(&sql);
+	return ok;
+}
+
+/* ------------------------------------------------------------------ */
+
+static ApplyRel *
+change_rel(Apply *a, uint32_t relid)
+{
+	ApplyRel   *r = a->relcap ? rel_lookup(a, relid, false) : NULL;
+
+	if (r == NULL)
+	{
+		log_error("change for relation %u that was never described by a Relation message", relid);
+		a->fail_status = APPLY_FAILED;
+	}
+	return r;
+}
+
+/* One decoded message. False = failure (fail_status set). */
+static bool
+handle(Apply *a, const PgoMessage *m)
+{
+	ApplyRel   *r;
+
+	switch (m->kind)
+	{
+		case 'B':
+			a->in_src_txn = true;
+			a->txn_final_lsn = m->u.begin.final_lsn;
+			a->txn_commit_time = m->u.begin.commit_time;
+			/* applied before a restart: its commit is at or before our position */
+			a->skip_txn = m->u.begin.final_lsn < a->skip_until;
+			return a->skip_txn || begin_batch(a);
+		case 'C':
+			a->in_src_txn = false;
+			if (a->skip_txn)
+			{
+				a->skip_txn = false;
+				return true;
+			}
+			a->batch_end_lsn = m->u.commit.end_lsn;
+			a->batch_commit_time = m->u.commit.commit_time;
+			a->batch_txns++;
+			return true;
+		case 'R':
+			return handle_relation(a, &m->u.relation);
+		case 'Y':
+		case 'O':
+			return true;
+		case 'M':
+			return true;		/* heartbeats: their commit moves the position */
+		case 'I':
+		case 'U':
+		case 'D':
+			if (a->skip_txn)
+				return true;
+			r = change_rel(a, m->kind == 'I' ? m->u.insert.relid : m->kind == 'U' ? m->u.update.relid : m->u.delete_.relid);
+			if (r == NULL)
+				return false;
+			if (r->snapshot_lsn > a->txn_final_lsn)
+				return true;	/* already in this table's copy */
+			if (m->kind == 'I')
+				return apply_insert(a, r, &m->u.insert.newtup);
+			if (m->kind == 'U')
+				return apply_update(a, r, m->u.update.oldkind, &m->u.update.oldtup, &m->u.update.newtup);
+			return apply_delete(a, r, m->u.delete_.oldkind, &m->u.delete_.oldtup);
+		case 'T':
+			if (a->skip_txn)
+				return true;
+			return apply_truncate(a, m->u.truncate.options, m->u.truncate.nrelids, m->u.truncate.relids);
+		default:
+			log_error("unexpected %s message in the change stream (ferry asks for protocol %d without streaming)",
+					  pgo_kind_name(m->kind), a->args->proto_version);
+			a->fail_status = APPLY_FAILED;
+			return false;
+	}
+}
+
+static bool
+setup_session(Apply *a, const char *encoding)
+{
+	char	   *enc = pg_quote_literal(encoding);
+	char	   *sql = xasprintf("SET session_replication_role = replica; SET synchronous_commit = on;"
+								" SET client_encoding = %s", enc);
+	bool		ok = pg_exec(a->conn, "set up the apply session", sql);
+
+	free(enc);
+	free(sql);
+	if (ok && a->args->use_origin)
+	{
+		const char *params[1] = {a->args->cfg->name};
+		PGresult   *res = pg_query(a->conn, "attach to the replication origin",
+								   "SELECT pg_catalog.pg_replication_origin_session_setup($1)", 1, params);
+
+		ok = res != NULL;
+		PQclear(res);
+	}
+	return ok;
+}
+
+void *
+apply_main(void *p)
+{
+	ApplyArgs  *args = p;
+	Apply		a;
+	ApplyStatus status = APPLY_STOPPED;
+	char		err[256];
+
+	log_set_role("apply");
+	memset(&a, 0, sizeof(a));
+	a.args = args;
+	a.skip_until = args->start_lsn;
+	a.fail_status = APPLY_FAILED;
+	strbuf_init(&a.arena);
+	a.dec = pgo_decoder_new(args->proto_version);
+	a.conn = pg_connect(args->cfg->target, "target", PG_CONN_SQL, NULL);
+	if (a.conn == NULL)
+	{
+		status = APPLY_FAILED_CONN;
+		goto done;
+	}
+	if (!setup_session(&a, args->source_encoding) || !load_snapshots(&a) ||
+		PQenterPipelineMode(a.conn) != 1)
+	{
+		status = failure_kind(&a);
+		goto done;
+	}
+	rels_grow(&a);
+
+	for (;;)
+	{
+		QueueItem  *it = NULL;
+		PgoMessage	m;
+		int			wait_ms = 1000;
+		QueueResult qr;
+
+		if (atomic_load(&args->shared->stop) && !a.in_src_txn)
+		{
+			status = commit_batch(&a) ? APPLY_STOPPED : a.fail_status;
+			break;
+		}
+		if (a.in_batch && !a.in_src_txn)
+		{
+			int64_t		age_ms = (repl_now_us() - a.batch_started_us) / 1000;
+
+			wait_ms = age_ms >= APPLY_BATCH_MS ? 0 : (int) (APPLY_BATCH_MS - age_ms);
+		}
+		qr = queue_pop(args->queue, &it, wait_ms);
+		if (qr == QUEUE_CLOSED)
+		{
+			/* the stream ended: keep what is complete, drop a partial transaction */
+			if (a.in_src_txn)
+				abort_batch(&a);
+			else if (!commit_batch(&a))
+			{
+				status = a.fail_status;
+				break;
+			}
+			status = APPLY_STOPPED;
+			break;
+		}
+		if (qr == QUEUE_TIMEOUT)
+		{
+			if (atomic_load(&args->shared->stop) && a.in_src_txn)
+			{
+				/* asked to stop in the middle of a transaction: abandon it */
+				abort_batch(&a);
+				status = APPLY_STOPPED;
+				break;
+			}
+			if (a.in_batch && !a.in_src_txn && !commit_batch(&a))
+			{
+				status = a.fail_status;
+				break;
+			}
+			if (!a.in_batch)
+				queue_set_idle(args->queue, true);
+			continue;
+		}
+		if (!pgo_decode(a.dec, it->data, it->len, &m, err, sizeof(err)))
+		{
+			log_error("could not decode a change from the source at %X/%X: %s",
+					  (unsigned) (it->lsn >> 32), (unsigned) it->lsn, err);
+			free(it);
+			status = APPLY_FAILED;
+			break;
+		}
+		if (!handle(&a, &m))
+		{
+			free(it);
+			status = a.fail_status;
+			break;
+		}
+		free(it);
+		/* a complete source transaction: commit the batch if it is full or we caught up */
+		if (m.kind == 'C' && a.in_batch &&
+			(a.batch_changes >= APPLY_BATCH_CHANGES ||
+			 (repl_now_us() - a.batch_started_us) / 1000 >= APPLY_BATCH_MS ||
+			 queue_length(args->queue) == 0))
+		{
+			if (!commit_batch(&a))
+			{
+				status = a.fail_status;
+				break;
+			}
+		}
+		if (atomic_load(&args->shared->stop) && a.in_src_txn)
+		{
+			abort_batch(&a);
+			status = APPLY_STOPPED;
+			break;
+		}
+	}
+	if (status != APPLY_STOPPED && a.conn)
+		abort_batch(&a);
+
+done:
+	clear_sent(&a);
+	if (a.rels)
+	{
+		for (int i = 0; i < a.relcap; i++)
+			if (a.rels[i].rel)
+				rel_clear(&a.rels[i]);
+		free(a.rels);
+	}
+	for (int i = 0; i < a.nsnaps; i++)
+	{
+		free(a.snaps[i].nspname);
+		free(a.snaps[i].relname);
+	}
+	free(a.snaps);
+	strbuf_release(&a.arena);
+	pgo_decoder_free(a.dec);
+	pg_finish(a.conn);
+	atomic_store(&args->shared->status, (int) status);
+	/* wake the stream thread if it waits to push */
+	queue_close(args->queue);
+	return NULL;
+}
+
+bool
+apply_prepare_target(const FerryConfig *cfg, bool *use_origin, uint64_t *applied_lsn)
+{
+	PGconn	   *conn = pg_connect(cfg->target, "target", PG_CONN_SQL, NULL);
+	const char *params[1] = {cfg->name};
+	PGresult   *res;
+	bool		ok = false;
+
+	if (conn == NULL)
+		return false;
+	res = pg_query(conn, "create the apply position",
+				   "INSERT INTO ferry.apply_progress (migration, applied_lsn)"
+				   " SELECT name, start_lsn FROM ferry.migration WHERE name = $1"
+				   " ON CONFLICT (migration) DO NOTHING", 1, params);
+	if (res == NULL)
+		goto done;
+	PQclear(res);
+	res = pg_query(conn, "read the apply position",
+				   "SELECT applied_lsn::text FROM ferry.apply_progress WHERE migration = $1", 1, params);
+	if (res == NULL || !pg_check_shape(res, 1, 1, "the apply position") ||
+		!pg_lsn_parse(PQgetvalue(res, 0, 0), applied_lsn))
+		goto done;
+	PQclear(res);
+	/* the origin marks ferry's writes (for reverse replication) and advances with them */
+	{
+		PGresult   *o = PQexecParams(conn,
+									 "SELECT pg_catalog.pg_replication_origin_create(n)"
+									 "  FROM (SELECT $1::text AS n) x"
+									 " WHERE pg_catalog.pg_replication_origin_oid(n) IS NULL",
+									 1, NULL, params, NULL, NULL, 0);
+
+		*use_origin = PQresultStatus(o) == PGRES_TUPLES_OK;
+		if (!*use_origin)
+			log_notice("not using a replication origin on the target (%s); the applied position is kept in ferry.apply_progress only",
+					   PQresultErrorField(o, PG_DIAG_MESSAGE_PRIMARY) ? PQresultErrorField(o, PG_DIAG_MESSAGE_PRIMARY) : "no permission");
+		PQclear(o);
+	}
+	res = NULL;
+	ok = true;
+
+done:
+	PQclear(res);
+	pg_finish(conn);
+	return ok;
+}

@@ -1,0 +1,98 @@
+/*
+ * apply.h: applying the source's decoded changes to the target, exactly
+ * once and in source commit order.
+ *
+ * Design.
+ *
+ * Order and grouping. Messages arrive in commit order (pgoutput protocol 1
+ * sends a transaction only once it committed). Consecutive source
+ * transactions are grouped into one target transaction, closed when it
+ * holds APPLY_BATCH_CHANGES changes, or has been open APPLY_BATCH_MS, or the
+ * queue is empty (caught up: commit now, so lag stays low). A large source
+ * transaction is streamed through as it arrives; it is never held in memory.
+ *
+ * Exactly once. Every target transaction ends with an UPDATE of
+ * ferry.apply_progress (and, when the target user may, a replication origin
+ * position) naming the end LSN of the last source transaction it contains,
+ * so data and position commit together. On restart, streaming resumes after
+ * that LSN and any transaction that ends at or before it is skipped. The
+ * stream only confirms to the source (flush LSN) what apply has committed,
+ * with synchronous_commit on, so the slot never moves past an unapplied
+ * change.
+ *
+ * Tables copied at a later snapshot. A table whose ferry.copy_item rows say
+ * it was copied as of LSN L skips changes of transactions that committed
+ * before L (they are already in its copy), as PostgreSQL's table sync does.
+ *
+ * Statements. Per relation, prepared INSERT / DELETE / UPDATE statements
+ * with text parameters, sent in libpq pipeline mode (no round trip per row;
+ * results are read at every sync point, every APPLY_SYNC_EVERY statements and
+ * at commit). UPDATE has one prepared variant per set of unchanged TOAST
+ * columns (they are left out of SET, keeping the target's value). Rows are
+ * found by the replica identity: the key columns, or for REPLICA IDENTITY
+ * FULL the first row whose every column's text equals the old row's. An
+ * update that changes the key uses the old key sent by the source.
+ * TRUNCATE keeps CASCADE / RESTART IDENTITY. The session runs with
+ * session_replication_role = replica: user triggers and foreign keys do not
+ * fire. Generated columns are never sent by pgoutput; the target computes
+ * them.
+ *
+ * Schema changes. A Relation message is compared with the target's table
+ * (same column names in the same order, generated and dropped columns
+ * aside). If they differ, apply stops before writing anything to that table,
+ * with an error naming the table and the difference; it is retried, and
+ * continues once the target has the same change.
+ */
+#ifndef FERRY_APPLY_H
+#define FERRY_APPLY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "queue.h"
+
+#define APPLY_BATCH_CHANGES 20000
+#define APPLY_BATCH_MS 200
+#define APPLY_SYNC_EVERY 1000
+
+typedef enum ApplyStatus
+{
+	APPLY_RUNNING = 0,
+	APPLY_STOPPED,				/* asked to stop, or the queue closed: clean */
+	APPLY_FAILED_CONN,			/* the target went away: retry with backoff */
+	APPLY_FAILED_SCHEMA,		/* source and target tables differ: retry later */
+	APPLY_FAILED,				/* anything else: stop */
+} ApplyStatus;
+
+/* Shared between the apply thread, the stream thread and the coordinator. */
+typedef struct ApplyShared
+{
+	_Atomic uint64_t applied_lsn;	/* end LSN of the last committed source txn */
+	_Atomic int64_t applied_commit_time;	/* its commit time, us since 2000 */
+	_Atomic int64_t applied_at;	/* when it was applied on the target, us since 2000 */
+	_Atomic int64_t changes;	/* rows applied since start */
+	_Atomic int64_t txns;		/* source transactions applied since start */
+	_Atomic bool stop;			/* coordinator asks the threads to finish */
+	_Atomic int status;			/* ApplyStatus of the apply thread */
+} ApplyShared;
+
+typedef struct ApplyArgs
+{
+	const FerryConfig *cfg;
+	Queue	   *queue;
+	ApplyShared *shared;
+	int			proto_version;
+	uint64_t	start_lsn;		/* skip transactions ending at or before this */
+	const char *source_encoding;	/* pgoutput sends text in it */
+	bool		use_origin;		/* also advance a replication origin */
+} ApplyArgs;
+
+/* Thread entry: apply until stopped or failed; sets shared->status. */
+void	   *apply_main(void *args);
+
+/* Create the progress row (and origin) for a migration if missing. */
+bool		apply_prepare_target(const FerryConfig *cfg, bool *use_origin, uint64_t *applied_lsn);
+
+#endif

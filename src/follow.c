@@ -1,0 +1,308 @@
+/*
+ * follow.c: the `ferry start` coordinator (see follow.h).
+ */
+#include "follow.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "apply.h"
+#include "clone.h"
+#include "log.h"
+#include "mem.h"
+#include "pgoutput.h"
+#include "pgsql.h"
+#include "publication.h"
+#include "queue.h"
+#include "state.h"
+#include "stream.h"
+
+/* the receive queue: bounded so ferry's memory stays small for any transaction */
+#define FOLLOW_QUEUE_BYTES (8 * 1024 * 1024)
+
+static const char RATE_UPDATE_SQL[] =
+	"UPDATE ferry.apply_progress SET changes_per_second = $2::float8, txns_per_second = $3::float8,"
+	" follower_pid = $4::int, follower_seen_at = pg_catalog.now()"
+	" WHERE migration = $1";
+
+typedef struct Follow
+{
+	FerryConfig *cfg;
+	PGconn	   *src;			/* heartbeats, publications */
+	PGconn	   *tgt;			/* state and rate */
+	char	   *encoding;
+	char	   *publications;
+	int			proto;
+	bool		messages;
+	bool		heartbeat_ok;
+	int64_t		last_heartbeat_us;
+} Follow;
+
+static void
+sleep_interruptible(int ms)
+{
+	for (int i = 0; i < ms / 100 && !pg_interrupted(); i++)
+		usleep(100000);
+}
+
+/* (Re)connect the coordinator's own sessions. */
+static bool
+connect_both(Follow *f)
+{
+	if (f->src == NULL || PQstatus(f->src) != CONNECTION_OK)
+	{
+		pg_finish(f->src);
+		f->src = pg_connect(f->cfg->source, "source", PG_CONN_SQL, NULL);
+	}
+	if (f->tgt == NULL || PQstatus(f->tgt) != CONNECTION_OK)
+	{
+		pg_finish(f->tgt);
+		f->tgt = pg_connect(f->cfg->target, "target", PG_CONN_SQL, NULL);
+	}
+	return f->src != NULL && f->tgt != NULL;
+}
+
+static void
+heartbeat(Follow *f)
+{
+	const char *params[1] = {f->cfg->name};
+	PGresult   *res;
+
+	if (!f->heartbeat_ok || repl_now_us() - f->last_heartbeat_us < FOLLOW_HEARTBEAT_MS * 1000LL)
+		return;
+	f->last_heartbeat_us = repl_now_us();
+	if (f->src == NULL || PQstatus(f->src) != CONNECTION_OK)
+		return;
+	res = PQexecParams(f->src,
+					   "SELECT pg_catalog.pg_logical_emit_message(true, '" FOLLOW_HEARTBEAT_PREFIX "', $1)",
+					   1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		if (state && strcmp(state, "42501") == 0)
+		{
+			log_warn("no heartbeats: the source user may not run pg_logical_emit_message; lag in seconds is then only measured when the application writes. Fix: GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO <user>");
+			f->heartbeat_ok = false;
+		}
+	}
+	PQclear(res);
+}
+
+static void
+report(Follow *f, ApplyShared *sh, StreamArgs *st, int64_t *last_changes, int64_t *last_txns, int64_t *last_us)
+{
+	int64_t		now = repl_now_us();
+	int64_t		changes = atomic_load(&sh->changes);
+	int64_t		txns = atomic_load(&sh->txns);
+	double		secs = (double) (now - *last_us) / 1e6;
+	double		crate = secs > 0 ? (double) (changes - *last_changes) / secs : 0;
+	double		trate = secs > 0 ? (double) (txns - *last_txns) / secs : 0;
+	uint64_t	applied = atomic_load(&sh->applied_lsn);
+	uint64_t	received = atomic_load(&st->received_lsn);
+	int64_t		ct = atomic_load(&sh->applied_commit_time);
+	char		a[32],
+				r[32],
+				cr[32],
+				tr[32],
+				pid[16];
+
+	pg_lsn_format(applied, a, sizeof(a));
+	pg_lsn_format(received, r, sizeof(r));
+	snprintf(cr, sizeof(cr), "%.1f", crate);
+	snprintf(tr, sizeof(tr), "%.1f", trate);
+	snprintf(pid, sizeof(pid), "%d", (int) getpid());
+	if (f->tgt && PQstatus(f->tgt) == CONNECTION_OK)
+	{
+		const char *params[4] = {f->cfg->name, cr, tr, pid};
+		PGresult   *res = PQexecParams(f->tgt, RATE_UPDATE_SQL, 4, NULL, params, NULL, NULL, 0);
+
+		PQclear(res);
+	}
+	log_info("following: applied %s (received %s), %.0f changes/s, %.0f transactions/s, last commit %.1f s ago",
+			 a, r, crate, trate, ct ? (double) (now - ct) / 1e6 : 0.0);
+	*last_changes = changes;
+	*last_txns = txns;
+	*last_us = now;
+}
+
+/*
+ * One streaming session: start both threads at the applied position, wait
+ * until they end, return how they ended.
+ */
+static ApplyStatus
+session(Follow *f, FollowResult *out, bool *ran_long)
+{
+	Queue		q;
+	ApplyShared sh;
+	ApplyArgs	aa;
+	StreamArgs	sa;
+	pthread_t	at,
+				stt;
+	uint64_t	applied;
+	bool		use_origin = false;
+	int64_t		started = repl_now_us();
+	int64_t		last_changes = 0,
+				last_txns = 0,
+				last_us = started,
+				last_report = started - 8 * 1000000LL;	/* first report after 2 s */
+	ApplyStatus as;
+	StreamStatus ss;
+
+	if (!apply_prepare_target(f->cfg, &use_origin, &applied))
+		return APPLY_FAILED_CONN;
+	queue_init(&q, FOLLOW_QUEUE_BYTES);
+	memset(&sh, 0, sizeof(sh));
+	atomic_store(&sh.applied_lsn, applied);
+	memset(&aa, 0, sizeof(aa));
+	aa.cfg = f->cfg;
+	aa.queue = &q;
+	aa.shared = &sh;
+	aa.proto_version = f->proto;
+	aa.start_lsn = applied;
+	aa.source_encoding = f->encoding;
+	aa.use_origin = use_origin;
+	memset(&sa, 0, sizeof(sa));
+	sa.cfg = f->cfg;
+	sa.queue = &q;
+	sa.shared = &sh;
+	sa.slot = f->cfg->name;
+	sa.publications = f->publications;
+	sa.start_lsn = applied;
+	sa.proto_version = f->proto;
+	sa.messages = f->messages;
+	atomic_store(&sa.received_lsn, applied);
+	atomic_store(&sa.confirmed_lsn, 0);
+
+	pthread_create(&at, NULL, apply_main, &aa);
+	pthread_create(&stt, NULL, stream_main, &sa);
+	for (;;)
+	{
+		usleep(100000);
+		if (pg_interrupted())
+			atomic_store(&sh.stop, true);
+		if (atomic_load(&sh.status) != APPLY_RUNNING || atomic_load(&sa.status) != STREAM_RUNNING)
+			atomic_store(&sh.stop, true);
+		if (atomic_load(&sh.stop))
+			break;
+		if (connect_both(f))
+			heartbeat(f);
+		if (repl_now_us() - last_report >= 10 * 1000000LL)
+		{
+			report(f, &sh, &sa, &last_changes, &last_txns, &last_us);
+			last_report = repl_now_us();
+		}
+	}
+	pthread_join(stt, NULL);
+	pthread_join(at, NULL);
+	as = (ApplyStatus) atomic_load(&sh.status);
+	ss = (StreamStatus) atomic_load(&sa.status);
+	out->applied_lsn = atomic_load(&sh.applied_lsn);
+	out->changes += atomic_load(&sh.changes);
+	out->txns += atomic_load(&sh.txns);
+	*ran_long = repl_now_us() - started > 60 * 1000000LL;
+	queue_release(&q);
+
+	/* the more specific failure wins */
+	if (as == APPLY_FAILED || ss == STREAM_FAILED)
+		return APPLY_FAILED;
+	if (as == APPLY_FAILED_SCHEMA)
+		return APPLY_FAILED_SCHEMA;
+	if (as == APPLY_FAILED_CONN || ss == STREAM_FAILED_CONN)
+		return pg_interrupted() ? APPLY_STOPPED : APPLY_FAILED_CONN;
+	return APPLY_STOPPED;
+}
+
+static bool
+prepare(Follow *f)
+{
+	PGresult   *res;
+
+	if (!connect_both(f))
+		return false;
+	res = pg_query(f->src, "read the source settings",
+				   "SELECT pg_catalog.current_setting('server_encoding')", 0, NULL);
+	if (res == NULL || !pg_check_shape(res, 1, 1, "the source encoding"))
+	{
+		PQclear(res);
+		return false;
+	}
+	free(f->encoding);
+	f->encoding = xstrdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	f->proto = 1;
+	f->messages = PQserverVersion(f->src) >= 140000;
+	f->heartbeat_ok = true;
+	free(f->publications);
+	f->publications = publication_names(f->src, f->cfg);
+	if (f->publications == NULL)
+		return false;
+	return state_set(f->tgt, f->cfg->name, "phase", "following");
+}
+
+bool
+follow_run(FerryConfig *cfg, FollowResult *out)
+{
+	Follow		f;
+	CloneSummary cs;
+	int			backoff = 1;
+	bool		ok = false;
+
+	memset(out, 0, sizeof(*out));
+	memset(&f, 0, sizeof(f));
+	f.cfg = cfg;
+	if (!clone_run(cfg, &cs))
+		return false;
+	if (pg_interrupted())
+	{
+		out->stopped_by_signal = true;
+		return true;
+	}
+
+	for (;;)
+	{
+		ApplyStatus st;
+		bool		ran_long = false;
+
+		if (!prepare(&f))
+			st = APPLY_FAILED_CONN;
+		else
+			st = session(&f, out, &ran_long);
+		if (pg_interrupted() || st == APPLY_STOPPED)
+		{
+			out->stopped_by_signal = pg_interrupted();
+			ok = true;
+			break;
+		}
+		if (st == APPLY_FAILED)
+			break;
+		if (ran_long)
+			backoff = 1;
+		if (st == APPLY_FAILED_SCHEMA)
+		{
+			log_info("retrying in 10 s");
+			sleep_interruptible(10000);
+		}
+		else
+		{
+			log_info("reconnecting in %d s", backoff);
+			sleep_interruptible(backoff * 1000);
+			backoff = backoff >= 16 ? 30 : backoff * 2;
+		}
+		if (pg_interrupted())
+		{
+			out->stopped_by_signal = true;
+			ok = true;
+			break;
+		}
+	}
+	pg_finish(f.src);
+	pg_finish(f.tgt);
+	free(f.encoding);
+	free(f.publications);
+	return ok;
+}
