@@ -24,7 +24,7 @@ AOBJ = $(SRC:src/%.c=build/asan/obj/%.o)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=build/asan/%)
 
-.PHONY: all deps asan unit check test install demo bench clean compile_commands
+.PHONY: all deps asan unit check test install demo bench clean compile_commands fuzz
 
 all: build/ferry
 
@@ -51,7 +51,7 @@ build/obj build/asan/obj:
 
 asan: build/asan/ferry
 
-unit: $(UNIT_BIN)
+unit: $(UNIT_BIN) build/asan/pgoutput_dump
 
 # Every test: unit tests (pure code) and integration tests against throwaway
 # PostgreSQL servers, all run by prove (TAP), with the sanitizer build.
@@ -77,3 +77,19 @@ compile_commands:
 
 clean:
 	rm -rf build
+
+# the pgoutput test driver (tests/t/060 builds it itself when missing)
+build/asan/pgoutput_dump: tests/unit/pgoutput_dump.c src/pgoutput.c src/pgoutput.h src/mem.c src/mem.h | build/asan/obj
+	$(CC) $(ALL_CFLAGS) $(SAN) -Isrc -o $@ tests/unit/pgoutput_dump.c src/pgoutput.c src/mem.c
+
+# libFuzzer target for the pgoutput decoder: make fuzz [FUZZ_TIME=150]
+FUZZ_CC   ?= clang
+FUZZ_TIME ?= 150
+build/fuzz_pgoutput: tests/fuzz/fuzz_pgoutput.c src/pgoutput.c src/pgoutput.h src/mem.c src/mem.h | build/obj
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -Isrc -o $@ tests/fuzz/fuzz_pgoutput.c src/pgoutput.c src/mem.c
+
+fuzz: build/fuzz_pgoutput
+	mkdir -p build/fuzz-corpus build/fuzz-artifacts
+	build/fuzz_pgoutput -max_total_time=$(FUZZ_TIME) -malloc_limit_mb=64 -print_final_stats=1 \
+	  -artifact_prefix=build/fuzz-artifacts/ build/fuzz-corpus tests/fuzz/corpus

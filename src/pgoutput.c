@@ -12,7 +12,9 @@
  */
 #include "pgoutput.h"
 
+#include <assert.h>
 #include <ctype.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,6 +41,24 @@ struct PgoDecoder
 	int			relidcap;
 	PgoRelation rel;			/* the last Relation message, contents owned */
 };
+
+/*
+ * The decoder's own invariants (for assert): a known protocol, a stream
+ * xid exactly while streaming (xid 0 is never valid), scratch sizes that
+ * match their arrays.
+ */
+static bool decoder_check_state(const PgoDecoder *d) __attribute__((unused));
+
+static bool
+decoder_check_state(const PgoDecoder *d)
+{
+	return d->proto >= PGO_PROTO_MIN && d->proto <= PGO_PROTO_MAX &&
+		(d->proto >= PGO_PROTO_STREAM || !d->in_stream) &&
+		d->in_stream == (d->stream_xid != 0) &&
+		(d->colcap[0] == 0) == (d->cols[0] == NULL) &&
+		(d->colcap[1] == 0) == (d->cols[1] == NULL) &&
+		(d->relidcap == 0) == (d->relids == NULL);
+}
 
 /* ---- errors and the bounded reader ------------------------------------ */
 
@@ -76,9 +96,28 @@ typedef struct Reader
 	size_t		len;
 	size_t		pos;
 	const char *what;			/* "Insert message", for errors */
+	const char *part;			/* inside a tuple: "new tuple", else NULL */
+	int			col;			/* inside a tuple: 1-based column, else 0 */
 	char	   *err;
 	size_t		errsize;
 } Reader;
+
+/*
+ * The name of a field for an error message: inside a tuple it is qualified
+ * ("new tuple column 3 length"). Only called on the error path, so the
+ * success path formats nothing.
+ */
+static const char *
+reader_field(const Reader *r, const char *field, char *buf, size_t size)
+{
+	if (r->part == NULL)
+		return field;
+	if (r->col > 0)
+		snprintf(buf, size, "%s column %d %s", r->part, r->col, field);
+	else
+		snprintf(buf, size, "%s %s", r->part, field);
+	return buf;
+}
 
 static void
 reader_init(Reader *r, const char *buf, size_t len, size_t pos, const char *what,
@@ -88,6 +127,8 @@ reader_init(Reader *r, const char *buf, size_t len, size_t pos, const char *what
 	r->len = len;
 	r->pos = pos;
 	r->what = what;
+	r->part = NULL;
+	r->col = 0;
 	r->err = err;
 	r->errsize = errsize;
 }
@@ -102,11 +143,14 @@ reader_left(const Reader *r)
 static bool
 reader_need(Reader *r, size_t n, const char *field)
 {
+	char		buf[96];
+
 	if (reader_left(r) >= n)
 		return true;
 	return set_error(r->err, r->errsize,
 					 "truncated %s: %s needs %zu byte%s at offset %zu, %zu left",
-					 r->what, field, n, n == 1 ? "" : "s", r->pos, reader_left(r));
+					 r->what, reader_field(r, field, buf, sizeof(buf)), n, n == 1 ? "" : "s",
+					 r->pos, reader_left(r));
 }
 
 static bool
@@ -165,12 +209,14 @@ static bool
 reader_len32(Reader *r, uint32_t *v, const char *field)
 {
 	size_t		at = r->pos;
+	char		buf[96];
 
 	if (!reader_u32(r, v, field))
 		return false;
 	if (*v > INT32_MAX)
-		return set_error(r->err, r->errsize, "malformed %s: negative %s %d at offset %zu",
-						 r->what, field, (int32_t) *v, at);
+		return set_error(r->err, r->errsize, "malformed %s: negative %s %" PRId32 " at offset %zu",
+						 r->what, reader_field(r, field, buf, sizeof(buf)),
+						 -(int32_t) (~*v) - 1, at);
 	return true;
 }
 
@@ -201,6 +247,7 @@ static bool
 reader_string(Reader *r, const char **s, const char *field)
 {
 	const unsigned char *nul;
+	char		buf[96];
 
 	if (!reader_need(r, 1, field))
 		return false;
@@ -208,7 +255,7 @@ reader_string(Reader *r, const char **s, const char *field)
 	if (nul == NULL)
 		return set_error(r->err, r->errsize,
 						 "malformed %s: %s at offset %zu has no terminating NUL within the %zu bytes left",
-						 r->what, field, r->pos, reader_left(r));
+						 r->what, reader_field(r, field, buf, sizeof(buf)), r->pos, reader_left(r));
 	*s = (const char *) r->p + r->pos;
 	r->pos = (size_t) (nul - r->p) + 1;
 	return true;
@@ -433,10 +480,10 @@ read_tuple(PgoDecoder *d, Reader *r, int slot, PgoTuple *t, const char *which)
 {
 	uint16_t	ncols;
 	char		b[16];
-	char		field[64];
 
-	snprintf(field, sizeof(field), "%s column count", which);
-	if (!reader_u16(r, &ncols, field))
+	r->part = which;			/* qualifies field names in errors */
+	r->col = 0;
+	if (!reader_u16(r, &ncols, "column count"))
 		return false;
 	if (ncols > reader_left(r))
 		return set_error(r->err, r->errsize,
@@ -455,8 +502,8 @@ read_tuple(PgoDecoder *d, Reader *r, int slot, PgoTuple *t, const char *which)
 		uint8_t		kind;
 		uint32_t	len;
 
-		snprintf(field, sizeof(field), "%s column %d kind", which, i + 1);
-		if (!reader_u8(r, &kind, field))
+		r->col = i + 1;
+		if (!reader_u8(r, &kind, "kind"))
 			return false;
 		c->kind = (char) kind;
 		c->data = NULL;
@@ -468,11 +515,8 @@ read_tuple(PgoDecoder *d, Reader *r, int slot, PgoTuple *t, const char *which)
 				break;
 			case 't':
 			case 'b':
-				snprintf(field, sizeof(field), "%s column %d length", which, i + 1);
-				if (!reader_len32(r, &len, field))
-					return false;
-				snprintf(field, sizeof(field), "%s column %d value", which, i + 1);
-				if (!reader_bytes(r, len, &c->data, field))
+				if (!reader_len32(r, &len, "length") ||
+					!reader_bytes(r, len, &c->data, "value"))
 					return false;
 				c->len = len;
 				break;
@@ -482,6 +526,8 @@ read_tuple(PgoDecoder *d, Reader *r, int slot, PgoTuple *t, const char *which)
 								 r->what, which, i + 1, byte_repr(kind, b), at);
 		}
 	}
+	r->part = NULL;
+	r->col = 0;
 	t->ncols = ncols;
 	t->cols = ncols > 0 ? d->cols[slot] : NULL;
 	return true;
@@ -802,6 +848,7 @@ pgo_decode(PgoDecoder *d, const char *buf, size_t len, PgoMessage *out, char *er
 	char		kind;
 	bool		ok;
 
+	assert(decoder_check_state(d));
 	relation_release(&d->rel);	/* the previous message's Relation ends here */
 	if (buf == NULL || len == 0)
 		return set_error(err, errsize, "empty pgoutput message");
@@ -887,6 +934,7 @@ pgo_decode(PgoDecoder *d, const char *buf, size_t len, PgoMessage *out, char *er
 		d->in_stream = false;
 		d->stream_xid = 0;
 	}
+	assert(decoder_check_state(d));
 	*out = m;
 	return true;
 }
