@@ -25,7 +25,7 @@ static const char TABLE_SNAPSHOTS_SQL[] =
 
 /* The target's columns of a table, as pgoutput would send them. */
 static const char TARGET_COLUMNS_SQL[] =
-	"SELECT c.relkind, a.attname"
+	"SELECT c.relkind, a.attname, a.attidentity = 'a'"
 	"  FROM pg_catalog.pg_class c"
 	"  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0"
 	"       AND NOT a.attisdropped AND a.attgenerated = ''"
@@ -44,6 +44,9 @@ static const char ORIGIN_ADVANCE_SQL[] =
 	"SELECT pg_catalog.pg_replication_origin_xact_setup($1::pg_catalog.pg_lsn,"
 	" pg_catalog.to_timestamp(946684800 + $2::float8 / 1000000))";
 
+/* two tuples of at most 1600 columns (MaxTupleAttributeNumber) */
+#define APPLY_MAX_PARAMS 3200
+
 typedef struct UpdVariant
 {
 	char	   *mask;			/* '1' for each unchanged-TOAST column */
@@ -59,6 +62,8 @@ typedef struct ApplyRel
 	int			gen;			/* statement generation: bumped by a new Relation */
 	bool		partitioned;	/* the target table is partitioned (no ONLY) */
 	bool		full;			/* find rows by all columns */
+	bool		any_always;		/* some column is GENERATED ALWAYS AS IDENTITY */
+	char	   *always;			/* per column: '1' = identity ALWAYS on the target */
 	bool		ins_prepared;
 	bool		del_prepared;
 	UpdVariant *upd;
@@ -96,6 +101,8 @@ typedef struct Apply
 	const char *what[APPLY_SYNC_EVERY + 16];	/* for error messages */
 	char	   *what_owned[APPLY_SYNC_EVERY + 16];
 	StrBuf		arena;			/* parameter values of the current statement */
+	size_t		poffs[APPLY_MAX_PARAMS];	/* their offsets in the arena */
+	const char *params[APPLY_MAX_PARAMS];
 	uint64_t	skip_until;		/* applied LSN at start */
 	ApplyStatus fail_status;
 } Apply;
@@ -125,6 +132,7 @@ rel_clear(ApplyRel *r)
 {
 	pgo_relation_free(r->rel);
 	free(r->qualname);
+	free(r->always);
 	for (int i = 0; i < r->nupd; i++)
 		free(r->upd[i].mask);
 	free(r->upd);
@@ -496,42 +504,49 @@ handle_relation(Apply *a, const PgoRelation *msg)
 	r->gen = gen;
 	r->partitioned = PQgetvalue(res, 0, 0)[0] == 'p';
 	r->snapshot_lsn = table_snapshot(a, msg->nspname, msg->relname);
-	r->full = true;
+	/* FULL flags every column as key: it must find one row, not all equal ones */
+	r->full = msg->replident == 'f';
+	if (!r->full)
+	{
+		r->full = true;
+		for (int i = 0; i < msg->ncols; i++)
+			if (msg->cols[i].key)
+				r->full = false;
+	}
+	r->always = xcalloc((size_t) msg->ncols + 1, 1);
 	for (int i = 0; i < msg->ncols; i++)
-		if (msg->cols[i].key)
-			r->full = false;
+	{
+		r->always[i] = PQgetvalue(res, i, 2)[0] == 't' ? '1' : '0';
+		r->any_always |= r->always[i] == '1';
+	}
 	PQclear(res);
 	return true;
 }
 
-/* Make a NUL-terminated copy of each value in the arena; fill params. */
+/*
+ * Copy each value of a tuple, NUL-terminated, into the arena and note its
+ * offset (SIZE_MAX for NULL) in a->poffs from index *n on. Offsets, not
+ * pointers: the arena may move as it grows; send_prepared() resolves them.
+ */
 static void
-tuple_params(Apply *a, const PgoTuple *t, const char **params, int *n, const char *skip_mask)
+tuple_params(Apply *a, const PgoTuple *t, int *n, const char *skip_mask)
 {
-	size_t		offs[4096];
 	int			k = *n;
-	int			start = *n;
 
-	(void) start;
-	for (int i = 0; i < t->ncols; i++)
+	for (int i = 0; i < t->ncols && k < APPLY_MAX_PARAMS; i++)
 	{
 		if (skip_mask && skip_mask[i] == '1')
 			continue;
 		if (t->cols[i].kind == 'n')
-		{
-			offs[k] = (size_t) -1;
-		}
+			a->poffs[k] = SIZE_MAX;
 		else
 		{
-			offs[k] = a->arena.len;
+			a->poffs[k] = a->arena.len;
 			strbuf_add(&a->arena, t->cols[i].data, t->cols[i].len);
 			strbuf_addch(&a->arena, '\0');
 		}
 		k++;
 	}
-	/* the arena may have moved while growing: resolve pointers at the end */
-	for (int i = *n; i < k; i++)
-		params[i] = offs[i] == (size_t) -1 ? NULL : a->arena.data + offs[i];
 	*n = k;
 }
 
@@ -587,14 +602,13 @@ prepare(Apply *a, const char *name, const char *sql, int nparams)
 
 /* The identity values of a change: the old tuple if sent, else the new one. */
 static void
-identity_params(Apply *a, const ApplyRel *r, char oldkind, const PgoTuple *old, const PgoTuple *newt,
-				const char **params, int *n)
+identity_params(Apply *a, const ApplyRel *r, char oldkind, const PgoTuple *old, const PgoTuple *newt, int *n)
 {
 	const PgoTuple *src = oldkind ? old : newt;
 
 	if (r->full)
 	{
-		tuple_params(a, src, params, n, NULL);
+		tuple_params(a, src, n, NULL);
 		return;
 	}
 	/* a 'K' old tuple carries only key columns (others null); 'O' all */
@@ -604,14 +618,16 @@ identity_params(Apply *a, const ApplyRel *r, char oldkind, const PgoTuple *old, 
 		for (int i = 0; i < src->ncols && i < (int) sizeof(mask) - 1; i++)
 			mask[i] = r->rel->cols[i].key ? '0' : '1';
 		mask[src->ncols < (int) sizeof(mask) - 1 ? src->ncols : (int) sizeof(mask) - 1] = '\0';
-		tuple_params(a, src, params, n, mask);
+		tuple_params(a, src, n, mask);
 	}
 }
 
 static bool
-send_prepared(Apply *a, const char *name, int n, const char *const *params, const char *what, const ApplyRel *r)
+send_prepared(Apply *a, const char *name, int n, const char *what, const ApplyRel *r)
 {
-	if (PQsendQueryPrepared(a->conn, name, n, params, NULL, NULL, 0) != 1)
+	for (int i = 0; i < n; i++)
+		a->params[i] = a->poffs[i] == SIZE_MAX ? NULL : a->arena.data + a->poffs[i];
+	if (PQsendQueryPrepared(a->conn, name, n, a->params, NULL, NULL, 0) != 1)
 	{
 		log_error("could not send to the target: %s", PQerrorMessage(a->conn));
 		a->fail_status = failure_kind(a);
@@ -627,7 +643,6 @@ static bool
 apply_insert(Apply *a, ApplyRel *r, const PgoTuple *t)
 {
 	char		name[64];
-	const char *params[4096];
 	int			n = 0;
 
 	if (t->ncols != r->rel->ncols || t->ncols > 1600)
@@ -650,7 +665,7 @@ apply_insert(Apply *a, ApplyRel *r, const PgoTuple *t)
 			strbuf_addf(&sql, "%s%s", i ? ", " : "", c);
 			free(c);
 		}
-		strbuf_addstr(&sql, ") VALUES (");
+		strbuf_addstr(&sql, r->any_always ? ") OVERRIDING SYSTEM VALUE VALUES (" : ") VALUES (");
 		for (int i = 0; i < r->rel->ncols; i++)
 			strbuf_addf(&sql, "%s$%d", i ? ", " : "", i + 1);
 		strbuf_addstr(&sql, ")");
@@ -663,18 +678,17 @@ apply_insert(Apply *a, ApplyRel *r, const PgoTuple *t)
 		r->ins_prepared = true;
 	}
 	strbuf_reset(&a->arena);
-	tuple_params(a, t, params, &n, NULL);
-	return send_prepared(a, name, n, params, "inserting into", r);
+	tuple_params(a, t, &n, NULL);
+	return send_prepared(a, name, n, "inserting into", r);
 }
 
 static bool
 apply_delete(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *old)
 {
 	char		name[64];
-	const char *params[4096];
 	int			n = 0;
 
-	if (old->ncols != r->rel->ncols)
+	if (old->ncols != r->rel->ncols || old->ncols > 1600)
 	{
 		log_error("delete from %s has %d columns, its Relation message %d", r->qualname, old->ncols, r->rel->ncols);
 		a->fail_status = APPLY_FAILED;
@@ -700,8 +714,8 @@ apply_delete(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *old)
 		r->del_prepared = true;
 	}
 	strbuf_reset(&a->arena);
-	identity_params(a, r, oldkind, old, NULL, params, &n);
-	return send_prepared(a, name, n, params, "deleting from", r);
+	identity_params(a, r, oldkind, old, NULL, &n);
+	return send_prepared(a, name, n, "deleting from", r);
 }
 
 static bool
@@ -709,7 +723,6 @@ apply_update(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *old, const Pgo
 {
 	char		name[64];
 	char		mask[1700];
-	const char *params[4096];
 	int			n = 0;
 	int			nset = 0;
 	UpdVariant *v = NULL;
@@ -720,17 +733,24 @@ apply_update(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *old, const Pgo
 		a->fail_status = APPLY_FAILED;
 		return false;
 	}
+	/*
+	 * Columns left out of SET: unchanged TOAST values (the target keeps its
+	 * own), key columns when the key did not change (no old key was sent:
+	 * they are in WHERE with the same value), and GENERATED ALWAYS identity
+	 * columns, which UPDATE may not set (their value cannot change on the
+	 * source either, short of SET ... = DEFAULT).
+	 */
 	for (int i = 0; i < newt->ncols; i++)
 	{
-		mask[i] = newt->cols[i].kind == 'u' ? '1' : '0';
-		nset += mask[i] == '0';
+		bool		skip = newt->cols[i].kind == 'u' || r->always[i] == '1' ||
+			(oldkind == 0 && !r->full && r->rel->cols[i].key);
+
+		mask[i] = skip ? '1' : '0';
+		nset += !skip;
 	}
 	mask[newt->ncols] = '\0';
 	if (nset == 0)
-	{
-		/* every column unchanged and toasted: nothing to write */
-		return true;
-	}
+		return true;			/* nothing to write: every column is kept */
 	for (int i = 0; i < r->nupd; i++)
 		if (strcmp(r->upd[i].mask, mask) == 0)
 			v = &r->upd[i];
@@ -771,9 +791,9 @@ apply_update(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *old, const Pgo
 	}
 	snprintf(name, sizeof(name), "u%u_%d_%d", r->relid, r->gen, v->id);
 	strbuf_reset(&a->arena);
-	tuple_params(a, newt, params, &n, mask);
-	identity_params(a, r, oldkind, old, newt, params, &n);
-	return send_prepared(a, name, n, params, "updating", r);
+	tuple_params(a, newt, &n, mask);
+	identity_params(a, r, oldkind, old, newt, &n);
+	return send_prepared(a, name, n, "updating", r);
 }
 
 static bool

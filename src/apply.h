@@ -27,8 +27,10 @@
  * Statements. Per relation, prepared INSERT / DELETE / UPDATE statements
  * with text parameters, sent in libpq pipeline mode (no round trip per row;
  * results are read at every sync point, every APPLY_SYNC_EVERY statements and
- * at commit). UPDATE has one prepared variant per set of unchanged TOAST
- * columns (they are left out of SET, keeping the target's value). Rows are
+ * at commit). UPDATE has one prepared variant per set of columns left out
+ * of SET: unchanged TOAST values (keeping the target's value), an unchanged
+ * key, GENERATED ALWAYS identity columns (INSERT uses OVERRIDING SYSTEM
+ * VALUE for them). Rows are
  * found by the replica identity: the key columns, or for REPLICA IDENTITY
  * FULL the first row whose every column's text equals the old row's. An
  * update that changes the key uses the old key sent by the source.

@@ -145,3 +145,25 @@ SQL
 
 # slot_count NAME: replication slots on that server
 slot_count() { QDB=postgres q "$1" "SELECT count(*) FROM pg_replication_slots"; }
+
+# wait_applied NAME_OF_MIGRATION [timeout_s]: wait until the target has
+# applied everything the source had written when this was called.
+wait_applied() {
+  local name=${1:-ferry} timeout=${2:-60} lsn i
+  lsn=$(q source "SELECT pg_current_wal_lsn()")
+  for i in $(seq 1 $((timeout * 10))); do
+    if [ "$(q target "SELECT applied_lsn >= '$lsn'::pg_lsn FROM ferry.apply_progress WHERE migration = '$name'" 2>/dev/null)" = t ]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# pgbench on the source: pgload SECONDS CLIENTS script[@weight]...
+pgload() {
+  local secs=$1 clients=$2; shift 2
+  local args=()
+  for s in "$@"; do args+=(-f "$s"); done
+  "$PGBIN/pgbench" -n -T "$secs" -c "$clients" -h "$SOURCE_SOCK" -p "$SOURCE_PORT" -U postgres "${args[@]}" app
+}
