@@ -222,6 +222,10 @@ prepare(Follow *f)
 {
 	PGresult   *res;
 
+	/* fresh sessions: after a failure the old ones may be dead without knowing it */
+	pg_finish(f->src);
+	pg_finish(f->tgt);
+	f->src = f->tgt = NULL;
 	if (!connect_both(f))
 		return false;
 	res = pg_query(f->src, "read the source settings",

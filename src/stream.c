@@ -71,6 +71,24 @@ push(Receiver *r, const ReplFrame *f)
 	}
 }
 
+/*
+ * The server ended the stream. A shutdown, restart or lost connection is
+ * worth retrying; a missing slot or publication, removed WAL or missing
+ * privilege is not.
+ */
+static StreamStatus
+stream_end_status(const PGresult *res)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	if (state == NULL)
+		return STREAM_FAILED_CONN;
+	if (strcmp(state, "42704") == 0 || strcmp(state, "58P01") == 0 || strcmp(state, "42501") == 0 ||
+		strcmp(state, "0A000") == 0 || strcmp(state, "22023") == 0)
+		return STREAM_FAILED;
+	return STREAM_FAILED_CONN;
+}
+
 static StreamStatus
 receive_loop(Receiver *r)
 {
@@ -111,13 +129,14 @@ receive_loop(Receiver *r)
 		if (n == -1)
 		{
 			PGresult   *res = PQgetResult(r->conn);
+			StreamStatus st = stream_end_status(res);
 			char	   *e = pg_result_error_text(res, r->conn);
-			bool		conn_ok = PQstatus(r->conn) == CONNECTION_OK;
 
-			log_error("the source ended the change stream: %s", e);
+			log_msg(st == STREAM_FAILED ? LOG_ERROR : LOG_WARNING, "the source ended the change stream: %s",
+					e[0] ? e : "server shut down or restarted");
 			free(e);
 			PQclear(res);
-			return conn_ok ? STREAM_FAILED : STREAM_FAILED_CONN;
+			return st;
 		}
 		if (n < 0)
 		{
@@ -185,7 +204,7 @@ stream_main(void *p)
 
 		log_error("could not start streaming from slot %s: %s", args->slot, e);
 		free(e);
-		status = PQstatus(r.conn) == CONNECTION_OK ? STREAM_FAILED : STREAM_FAILED_CONN;
+		status = PQstatus(r.conn) == CONNECTION_OK ? stream_end_status(res) : STREAM_FAILED_CONN;
 		PQclear(res);
 		goto done;
 	}
