@@ -1,12 +1,9 @@
 #!/usr/bin/env bash
 # demo.sh: `make demo`. Starts two throwaway PostgreSQL servers, loads a
-# pgbench database into the source, runs a write load on it, clones it live
-# with ferry, and prints a report. Leaves nothing running.
-#
-# Today ferry has `check` and `clone`; continuous replication (`start`) and
-# `switchover` arrive with the next milestones, and this demo will grow with
-# them. The clone here is consistent as of its slot's snapshot while writes
-# continue; the slot it leaves is where `ferry start` will stream from.
+# pgbench database into the source, runs a write load on it, and migrates it
+# live with ferry: check, start (clone + continuous replication under the
+# load), status, then catch up and compare every table. Leaves nothing
+# running. (switchover, verify and rollback arrive with the next milestone.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE=${SCALE:-10}
@@ -15,6 +12,8 @@ SCALE=${SCALE:-10}
 FERRY=${FERRY_DEMO:-$PWD/build/ferry}
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
 say "starting two local PostgreSQL 15 servers (source and target)"
 pg_start source
@@ -28,23 +27,37 @@ say "loading a pgbench database (scale $SCALE) into the source"
 say "ferry check"
 "$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" check || true
 
-say "write load on the source (pgbench, 4 clients) while ferry clones"
-"$PGBIN/pgbench" -n -c 4 -T 600 -h "$SOURCE_SOCK" -p "$SOURCE_PORT" -U postgres app >"$TEST_TMP/pgbench.log" 2>&1 &
+say "write load on the source (pgbench, 4 clients, 30 s) while ferry start clones and follows"
+"$PGBIN/pgbench" -n -c 4 -T 30 -h "$SOURCE_SOCK" -p "$SOURCE_PORT" -U postgres app >"$TEST_TMP/pgbench.log" 2>&1 &
 LOAD=$!
 sleep 1
-start=$(date +%s.%N)
-"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" clone --jobs 2 --split-tables-larger-than 50MB
-end=$(date +%s.%N)
-kill "$LOAD" 2>/dev/null; wait "$LOAD" 2>/dev/null || true
+t0=$(now)
+"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start --jobs 2 >"$TEST_TMP/start.out" 2>"$TEST_TMP/start.err" &
+FERRY_PID=$!
+until [ "$(q target "SELECT phase FROM ferry.migration" 2>/dev/null)" = following ]; do
+  kill -0 "$FERRY_PID" 2>/dev/null || { cat "$TEST_TMP/start.err"; exit 1; }
+  sleep 0.2
+done
+t1=$(now)
+sleep 5
+say "ferry status (while the load runs)"
+"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" status
+wait "$LOAD" || true
+t2=$(now)
+wait_applied ferry 120
+t3=$(now)
+
+say "ferry status (load finished, caught up)"
+"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" status
+kill -TERM "$FERRY_PID"; wait "$FERRY_PID" || true
 
 say "report"
-rows_src=$(q source "SELECT count(*) FROM pgbench_accounts")
-rows_tgt=$(q target "SELECT count(*) FROM pgbench_accounts")
-printf '  clone wall time        %.1f s\n' "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')"
-printf '  rows in target         %s (source now %s: writes continue after the snapshot)\n' "$rows_tgt" "$rows_src"
-printf '  copied as of LSN       %s\n' "$(q target "SELECT start_lsn FROM ferry.migration")"
-printf '  tables / parts         %s\n' "$(q target "SELECT count(DISTINCT relname) || ' / ' || count(*) FROM ferry.copy_item")"
-printf '  slot on the source     %s\n' "$(QDB=postgres q source "SELECT slot_name || ' (' || pg_size_pretty(pg_current_wal_lsn() - restart_lsn) || ' of WAL retained)' FROM pg_replication_slots")"
-echo
-echo "  next milestones: ferry start (stream changes), status, verify, switchover"
+same=$( [ "$(db_checksum source)" = "$(db_checksum target)" ] && echo "identical (checksum of every table)" || echo "DIFFERENT" )
+printf '  rows moved             %s (%s transactions during the migration)\n' \
+  "$(q target "SELECT sum(rows) FROM ferry.copy_item")" "$(grep -Eo 'processed: [0-9]+' "$TEST_TMP/pgbench.log" | grep -Eo '[0-9]+' || echo '?')"
+printf '  copy time              %s s (clone under load, until streaming began)\n' "$(secs "$t0" "$t1")"
+printf '  catch-up time          %s s (from the end of the load to fully applied)\n' "$(secs "$t2" "$t3")"
+printf '  changes applied        %s\n' "$(q target "SELECT changes || ' in ' || txns || ' transactions' FROM ferry.apply_progress")"
+printf '  source vs target       %s\n' "$same"
+printf '  write downtime         n/a yet (switchover is the next milestone)\n'
 say "stopping the servers"
