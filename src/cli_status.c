@@ -41,6 +41,8 @@ typedef struct TableDelta
 	char	   *qual;			/* quoted */
 	long long	src;
 	long long	tgt;
+	int			parts_done;
+	int			parts;			/* 0 = not started */
 } TableDelta;
 
 static const char *
@@ -131,7 +133,10 @@ cli_status(FerryConfig *cfg)
 		lag_seconds = strtod(PQgetvalue(tr, 0, 10), NULL);
 
 	plan = pg_query(tgt, "read the copy plan",
-					"SELECT nspname, relname FROM ferry.copy_plan WHERE migration = $1 ORDER BY 1, 2", 1, params);
+					"SELECT p.nspname, p.relname, count(ci.chunk), COALESCE(max(ci.nchunks), 0)"
+					"  FROM ferry.copy_plan p LEFT JOIN ferry.copy_item ci"
+					"    ON ci.migration = p.migration AND ci.nspname = p.nspname AND ci.relname = p.relname"
+					" WHERE p.migration = $1 GROUP BY 1, 2 ORDER BY 1, 2", 1, params);
 	if (plan)
 	{
 		ntables = PQntuples(plan);
@@ -142,6 +147,8 @@ cli_status(FerryConfig *cfg)
 			char	   *b = pg_quote_ident(PQgetvalue(plan, i, 1));
 
 			tables[i].name = xasprintf("%s.%s", PQgetvalue(plan, i, 0), PQgetvalue(plan, i, 1));
+			tables[i].parts_done = atoi(PQgetvalue(plan, i, 2));
+			tables[i].parts = atoi(PQgetvalue(plan, i, 3));
 			tables[i].qual = xasprintf("%s.%s", a, b);
 			free(a);
 			free(b);
@@ -175,7 +182,9 @@ cli_status(FerryConfig *cfg)
 		json_object_set_new(j, "slot_active", sr && PQntuples(sr) == 1 ? json_boolean(PQgetvalue(sr, 0, 2)[0] == 't') : json_null());
 		json_object_set_new(j, "source_reachable", json_boolean(src != NULL));
 		for (int i = 0; i < ntables; i++)
-			json_array_append_new(ta, json_pack("{s:s, s:o, s:o, s:o}", "name", tables[i].name,
+			json_array_append_new(ta, json_pack("{s:s, s:b, s:i, s:o, s:o, s:o}", "name", tables[i].name,
+												"copied", tables[i].parts > 0 && tables[i].parts_done >= tables[i].parts,
+												"parts_copied", tables[i].parts_done,
 												"source_rows", tables[i].src >= 0 ? json_integer(tables[i].src) : json_null(),
 												"target_rows", tables[i].tgt >= 0 ? json_integer(tables[i].tgt) : json_null(),
 												"delta", tables[i].src >= 0 && tables[i].tgt >= 0 ? json_integer(tables[i].src - tables[i].tgt) : json_null()));
@@ -222,14 +231,22 @@ cli_status(FerryConfig *cfg)
 			printf("  source   %s\n", src ? "the replication slot is missing" : "unreachable");
 		if (ntables > 0)
 		{
-			printf("  %-40s %14s %14s %10s\n", "table", "source rows", "target rows", "delta");
+			printf("  %-40s %8s %14s %14s %10s\n", "table", "copied", "source rows", "target rows", "delta");
 			for (int i = 0; i < ntables; i++)
 			{
+				char		copied[24];
+
+				if (tables[i].parts > 0 && tables[i].parts_done >= tables[i].parts)
+					snprintf(copied, sizeof(copied), "yes");
+				else if (tables[i].parts > 0)
+					snprintf(copied, sizeof(copied), "%d/%d", tables[i].parts_done, tables[i].parts);
+				else
+					snprintf(copied, sizeof(copied), "no");
 				if (tables[i].src >= 0 && tables[i].tgt >= 0)
-					printf("  %-40s %14lld %14lld %10lld\n", tables[i].name, tables[i].src, tables[i].tgt,
+					printf("  %-40s %8s %14lld %14lld %10lld\n", tables[i].name, copied, tables[i].src, tables[i].tgt,
 						   tables[i].src - tables[i].tgt);
 				else
-					printf("  %-40s %14s %14s %10s\n", tables[i].name,
+					printf("  %-40s %8s %14s %14s %10s\n", tables[i].name, copied,
 						   tables[i].src >= 0 ? "" : "?", tables[i].tgt >= 0 ? "" : "?", "?");
 			}
 		}

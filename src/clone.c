@@ -660,7 +660,21 @@ copy_data(Clone *c, CloneSummary *sum)
 		return false;
 	for (int i = 0; i < c->tables.n; i++)
 		ndone += done[i];
-	nitems = copy_plan(&c->tables, done, c->cfg->split_bytes, c->source_major >= 14, &items);
+	{
+		int64_t		split = c->cfg->split_bytes;
+
+		if (split == SPLIT_AUTO)
+		{
+			int64_t		total = 0;
+
+			for (int i = 0; i < c->tables.n; i++)
+				total += c->tables.items[i].bytes;
+			split = total / (c->cfg->jobs > 0 ? c->cfg->jobs : 1);
+			if (split < SPLIT_AUTO_MIN)
+				split = SPLIT_AUTO_MIN;
+		}
+		nitems = copy_plan(&c->tables, done, split, c->source_major >= 14, &items);
+	}
 	log_info("copying %d tables (%d parts) with %d workers%s", c->tables.n - ndone, nitems, c->cfg->jobs,
 			 ndone ? ", the others are done already" : "");
 

@@ -75,6 +75,11 @@ config_parse_size(const char *s, int64_t *bytes)
 		return false;
 	while (isspace((unsigned char) *s))
 		s++;
+	if (strcasecmp(s, "auto") == 0)
+	{
+		*bytes = SPLIT_AUTO;
+		return true;
+	}
 	if (!isdigit((unsigned char) *s))
 		return false;
 	errno = 0;
@@ -344,13 +349,15 @@ config_load_string(FerryConfig *cfg, const char *text, size_t len, char **errmsg
 
 				if (s && !config_parse_size(s, &b))
 					yaml_fail(&y, v, "config key \"split-tables-larger-than\" is not a size: \"%s\" (use e.g. 500MB or 2GB)", s);
-				else if (s && cfg->split_bytes < 0)
+				else if (s && cfg->split_bytes == -1)
 					cfg->split_bytes = b;
 			}
 			else if (strcmp(key, "no_owner") == 0)
 				yaml_set_bool(&y, v, key, &cfg->no_owner);
 			else if (strcmp(key, "no_privileges") == 0)
 				yaml_set_bool(&y, v, key, &cfg->no_privileges);
+			else if (strcmp(key, "set_replica_identity_full") == 0)
+				yaml_set_bool(&y, v, key, &cfg->set_replica_identity_full);
 			else if (strcmp(key, "filters") == 0)
 				yaml_filters(&y, v);
 			else
@@ -420,6 +427,6 @@ config_apply_defaults(FerryConfig *cfg)
 		cfg->jobs = 4;
 	if (cfg->index_jobs < 0)
 		cfg->index_jobs = cfg->jobs;
-	if (cfg->split_bytes < 0)
-		cfg->split_bytes = 1024LL * 1024 * 1024;	/* 1 GB */
+	if (cfg->split_bytes == -1)
+		cfg->split_bytes = SPLIT_AUTO;
 }

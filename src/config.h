@@ -30,6 +30,9 @@
 
 #define FERRY_DEFAULT_NAME "ferry"
 #define FERRY_NAME_MAXLEN 40
+/* split threshold "auto": each worker's even share of the data (at least 64 MB) */
+#define SPLIT_AUTO (-2)
+#define SPLIT_AUTO_MIN (64LL * 1024 * 1024)
 
 typedef struct FerryConfig
 {
@@ -40,11 +43,12 @@ typedef struct FerryConfig
 	char	   *pg_bin;			/* directory with pg_dump/pg_restore, or NULL */
 	int			jobs;			/* copy workers */
 	int			index_jobs;		/* index/constraint workers; 0 = jobs */
-	int64_t		split_bytes;	/* split tables larger than this; 0 = never */
+	int64_t		split_bytes;	/* split tables larger than this; 0 = never, SPLIT_AUTO */
 	bool		json;
 	int			verbose;
 	bool		no_owner;		/* pg_restore --no-owner */
 	bool		no_privileges;	/* pg_restore --no-privileges */
+	bool		set_replica_identity_full;	/* ALTER tables without identity on the source */
 	StrList		include_schemas;
 	StrList		exclude_schemas;
 	StrList		exclude_tables;
@@ -71,7 +75,7 @@ bool		config_load_string(FerryConfig *cfg, const char *yaml, size_t len, char **
 void		config_apply_env(FerryConfig *cfg);
 void		config_apply_defaults(FerryConfig *cfg);
 
-/* "100MB", "2GB", "512kB", "1048576" -> bytes. False on junk or overflow. */
+/* "100MB", "2GB", "512kB", "1048576" -> bytes; "auto" -> SPLIT_AUTO. False on junk or overflow. */
 bool		config_parse_size(const char *s, int64_t *bytes);
 /* Human-readable size ("1.5 GB") into buf. */
 void		config_format_size(int64_t bytes, char *buf, size_t size);

@@ -48,7 +48,7 @@ enum
 {
 	O_SOURCE = 1000, O_TARGET, O_CONFIG, O_NAME, O_JSON, O_HELP, O_VERSION, O_PGBIN,
 	O_JOBS, O_INDEX_JOBS, O_SPLIT, O_NO_OWNER, O_NO_PRIV, O_INC_SCHEMA, O_EXC_SCHEMA,
-	O_EXC_TABLE, O_EXC_DATA, O_VERBOSE = 'v',
+	O_EXC_TABLE, O_EXC_DATA, O_SET_RIF, O_VERBOSE = 'v',
 };
 
 typedef struct OptionDesc
@@ -73,12 +73,13 @@ static const OptionDesc option_descs[] = {
 	{"version", 0, O_VERSION, OPT_GLOBAL, NULL, "show the version and exit"},
 	{"jobs", 1, O_JOBS, OPT_CLONE, "N", "parallel copy workers (default 4)"},
 	{"index-jobs", 1, O_INDEX_JOBS, OPT_CLONE, "N", "parallel index and constraint builds (default = --jobs)"},
-	{"split-tables-larger-than", 1, O_SPLIT, OPT_CLONE, "SIZE", "copy larger tables as parallel block ranges (default 1GB, 0 = never)"},
+	{"split-tables-larger-than", 1, O_SPLIT, OPT_CLONE, "SIZE", "copy larger tables as parallel block ranges (default auto: each worker's share of the data, 0 = never)"},
 	{"no-owner", 0, O_NO_OWNER, OPT_CLONE | OPT_CHECK, NULL, "do not restore object owners (target user owns everything)"},
 	{"no-privileges", 0, O_NO_PRIV, OPT_CLONE | OPT_CHECK, NULL, "do not restore GRANTs"},
 	{"include-schema", 1, O_INC_SCHEMA, OPT_CLONE | OPT_CHECK, "PATTERN", "migrate only these schemas (repeatable)"},
 	{"exclude-schema", 1, O_EXC_SCHEMA, OPT_CLONE | OPT_CHECK, "PATTERN", "leave these schemas out (repeatable)"},
 	{"exclude-table", 1, O_EXC_TABLE, OPT_CLONE | OPT_CHECK, "PATTERN", "leave these tables out (repeatable)"},
+	{"set-replica-identity-full", 0, O_SET_RIF, OPT_CLONE, NULL, "on the source, give tables without a key REPLICA IDENTITY FULL so updates and deletes replicate"},
 	{"exclude-table-data", 1, O_EXC_DATA, OPT_CLONE | OPT_CHECK, "PATTERN", "copy these tables' definitions only (repeatable)"},
 };
 #define N_OPTIONS (sizeof(option_descs) / sizeof(option_descs[0]))
@@ -287,11 +288,12 @@ main(int argc, char **argv)
 				if (!config_parse_size(optarg, &cfg.split_bytes))
 				{
 					config_release(&cfg);
-					return usage_error("--split-tables-larger-than must be a size such as 500MB or 2GB, not \"%s\"", optarg);
+					return usage_error("--split-tables-larger-than must be a size such as 500MB or 2GB, or auto, not \"%s\"", optarg);
 				}
 				break;
 			case O_NO_OWNER: cfg.no_owner = true; break;
 			case O_NO_PRIV: cfg.no_privileges = true; break;
+			case O_SET_RIF: cfg.set_replica_identity_full = true; break;
 			case O_INC_SCHEMA: strlist_add(&cfg.include_schemas, optarg); break;
 			case O_EXC_SCHEMA: strlist_add(&cfg.exclude_schemas, optarg); break;
 			case O_EXC_TABLE: strlist_add(&cfg.exclude_tables, optarg); break;

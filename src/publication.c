@@ -88,6 +88,40 @@ create_one(PGconn *src, const char *name, const StrBuf *tables, const char *with
 	return ok;
 }
 
+/*
+ * --set-replica-identity-full: the user consents to ALTER TABLE ... REPLICA
+ * IDENTITY FULL on the source for the selected tables that have no usable
+ * identity, so their updates and deletes replicate too. `res` is the
+ * publishable table list (nspname, relname, has_identity).
+ */
+static bool
+set_identity_full(PGconn *src, const FerryConfig *cfg, PGresult *res)
+{
+	for (int i = 0; i < PQntuples(res); i++)
+	{
+		char	   *qn,
+				   *qr,
+				   *sql;
+		bool		ok;
+
+		if (PQgetvalue(res, i, 2)[0] == 't' ||
+			!publication_table_selected(cfg, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1)))
+			continue;
+		qn = pg_quote_ident(PQgetvalue(res, i, 0));
+		qr = pg_quote_ident(PQgetvalue(res, i, 1));
+		sql = xasprintf("ALTER TABLE %s.%s REPLICA IDENTITY FULL", qn, qr);
+		ok = pg_exec(src, "set REPLICA IDENTITY FULL on the source", sql);
+		if (ok)
+			log_info("%s.%s now has REPLICA IDENTITY FULL (--set-replica-identity-full)", qn, qr);
+		free(qn);
+		free(qr);
+		free(sql);
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
 bool
 publication_ensure(PGconn *src, const FerryConfig *cfg)
 {
@@ -118,11 +152,13 @@ publication_ensure(PGconn *src, const FerryConfig *cfg)
 	res = pg_query(src, "list the tables to publish", sql, 0, NULL);
 	if (res == NULL)
 		goto done;
+	if (cfg->set_replica_identity_full && !set_identity_full(src, cfg, res))
+		goto done;
 	for (int i = 0; i < PQntuples(res); i++)
 	{
 		const char *nsp = PQgetvalue(res, i, 0);
 		const char *rel = PQgetvalue(res, i, 1);
-		StrBuf	   *dst = PQgetvalue(res, i, 2)[0] == 't' ? &full : &ins;
+		StrBuf	   *dst = (PQgetvalue(res, i, 2)[0] == 't' || cfg->set_replica_identity_full) ? &full : &ins;
 		char	   *qn,
 				   *qr;
 
@@ -135,7 +171,7 @@ publication_ensure(PGconn *src, const FerryConfig *cfg)
 		free(qn);
 		free(qr);
 	}
-	if (nins > 0)
+	if (nins > 0 && !cfg->set_replica_identity_full)
 		log_warn("%d tables have no primary key or replica identity: they are published for inserts and truncates only, so updates and deletes on them are not replicated until they get one (ferry check lists them with the fix)",
 				 nins);
 	if (!e1 && !create_one(src, cfg->name, &full,

@@ -150,7 +150,7 @@ slot_count() { QDB=postgres q "$1" "SELECT count(*) FROM pg_replication_slots"; 
 # applied everything the source had written when this was called.
 wait_applied() {
   local name=${1:-ferry} timeout=${2:-60} lsn i
-  lsn=$(q source "SELECT pg_current_wal_lsn()")
+  lsn=$(q source "SELECT pg_current_wal_insert_lsn()")
   for i in $(seq 1 $((timeout * 10))); do
     if [ "$(q target "SELECT applied_lsn >= '$lsn'::pg_lsn FROM ferry.apply_progress WHERE migration = '$name'" 2>/dev/null)" = t ]; then
       return 0

@@ -12,8 +12,10 @@ q source "CREATE TABLE wide (id bigint PRIMARY KEY, a text, b float8);
 SRC_SUM=$(db_checksum source)
 
 clone() {  # clone [env...]: run ferry clone, output to $TEST_TMP/out, $TEST_TMP/err
+  # in the background and waited for, so bash does not print "Killed"
   env "$@" "$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" clone --jobs 2 \
-      --split-tables-larger-than 1MB >"$TEST_TMP/out" 2>"$TEST_TMP/err"
+      --split-tables-larger-than 1MB >"$TEST_TMP/out" 2>"$TEST_TMP/err" &
+  wait $!
 }
 
 reset_all() {  # empty target database, no slot on the source
@@ -68,7 +70,8 @@ for round in 1 2 3; do
   reset_all
   delay=$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.2f", 0.2 + rand() * 1.2 }')
   timeout -s KILL "$delay" "$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" clone --jobs 2 \
-      --split-tables-larger-than 1MB >/dev/null 2>&1
+      --split-tables-larger-than 1MB >/dev/null 2>&1 &
+  wait $!
   clone; rc=$?
   is "$rc" 0 "random kill round $round (after ${delay}s): the rerun finishes"
   is "$(db_checksum target)" "$SRC_SUM" "random kill round $round: contents equal"

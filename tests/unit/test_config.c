@@ -352,7 +352,7 @@ test_load_precedence(void)
 	is_str(cfg.name, FERRY_DEFAULT_NAME, "default name");
 	is_i64(cfg.jobs, 4, "default jobs 4");
 	is_i64(cfg.index_jobs, 4, "default index-jobs = jobs");
-	is_i64(cfg.split_bytes, GB, "default split 1GB");
+	is_i64(cfg.split_bytes, SPLIT_AUTO, "default split is auto");
 	ok(!cfg.no_owner && !cfg.no_privileges && !cfg.json, "default flags off");
 	config_release(&cfg);
 	unsetenv("FERRY_SOURCE");
