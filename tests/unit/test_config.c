@@ -17,26 +17,6 @@
 #define GB (1024LL * MB)
 #define TB (1024LL * GB)
 
-static int
-is_i64(int64_t got, int64_t want, const char *name)
-{
-	int			same = got == want;
-
-	if (!ok(same, name))
-		printf("#   got:  %lld\n#   want: %lld\n", (long long) got, (long long) want);
-	return same;
-}
-
-static int
-contains(const char *haystack, const char *needle, const char *name)
-{
-	int			c = haystack != NULL && strstr(haystack, needle) != NULL;
-
-	if (!ok(c, name))
-		printf("#   '%s'\n#   does not contain '%s'\n", haystack ? haystack : "(null)", needle);
-	return c;
-}
-
 /* ------------------------------------------------------------------ */
 
 static void
@@ -49,7 +29,7 @@ size_ok(const char *text, int64_t want)
 	snprintf(name, sizeof(name), "parse_size(\"%s\") succeeds", text);
 	ok(r, name);
 	snprintf(name, sizeof(name), "parse_size(\"%s\") = %lld", text, (long long) want);
-	is_i64(got, want, name);
+	is_int(got, want, name);
 }
 
 static void
@@ -62,7 +42,7 @@ size_bad(const char *text, const char *why)
 	snprintf(name, sizeof(name), "parse_size(\"%s\") fails (%s)", text ? text : "NULL", why);
 	ok(!r, name);
 	snprintf(name, sizeof(name), "parse_size(\"%s\") leaves the output alone", text ? text : "NULL");
-	is_i64(got, 4242, name);
+	is_int(got, 4242, name);
 }
 
 static void
@@ -214,9 +194,9 @@ test_load_all_keys(void)
 	is_str(cfg.target, "postgresql://ferry@db2/app", "target");
 	is_str(cfg.name, "app_move", "name");
 	is_str(cfg.pg_bin, "/usr/lib/postgresql/15/bin", "pg-bin");
-	is_i64(cfg.jobs, 6, "jobs");
-	is_i64(cfg.index_jobs, 3, "index-jobs");
-	is_i64(cfg.split_bytes, 2 * GB, "split-tables-larger-than");
+	is_int(cfg.jobs, 6, "jobs");
+	is_int(cfg.index_jobs, 3, "index-jobs");
+	is_int(cfg.split_bytes, 2 * GB, "split-tables-larger-than");
 	ok(cfg.no_owner, "no-owner");
 	ok(cfg.no_privileges, "no-privileges (yes)");
 	ok(cfg.include_schemas.n == 2, "two include-schemas");
@@ -261,11 +241,11 @@ test_load_underscores(void)
 	ok(load(&cfg, yaml, &err), "config with underscore keys loads");
 	is_str(err, NULL, "no error");
 	is_str(cfg.pg_bin, "/opt/pg/bin", "pg_bin");
-	is_i64(cfg.index_jobs, 2, "index_jobs");
-	is_i64(cfg.split_bytes, 500 * MB, "split_tables_larger_than with a space before the unit");
+	is_int(cfg.index_jobs, 2, "index_jobs");
+	is_int(cfg.split_bytes, 500 * MB, "split_tables_larger_than with a space before the unit");
 	ok(cfg.no_owner, "no_owner: on");
 	ok(!cfg.no_privileges, "no_privileges: false");
-	is_i64(cfg.jobs, 9, "key case does not matter (Jobs)");
+	is_int(cfg.jobs, 9, "key case does not matter (Jobs)");
 	ok(cfg.include_schemas.n == 1 && cfg.exclude_schemas.n == 1 && cfg.exclude_tables.n == 1,
 	   "underscore filter keys");
 	ok(cfg.exclude_table_data.n == 2 && strcmp(cfg.exclude_table_data.items[1], "g.*") == 0,
@@ -275,9 +255,9 @@ test_load_underscores(void)
 
 	config_init(&cfg);
 	ok(load(&cfg, "split-tables-larger-than: 0\n", &err), "split 0 loads");
-	is_i64(cfg.split_bytes, 0, "split 0 means never, not unset");
+	is_int(cfg.split_bytes, 0, "split 0 means never, not unset");
 	config_apply_defaults(&cfg);
-	is_i64(cfg.split_bytes, 0, "defaults keep split 0");
+	is_int(cfg.split_bytes, 0, "defaults keep split 0");
 	config_release(&cfg);
 
 	config_init(&cfg);
@@ -315,9 +295,9 @@ test_load_precedence(void)
 	is_str(cfg.target, "host=file-tgt", "file target fills the unset target");
 	is_str(cfg.name, "from_cli", "command-line name wins");
 	is_str(cfg.pg_bin, "/cli/bin", "command-line pg-bin wins");
-	is_i64(cfg.jobs, 8, "command-line jobs wins");
-	is_i64(cfg.index_jobs, 2, "file index-jobs fills the unset value");
-	is_i64(cfg.split_bytes, 0, "command-line split 0 wins over the file");
+	is_int(cfg.jobs, 8, "command-line jobs wins");
+	is_int(cfg.index_jobs, 2, "file index-jobs fills the unset value");
+	is_int(cfg.split_bytes, 0, "command-line split 0 wins over the file");
 	ok(cfg.no_owner, "no-owner: false in the file does not undo --no-owner");
 	config_release(&cfg);
 
@@ -335,9 +315,9 @@ test_load_precedence(void)
 	is_str(cfg.source, "host=env-src", "environment wins over the file");
 	is_str(cfg.name, "from_env", "FERRY_NAME wins over the file");
 	config_apply_defaults(&cfg);
-	is_i64(cfg.jobs, 2, "file jobs kept by the defaults");
-	is_i64(cfg.index_jobs, 2, "file index-jobs kept by the defaults");
-	is_i64(cfg.split_bytes, 5 * GB, "file split kept by the defaults");
+	is_int(cfg.jobs, 2, "file jobs kept by the defaults");
+	is_int(cfg.index_jobs, 2, "file index-jobs kept by the defaults");
+	is_int(cfg.split_bytes, 5 * GB, "file split kept by the defaults");
 	config_release(&cfg);
 
 	/* empty environment values are ignored */
@@ -350,9 +330,9 @@ test_load_precedence(void)
 	ok(cfg.target == NULL, "unset FERRY_TARGET leaves the target unset");
 	config_apply_defaults(&cfg);
 	is_str(cfg.name, FERRY_DEFAULT_NAME, "default name");
-	is_i64(cfg.jobs, 4, "default jobs 4");
-	is_i64(cfg.index_jobs, 4, "default index-jobs = jobs");
-	is_i64(cfg.split_bytes, SPLIT_AUTO, "default split is auto");
+	is_int(cfg.jobs, 4, "default jobs 4");
+	is_int(cfg.index_jobs, 4, "default index-jobs = jobs");
+	is_int(cfg.split_bytes, SPLIT_AUTO, "default split is auto");
 	ok(!cfg.no_owner && !cfg.no_privileges && !cfg.json, "default flags off");
 	config_release(&cfg);
 	unsetenv("FERRY_SOURCE");
@@ -360,7 +340,7 @@ test_load_precedence(void)
 	config_init(&cfg);
 	cfg.jobs = 12;
 	config_apply_defaults(&cfg);
-	is_i64(cfg.index_jobs, 12, "index-jobs defaults to the given jobs");
+	is_int(cfg.index_jobs, 12, "index-jobs defaults to the given jobs");
 	config_release(&cfg);
 }
 
@@ -434,7 +414,7 @@ test_load_file(void)
 	config_init(&cfg);
 	ok(config_load_file(&cfg, path, &err), "config_load_file reads a file");
 	is_str(cfg.source, "host=x", "source from file");
-	is_i64(cfg.jobs, 3, "jobs from file");
+	is_int(cfg.jobs, 3, "jobs from file");
 	config_release(&cfg);
 
 	fd = open(path, O_WRONLY | O_TRUNC);

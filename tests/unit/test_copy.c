@@ -15,27 +15,6 @@
 #define MB (1024LL * 1024)
 #define GB (1024LL * MB)
 
-/*
- * A regression test for a bug found and fixed in src/ (the third argument
- * says which): an ordinary test now.
- */
-static int
-todo_ok(int cond, const char *name, const char *bug)
-{
-	(void) bug;
-	return ok(cond, name);
-}
-
-static int
-is_int(long long got, long long want, const char *name)
-{
-	int			same = got == want;
-
-	if (!ok(same, name))
-		printf("#   got:  %lld\n#   want: %lld\n", got, want);
-	return same;
-}
-
 /* Tables are only read by copy_plan: bytes and pages matter. */
 static TableInfo
 table(int64_t bytes, int64_t pages)

@@ -17,16 +17,6 @@
 #include "tap.h"
 
 static int
-is_int(long long got, long long want, const char *name)
-{
-	int			same = got == want;
-
-	if (!ok(same, name))
-		printf("#   got:  %lld\n#   want: %lld\n", got, want);
-	return same;
-}
-
-static int
 is_u64(uint64_t got, uint64_t want, const char *name)
 {
 	int			same = got == want;

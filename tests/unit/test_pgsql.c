@@ -11,37 +11,6 @@
 #include "pgsql.h"
 #include "tap.h"
 
-/*
- * A regression test for a bug found and fixed in src/ (the third argument
- * says which): an ordinary test now.
- */
-static int
-todo_ok(int cond, const char *name, const char *bug)
-{
-	(void) bug;
-	return ok(cond, name);
-}
-
-static int
-contains(const char *haystack, const char *needle, const char *name)
-{
-	int			c = haystack != NULL && strstr(haystack, needle) != NULL;
-
-	if (!ok(c, name))
-		printf("#   '%s'\n#   does not contain '%s'\n", haystack ? haystack : "(null)", needle);
-	return c;
-}
-
-static int
-lacks(const char *haystack, const char *needle, const char *name)
-{
-	int			c = haystack != NULL && strstr(haystack, needle) == NULL;
-
-	if (!ok(c, name))
-		printf("#   '%s'\n#   contains '%s'\n", haystack ? haystack : "(null)", needle);
-	return c;
-}
-
 /* ------------------------------------------------------------------ */
 
 static void
