@@ -1,0 +1,214 @@
+/*
+ * cli_verify.c: `ferry verify`: compare the full contents of every migrated
+ * table (ferry.copy_plan on the target) between source and target, print a
+ * line per table, the differing keys and a summary. Exit 0 only when every
+ * table is identical; 1 on any difference or failure.
+ */
+#include <fnmatch.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "config.h"
+#include "exitcode.h"
+#include "log.h"
+#include "mem.h"
+#include "pgsql.h"
+#include "verify.h"
+
+/* --table patterns, collected by main.c's option parser */
+static StrList table_patterns;
+
+void
+cli_verify_add_table(const char *pattern)
+{
+	strlist_add(&table_patterns, pattern);
+}
+
+/* Does schema.table match a --table pattern (shell glob on "schema.table" or "table")? */
+static bool
+table_selected(const char *nsp, const char *rel)
+{
+	char	   *full;
+	bool		hit = false;
+
+	if (table_patterns.n == 0)
+		return true;
+	full = xasprintf("%s.%s", nsp, rel);
+	for (int i = 0; i < table_patterns.n && !hit; i++)
+		hit = fnmatch(table_patterns.items[i], full, 0) == 0 ||
+			fnmatch(table_patterns.items[i], rel, 0) == 0;
+	free(full);
+	return hit;
+}
+
+/*
+ * The tables of migration `name` per the target's copy plan, filtered by
+ * --table. False (logged) when the target has no such migration.
+ */
+static bool
+read_plan(PGconn *tgt, const char *name, VerifyTable **out, int *nout)
+{
+	const char *params[1] = {name};
+	PGresult   *res;
+	VerifyTable *t;
+	int			n = 0;
+	bool		has;
+
+	res = pg_query(tgt, "look for ferry's state",
+				   "SELECT pg_catalog.to_regclass('ferry.copy_plan') IS NOT NULL", 0, NULL);
+	has = res && PQgetvalue(res, 0, 0)[0] == 't';
+	PQclear(res);
+	if (!has)
+	{
+		log_error("the target has no ferry migration state. Fix: check --target, or migrate first with ferry clone / ferry start");
+		return false;
+	}
+	res = pg_query(tgt, "read the copy plan",
+				   "SELECT nspname, relname FROM ferry.copy_plan WHERE migration = $1 ORDER BY bytes DESC, 1, 2",
+				   1, params);
+	if (res == NULL || !pg_check_shape(res, -1, 2, "read the copy plan"))
+	{
+		PQclear(res);
+		return false;
+	}
+	if (PQntuples(res) == 0)
+	{
+		log_error("the target has no tables planned for migration \"%s\". Fix: check --name, or run ferry clone first", name);
+		PQclear(res);
+		return false;
+	}
+	t = xcalloc((size_t) PQntuples(res) + 1, sizeof(VerifyTable));
+	for (int i = 0; i < PQntuples(res); i++)
+	{
+		if (!table_selected(PQgetvalue(res, i, 0), PQgetvalue(res, i, 1)))
+			continue;
+		t[n].nspname = xstrdup(PQgetvalue(res, i, 0));
+		t[n].relname = xstrdup(PQgetvalue(res, i, 1));
+		n++;
+	}
+	PQclear(res);
+	if (n == 0)
+	{
+		log_error("no migrated table matches --table. Fix: use schema.table or table names, * and ? as wildcards");
+		free(t);
+		return false;
+	}
+	*out = t;
+	*nout = n;
+	return true;
+}
+
+static void
+print_text(const VerifyTable *t, int n, double seconds, bool completed)
+{
+	int			bad = 0;
+	long long	rows = 0;
+
+	printf("%-44s %12s %7s  %s\n", "table", "rows", "ranges", "result");
+	for (int i = 0; i < n; i++)
+	{
+		char	   *name = xasprintf("%s.%s", t[i].nspname, t[i].relname);
+
+		rows += t[i].rows;
+		if (verify_table_ok(&t[i]))
+			printf("%-44s %12lld %7d  ok\n", name, t[i].rows, t[i].ranges);
+		else if (t[i].failed)
+			printf("%-44s %12s %7s  DIFFERENT: not comparable (see the log)\n", name, "", "");
+		else
+			printf("%-44s %12lld %7d  DIFFERENT: %lld missing, %lld extra, %lld different\n",
+				   name, t[i].rows, t[i].ranges, t[i].missing, t[i].extra, t[i].different);
+		for (int e = 0; e < t[i].examples.n; e++)
+			printf("    %-9s key %s\n", t[i].example_kinds.items[e], t[i].examples.items[e]);
+		if (!verify_table_ok(&t[i]))
+			bad++;
+		free(name);
+	}
+	if (!completed)
+		printf("verify failed after %.1f s: the comparison did not complete (see the log)\n", seconds);
+	else if (bad == 0)
+		printf("verify: %d tables, %lld rows: identical (%.1f s)\n", n, rows, seconds);
+	else
+		printf("verify: %d tables, %lld rows: %d DIFFERENT (%.1f s)\n", n, rows, bad, seconds);
+}
+
+static void
+print_json(const VerifyTable *t, int n, double seconds, bool ok)
+{
+	json_t	   *j = json_object();
+	json_t	   *ta = json_array();
+
+	json_object_set_new(j, "ok", json_boolean(ok));
+	json_object_set_new(j, "seconds", json_real(seconds));
+	for (int i = 0; i < n; i++)
+	{
+		json_t	   *ex = json_array();
+		json_t	   *det = json_array();
+		char	   *name = xasprintf("%s.%s", t[i].nspname, t[i].relname);
+
+		for (int e = 0; e < t[i].examples.n; e++)
+		{
+			json_array_append_new(ex, json_string(t[i].examples.items[e]));
+			json_array_append_new(det, json_pack("{s:s, s:s}", "key", t[i].examples.items[e],
+												 "kind", t[i].example_kinds.items[e]));
+		}
+		json_array_append_new(ta, json_pack("{s:s, s:I, s:i, s:b, s:b, s:I, s:I, s:I, s:o, s:o}",
+											"name", name, "rows", (json_int_t) t[i].rows,
+											"ranges", t[i].ranges, "ok", verify_table_ok(&t[i]),
+											"comparable", !t[i].failed,
+											"missing", (json_int_t) t[i].missing,
+											"extra", (json_int_t) t[i].extra,
+											"different", (json_int_t) t[i].different,
+											"examples", ex, "details", det));
+		free(name);
+	}
+	json_object_set_new(j, "tables", ta);
+	json_dumpf(j, stdout, JSON_INDENT(2));
+	fputc('\n', stdout);
+	json_decref(j);
+}
+
+int
+cli_verify(FerryConfig *cfg)
+{
+	PGconn	   *tgt;
+	VerifyTable *tables = NULL;
+	int			n = 0;
+	VerifySpec	spec = {cfg->source, cfg->target, cfg->name, cfg->jobs};
+	struct timespec t0,
+				t1;
+	double		seconds;
+	bool		completed,
+				ok;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	tgt = pg_connect(cfg->target, "target", PG_CONN_SQL, NULL);
+	if (tgt == NULL || !read_plan(tgt, cfg->name, &tables, &n))
+	{
+		pg_finish(tgt);
+		strlist_free(&table_patterns);
+		return EXIT_FAILED;
+	}
+	pg_finish(tgt);
+	strlist_free(&table_patterns);
+
+	completed = verify_run(&spec, tables, n);
+	ok = completed;
+	for (int i = 0; i < n; i++)
+		ok = ok && verify_table_ok(&tables[i]);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	seconds = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	if (cfg->json)
+		print_json(tables, n, seconds, ok);
+	else
+		print_text(tables, n, seconds, completed);
+	fflush(stdout);
+
+	for (int i = 0; i < n; i++)
+		verify_table_release(&tables[i]);
+	free(tables);
+	return ok ? EXIT_OK : EXIT_FAILED;
+}
