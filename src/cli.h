@@ -17,6 +17,7 @@
 #define OPT_START	0x4
 #define OPT_STATUS	0x8
 #define OPT_VERIFY	0x10
+#define OPT_CLEANUP	0x20
 
 typedef struct Command
 {
@@ -31,6 +32,7 @@ int			cli_check(FerryConfig *cfg);
 int			cli_clone(FerryConfig *cfg);
 int			cli_start(FerryConfig *cfg);
 int			cli_status(FerryConfig *cfg);
+int			cli_cleanup(FerryConfig *cfg);
 int			cli_verify(FerryConfig *cfg);
 /* collects `ferry verify --table PATTERN` (repeatable) */
 void		cli_verify_add_table(const char *pattern);

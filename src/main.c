@@ -50,6 +50,12 @@ static const Command commands[] = {
 		"a range that differs is re-read after the target has caught up, so lag is not\n"
 		"reported. Exit status 0 when identical, 1 on any difference.",
 	OPT_VERIFY, cli_verify},
+	{"cleanup", "drop the migration's slot, publications, origin and state",
+		"Removes what ferry created for this migration on both servers: the\n"
+		"replication slot and publications on the source, the replication origin\n"
+		"and ferry's state on the target. Idempotent. Refuses while ferry start\n"
+		"runs. The target's tables and data are never touched.",
+	OPT_CLEANUP, cli_cleanup},
 };
 
 enum

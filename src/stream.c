@@ -211,12 +211,12 @@ stream_main(void *p)
 	PQclear(res);
 	log_info("streaming changes from slot %s at %s", args->slot, lsn);
 	status = receive_loop(&r);
-	if (status == STREAM_STOPPED && PQstatus(r.conn) == CONNECTION_OK)
-	{
-		/* end the COPY politely; the server answers with its own CopyDone */
-		PQputCopyEnd(r.conn, NULL);
-		PQflush(r.conn);
-	}
+	/*
+	 * No CopyDone on the way out: after one, the walsender stops reading
+	 * its socket and would hold the slot "active" until its next keepalive
+	 * (wal_sender_timeout / 2). The final status update was sent; closing
+	 * the connection (libpq's Terminate) ends the walsender at once.
+	 */
 
 done:
 	free(sql);

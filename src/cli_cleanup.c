@@ -1,0 +1,144 @@
+/*
+ * cli_cleanup.c: `ferry cleanup`: remove everything a migration created, on
+ * both servers, so nothing is left retaining WAL or holding names:
+ *   source: the replication slot NAME, the publications NAME and
+ *           NAME_insert_only;
+ *   target: the replication origin NAME and the migration's rows in the
+ *           ferry schema (the schema itself once no migration is left).
+ * Idempotent: what is already gone is skipped. Refuses while `ferry start`
+ * (or another ferry) drives the migration: its slot is active, or the
+ * target's advisory lock is held. The tables and data on the target are the
+ * user's and are never touched.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "exitcode.h"
+#include "log.h"
+#include "mem.h"
+#include "pgsql.h"
+#include "publication.h"
+#include "slot.h"
+#include "state.h"
+
+static bool
+cleanup_source(FerryConfig *cfg, PGconn *src)
+{
+	const char *params[1] = {cfg->name};
+	PGresult   *res = NULL;
+	bool		ok = true;
+
+	/*
+	 * We hold the migration's lock, so no ferry drives it; a slot still
+	 * active belongs to a walsender that has not yet noticed its client
+	 * left. Give it a few seconds.
+	 */
+	for (int i = 0; i < 50 && ok; i++)
+	{
+		PQclear(res);
+		res = pg_query(src, "look up the slot",
+					   "SELECT active, active_pid FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+					   1, params);
+		ok = res != NULL;
+		if (!ok || PQntuples(res) == 0 || PQgetvalue(res, 0, 0)[0] != 't')
+			break;
+		usleep(100000);
+	}
+
+	if (ok && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't')
+	{
+		log_error("the replication slot \"%s\" is in use (walsender pid %s): something still streams from it. Fix: stop that consumer first (ferry start on another host?), then run ferry cleanup again",
+				  cfg->name, PQgetvalue(res, 0, 1));
+		ok = false;
+	}
+	else if (ok && PQntuples(res) == 1)
+	{
+		ok = slot_drop(src, cfg->name);
+		if (ok)
+			printf("dropped replication slot %s on the source\n", cfg->name);
+	}
+	PQclear(res);
+	if (ok)
+	{
+		char	   *ins = xasprintf("%s%s", cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
+		const char *p2[2] = {cfg->name, ins};
+		PGresult   *pubs = pg_query(src, "list the publications",
+									"SELECT count(*) FROM pg_catalog.pg_publication WHERE pubname IN ($1, $2)", 2, p2);
+
+		ok = pubs != NULL && publication_drop(src, cfg);
+		if (ok && PQgetvalue(pubs, 0, 0)[0] != '0')
+			printf("dropped publications %s and %s on the source\n", cfg->name, ins);
+		PQclear(pubs);
+		free(ins);
+	}
+	return ok;
+}
+
+static bool
+cleanup_target(FerryConfig *cfg, PGconn *tgt)
+{
+	const char *params[1] = {cfg->name};
+	PGresult   *res;
+	bool		ok;
+
+	res = pg_query(tgt, "drop the replication origin",
+				   "SELECT pg_catalog.pg_replication_origin_drop(roname)"
+				   "  FROM pg_catalog.pg_replication_origin WHERE roname = $1", 1, params);
+	if (res == NULL)
+		return false;
+	if (PQntuples(res) > 0)
+		printf("dropped replication origin %s on the target\n", cfg->name);
+	PQclear(res);
+
+	res = pg_query(tgt, "look for ferry's state",
+				   "SELECT pg_catalog.to_regclass('ferry.migration') IS NOT NULL", 0, NULL);
+	if (res == NULL)
+		return false;
+	ok = PQgetvalue(res, 0, 0)[0] == 't';
+	PQclear(res);
+	if (!ok)
+		return true;			/* no state at all */
+	if (!state_forget(tgt, cfg->name))
+		return false;
+	res = pg_query(tgt, "drop ferry's state schema when it is empty",
+				   "SELECT count(*) FROM ferry.migration", 0, NULL);
+	if (res == NULL)
+		return false;
+	if (strcmp(PQgetvalue(res, 0, 0), "0") == 0)
+	{
+		ok = pg_exec_quiet(tgt, "SET client_min_messages = warning; DROP SCHEMA ferry CASCADE", NULL);
+		if (ok)
+			printf("dropped ferry's state schema on the target\n");
+	}
+	else
+		printf("removed migration %s from ferry's state on the target (%s others remain)\n",
+			   cfg->name, PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return ok;
+}
+
+int
+cli_cleanup(FerryConfig *cfg)
+{
+	PGconn	   *src = pg_connect(cfg->source, "source", PG_CONN_SQL, NULL);
+	PGconn	   *tgt = src ? pg_connect(cfg->target, "target", PG_CONN_SQL, NULL) : NULL;
+	int			rc = EXIT_FAILED;
+
+	if (src == NULL || tgt == NULL)
+		goto done;
+	/* the same lock `clone` and `start` hold: never clean up under them */
+	if (!state_lock(tgt, cfg->name))
+		goto done;
+	if (!cleanup_source(cfg, src) || !cleanup_target(cfg, tgt))
+		goto done;
+	printf("cleanup of migration %s complete\n", cfg->name);
+	rc = EXIT_OK;
+
+done:
+	pg_finish(src);
+	pg_finish(tgt);
+	return rc;
+}
