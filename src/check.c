@@ -1570,6 +1570,32 @@ load_target_state(CheckCtx *ctx)
 }
 
 /* Check 9: the target may CREATE in the database and in schemas it already has. */
+/*
+ * The apply session runs with session_replication_role = replica, so that
+ * user triggers and foreign keys do not fire for replicated rows; setting it
+ * needs superuser (or a managed service's admin role that may).
+ */
+static void
+check_target_apply_role(CheckCtx *ctx)
+{
+	Server	   *t = &ctx->tgt;
+	PGresult   *res = PQexec(t->conn, "BEGIN; SET LOCAL session_replication_role = replica");
+	bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	char	   *e = ok ? NULL : pg_result_error_text(res, t->conn);
+
+	PQclear(res);
+	res = PQexec(t->conn, "ROLLBACK");
+	PQclear(res);
+	if (ok)
+		row(ctx, CHECK_OK, t, "apply role", NULL,
+			"may set session_replication_role = replica (replicated rows fire no triggers or foreign keys)");
+	else
+		row(ctx, CHECK_BLOCKING, t, "apply role",
+			"connect to the target as a superuser, or on a managed service as its admin role that may set session_replication_role (e.g. rds_superuser, azure_pg_admin)",
+			"cannot set session_replication_role = replica, which applying changes needs: %s", e);
+	free(e);
+}
+
 static void
 check_target_create(CheckCtx *ctx)
 {
@@ -2037,6 +2063,7 @@ check_run(const FerryConfig *cfg, CheckReport *report)
 		check_slots_and_senders(&ctx, t, false);
 		STOP_IF_INTERRUPTED();
 		check_target_create(&ctx);
+		check_target_apply_role(&ctx);
 		check_target_empty(&ctx);
 		STOP_IF_INTERRUPTED();
 		if (src_ok)

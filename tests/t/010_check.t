@@ -213,4 +213,13 @@ run_check --source "host=127.0.0.1 port=$SOURCE2_PORT dbname=app user=pwuser pas
 like "$(status_of connection)" '^ok$' "the right password connects"
 unlike "$OUT$ERR" 'R1ght-S3cret-pw' "the right password is printed nowhere"
 
+# --- a target user that may not set session_replication_role ----------------
+q target "CREATE ROLE plainuser LOGIN; GRANT CREATE ON DATABASE app TO plainuser; GRANT CREATE ON SCHEMA public TO plainuser" >/dev/null
+run_check --source "$SOURCE_CONN" --target "host=$TARGET_SOCK port=$TARGET_PORT dbname=app user=plainuser" --json
+rc_is 3 "a target user that cannot set session_replication_role is blocking"
+is "$(status_of 'apply role')" "blocking" "the apply role row says so"
+like "$OUT" "superuser" "and the fix says which role to connect as"
+run_check --source "$SOURCE_CONN" --target "$TARGET_CONN" --json
+is "$(status_of 'apply role')" "ok" "a superuser target passes the apply role check"
+
 done_testing
