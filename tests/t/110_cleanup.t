@@ -39,8 +39,7 @@ like "$out" "cleanup of migration ferry complete" "and says so"
 
 # a failed start can be cleaned up and started over
 QDB=postgres q target "DROP DATABASE app WITH (FORCE)" >/dev/null; QDB=postgres q target "CREATE DATABASE app" >/dev/null
-FERRY_FAULT=copy.after-item:1 "$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" clone >/dev/null 2>&1 &
-wait $!
+( FERRY_FAULT=copy.after-item:1 "$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" clone >/dev/null 2>&1 & wait $! ) 2>/dev/null
 is "$(objects)" "slots=1 pubs=2 origins=0 schema=1" "a killed clone leaves its slot for a resume"
 ferry cleanup >/dev/null 2>&1
 is "$(objects)" "slots=0 pubs=0 origins=0 schema=0" "cleanup removes it"
