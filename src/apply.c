@@ -25,7 +25,7 @@ static const char TABLE_SNAPSHOTS_SQL[] =
 
 /* The target's columns of a table, as pgoutput would send them. */
 static const char TARGET_COLUMNS_SQL[] =
-	"SELECT c.relkind, a.attname, a.attidentity = 'a'"
+	"SELECT c.relkind, a.attname, a.attidentity = 'a', pg_catalog.format_type(a.atttypid, a.atttypmod)"
 	"  FROM pg_catalog.pg_class c"
 	"  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0"
 	"       AND NOT a.attisdropped AND a.attgenerated = ''"
@@ -65,6 +65,18 @@ typedef struct ApplyRel
 	bool		any_always;		/* some column is GENERATED ALWAYS AS IDENTITY */
 	char	   *always;			/* per column: '1' = identity ALWAYS on the target */
 	bool		ins_prepared;
+	/*
+	 * Inserts wait here and go as one multi-row INSERT of batch_rows rows
+	 * (see apply.h): values NUL-terminated in pend, offsets in pend_offs
+	 * (SIZE_MAX = NULL), npend rows so far.
+	 */
+	char	  **types;			/* target column types, for the casts */
+	StrBuf		pend;
+	size_t	   *pend_offs;
+	int			npend;
+	int			batch_rows;
+	bool		multi_prepared;
+	bool		listed;			/* in Apply.pending */
 	bool		del_prepared;
 	UpdVariant *upd;
 	int			nupd;
@@ -104,6 +116,9 @@ typedef struct Apply
 	size_t		poffs[APPLY_MAX_PARAMS];	/* their offsets in the arena */
 	const char *params[APPLY_MAX_PARAMS];
 	uint64_t	skip_until;		/* applied LSN at start */
+	uint32_t   *pending;		/* relids with waiting inserts */
+	int			npending;
+	int			pendcap;
 	ApplyStatus fail_status;
 } Apply;
 
@@ -130,6 +145,13 @@ rel_lookup(Apply *a, uint32_t relid, bool create)
 static void
 rel_clear(ApplyRel *r)
 {
+	if (r->types)
+		for (int i = 0; i < r->rel->ncols; i++)
+			free(r->types[i]);
+	free(r->types);
+	if (r->pend.data)
+		strbuf_release(&r->pend);
+	free(r->pend_offs);
 	pgo_relation_free(r->rel);
 	free(r->qualname);
 	free(r->always);
@@ -324,6 +346,9 @@ query_now(Apply *a, const char *what, const char *sql, int n, const char *const 
 /* ------------------------------------------------------------------ */
 /* batches                                                              */
 
+static bool flush_all_inserts(Apply *a);
+static void drop_pending_inserts(Apply *a);
+
 static bool
 begin_batch(Apply *a)
 {
@@ -352,6 +377,8 @@ commit_batch(Apply *a)
 
 	if (!a->in_batch)
 		return true;
+	if (!flush_all_inserts(a))
+		return false;
 	if (a->batch_end_lsn == 0)
 	{
 		/* nothing complete in it (e.g. only skipped transactions) */
@@ -403,6 +430,7 @@ abort_batch(Apply *a)
 {
 	PGresult   *r;
 
+	drop_pending_inserts(a);
 	if (PQstatus(a->conn) != CONNECTION_OK)
 		return;
 	/* drain whatever is pending, then roll back outside the pipeline */
@@ -440,6 +468,11 @@ handle_relation(Apply *a, const PgoRelation *msg)
 
 	free(qn);
 	free(qr);
+	if (!flush_all_inserts(a))
+	{
+		free(qual);
+		return false;
+	}
 	res = query_now(a, "read the target table's columns", TARGET_COLUMNS_SQL, 1, params);
 	if (res == NULL)
 	{
@@ -514,11 +547,20 @@ handle_relation(Apply *a, const PgoRelation *msg)
 				r->full = false;
 	}
 	r->always = xcalloc((size_t) msg->ncols + 1, 1);
+	r->types = xcalloc((size_t) msg->ncols + 1, sizeof(char *));
 	for (int i = 0; i < msg->ncols; i++)
 	{
 		r->always[i] = PQgetvalue(res, i, 2)[0] == 't' ? '1' : '0';
 		r->any_always |= r->always[i] == '1';
+		r->types[i] = xstrdup(PQgetvalue(res, i, 3));
 	}
+	r->batch_rows = msg->ncols > 0 ? APPLY_INSERT_BATCH : 1;
+	if (msg->ncols > 0 && r->batch_rows * msg->ncols > 60000)
+		r->batch_rows = 60000 / msg->ncols;
+	if (r->batch_rows < 1)
+		r->batch_rows = 1;
+	strbuf_init(&r->pend);
+	r->pend_offs = xcalloc((size_t) r->batch_rows * (size_t) (msg->ncols ? msg->ncols : 1), sizeof(size_t));
 	PQclear(res);
 	return true;
 }
@@ -639,11 +681,150 @@ send_prepared(Apply *a, const char *name, int n, const char *what, const ApplyRe
 	return maybe_sync(a);
 }
 
+/* The column list "(a, b, c)" of a relation, owned. */
+static char *
+column_list(const ApplyRel *r)
+{
+	StrBuf		sb;
+
+	strbuf_init(&sb);
+	strbuf_addch(&sb, '(');
+	for (int i = 0; i < r->rel->ncols; i++)
+	{
+		char	   *c = pg_quote_ident(r->rel->cols[i].name);
+
+		strbuf_addf(&sb, "%s%s", i ? ", " : "", c);
+		free(c);
+	}
+	strbuf_addch(&sb, ')');
+	return strbuf_detach(&sb);
+}
+
+/*
+ * Prepare the INSERT of `rows` rows. One row takes untyped parameters (they
+ * get the column types); several need explicit casts, because a multi-row
+ * VALUES list would otherwise type them as text.
+ */
+static bool
+prepare_insert(Apply *a, ApplyRel *r, const char *name, int rows)
+{
+	StrBuf		sql;
+	char	   *cols = column_list(r);
+	int			p = 1;
+	bool		ok;
+
+	strbuf_init(&sql);
+	strbuf_addf(&sql, "INSERT INTO %s %s%s VALUES ", r->qualname, cols,
+				r->any_always ? " OVERRIDING SYSTEM VALUE" : "");
+	for (int k = 0; k < rows; k++)
+	{
+		strbuf_addstr(&sql, k ? ", (" : "(");
+		for (int i = 0; i < r->rel->ncols; i++, p++)
+		{
+			if (rows > 1)
+				strbuf_addf(&sql, "%s$%d::%s", i ? ", " : "", p, r->types[i]);
+			else
+				strbuf_addf(&sql, "%s$%d", i ? ", " : "", p);
+		}
+		strbuf_addch(&sql, ')');
+	}
+	ok = prepare(a, name, sql.data, p - 1);
+	strbuf_release(&sql);
+	free(cols);
+	return ok;
+}
+
+/* Send a prepared statement whose values are rows [first, first+rows) of r->pend. */
+static bool
+send_pending(Apply *a, ApplyRel *r, const char *name, int first, int rows)
+{
+	int			n = rows * r->rel->ncols;
+	const size_t *offs = r->pend_offs + (size_t) first * (size_t) r->rel->ncols;
+
+	for (int i = 0; i < n; i++)
+		a->params[i] = offs[i] == SIZE_MAX ? NULL : r->pend.data + offs[i];
+	if (PQsendQueryPrepared(a->conn, name, n, a->params, NULL, NULL, 0) != 1)
+	{
+		log_error("could not send to the target: %s", PQerrorMessage(a->conn));
+		a->fail_status = failure_kind(a);
+		return false;
+	}
+	note_sent(a, "inserting into", xasprintf("inserting %d rows into %s", rows, r->qualname));
+	a->what[a->unsynced - 1] = a->what_owned[a->unsynced - 1];
+	a->batch_changes += rows;
+	return maybe_sync(a);
+}
+
+/* Send the inserts waiting for r: a full batch at once, a partial one row by row. */
+static bool
+flush_inserts(Apply *a, ApplyRel *r)
+{
+	char		name[64];
+	bool		ok = true;
+
+	if (r->npend == 0)
+		return true;
+	if (r->npend == r->batch_rows && r->batch_rows > 1)
+	{
+		snprintf(name, sizeof(name), "I%u_%d", r->relid, r->gen);
+		if (!r->multi_prepared && !(r->multi_prepared = prepare_insert(a, r, name, r->batch_rows)))
+			return false;
+		ok = send_pending(a, r, name, 0, r->batch_rows);
+	}
+	else
+	{
+		snprintf(name, sizeof(name), "i%u_%d", r->relid, r->gen);
+		if (!r->ins_prepared && !(r->ins_prepared = prepare_insert(a, r, name, 1)))
+			return false;
+		for (int k = 0; ok && k < r->npend; k++)
+			ok = send_pending(a, r, name, k, 1);
+	}
+	r->npend = 0;
+	strbuf_reset(&r->pend);
+	return ok;
+}
+
+static bool
+flush_all_inserts(Apply *a)
+{
+	bool		ok = true;
+
+	for (int i = 0; i < a->npending; i++)
+	{
+		ApplyRel   *r = rel_lookup(a, a->pending[i], false);
+
+		if (r)
+		{
+			ok = ok && flush_inserts(a, r);
+			r->listed = false;
+		}
+	}
+	a->npending = 0;
+	return ok;
+}
+
+/* Forget waiting inserts (their transaction is rolled back). */
+static void
+drop_pending_inserts(Apply *a)
+{
+	for (int i = 0; i < a->npending; i++)
+	{
+		ApplyRel   *r = rel_lookup(a, a->pending[i], false);
+
+		if (r)
+		{
+			r->npend = 0;
+			strbuf_reset(&r->pend);
+			r->listed = false;
+		}
+	}
+	a->npending = 0;
+}
+
 static bool
 apply_insert(Apply *a, ApplyRel *r, const PgoTuple *t)
 {
-	char		name[64];
-	int			n = 0;
+	size_t	   *offs;
 
 	if (t->ncols != r->rel->ncols || t->ncols > 1600)
 	{
@@ -651,35 +832,32 @@ apply_insert(Apply *a, ApplyRel *r, const PgoTuple *t)
 		a->fail_status = APPLY_FAILED;
 		return false;
 	}
-	snprintf(name, sizeof(name), "i%u_%d", r->relid, r->gen);
-	if (!r->ins_prepared)
+	offs = r->pend_offs + (size_t) r->npend * (size_t) r->rel->ncols;
+	for (int i = 0; i < t->ncols; i++)
 	{
-		StrBuf		sql;
-
-		strbuf_init(&sql);
-		strbuf_addf(&sql, "INSERT INTO %s (", r->qualname);
-		for (int i = 0; i < r->rel->ncols; i++)
+		if (t->cols[i].kind == 'n')
+			offs[i] = SIZE_MAX;
+		else
 		{
-			char	   *c = pg_quote_ident(r->rel->cols[i].name);
-
-			strbuf_addf(&sql, "%s%s", i ? ", " : "", c);
-			free(c);
+			offs[i] = r->pend.len;
+			strbuf_add(&r->pend, t->cols[i].data, t->cols[i].len);
+			strbuf_addch(&r->pend, '\0');
 		}
-		strbuf_addstr(&sql, r->any_always ? ") OVERRIDING SYSTEM VALUE VALUES (" : ") VALUES (");
-		for (int i = 0; i < r->rel->ncols; i++)
-			strbuf_addf(&sql, "%s$%d", i ? ", " : "", i + 1);
-		strbuf_addstr(&sql, ")");
-		if (!prepare(a, name, sql.data, r->rel->ncols))
-		{
-			strbuf_release(&sql);
-			return false;
-		}
-		strbuf_release(&sql);
-		r->ins_prepared = true;
 	}
-	strbuf_reset(&a->arena);
-	tuple_params(a, t, &n, NULL);
-	return send_prepared(a, name, n, "inserting into", r);
+	r->npend++;
+	if (!r->listed)
+	{
+		if (a->npending == a->pendcap)
+		{
+			a->pendcap = a->pendcap ? a->pendcap * 2 : 64;
+			a->pending = xrealloc(a->pending, sizeof(uint32_t) * (size_t) a->pendcap);
+		}
+		a->pending[a->npending++] = r->relid;
+		r->listed = true;
+	}
+	if (r->npend == r->batch_rows || r->pend.len > APPLY_INSERT_BYTES)
+		return flush_inserts(a, r);
+	return true;
 }
 
 static bool
@@ -687,6 +865,9 @@ apply_delete(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *old)
 {
 	char		name[64];
 	int			n = 0;
+
+	if (!flush_inserts(a, r))
+		return false;
 
 	if (old->ncols != r->rel->ncols || old->ncols > 1600)
 	{
@@ -726,6 +907,9 @@ apply_update(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *old, const Pgo
 	int			n = 0;
 	int			nset = 0;
 	UpdVariant *v = NULL;
+
+	if (!flush_inserts(a, r))
+		return false;
 
 	if (newt->ncols != r->rel->ncols || newt->ncols > 1600 || (oldkind && old->ncols != r->rel->ncols))
 	{
@@ -803,6 +987,8 @@ apply_truncate(Apply *a, uint8_t options, int nrelids, const uint32_t *relids)
 	int			n = 0;
 	bool		ok = true;
 
+	if (!flush_all_inserts(a))
+		return false;
 	strbuf_init(&sql);
 	strbuf_addstr(&sql, "TRUNCATE ");
 	for (int i = 0; i < nrelids; i++)
@@ -1062,6 +1248,7 @@ done:
 		free(a.snaps[i].relname);
 	}
 	free(a.snaps);
+	free(a.pending);
 	strbuf_release(&a.arena);
 	pgo_decoder_free(a.dec);
 	pg_finish(a.conn);

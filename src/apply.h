@@ -34,6 +34,12 @@
  * found by the replica identity: the key columns, or for REPLICA IDENTITY
  * FULL the first row whose every column's text equals the old row's. An
  * update that changes the key uses the old key sent by the source.
+ * Inserts are held per table and sent APPLY_INSERT_BATCH rows at a time as
+ * one multi-row INSERT (one executor run instead of a hundred): they are
+ * flushed before any other operation on the same table, before a TRUNCATE,
+ * before a table's Relation changes and before commit. Only inserts into
+ * different tables change order, which cannot be observed inside one target
+ * transaction with foreign keys and triggers off.
  * TRUNCATE keeps CASCADE / RESTART IDENTITY. The session runs with
  * session_replication_role = replica: user triggers and foreign keys do not
  * fire. Generated columns are never sent by pgoutput; the target computes
@@ -58,6 +64,8 @@
 #define APPLY_BATCH_CHANGES 20000
 #define APPLY_BATCH_MS 200
 #define APPLY_SYNC_EVERY 1000
+#define APPLY_INSERT_BATCH 100		/* rows per multi-row INSERT */
+#define APPLY_INSERT_BYTES (1024 * 1024)	/* or fewer, once they hold this much */
 
 typedef enum ApplyStatus
 {
