@@ -76,7 +76,18 @@ typedef struct ApplyRel
 	int			npend;
 	int			batch_rows;
 	bool		multi_prepared;
-	bool		listed;			/* in Apply.pending */
+	bool		listed;			/* in Apply.pending (waiting inserts or updates) */
+	/*
+	 * Plain updates (key unchanged, every column sent) wait here too, one
+	 * slot per key (a later update of the same key replaces the earlier: only
+	 * the final row is visible when the target transaction commits), and go
+	 * as one UPDATE ... FROM (VALUES ...) of batch_rows rows.
+	 */
+	StrBuf		upend;
+	size_t	   *upend_offs;
+	char	  **ukeys;			/* key text per slot, owned */
+	int			nupend;
+	bool		umulti_prepared;
 	bool		del_prepared;
 	UpdVariant *upd;
 	int			nupd;
@@ -152,6 +163,13 @@ rel_clear(ApplyRel *r)
 	if (r->pend.data)
 		strbuf_release(&r->pend);
 	free(r->pend_offs);
+	if (r->upend.data)
+		strbuf_release(&r->upend);
+	free(r->upend_offs);
+	if (r->ukeys)
+		for (int i = 0; i < r->batch_rows; i++)
+			free(r->ukeys[i]);
+	free(r->ukeys);
 	pgo_relation_free(r->rel);
 	free(r->qualname);
 	free(r->always);
@@ -348,6 +366,8 @@ query_now(Apply *a, const char *what, const char *sql, int n, const char *const 
 
 static bool flush_all_inserts(Apply *a);
 static void drop_pending_inserts(Apply *a);
+static bool flush_updates(Apply *a, ApplyRel *r);
+static const char *update_variant(Apply *a, ApplyRel *r, const char *mask, char *name, size_t namesize);
 
 static bool
 begin_batch(Apply *a)
@@ -561,6 +581,9 @@ handle_relation(Apply *a, const PgoRelation *msg)
 		r->batch_rows = 1;
 	strbuf_init(&r->pend);
 	r->pend_offs = xcalloc((size_t) r->batch_rows * (size_t) (msg->ncols ? msg->ncols : 1), sizeof(size_t));
+	strbuf_init(&r->upend);
+	r->upend_offs = xcalloc((size_t) r->batch_rows * (size_t) (msg->ncols ? msg->ncols : 1), sizeof(size_t));
+	r->ukeys = xcalloc((size_t) r->batch_rows, sizeof(char *));
 	PQclear(res);
 	return true;
 }
@@ -755,6 +778,33 @@ send_pending(Apply *a, ApplyRel *r, const char *name, int first, int rows)
 	return maybe_sync(a);
 }
 
+/*
+ * Send a prepared statement whose n parameters are values in `base` at
+ * offsets offs[order[i]] (order NULL: offs[i]). `changes` is added to the
+ * batch's change count.
+ */
+static bool
+send_offsets(Apply *a, const char *name, const char *base, const size_t *offs, const int *order, int n,
+			 char *what, int changes)
+{
+	for (int i = 0; i < n; i++)
+	{
+		size_t		o = offs[order ? order[i] : i];
+
+		a->params[i] = o == SIZE_MAX ? NULL : base + o;
+	}
+	if (PQsendQueryPrepared(a->conn, name, n, a->params, NULL, NULL, 0) != 1)
+	{
+		log_error("could not send to the target: %s", PQerrorMessage(a->conn));
+		a->fail_status = failure_kind(a);
+		free(what);
+		return false;
+	}
+	note_sent(a, what, what);
+	a->batch_changes += changes;
+	return maybe_sync(a);
+}
+
 /* Send the inserts waiting for r: a full batch at once, a partial one row by row. */
 static bool
 flush_inserts(Apply *a, ApplyRel *r)
@@ -795,7 +845,7 @@ flush_all_inserts(Apply *a)
 
 		if (r)
 		{
-			ok = ok && flush_inserts(a, r);
+			ok = ok && flush_inserts(a, r) && flush_updates(a, r);
 			r->listed = false;
 		}
 	}
@@ -815,16 +865,41 @@ drop_pending_inserts(Apply *a)
 		{
 			r->npend = 0;
 			strbuf_reset(&r->pend);
+			for (int k = 0; k < r->nupend; k++)
+			{
+				free(r->ukeys[k]);
+				r->ukeys[k] = NULL;
+			}
+			r->nupend = 0;
+			strbuf_reset(&r->upend);
 			r->listed = false;
 		}
 	}
 	a->npending = 0;
 }
 
+static void
+list_pending(Apply *a, ApplyRel *r)
+{
+	if (r->listed)
+		return;
+	if (a->npending == a->pendcap)
+	{
+		a->pendcap = a->pendcap ? a->pendcap * 2 : 64;
+		a->pending = xrealloc(a->pending, sizeof(uint32_t) * (size_t) a->pendcap);
+	}
+	a->pending[a->npending++] = r->relid;
+	r->listed = true;
+}
+
 static bool
 apply_insert(Apply *a, ApplyRel *r, const PgoTuple *t)
 {
 	size_t	   *offs;
+
+	/* an earlier update of this table goes first */
+	if (!flush_updates(a, r))
+		return false;
 
 	if (t->ncols != r->rel->ncols || t->ncols > 1600)
 	{
@@ -845,16 +920,7 @@ apply_insert(Apply *a, ApplyRel *r, const PgoTuple *t)
 		}
 	}
 	r->npend++;
-	if (!r->listed)
-	{
-		if (a->npending == a->pendcap)
-		{
-			a->pendcap = a->pendcap ? a->pendcap * 2 : 64;
-			a->pending = xrealloc(a->pending, sizeof(uint32_t) * (size_t) a->pendcap);
-		}
-		a->pending[a->npending++] = r->relid;
-		r->listed = true;
-	}
+	list_pending(a, r);
 	if (r->npend == r->batch_rows || r->pend.len > APPLY_INSERT_BYTES)
 		return flush_inserts(a, r);
 	return true;
@@ -866,7 +932,7 @@ apply_delete(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *old)
 	char		name[64];
 	int			n = 0;
 
-	if (!flush_inserts(a, r))
+	if (!flush_inserts(a, r) || !flush_updates(a, r))
 		return false;
 
 	if (old->ncols != r->rel->ncols || old->ncols > 1600)
@@ -899,42 +965,17 @@ apply_delete(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *old)
 	return send_prepared(a, name, n, "deleting from", r);
 }
 
-static bool
-apply_update(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *old, const PgoTuple *newt)
+/*
+ * The prepared UPDATE for a set of columns left out of SET (mask: '1' =
+ * left out), created on first use. Its parameters: the SET columns in
+ * order, then the identity (key columns, or all columns for FULL). Writes
+ * the statement name into name and returns it, or NULL on failure.
+ */
+static const char *
+update_variant(Apply *a, ApplyRel *r, const char *mask, char *name, size_t namesize)
 {
-	char		name[64];
-	char		mask[1700];
-	int			n = 0;
-	int			nset = 0;
 	UpdVariant *v = NULL;
 
-	if (!flush_inserts(a, r))
-		return false;
-
-	if (newt->ncols != r->rel->ncols || newt->ncols > 1600 || (oldkind && old->ncols != r->rel->ncols))
-	{
-		log_error("update of %s does not match its Relation message", r->qualname);
-		a->fail_status = APPLY_FAILED;
-		return false;
-	}
-	/*
-	 * Columns left out of SET: unchanged TOAST values (the target keeps its
-	 * own), key columns when the key did not change (no old key was sent:
-	 * they are in WHERE with the same value), and GENERATED ALWAYS identity
-	 * columns, which UPDATE may not set (their value cannot change on the
-	 * source either, short of SET ... = DEFAULT).
-	 */
-	for (int i = 0; i < newt->ncols; i++)
-	{
-		bool		skip = newt->cols[i].kind == 'u' || r->always[i] == '1' ||
-			(oldkind == 0 && !r->full && r->rel->cols[i].key);
-
-		mask[i] = skip ? '1' : '0';
-		nset += !skip;
-	}
-	mask[newt->ncols] = '\0';
-	if (nset == 0)
-		return true;			/* nothing to write: every column is kept */
 	for (int i = 0; i < r->nupd; i++)
 		if (strcmp(r->upd[i].mask, mask) == 0)
 			v = &r->upd[i];
@@ -948,7 +989,7 @@ apply_update(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *old, const Pgo
 		v = &r->upd[r->nupd];
 		v->mask = xstrdup(mask);
 		v->id = r->nupd++;
-		snprintf(name, sizeof(name), "u%u_%d_%d", r->relid, r->gen, v->id);
+		snprintf(name, namesize, "u%u_%d_%d", r->relid, r->gen, v->id);
 		strbuf_init(&sql);
 		strbuf_addf(&sql, "UPDATE %s%s SET ", r->partitioned ? "" : "ONLY ", r->qualname);
 		for (int i = 0; i < r->rel->ncols; i++)
@@ -969,11 +1010,221 @@ apply_update(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *old, const Pgo
 		if (!prepare(a, name, sql.data, np))
 		{
 			strbuf_release(&sql);
-			return false;
+			return NULL;
 		}
 		strbuf_release(&sql);
 	}
-	snprintf(name, sizeof(name), "u%u_%d_%d", r->relid, r->gen, v->id);
+	snprintf(name, namesize, "u%u_%d_%d", r->relid, r->gen, v->id);
+	return name;
+}
+
+/* Send the updates waiting for r: a full batch as one statement, else one by one. */
+static bool
+flush_updates(Apply *a, ApplyRel *r)
+{
+	char		name[64];
+	int			ncols = r->rel ? r->rel->ncols : 0;
+	bool		ok = true;
+
+	if (r->nupend == 0)
+		return true;
+	if (r->nupend == r->batch_rows && r->batch_rows > 1)
+	{
+		snprintf(name, sizeof(name), "U%u_%d", r->relid, r->gen);
+		if (!r->umulti_prepared)
+		{
+			StrBuf		sql;
+			int			p = 1;
+			bool		first = true;
+
+			strbuf_init(&sql);
+			strbuf_addf(&sql, "UPDATE %s%s AS t SET ", r->partitioned ? "" : "ONLY ", r->qualname);
+			for (int i = 0; i < ncols; i++)
+			{
+				char	   *c;
+
+				if (r->rel->cols[i].key)
+					continue;
+				c = pg_quote_ident(r->rel->cols[i].name);
+				strbuf_addf(&sql, "%s%s = v.c%d", first ? "" : ", ", c, i);
+				first = false;
+				free(c);
+			}
+			strbuf_addstr(&sql, " FROM (VALUES ");
+			for (int k = 0; k < r->batch_rows; k++)
+			{
+				strbuf_addstr(&sql, k ? ", (" : "(");
+				for (int i = 0; i < ncols; i++, p++)
+					strbuf_addf(&sql, "%s$%d::%s", i ? ", " : "", p, r->types[i]);
+				strbuf_addch(&sql, ')');
+			}
+			strbuf_addstr(&sql, ") AS v(");
+			for (int i = 0; i < ncols; i++)
+				strbuf_addf(&sql, "%sc%d", i ? ", " : "", i);
+			strbuf_addstr(&sql, ") WHERE ");
+			first = true;
+			for (int i = 0; i < ncols; i++)
+			{
+				char	   *c;
+
+				if (!r->rel->cols[i].key)
+					continue;
+				c = pg_quote_ident(r->rel->cols[i].name);
+				strbuf_addf(&sql, "%st.%s = v.c%d", first ? "" : " AND ", c, i);
+				first = false;
+				free(c);
+			}
+			r->umulti_prepared = prepare(a, name, sql.data, p - 1);
+			strbuf_release(&sql);
+			if (!r->umulti_prepared)
+				return false;
+		}
+		ok = send_offsets(a, name, r->upend.data, r->upend_offs, NULL, r->nupend * ncols,
+						  xasprintf("updating %d rows of %s", r->nupend, r->qualname), 0);
+	}
+	else
+	{
+		char		mask[1700];
+		int			order[1700];
+		int			n = 0;
+
+		for (int i = 0; i < ncols; i++)
+			mask[i] = r->rel->cols[i].key ? '1' : '0';
+		mask[ncols] = '\0';
+		/* parameters: the non-key columns, then the key columns */
+		for (int i = 0; i < ncols; i++)
+			if (!r->rel->cols[i].key)
+				order[n++] = i;
+		for (int i = 0; i < ncols; i++)
+			if (r->rel->cols[i].key)
+				order[n++] = i;
+		if (update_variant(a, r, mask, name, sizeof(name)) == NULL)
+			return false;
+		for (int k = 0; ok && k < r->nupend; k++)
+			ok = send_offsets(a, name, r->upend.data, r->upend_offs + (size_t) k * (size_t) ncols, order, n,
+							  xasprintf("updating %s", r->qualname), 0);
+	}
+	for (int k = 0; k < r->nupend; k++)
+	{
+		free(r->ukeys[k]);
+		r->ukeys[k] = NULL;
+	}
+	r->nupend = 0;
+	strbuf_reset(&r->upend);
+	return ok;
+}
+
+/*
+ * Hold a plain update (key unchanged, every column sent, keyed table
+ * without GENERATED ALWAYS columns) for the batched UPDATE. Returns false
+ * when the update does not qualify (*held stays false) or on failure.
+ */
+static bool
+hold_update(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *newt, bool *held)
+{
+	StrBuf		key;
+	int			slot = -1;
+	size_t	   *offs;
+	int			nkey = 0;
+
+	*held = false;
+	if (r->full || oldkind != 0 || r->any_always || r->batch_rows < 2)
+		return true;
+	for (int i = 0; i < newt->ncols; i++)
+	{
+		if (newt->cols[i].kind == 'u' || newt->cols[i].kind == 'b')
+			return true;
+		if (r->rel->cols[i].key)
+		{
+			if (newt->cols[i].kind == 'n')
+				return true;
+			nkey++;
+		}
+	}
+	if (nkey == 0 || nkey == newt->ncols)
+		return true;
+	strbuf_init(&key);
+	for (int i = 0; i < newt->ncols; i++)
+		if (r->rel->cols[i].key)
+		{
+			strbuf_addf(&key, "%u:", newt->cols[i].len);
+			strbuf_add(&key, newt->cols[i].data, newt->cols[i].len);
+		}
+	for (int k = 0; k < r->nupend && slot < 0; k++)
+		if (strcmp(r->ukeys[k], key.data) == 0)
+			slot = k;
+	if (slot < 0)
+	{
+		slot = r->nupend++;
+		r->ukeys[slot] = strbuf_detach(&key);
+	}
+	else
+		strbuf_release(&key);
+	offs = r->upend_offs + (size_t) slot * (size_t) newt->ncols;
+	for (int i = 0; i < newt->ncols; i++)
+	{
+		if (newt->cols[i].kind == 'n')
+			offs[i] = SIZE_MAX;
+		else
+		{
+			offs[i] = r->upend.len;
+			strbuf_add(&r->upend, newt->cols[i].data, newt->cols[i].len);
+			strbuf_addch(&r->upend, '\0');
+		}
+	}
+	a->batch_changes++;
+	list_pending(a, r);
+	*held = true;
+	if (r->nupend == r->batch_rows || r->upend.len > APPLY_INSERT_BYTES)
+		return flush_updates(a, r);
+	return true;
+}
+
+static bool
+apply_update(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *old, const PgoTuple *newt)
+{
+	char		name[64];
+	char		mask[1700];
+	int			n = 0;
+	int			nset = 0;
+	bool		held;
+
+	if (!flush_inserts(a, r))
+		return false;
+
+	if (newt->ncols != r->rel->ncols || newt->ncols > 1600 || (oldkind && old->ncols != r->rel->ncols))
+	{
+		log_error("update of %s does not match its Relation message", r->qualname);
+		a->fail_status = APPLY_FAILED;
+		return false;
+	}
+	if (!hold_update(a, r, oldkind, newt, &held))
+		return false;
+	if (held)
+		return true;
+	/* anything else runs in order, after what is held for this table */
+	if (!flush_updates(a, r))
+		return false;
+	/*
+	 * Columns left out of SET: unchanged TOAST values (the target keeps its
+	 * own), key columns when the key did not change (no old key was sent:
+	 * they are in WHERE with the same value), and GENERATED ALWAYS identity
+	 * columns, which UPDATE may not set (their value cannot change on the
+	 * source either, short of SET ... = DEFAULT).
+	 */
+	for (int i = 0; i < newt->ncols; i++)
+	{
+		bool		skip = newt->cols[i].kind == 'u' || r->always[i] == '1' ||
+			(oldkind == 0 && !r->full && r->rel->cols[i].key);
+
+		mask[i] = skip ? '1' : '0';
+		nset += !skip;
+	}
+	mask[newt->ncols] = '\0';
+	if (nset == 0)
+		return true;			/* nothing to write: every column is kept */
+	if (update_variant(a, r, mask, name, sizeof(name)) == NULL)
+		return false;
 	strbuf_reset(&a->arena);
 	tuple_params(a, newt, &n, mask);
 	identity_params(a, r, oldkind, old, newt, &n);

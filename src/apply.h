@@ -34,12 +34,18 @@
  * found by the replica identity: the key columns, or for REPLICA IDENTITY
  * FULL the first row whose every column's text equals the old row's. An
  * update that changes the key uses the old key sent by the source.
- * Inserts are held per table and sent APPLY_INSERT_BATCH rows at a time as
- * one multi-row INSERT (one executor run instead of a hundred): they are
- * flushed before any other operation on the same table, before a TRUNCATE,
- * before a table's Relation changes and before commit. Only inserts into
- * different tables change order, which cannot be observed inside one target
- * transaction with foreign keys and triggers off.
+ * Batching. Inserts are held per table and sent APPLY_INSERT_BATCH rows at
+ * a time as one multi-row INSERT (one executor run instead of a hundred).
+ * Plain updates (key unchanged, every column sent, keyed table) are held per
+ * table too, one slot per key: a later update of the same key replaces the
+ * earlier one, since only a row's final state is visible when the target
+ * transaction commits; a full set of distinct keys goes as one UPDATE ...
+ * FROM (VALUES ...). What is held for a table is flushed before any other
+ * kind of operation on that table, before a TRUNCATE, before the table's
+ * Relation changes and before commit, so each table sees its changes in
+ * source order; only changes to different tables are reordered, which
+ * nothing can observe inside one target transaction with foreign keys and
+ * triggers off.
  * TRUNCATE keeps CASCADE / RESTART IDENTITY. The session runs with
  * session_replication_role = replica: user triggers and foreign keys do not
  * fire. Generated columns are never sent by pgoutput; the target computes
