@@ -2,8 +2,8 @@
 # demo.sh: `make demo`. Starts two throwaway PostgreSQL servers, loads a
 # pgbench database into the source, runs a write load on it, and migrates it
 # live with ferry: check, start (clone + continuous replication under the
-# load), status, then catch up and compare every table. Leaves nothing
-# running. (switchover, verify and rollback arrive with the next milestone.)
+# load), status, catch-up, verify, and a checksum of every table. Leaves
+# nothing running. (switchover and rollback arrive with the next milestone.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE=${SCALE:-10}
@@ -49,6 +49,14 @@ t3=$(now)
 
 say "ferry status (load finished, caught up)"
 "$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" status
+
+say "ferry verify (full comparison, while replication runs)"
+t4=$(now)
+if "$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" verify --jobs 2 2>"$TEST_TMP/verify.err"; then
+  verified="identical (ferry verify, $(secs "$t4" "$(now)") s)"
+else
+  verified="DIFFERENT (see above)"
+fi
 kill -TERM "$FERRY_PID"; wait "$FERRY_PID" || true
 
 say "report"
@@ -58,6 +66,6 @@ printf '  rows moved             %s (%s transactions during the migration)\n' \
 printf '  copy time              %s s (clone under load, until streaming began)\n' "$(secs "$t0" "$t1")"
 printf '  catch-up time          %s s (from the end of the load to fully applied)\n' "$(secs "$t2" "$t3")"
 printf '  changes applied        %s\n' "$(q target "SELECT changes || ' in ' || txns || ' transactions' FROM ferry.apply_progress")"
-printf '  source vs target       %s\n' "$same"
+printf '  source vs target       %s; %s\n' "$same" "$verified"
 printf '  write downtime         n/a yet (switchover is the next milestone)\n'
 say "stopping the servers"
