@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "mem.h"
@@ -127,6 +128,13 @@ typedef struct Apply
 	size_t		poffs[APPLY_MAX_PARAMS];	/* their offsets in the arena */
 	const char *params[APPLY_MAX_PARAMS];
 	uint64_t	skip_until;		/* applied LSN at start */
+	char		last_value[64];	/* last one-value result read by sync_pipeline */
+	/* committed batches not yet known flushed: target WAL position, source end */
+	uint64_t   *fq_tgt;
+	uint64_t   *fq_src;
+	int			fq_len;
+	int			fq_cap;
+	int64_t		last_flush_check_us;
 	uint32_t   *pending;		/* relids with waiting inserts */
 	int			npending;
 	int			pendcap;
@@ -292,6 +300,8 @@ sync_pipeline(Apply *a)
 			PQclear(res);
 			break;
 		}
+		if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 1)
+			snprintf(a->last_value, sizeof(a->last_value), "%s", PQgetvalue(res, 0, 0));
 		if (st == PGRES_FATAL_ERROR && !logged)
 		{
 			char	   *e = pg_result_error_text(res, a->conn);
@@ -427,9 +437,32 @@ commit_batch(Apply *a)
 			goto sendfail;
 		note_sent(a, "advancing the replication origin", NULL);
 	}
-	if (!send_simple(a, "COMMIT", "committing") || !sync_pipeline(a))
+	if (!send_simple(a, "COMMIT", "committing") ||
+		!send_simple(a, "SELECT pg_catalog.pg_current_wal_insert_lsn()::text", "reading the target's WAL position"))
+		return false;
+	a->last_value[0] = '\0';
+	if (!sync_pipeline(a))
 		return false;
 	a->in_batch = false;
+	{
+		uint64_t	tgt = 0;
+
+		if (!pg_lsn_parse(a->last_value, &tgt))
+		{
+			log_error("internal error: no WAL position after commit (\"%s\")", a->last_value);
+			a->fail_status = APPLY_FAILED;
+			return false;
+		}
+		if (a->fq_len == a->fq_cap)
+		{
+			a->fq_cap = a->fq_cap ? a->fq_cap * 2 : 64;
+			a->fq_tgt = xrealloc(a->fq_tgt, sizeof(uint64_t) * (size_t) a->fq_cap);
+			a->fq_src = xrealloc(a->fq_src, sizeof(uint64_t) * (size_t) a->fq_cap);
+		}
+		a->fq_tgt[a->fq_len] = tgt;
+		a->fq_src[a->fq_len] = a->batch_end_lsn;
+		a->fq_len++;
+	}
 	atomic_store(&a->args->shared->applied_lsn, a->batch_end_lsn);
 	atomic_store(&a->args->shared->applied_commit_time, a->batch_commit_time);
 	atomic_store(&a->args->shared->applied_at, repl_now_us());
@@ -443,6 +476,43 @@ sendfail:
 	log_error("could not send to the target: %s", PQerrorMessage(a->conn));
 	a->fail_status = failure_kind(a);
 	return false;
+}
+
+/*
+ * Move ApplyShared.flushed_lsn up to the last committed batch whose target
+ * commit is flushed. Only between batches (nothing in the pipeline). At most
+ * every 20 ms unless `force`.
+ */
+static bool
+advance_flushed(Apply *a, bool force)
+{
+	PGresult   *res;
+	uint64_t	flush = 0;
+	int			k = 0;
+
+	if (a->fq_len == 0 || a->in_batch)
+		return true;
+	if (!force && repl_now_us() - a->last_flush_check_us < 20000)
+		return true;
+	a->last_flush_check_us = repl_now_us();
+	res = query_now(a, "read the target's flushed WAL position",
+					"SELECT pg_catalog.pg_current_wal_flush_lsn()::text", 0, NULL);
+	if (res == NULL || !pg_lsn_parse(PQgetvalue(res, 0, 0), &flush))
+	{
+		PQclear(res);
+		return false;
+	}
+	PQclear(res);
+	while (k < a->fq_len && a->fq_tgt[k] <= flush)
+		k++;
+	if (k > 0)
+	{
+		atomic_store(&a->args->shared->flushed_lsn, a->fq_src[k - 1]);
+		memmove(a->fq_tgt, a->fq_tgt + k, sizeof(uint64_t) * (size_t) (a->fq_len - k));
+		memmove(a->fq_src, a->fq_src + k, sizeof(uint64_t) * (size_t) (a->fq_len - k));
+		a->fq_len -= k;
+	}
+	return true;
 }
 
 static void
@@ -1350,7 +1420,7 @@ static bool
 setup_session(Apply *a, const char *encoding)
 {
 	char	   *enc = pg_quote_literal(encoding);
-	char	   *sql = xasprintf("SET session_replication_role = replica; SET synchronous_commit = on;"
+	char	   *sql = xasprintf("SET session_replication_role = replica; SET synchronous_commit = off;"
 								" SET client_encoding = %s", enc);
 	bool		ok = pg_exec(a->conn, "set up the apply session", sql);
 
@@ -1407,6 +1477,14 @@ apply_main(void *p)
 		if (atomic_load(&args->shared->stop) && !a.in_src_txn)
 		{
 			status = commit_batch(&a) ? APPLY_STOPPED : a.fail_status;
+			/* let the last commits reach disk so the final feedback covers them */
+			for (int i = 0; status == APPLY_STOPPED && a.fq_len > 0 && i < 40; i++)
+			{
+				if (!advance_flushed(&a, true))
+					break;
+				if (a.fq_len > 0)
+					usleep(50000);
+			}
 			break;
 		}
 		if (a.in_batch && !a.in_src_txn)
@@ -1415,6 +1493,8 @@ apply_main(void *p)
 
 			wait_ms = age_ms >= APPLY_BATCH_MS ? 0 : (int) (APPLY_BATCH_MS - age_ms);
 		}
+		else if (!a.in_batch && a.fq_len > 0)
+			wait_ms = 20;		/* commits waiting to be known flushed */
 		qr = queue_pop(args->queue, &it, wait_ms);
 		if (qr == QUEUE_CLOSED)
 		{
@@ -1439,6 +1519,11 @@ apply_main(void *p)
 				break;
 			}
 			if (a.in_batch && !a.in_src_txn && !commit_batch(&a))
+			{
+				status = a.fail_status;
+				break;
+			}
+			if (!a.in_batch && !advance_flushed(&a, false))
 			{
 				status = a.fail_status;
 				break;
@@ -1468,7 +1553,7 @@ apply_main(void *p)
 			 (repl_now_us() - a.batch_started_us) / 1000 >= APPLY_BATCH_MS ||
 			 queue_length(args->queue) == 0))
 		{
-			if (!commit_batch(&a))
+			if (!commit_batch(&a) || !advance_flushed(&a, false))
 			{
 				status = a.fail_status;
 				break;
@@ -1500,6 +1585,8 @@ done:
 	}
 	free(a.snaps);
 	free(a.pending);
+	free(a.fq_tgt);
+	free(a.fq_src);
 	strbuf_release(&a.arena);
 	pgo_decoder_free(a.dec);
 	pg_finish(a.conn);

@@ -15,10 +15,15 @@
  * ferry.apply_progress (and, when the target user may, a replication origin
  * position) naming the end LSN of the last source transaction it contains,
  * so data and position commit together. On restart, streaming resumes after
- * that LSN and any transaction that ends at or before it is skipped. The
- * stream only confirms to the source (flush LSN) what apply has committed,
- * with synchronous_commit on, so the slot never moves past an unapplied
- * change.
+ * that LSN and any transaction that ends at or before it is skipped.
+ * Target transactions commit asynchronously (synchronous_commit = off, as
+ * PostgreSQL's own apply worker does: no fsync wait per commit), so a
+ * committed batch is not yet durable: after each COMMIT apply notes the
+ * target's WAL insert position, and a batch counts as flushed once the
+ * target's pg_current_wal_flush_lsn() has passed it. The stream confirms to
+ * the source (flush LSN) only flushed batches, so the slot never moves past
+ * a change the target could still lose in a crash; if it does crash, the
+ * progress row is lost with the data and both are streamed again.
  *
  * Tables copied at a later snapshot. A table whose ferry.copy_item rows say
  * it was copied as of LSN L skips changes of transactions that committed
@@ -86,6 +91,7 @@ typedef enum ApplyStatus
 typedef struct ApplyShared
 {
 	_Atomic uint64_t applied_lsn;	/* end LSN of the last committed source txn */
+	_Atomic uint64_t flushed_lsn;	/* ... whose target commit is flushed: what may be confirmed */
 	_Atomic int64_t applied_commit_time;	/* its commit time, us since 2000 */
 	_Atomic int64_t applied_at;	/* when it was applied on the target, us since 2000 */
 	_Atomic int64_t changes;	/* rows applied since start */

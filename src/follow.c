@@ -158,6 +158,7 @@ session(Follow *f, FollowResult *out, bool *ran_long)
 	queue_init(&q, FOLLOW_QUEUE_BYTES);
 	memset(&sh, 0, sizeof(sh));
 	atomic_store(&sh.applied_lsn, applied);
+	atomic_store(&sh.flushed_lsn, applied);	/* read back from the target: durable */
 	memset(&aa, 0, sizeof(aa));
 	aa.cfg = f->cfg;
 	aa.queue = &q;

@@ -27,10 +27,12 @@ static bool
 send_feedback(Receiver *r, bool reply)
 {
 	char		buf[REPL_STATUS_SIZE];
-	uint64_t	flush = atomic_load(&r->args->shared->applied_lsn);
+	uint64_t	flush = atomic_load(&r->args->shared->flushed_lsn);
+	uint64_t	applied = atomic_load(&r->args->shared->applied_lsn);
 	uint64_t	confirmed = atomic_load(&r->args->confirmed_lsn);
 
-	if (queue_drained(r->args->queue) && r->received > flush)
+	/* all received is applied, and all applied is durable: confirm it all */
+	if (queue_drained(r->args->queue) && flush >= applied && r->received > flush)
 		flush = r->received;
 	if (flush < confirmed)
 		flush = confirmed;		/* never move backwards */
