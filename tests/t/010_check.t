@@ -142,7 +142,7 @@ rc_is 3 "slot without state on the target: exit 3"
 like "$OUT" 'FAIL +source +existing slot +replication slot ferry already exists' "leftover slot is named"
 like "$OUT" "  fix: SELECT pg_drop_replication_slot\('ferry'\);" "fix drops the slot"
 q source "SELECT pg_drop_replication_slot('ferry')" >/dev/null
-q target "DROP SCHEMA ferry CASCADE; DROP TABLE t"
+q target "SET client_min_messages = warning; DROP SCHEMA ferry CASCADE; DROP TABLE t"
 
 # --- roles are not copied ----------------------------------------------------
 q source "CREATE ROLE app_owner; ALTER TABLE nopk OWNER TO app_owner"
