@@ -26,7 +26,9 @@ static const char TABLE_SNAPSHOTS_SQL[] =
 
 /* The target's columns of a table, as pgoutput would send them. */
 static const char TARGET_COLUMNS_SQL[] =
-	"SELECT c.relkind, a.attname, a.attidentity = 'a', pg_catalog.format_type(a.atttypid, a.atttypmod)"
+	"SELECT c.relkind, a.attname, a.attidentity = 'a', pg_catalog.format_type(a.atttypid, a.atttypmod),"
+	"       EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid"
+	"                  AND (i.indisunique OR i.indisexclusion) AND NOT i.indisprimary AND NOT i.indisreplident)"
 	"  FROM pg_catalog.pg_class c"
 	"  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0"
 	"       AND NOT a.attisdropped AND a.attgenerated = ''"
@@ -89,6 +91,7 @@ typedef struct ApplyRel
 	char	  **ukeys;			/* key text per slot, owned */
 	int			nupend;
 	bool		umulti_prepared;
+	bool		no_hold;		/* other unique/exclusion indexes: updates go in order */
 	bool		del_prepared;
 	UpdVariant *upd;
 	int			nupd;
@@ -645,8 +648,16 @@ handle_relation(Apply *a, const PgoRelation *msg)
 		r->types[i] = xstrdup(PQgetvalue(res, i, 3));
 	}
 	r->batch_rows = msg->ncols > 0 ? APPLY_INSERT_BATCH : 1;
-	if (msg->ncols > 0 && r->batch_rows * msg->ncols > 60000)
-		r->batch_rows = 60000 / msg->ncols;
+	/* a batch's parameters must fit Apply.params */
+	if (msg->ncols > 0 && r->batch_rows * msg->ncols > APPLY_MAX_PARAMS)
+		r->batch_rows = APPLY_MAX_PARAMS / msg->ncols;
+	/*
+	 * Merging updates per key sends a table's updates in another order; with
+	 * a unique or exclusion index besides the key, a row-by-row check could
+	 * then fail where the source's order succeeded (two rows swapping a
+	 * unique value). Such tables get their updates in source order.
+	 */
+	r->no_hold = nt > 0 && !PQgetisnull(res, 0, 4) && PQgetvalue(res, 0, 4)[0] == 't';
 	if (r->batch_rows < 1)
 		r->batch_rows = 1;
 	strbuf_init(&r->pend);
@@ -1198,7 +1209,7 @@ hold_update(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *newt, bool *hel
 	int			nkey = 0;
 
 	*held = false;
-	if (r->full || oldkind != 0 || r->any_always || r->batch_rows < 2)
+	if (r->full || r->no_hold || oldkind != 0 || r->any_always || r->batch_rows < 2)
 		return true;
 	for (int i = 0; i < newt->ncols; i++)
 	{
@@ -1334,7 +1345,7 @@ apply_truncate(Apply *a, uint8_t options, int nrelids, const uint32_t *relids)
 		strbuf_addstr(&sql, " CASCADE");
 	if (n > 0)
 	{
-		ok = send_simple(a, sql.data, "truncating");
+		ok = send_simple(a, sql.data, "truncating") && maybe_sync(a);
 		a->batch_changes++;
 	}
 	strbuf_release(&sql);
@@ -1610,6 +1621,18 @@ apply_prepare_target(const FerryConfig *cfg, bool *use_origin, uint64_t *applied
 				   "INSERT INTO ferry.apply_progress (migration, applied_lsn)"
 				   " SELECT name, start_lsn FROM ferry.migration WHERE name = $1"
 				   " ON CONFLICT (migration) DO NOTHING", 1, params);
+	if (res == NULL)
+		goto done;
+	PQclear(res);
+	/*
+	 * The row was committed asynchronously and may not be on disk yet; the
+	 * stream will confirm this position to the source at once. One commit
+	 * with synchronous_commit on flushes all WAL before it, so it is durable.
+	 */
+	if (!pg_exec(conn, "make the apply position durable", "SET synchronous_commit = on"))
+		goto done;
+	res = pg_query(conn, "make the apply position durable",
+				   "UPDATE ferry.apply_progress SET applied_at = applied_at WHERE migration = $1", 1, params);
 	if (res == NULL)
 		goto done;
 	PQclear(res);
