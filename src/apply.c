@@ -1509,7 +1509,11 @@ apply_main(void *p)
 		qr = queue_pop(args->queue, &it, wait_ms);
 		if (qr == QUEUE_CLOSED)
 		{
-			/* the stream ended: keep what is complete, drop a partial transaction */
+			/*
+			 * The stream ended. Between transactions the batch commits; inside
+			 * one, the whole batch rolls back (complete transactions in it too:
+			 * none was confirmed, so they are streamed and applied again).
+			 */
 			if (a.in_src_txn)
 				abort_batch(&a);
 			else if (!commit_batch(&a))
