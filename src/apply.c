@@ -132,6 +132,7 @@ typedef struct Apply
 	const char *params[APPLY_MAX_PARAMS];
 	uint64_t	skip_until;		/* applied LSN at start */
 	char		last_value[64];	/* last one-value result read by sync_pipeline */
+	char		last_sqlstate[8];	/* of the first error of the last sync */
 	/* committed batches not yet known flushed: target WAL position, source end */
 	uint64_t   *fq_tgt;
 	uint64_t   *fq_src;
@@ -252,11 +253,27 @@ clear_sent(Apply *a)
 	a->unsynced = 0;
 }
 
-/* Classify a failed connection vs a failed statement. */
+/*
+ * Is this SQLSTATE worth a retry? Connection exceptions (08), operator
+ * intervention such as a shutdown or a crash of the server (57), resource
+ * shortage (53), system errors (58), serialization failures and deadlocks.
+ * The server's FATAL error can arrive before libpq marks the connection
+ * bad, so the code, not only the connection state, decides.
+ */
+static bool
+retryable_sqlstate(const char *state)
+{
+	return state != NULL &&
+		(strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 ||
+		 strncmp(state, "53", 2) == 0 || strncmp(state, "58", 2) == 0 ||
+		 strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0);
+}
+
+/* Classify a failed connection (retry) vs a failed statement (stop). */
 static ApplyStatus
 failure_kind(Apply *a)
 {
-	if (PQstatus(a->conn) != CONNECTION_OK)
+	if (PQstatus(a->conn) != CONNECTION_OK || retryable_sqlstate(a->last_sqlstate))
 		return APPLY_FAILED_CONN;
 	return APPLY_FAILED;
 }
@@ -308,7 +325,9 @@ sync_pipeline(Apply *a)
 		if (st == PGRES_FATAL_ERROR && !logged)
 		{
 			char	   *e = pg_result_error_text(res, a->conn);
+			const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
+			snprintf(a->last_sqlstate, sizeof(a->last_sqlstate), "%s", code ? code : "");
 			if (pg_interrupted())
 				log_info("apply interrupted while %s", idx < a->unsynced ? a->what[idx] : "committing");
 			else
@@ -362,9 +381,19 @@ query_now(Apply *a, const char *what, const char *sql, int n, const char *const 
 		a->fail_status = APPLY_FAILED;
 		return NULL;
 	}
-	res = pg_query(a->conn, what, sql, n, params);
-	if (res == NULL)
+	res = PQexecParams(a->conn, sql, n, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		char	   *e = pg_result_error_text(res, a->conn);
+		const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		snprintf(a->last_sqlstate, sizeof(a->last_sqlstate), "%s", code ? code : "");
+		log_error("could not %s: %s", what, e);
+		free(e);
+		PQclear(res);
+		res = NULL;
 		a->fail_status = failure_kind(a);
+	}
 	if (PQenterPipelineMode(a->conn) != 1)
 	{
 		PQclear(res);
