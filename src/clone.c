@@ -313,6 +313,7 @@ typedef struct Clone
 	MigrationState st;
 	SlotSnapshot slot;
 	SchemaDump	dump;
+	char	   *dump_oids;		/* the dump's relation OIDs as an array literal, owned */
 	TableList	tables;
 	char	   *encoding;
 	int			source_major;
@@ -440,7 +441,7 @@ static const char PUBLICATION_COVERAGE_SQL_FMT[] =
 static bool
 publication_covers_dump(Clone *c)
 {
-	char	   *arr = catalog_oid_array(c->dump.rel_oids, c->dump.nrel);
+	const char *arr = c->dump_oids;
 	char	   *insn = xasprintf("%s%s", c->cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
 	char	   *sql = xasprintf(PUBLICATION_COVERAGE_SQL_FMT,
 								PQserverVersion(c->src) >= 120000 ? "pg_catalog.pg_partition_root(c.oid)" : "c.oid");
@@ -457,7 +458,6 @@ publication_covers_dump(Clone *c)
 		free(names);
 	}
 	PQclear(res);
-	free(arr);
 	free(insn);
 	free(sql);
 	return ok;
@@ -750,7 +750,7 @@ post_data(Clone *c, CloneSummary *sum)
 static bool
 sync_sequences(Clone *c, CloneSummary *sum)
 {
-	char	   *arr = catalog_oid_array(c->dump.rel_oids, c->dump.nrel);
+	const char *arr = c->dump_oids;
 	const char *params[1] = {arr};
 	PGresult   *res = pg_query(c->src, "read the source sequences", SEQUENCES_SQL, 1, params);
 	bool		ok = res != NULL;
@@ -766,14 +766,13 @@ sync_sequences(Clone *c, CloneSummary *sum)
 		sum->sequences += ok;
 	}
 	PQclear(res);
-	free(arr);
 	return ok;
 }
 
 static bool
 refresh_and_analyze(Clone *c, CloneSummary *sum)
 {
-	char	   *arr = catalog_oid_array(c->dump.rel_oids, c->dump.nrel);
+	const char *arr = c->dump_oids;
 	const char *params[1] = {arr};
 	PGresult   *res = pg_query(c->src, "list the populated materialized views", MATVIEWS_SQL, 1, params);
 	SqlStep    *steps;
@@ -782,7 +781,6 @@ refresh_and_analyze(Clone *c, CloneSummary *sum)
 				nowned = 0;
 	bool		ok = false;
 
-	free(arr);
 	if (res == NULL)
 		return false;
 	steps = xcalloc((size_t) (PQntuples(res) + c->tables.n + 1), sizeof(SqlStep));
@@ -907,6 +905,7 @@ clone_run(FerryConfig *cfg, CloneSummary *sum)
 
 	if (!schema_dump(cfg, c.source_major, c.slot.snapshot, &c.dump))
 		goto fail;
+	c.dump_oids = catalog_oid_array(c.dump.rel_oids, c.dump.nrel);
 	if (!c.st.pre_data_done && !schema_restore_pre_data(c.tgt, cfg, &c.dump))
 		goto fail;
 	c.st.pre_data_done = true;
@@ -952,6 +951,7 @@ done:
 	if (c.slot.conn)
 		slot_snapshot_release(&c.slot);
 	schema_dump_free(&c.dump);
+	free(c.dump_oids);
 	catalog_tables_free(&c.tables);
 	state_release(&c.st);
 	free(c.encoding);
