@@ -1424,8 +1424,16 @@ handle(Apply *a, const PgoMessage *m)
 			return true;
 		case 'R':
 			return handle_relation(a, &m->u.relation);
-		case 'Y':
 		case 'O':
+			/* reverse: what ferry's forward apply wrote must not go back */
+			if (a->args->skip_origin && a->in_src_txn && !a->skip_txn &&
+				strcmp(m->u.origin.name, a->args->skip_origin) == 0)
+			{
+				log_debug("skipping a transaction from origin %s", m->u.origin.name);
+				a->skip_txn = true;
+			}
+			return true;
+		case 'Y':
 			return true;
 		case 'M':
 			return true;		/* heartbeats: their commit moves the position */

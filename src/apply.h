@@ -109,6 +109,7 @@ typedef struct ApplyArgs
 	uint64_t	start_lsn;		/* skip transactions ending at or before this */
 	const char *source_encoding;	/* pgoutput sends text in it */
 	bool		use_origin;		/* also advance a replication origin */
+	const char *skip_origin;	/* skip transactions from this replication origin (reverse), or NULL */
 } ApplyArgs;
 
 /* Thread entry: apply until stopped or failed; sets shared->status. */

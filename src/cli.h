@@ -6,6 +6,8 @@
 #ifndef FERRY_CLI_H
 #define FERRY_CLI_H
 
+#include <stdbool.h>
+
 #include "config.h"
 
 #define FERRY_VERSION "0.1.0"
@@ -18,6 +20,8 @@
 #define OPT_STATUS	0x8
 #define OPT_VERIFY	0x10
 #define OPT_CLEANUP	0x20
+#define OPT_SWITCHOVER	0x40
+#define OPT_ROLLBACK	0x80
 
 typedef struct Command
 {
@@ -34,6 +38,12 @@ int			cli_start(FerryConfig *cfg);
 int			cli_status(FerryConfig *cfg);
 int			cli_cleanup(FerryConfig *cfg);
 int			cli_verify(FerryConfig *cfg);
+/* verify and print the report; true when identical (also used by switchover --verify) */
+bool		cli_verify_all(FerryConfig *cfg);
+int			cli_switchover(FerryConfig *cfg);
+int			cli_rollback(FerryConfig *cfg);
+/* `ferry cleanup --force` */
+void		cli_cleanup_set_force(bool on);
 /* collects `ferry verify --table PATTERN` (repeatable) */
 void		cli_verify_add_table(const char *pattern);
 

@@ -5,10 +5,15 @@
  *           NAME_insert_only;
  *   target: the replication origin NAME and the migration's rows in the
  *           ferry schema (the schema itself once no migration is left).
+ * After a switchover the same again for the reverse direction
+ * (NAME_reverse): slot and publications on the target, origin and state on
+ * the source.
  * Idempotent: what is already gone is skipped. Refuses while `ferry start`
- * (or another ferry) drives the migration: its slot is active, or the
- * target's advisory lock is held. The tables and data on the target are the
- * user's and are never touched.
+ * (or another ferry) drives the migration: its slot is active, or an
+ * advisory lock is held; and while a switchover or rollback is half done
+ * (phase switching or rolling_back) unless --force. The tables and data are
+ * the user's and are never touched; a database a switchover left read-only
+ * stays so (the report says how to reopen it).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "freeze.h"
 #include "exitcode.h"
 #include "log.h"
 #include "mem.h"
@@ -24,8 +30,17 @@
 #include "slot.h"
 #include "state.h"
 
+static bool force;
+
+void
+cli_cleanup_set_force(bool on)
+{
+	force = on;
+}
+
+/* The slot and publications on the side streamed from (`side` names it). */
 static bool
-cleanup_source(FerryConfig *cfg, PGconn *src)
+cleanup_source(FerryConfig *cfg, PGconn *src, const char *side)
 {
 	const char *params[1] = {cfg->name};
 	PGresult   *res = NULL;
@@ -58,7 +73,7 @@ cleanup_source(FerryConfig *cfg, PGconn *src)
 	{
 		ok = slot_drop(src, cfg->name);
 		if (ok)
-			printf("dropped replication slot %s on the source\n", cfg->name);
+			printf("dropped replication slot %s on the %s\n", cfg->name, side);
 	}
 	PQclear(res);
 	if (ok)
@@ -70,15 +85,16 @@ cleanup_source(FerryConfig *cfg, PGconn *src)
 
 		ok = pubs != NULL && publication_drop(src, cfg);
 		if (ok && PQgetvalue(pubs, 0, 0)[0] != '0')
-			printf("dropped publications %s and %s on the source\n", cfg->name, ins);
+			printf("dropped publications %s and %s on the %s\n", cfg->name, ins, side);
 		PQclear(pubs);
 		free(ins);
 	}
 	return ok;
 }
 
+/* The origin and ferry's state on the side applied to (`side` names it). */
 static bool
-cleanup_target(FerryConfig *cfg, PGconn *tgt)
+cleanup_target(FerryConfig *cfg, PGconn *tgt, const char *side)
 {
 	const char *params[1] = {cfg->name};
 	PGresult   *res;
@@ -90,7 +106,7 @@ cleanup_target(FerryConfig *cfg, PGconn *tgt)
 	if (res == NULL)
 		return false;
 	if (PQntuples(res) > 0)
-		printf("dropped replication origin %s on the target\n", cfg->name);
+		printf("dropped replication origin %s on the %s\n", cfg->name, side);
 	PQclear(res);
 
 	res = pg_query(tgt, "look for ferry's state",
@@ -111,11 +127,63 @@ cleanup_target(FerryConfig *cfg, PGconn *tgt)
 	{
 		ok = pg_exec_quiet(tgt, "SET client_min_messages = warning; DROP SCHEMA ferry CASCADE", NULL);
 		if (ok)
-			printf("dropped ferry's state schema on the target\n");
+			printf("dropped ferry's state schema on the %s\n", side);
 	}
 	else
-		printf("removed migration %s from ferry's state on the target (%s others remain)\n",
-			   cfg->name, PQgetvalue(res, 0, 0));
+		printf("removed migration %s from ferry's state on the %s (%s others remain)\n",
+			   cfg->name, side, PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return ok;
+}
+
+/*
+ * Refuse a half-done switchover unless --force; tell which database a
+ * switchover left read-only. False when cleanup must not go on.
+ */
+static bool
+check_phase(FerryConfig *cfg, PGconn *tgt)
+{
+	const char *params[1] = {cfg->name};
+	PGresult   *res = pg_query(tgt, "look for ferry's state",
+							   "SELECT pg_catalog.to_regclass('ferry.migration') IS NOT NULL", 0, NULL);
+	bool		has = res && PQgetvalue(res, 0, 0)[0] == 't';
+	bool		ok = true;
+
+	PQclear(res);
+	if (!has)
+		return res != NULL;
+	res = pg_query(tgt, "read the migration state",
+				   "SELECT phase, source_freeze, target_freeze FROM ferry.migration WHERE name = $1", 1, params);
+	if (res == NULL)
+		return false;
+	if (PQntuples(res) == 1)
+	{
+		const char *phase = PQgetvalue(res, 0, 0);
+		bool		half = strcmp(phase, "switching") == 0 || strcmp(phase, "rolling_back") == 0;
+
+		if (half && !force)
+		{
+			log_error("migration %s is in phase %s: a switchover or rollback is half done. Fix: run ferry rollback (it undoes an interrupted switchover) or ferry switchover to finish it; ferry cleanup --force removes ferry's objects anyway",
+					  cfg->name, phase);
+			ok = false;
+		}
+		for (int col = 1; ok && col <= 2; col++)
+		{
+			Freeze		fz;
+			bool		left = col == 1 ? (strcmp(phase, "switched") == 0 || strcmp(phase, "switching") == 0)
+				: (strcmp(phase, "rolled_back") == 0 || strcmp(phase, "rolling_back") == 0);
+
+			if (!left || PQgetisnull(res, 0, col) || !freeze_from_json(PQgetvalue(res, 0, col), &fz))
+				continue;
+			if (strcmp(fz.mode, "readonly") == 0)
+				printf("note: the %s database %s stays read-only, as the %s left it; to reopen it: ALTER DATABASE %s RESET default_transaction_read_only\n",
+					   col == 1 ? "source" : "target", fz.dbname, col == 1 ? "switchover" : "rollback", fz.dbname);
+			else if (strcmp(fz.mode, "revoke") == 0)
+				printf("note: application roles on the %s stay without LOGIN, as the %s left them\n",
+					   col == 1 ? "source" : "target", col == 1 ? "switchover" : "rollback");
+			freeze_release_record(&fz);
+		}
+	}
 	PQclear(res);
 	return ok;
 }
@@ -125,19 +193,25 @@ cli_cleanup(FerryConfig *cfg)
 {
 	PGconn	   *src = pg_connect(cfg->source, "source", PG_CONN_SQL, NULL);
 	PGconn	   *tgt = src ? pg_connect(cfg->target, "target", PG_CONN_SQL, NULL) : NULL;
+	FerryConfig *rcfg = config_reversed(cfg);
 	int			rc = EXIT_FAILED;
 
 	if (src == NULL || tgt == NULL)
 		goto done;
-	/* the same lock `clone` and `start` hold: never clean up under them */
-	if (!state_lock(tgt, cfg->name))
+	/* the same locks `clone`, `start` and the reverse follower hold: never clean up under them */
+	if (!state_lock(tgt, cfg->name) || !state_lock(src, rcfg->name))
 		goto done;
-	if (!cleanup_source(cfg, src) || !cleanup_target(cfg, tgt))
+	if (!check_phase(cfg, tgt))
+		goto done;
+	if (!cleanup_source(cfg, src, "source") || !cleanup_source(rcfg, tgt, "target") ||
+		!cleanup_target(rcfg, src, "source") || !cleanup_target(cfg, tgt, "target"))
 		goto done;
 	printf("cleanup of migration %s complete\n", cfg->name);
 	rc = EXIT_OK;
 
 done:
+	config_release(rcfg);
+	free(rcfg);
 	pg_finish(src);
 	pg_finish(tgt);
 	return rc;

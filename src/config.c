@@ -20,6 +20,11 @@ config_init(FerryConfig *cfg)
 	cfg->jobs = -1;
 	cfg->index_jobs = -1;
 	cfg->split_bytes = -1;
+	cfg->hook_timeout = -1;
+	cfg->files_interval = -1;
+	cfg->max_lag = -1;
+	cfg->timeout = -1;
+	cfg->sequence_gap = -1;
 }
 
 void
@@ -38,6 +43,15 @@ config_release(FerryConfig *cfg)
 	strlist_free(&cfg->exclude_schemas);
 	strlist_free(&cfg->exclude_tables);
 	strlist_free(&cfg->exclude_table_data);
+	free(cfg->hooks.pre_freeze);
+	free(cfg->hooks.freeze);
+	free(cfg->hooks.unfreeze);
+	free(cfg->hooks.switch_);
+	free(cfg->hooks.rollback);
+	strlist_free(&cfg->files_from);
+	strlist_free(&cfg->files_to);
+	free(cfg->freeze_mode);
+	strlist_free(&cfg->freeze_roles);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -139,7 +153,8 @@ typedef struct YamlCtx
 	bool		cli_include_schemas,
 				cli_exclude_schemas,
 				cli_exclude_tables,
-				cli_exclude_table_data;
+				cli_exclude_table_data,
+				cli_freeze_roles;
 } YamlCtx;
 
 static void yaml_fail(YamlCtx *y, const yaml_node_t *node, const char *fmt, ...)
@@ -288,6 +303,89 @@ yaml_filters(YamlCtx *y, yaml_node_t *map)
 	}
 }
 
+static void
+yaml_hooks(YamlCtx *y, yaml_node_t *map)
+{
+	FerryHooks *h = &y->cfg->hooks;
+
+	if (map->type != YAML_MAPPING_NODE)
+	{
+		yaml_fail(y, map, "config key \"%s\" must be a map", "hooks");
+		return;
+	}
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++)
+	{
+		yaml_node_t *k = yaml_document_get_node(y->doc, p->key);
+		yaml_node_t *v = yaml_document_get_node(y->doc, p->value);
+		char		key[64];
+
+		if (k->type != YAML_SCALAR_NODE)
+		{
+			yaml_fail(y, k, "%s", "hook names must be plain words");
+			continue;
+		}
+		normalize_key((const char *) k->data.scalar.value, key, sizeof(key));
+		if (strcmp(key, "pre_freeze") == 0)
+			yaml_set_string(y, v, key, &h->pre_freeze);
+		else if (strcmp(key, "freeze") == 0)
+			yaml_set_string(y, v, key, &h->freeze);
+		else if (strcmp(key, "unfreeze") == 0)
+			yaml_set_string(y, v, key, &h->unfreeze);
+		else if (strcmp(key, "switch") == 0)
+			yaml_set_string(y, v, key, &h->switch_);
+		else if (strcmp(key, "rollback") == 0)
+			yaml_set_string(y, v, key, &h->rollback);
+		else
+			yaml_fail(y, k, "unknown hook \"%s\" in config (known: pre_freeze, freeze, unfreeze, switch, rollback)",
+					  (const char *) k->data.scalar.value);
+	}
+}
+
+/* files: a list of {from: DIR, to: DEST} maps */
+static void
+yaml_files(YamlCtx *y, yaml_node_t *list)
+{
+	if (list->type != YAML_SEQUENCE_NODE)
+	{
+		yaml_fail(y, list, "%s", "config key \"files\" must be a list of {from: DIR, to: DEST}");
+		return;
+	}
+	for (yaml_node_item_t *it = list->data.sequence.items.start; it < list->data.sequence.items.top; it++)
+	{
+		yaml_node_t *m = yaml_document_get_node(y->doc, *it);
+		char	   *from = NULL,
+				   *to = NULL;
+
+		if (m == NULL || m->type != YAML_MAPPING_NODE)
+		{
+			yaml_fail(y, m, "%s", "each files: entry must be a map {from: DIR, to: DEST}");
+			return;
+		}
+		for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++)
+		{
+			yaml_node_t *k = yaml_document_get_node(y->doc, p->key);
+			yaml_node_t *v = yaml_document_get_node(y->doc, p->value);
+			const char *kn = k->type == YAML_SCALAR_NODE ? (const char *) k->data.scalar.value : "";
+
+			if (strcmp(kn, "from") == 0)
+				yaml_set_string(y, v, "from", &from);
+			else if (strcmp(kn, "to") == 0)
+				yaml_set_string(y, v, "to", &to);
+			else
+				yaml_fail(y, k, "unknown key \"%s\" in a files: entry (known: from, to)", kn);
+		}
+		if (from && to && *from && *to)
+		{
+			strlist_add(&y->cfg->files_from, from);
+			strlist_add(&y->cfg->files_to, to);
+		}
+		else
+			yaml_fail(y, m, "%s", "a files: entry needs both from: and to:");
+		free(from);
+		free(to);
+	}
+}
+
 bool
 config_load_string(FerryConfig *cfg, const char *text, size_t len, char **errmsg)
 {
@@ -295,7 +393,7 @@ config_load_string(FerryConfig *cfg, const char *text, size_t len, char **errmsg
 	yaml_document_t doc;
 	yaml_node_t *root;
 	YamlCtx		y = {&doc, cfg, NULL, cfg->include_schemas.n > 0, cfg->exclude_schemas.n > 0,
-	cfg->exclude_tables.n > 0, cfg->exclude_table_data.n > 0};
+	cfg->exclude_tables.n > 0, cfg->exclude_table_data.n > 0, cfg->freeze_roles.n > 0};
 
 	if (!yaml_parser_initialize(&parser))
 	{
@@ -360,6 +458,42 @@ config_load_string(FerryConfig *cfg, const char *text, size_t len, char **errmsg
 				yaml_set_bool(&y, v, key, &cfg->set_replica_identity_full);
 			else if (strcmp(key, "filters") == 0)
 				yaml_filters(&y, v);
+			else if (strcmp(key, "hooks") == 0)
+				yaml_hooks(&y, v);
+			else if (strcmp(key, "files") == 0)
+			{
+				if (cfg->files_from.n == 0)
+					yaml_files(&y, v);
+			}
+			else if (strcmp(key, "hook_timeout") == 0)
+				yaml_set_int(&y, v, key, &cfg->hook_timeout, 1, 86400);
+			else if (strcmp(key, "files_interval") == 0)
+				yaml_set_int(&y, v, key, &cfg->files_interval, 0, 86400);
+			else if (strcmp(key, "max_lag") == 0)
+				yaml_set_int(&y, v, key, &cfg->max_lag, 0, 86400);
+			else if (strcmp(key, "timeout") == 0)
+				yaml_set_int(&y, v, key, &cfg->timeout, 1, 86400);
+			else if (strcmp(key, "freeze") == 0)
+				yaml_set_string(&y, v, key, &cfg->freeze_mode);
+			else if (strcmp(key, "freeze_roles") == 0)
+			{
+				StrList		ignore = {0};
+
+				yaml_set_list(&y, v, key, y.cli_freeze_roles ? &ignore : &cfg->freeze_roles);
+				strlist_free(&ignore);
+			}
+			else if (strcmp(key, "sequence_gap") == 0)
+			{
+				int			gap = -1;
+
+				yaml_set_int(&y, v, key, &gap, 0, 1000000000);
+				if (gap >= 0 && cfg->sequence_gap < 0)
+					cfg->sequence_gap = gap;
+			}
+			else if (strcmp(key, "verify") == 0)
+				yaml_set_bool(&y, v, key, &cfg->verify);
+			else if (strcmp(key, "no_reverse") == 0)
+				yaml_set_bool(&y, v, key, &cfg->no_reverse);
 			else
 				yaml_fail(&y, k, "unknown key \"%s\" in config file", (const char *) k->data.scalar.value);
 		}
@@ -429,4 +563,61 @@ config_apply_defaults(FerryConfig *cfg)
 		cfg->index_jobs = cfg->jobs;
 	if (cfg->split_bytes == -1)
 		cfg->split_bytes = SPLIT_AUTO;
+	if (cfg->hook_timeout < 0)
+		cfg->hook_timeout = 60;
+	if (cfg->files_interval < 0)
+		cfg->files_interval = 60;
+	if (cfg->max_lag < 0)
+		cfg->max_lag = 10;
+	if (cfg->timeout < 0)
+		cfg->timeout = 60;
+	if (cfg->freeze_mode == NULL)
+		cfg->freeze_mode = xstrdup(cfg->hooks.freeze ? "hook" : "readonly");
+	if (cfg->sequence_gap < 0)
+		cfg->sequence_gap = 1000;
+}
+
+static char *
+dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+static void
+copy_list(StrList *dst, const StrList *src)
+{
+	for (int i = 0; i < src->n; i++)
+		strlist_add(dst, src->items[i]);
+}
+
+FerryConfig *
+config_reversed(const FerryConfig *cfg)
+{
+	FerryConfig *r = xmalloc(sizeof(FerryConfig));
+
+	*r = *cfg;
+	r->source = dup_or_null(cfg->target);
+	r->target = dup_or_null(cfg->source);
+	r->name = xasprintf("%s%s", cfg->name, CONFIG_REVERSE_SUFFIX);
+	r->config_file = dup_or_null(cfg->config_file);
+	r->pg_bin = dup_or_null(cfg->pg_bin);
+	r->freeze_mode = dup_or_null(cfg->freeze_mode);
+	r->hooks.pre_freeze = dup_or_null(cfg->hooks.pre_freeze);
+	r->hooks.freeze = dup_or_null(cfg->hooks.freeze);
+	r->hooks.unfreeze = dup_or_null(cfg->hooks.unfreeze);
+	r->hooks.switch_ = dup_or_null(cfg->hooks.switch_);
+	r->hooks.rollback = dup_or_null(cfg->hooks.rollback);
+	memset(&r->include_schemas, 0, sizeof(StrList));
+	memset(&r->exclude_schemas, 0, sizeof(StrList));
+	memset(&r->exclude_tables, 0, sizeof(StrList));
+	memset(&r->exclude_table_data, 0, sizeof(StrList));
+	memset(&r->files_from, 0, sizeof(StrList));
+	memset(&r->files_to, 0, sizeof(StrList));
+	memset(&r->freeze_roles, 0, sizeof(StrList));
+	copy_list(&r->include_schemas, &cfg->include_schemas);
+	copy_list(&r->exclude_schemas, &cfg->exclude_schemas);
+	copy_list(&r->exclude_tables, &cfg->exclude_tables);
+	copy_list(&r->freeze_roles, &cfg->freeze_roles);
+	/* files go one way: to the new home */
+	return r;
 }

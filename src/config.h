@@ -16,6 +16,21 @@
  *     exclude-schemas: [scratch]
  *     exclude-tables: [public.audit_log]       # pg_dump -T patterns
  *     exclude-table-data: [public.sessions]    # schema only
+ *   hooks:                     # shell commands run at switchover / rollback
+ *     pre_freeze: ./drain-queues.sh
+ *     freeze: ./stop-app-writers.sh    # with --freeze hook
+ *     unfreeze: ./start-app-writers.sh # undoes it when a switchover aborts
+ *     switch: ./point-app-at-target.sh
+ *     rollback: ./point-app-at-source.sh
+ *   hook-timeout: 60           # seconds each hook may run
+ *   files:                     # directories carried along with rsync
+ *     - {from: /srv/app/uploads/, to: newhost:/srv/app/uploads/}
+ *   files-interval: 60         # seconds between syncs while following
+ *   max-lag: 10                # switchover: the options of the same name
+ *   timeout: 60
+ *   freeze: readonly           # readonly | revoke | hook
+ *   freeze-roles: [app]        # for freeze: revoke
+ *   sequence-gap: 1000
  *
  * Unknown keys are errors (a typo must not silently change a migration).
  * A filter list given on the command line replaces the file's list.
@@ -33,6 +48,16 @@
 /* split threshold "auto": each worker's even share of the data (at least 64 MB) */
 #define SPLIT_AUTO (-2)
 #define SPLIT_AUTO_MIN (64LL * 1024 * 1024)
+
+/* Shell commands run at switchover and rollback phases (NULL = none). */
+typedef struct FerryHooks
+{
+	char	   *pre_freeze;
+	char	   *freeze;
+	char	   *unfreeze;
+	char	   *switch_;
+	char	   *rollback;
+} FerryHooks;
 
 typedef struct FerryConfig
 {
@@ -53,6 +78,20 @@ typedef struct FerryConfig
 	StrList		exclude_schemas;
 	StrList		exclude_tables;
 	StrList		exclude_table_data;
+	/* switchover and rollback */
+	FerryHooks	hooks;
+	int			hook_timeout;	/* seconds */
+	StrList		files_from;		/* rsync sources, parallel to files_to */
+	StrList		files_to;
+	int			files_interval;	/* seconds between syncs while following; 0 = only at switchover */
+	int			max_lag;		/* seconds */
+	int			timeout;		/* seconds for the whole switchover before the switch */
+	char	   *freeze_mode;	/* "readonly", "revoke" or "hook" */
+	StrList		freeze_roles;	/* roles whose LOGIN is revoked (freeze revoke) */
+	int64_t		sequence_gap;
+	bool		verify;			/* switchover --verify */
+	bool		no_reverse;		/* switchover --no-reverse */
+	bool		yes;			/* do not ask */
 } FerryConfig;
 
 void		config_init(FerryConfig *cfg);
@@ -74,6 +113,14 @@ bool		config_load_string(FerryConfig *cfg, const char *yaml, size_t len, char **
  */
 void		config_apply_env(FerryConfig *cfg);
 void		config_apply_defaults(FerryConfig *cfg);
+
+/*
+ * A new config for the reverse direction of a switched migration: source
+ * and target swapped, name NAME_reverse (CONFIG_REVERSE_SUFFIX), the same
+ * filters and switchover settings. Free with config_release() and free().
+ */
+#define CONFIG_REVERSE_SUFFIX "_reverse"
+FerryConfig *config_reversed(const FerryConfig *cfg);
 
 /* "100MB", "2GB", "512kB", "1048576" -> bytes; "auto" -> SPLIT_AUTO. False on junk or overflow. */
 bool		config_parse_size(const char *s, int64_t *bytes);

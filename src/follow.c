@@ -12,6 +12,7 @@
 
 #include "apply.h"
 #include "clone.h"
+#include "hooks.h"
 #include "log.h"
 #include "mem.h"
 #include "pgoutput.h"
@@ -29,9 +30,36 @@ static const char RATE_UPDATE_SQL[] =
 	" follower_pid = $4::int, follower_seen_at = pg_catalog.now()"
 	" WHERE migration = $1";
 
+static _Atomic bool stop_requested;
+
+void
+follow_request_stop(void)
+{
+	atomic_store(&stop_requested, true);
+}
+
+void
+follow_reset_stop(void)
+{
+	atomic_store(&stop_requested, false);
+}
+
+static bool
+should_stop(void)
+{
+	return pg_interrupted() || atomic_load(&stop_requested);
+}
+
 typedef struct Follow
 {
 	FerryConfig *cfg;
+	bool		reverse;
+	char	   *skip_origin;	/* reverse: the forward apply's origin name */
+	FilesSync	files;
+	bool		locked;			/* tgt holds the migration's advisory lock */
+	bool		lock_refused;	/* another process holds it */
+	int64_t		last_phase_check_us;
+	bool		phase_moved;	/* the migration left the phase this follower serves */
 	PGconn	   *src;			/* heartbeats, publications */
 	PGconn	   *tgt;			/* state and rate */
 	char	   *encoding;
@@ -45,7 +73,7 @@ typedef struct Follow
 static void
 sleep_interruptible(int ms)
 {
-	for (int i = 0; i < ms / 100 && !pg_interrupted(); i++)
+	for (int i = 0; i < ms / 100 && !should_stop(); i++)
 		usleep(100000);
 }
 
@@ -56,12 +84,22 @@ connect_both(Follow *f)
 	if (f->src == NULL || PQstatus(f->src) != CONNECTION_OK)
 	{
 		pg_finish(f->src);
-		f->src = pg_connect(f->cfg->source, "source", PG_CONN_SQL, NULL);
+		f->src = pg_connect(f->cfg->source, f->reverse ? "target" : "source", PG_CONN_SQL, NULL);
 	}
 	if (f->tgt == NULL || PQstatus(f->tgt) != CONNECTION_OK)
 	{
 		pg_finish(f->tgt);
-		f->tgt = pg_connect(f->cfg->target, "target", PG_CONN_SQL, NULL);
+		f->locked = false;
+		f->tgt = pg_connect(f->cfg->target, f->reverse ? "source" : "target", PG_CONN_SQL, NULL);
+		/* the lock lives in this session: take it again */
+		f->lock_refused = false;
+		if (f->tgt != NULL && !state_lock(f->tgt, f->cfg->name))
+		{
+			pg_finish(f->tgt);
+			f->tgt = NULL;
+			f->lock_refused = true;
+		}
+		f->locked = f->tgt != NULL;
 	}
 	return f->src != NULL && f->tgt != NULL;
 }
@@ -131,6 +169,32 @@ report(Follow *f, ApplyShared *sh, StreamArgs *st, int64_t *last_changes, int64_
 }
 
 /*
+ * Whether the migration left the phase this follower serves (checked once
+ * a second): forward stops once a switchover completed, reverse once a
+ * rollback drained it or cleanup removed it.
+ */
+static bool
+phase_moved(Follow *f)
+{
+	const char *params[1] = {f->cfg->name};
+	PGresult   *res;
+
+	if (repl_now_us() - f->last_phase_check_us < 1000000)
+		return f->phase_moved;
+	f->last_phase_check_us = repl_now_us();
+	res = PQexecParams(f->tgt, "SELECT phase FROM ferry.migration WHERE name = $1", 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+	{
+		const char *ph = PQntuples(res) ? PQgetvalue(res, 0, 0) : "";
+
+		f->phase_moved = f->reverse ? strcmp(ph, "following") != 0
+			: !(strcmp(ph, "following") == 0 || strcmp(ph, "switching") == 0);
+	}
+	PQclear(res);
+	return f->phase_moved;
+}
+
+/*
  * One streaming session: start both threads at the applied position, wait
  * until they end, return how they ended.
  */
@@ -167,6 +231,7 @@ session(Follow *f, FollowResult *out, bool *ran_long)
 	aa.start_lsn = applied;
 	aa.source_encoding = f->encoding;
 	aa.use_origin = use_origin;
+	aa.skip_origin = f->skip_origin;
 	memset(&sa, 0, sizeof(sa));
 	sa.cfg = f->cfg;
 	sa.queue = &q;
@@ -184,14 +249,23 @@ session(Follow *f, FollowResult *out, bool *ran_long)
 	for (;;)
 	{
 		usleep(100000);
-		if (pg_interrupted())
+		if (should_stop())
 			atomic_store(&sh.stop, true);
 		if (atomic_load(&sh.status) != APPLY_RUNNING || atomic_load(&sa.status) != STREAM_RUNNING)
 			atomic_store(&sh.stop, true);
 		if (atomic_load(&sh.stop))
 			break;
 		if (connect_both(f))
+		{
 			heartbeat(f);
+			if (phase_moved(f))
+			{
+				atomic_store(&sh.stop, true);
+				break;
+			}
+			if (!f->reverse)
+				files_sync_tick(&f->files, f->cfg, f->tgt);
+		}
 		if (repl_now_us() - last_report >= 10 * 1000000LL)
 		{
 			report(f, &sh, &sa, &last_changes, &last_txns, &last_us);
@@ -214,7 +288,7 @@ session(Follow *f, FollowResult *out, bool *ran_long)
 	if (as == APPLY_FAILED_SCHEMA)
 		return APPLY_FAILED_SCHEMA;
 	if (as == APPLY_FAILED_CONN || ss == STREAM_FAILED_CONN)
-		return pg_interrupted() ? APPLY_STOPPED : APPLY_FAILED_CONN;
+		return should_stop() ? APPLY_STOPPED : APPLY_FAILED_CONN;
 	return APPLY_STOPPED;
 }
 
@@ -246,25 +320,59 @@ prepare(Follow *f)
 	f->publications = publication_names(f->src, f->cfg);
 	if (f->publications == NULL)
 		return false;
-	return state_set(f->tgt, f->cfg->name, "phase", "following");
+	if (!state_ensure(f->tgt))
+		return false;
+	/* a clone becomes a follower; a switching or switched migration keeps its phase */
+	{
+		const char *params[1] = {f->cfg->name};
+
+		res = pg_query(f->tgt, "record the phase",
+					   "UPDATE ferry.migration SET phase = CASE WHEN phase = 'cloned' THEN 'following' ELSE phase END,"
+					   " updated_at = pg_catalog.now() WHERE name = $1 RETURNING phase", 1, params);
+		if (res == NULL)
+			return false;
+		f->last_phase_check_us = 0;
+		f->phase_moved = false;
+		if (PQntuples(res) == 0)
+			f->phase_moved = true;	/* cleaned up */
+		else
+		{
+			const char *ph = PQgetvalue(res, 0, 0);
+
+			f->phase_moved = f->reverse ? strcmp(ph, "following") != 0
+				: !(strcmp(ph, "following") == 0 || strcmp(ph, "switching") == 0);
+		}
+		PQclear(res);
+	}
+	return true;
 }
 
 bool
-follow_run(FerryConfig *cfg, FollowResult *out)
+follow_run(FerryConfig *cfg, bool reverse, FollowResult *out)
 {
 	Follow		f;
 	CloneSummary cs;
 	int			backoff = 1;
 	bool		ok = false;
+	bool		first = true;
 
 	memset(out, 0, sizeof(*out));
 	memset(&f, 0, sizeof(f));
 	f.cfg = cfg;
-	if (!clone_run(cfg, &cs))
-		return false;
-	if (pg_interrupted())
+	f.reverse = reverse;
+	if (reverse)
 	{
-		out->stopped_by_signal = true;
+		size_t		n = strlen(cfg->name) - strlen(CONFIG_REVERSE_SUFFIX);
+
+		f.skip_origin = xstrdup(cfg->name);
+		f.skip_origin[n] = '\0';
+	}
+	else if (!clone_run(cfg, &cs))
+		return false;
+	if (should_stop())
+	{
+		out->stopped_by_signal = pg_interrupted();
+		out->stopped_by_request = !pg_interrupted();
 		return true;
 	}
 
@@ -274,12 +382,27 @@ follow_run(FerryConfig *cfg, FollowResult *out)
 		bool		ran_long = false;
 
 		if (!prepare(&f))
+		{
+			if (f.lock_refused && first)
+				break;			/* another ferry drives it: logged */
 			st = APPLY_FAILED_CONN;
+		}
+		else if (f.phase_moved)
+			st = APPLY_STOPPED;
 		else
 			st = session(&f, out, &ran_long);
-		if (pg_interrupted() || st == APPLY_STOPPED)
+		first = false;
+		if (f.phase_moved)
+		{
+			out->switched = !reverse;
+			out->finished = reverse;
+			ok = true;
+			break;
+		}
+		if (should_stop() || st == APPLY_STOPPED)
 		{
 			out->stopped_by_signal = pg_interrupted();
+			out->stopped_by_request = !pg_interrupted() && atomic_load(&stop_requested);
 			ok = true;
 			break;
 		}
@@ -298,13 +421,16 @@ follow_run(FerryConfig *cfg, FollowResult *out)
 			sleep_interruptible(backoff * 1000);
 			backoff = backoff >= 16 ? 30 : backoff * 2;
 		}
-		if (pg_interrupted())
+		if (should_stop())
 		{
-			out->stopped_by_signal = true;
+			out->stopped_by_signal = pg_interrupted();
+			out->stopped_by_request = !pg_interrupted();
 			ok = true;
 			break;
 		}
 	}
+	files_sync_stop(&f.files);
+	free(f.skip_origin);
 	pg_finish(f.src);
 	pg_finish(f.tgt);
 	free(f.encoding);

@@ -26,11 +26,28 @@
 typedef struct FollowResult
 {
 	bool		stopped_by_signal;
+	bool		stopped_by_request;	/* follow_request_stop() */
+	bool		switched;		/* forward: a switchover completed, the migration moved on */
+	bool		finished;		/* reverse: rolled back or cleaned up */
 	uint64_t	applied_lsn;
 	int64_t		changes;
 	int64_t		txns;
 } FollowResult;
 
-bool		follow_run(FerryConfig *cfg, FollowResult *out);
+/*
+ * Follow until stopped. Forward (reverse false): clone if needed, then apply
+ * source changes to the target until a signal, follow_request_stop(), or a
+ * switchover moves the migration to phase switched (out->switched).
+ * Reverse (cfg from config_reversed()): apply the new primary's changes to
+ * the old one, skipping transactions the forward apply wrote (their
+ * replication origin is the forward name), until stopped or the reverse
+ * migration leaves phase following (out->finished).
+ * Holds the migration's advisory lock (state_lock) while it runs.
+ */
+bool		follow_run(FerryConfig *cfg, bool reverse, FollowResult *out);
+
+/* Ask a follow_run() in another thread of this process to stop cleanly. */
+void		follow_request_stop(void);
+void		follow_reset_stop(void);
 
 #endif

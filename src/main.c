@@ -50,11 +50,28 @@ static const Command commands[] = {
 		"a range that differs is re-read after the target has caught up, so lag is not\n"
 		"reported. Exit status 0 when identical, 1 on any difference.",
 	OPT_VERIFY, cli_verify},
-	{"cleanup", "drop the migration's slot, publications, origin and state",
-		"Removes what ferry created for this migration on both servers: the\n"
-		"replication slot and publications on the source, the replication origin\n"
-		"and ferry's state on the target. Idempotent. Refuses while ferry start\n"
-		"runs. The target's tables and data are never touched.",
+	{"switchover", "freeze the source, drain, sync sequences, switch the application to the target",
+		"Checks that replication follows with lag under --max-lag, runs the pre_freeze\n"
+		"hook, freezes writes on the source (read-only database and its sessions ended,\n"
+		"or LOGIN revoked, or the freeze hook), drains the last changes through a\n"
+		"sentinel, re-copies tables without a key, sets every target sequence to the\n"
+		"source's value plus --sequence-gap, optionally verifies every row, prepares\n"
+		"reverse replication (target to source) for rollback, runs the switch hook and\n"
+		"reports the write downtime. Any failure before the switch unfreezes the source\n"
+		"and leaves replication running. Works with or without ferry start running.",
+	OPT_SWITCHOVER, cli_switchover},
+	{"rollback", "move the application back to the source after a switchover",
+		"Freezes the target, drains the reverse replication into the source, sets the\n"
+		"source's sequences past the target's, unfreezes the source, runs the rollback\n"
+		"hook and reports the write downtime. After an interrupted switchover (phase\n"
+		"switching) it unfreezes the source and returns to following.",
+	OPT_ROLLBACK, cli_rollback},
+	{"cleanup", "drop the migration's slots, publications, origins and state",
+		"Removes what ferry created for this migration on both servers: replication\n"
+		"slots, publications, replication origins and ferry's state schemas (forward\n"
+		"and reverse). Idempotent. Refuses while ferry start runs and while a\n"
+		"switchover or rollback is half done (--force overrides the latter). The\n"
+		"tables and data are never touched; a database ferry froze stays read-only.",
 	OPT_CLEANUP, cli_cleanup},
 };
 
@@ -62,7 +79,8 @@ enum
 {
 	O_SOURCE = 1000, O_TARGET, O_CONFIG, O_NAME, O_JSON, O_HELP, O_VERSION, O_PGBIN,
 	O_JOBS, O_INDEX_JOBS, O_SPLIT, O_NO_OWNER, O_NO_PRIV, O_INC_SCHEMA, O_EXC_SCHEMA,
-	O_EXC_TABLE, O_EXC_DATA, O_SET_RIF, O_TABLE, O_LOCK_SOURCE, O_VERBOSE = 'v',
+	O_EXC_TABLE, O_EXC_DATA, O_SET_RIF, O_TABLE, O_LOCK_SOURCE, O_YES, O_MAX_LAG, O_TIMEOUT,
+	O_VERIFY, O_NO_REVERSE, O_FREEZE, O_FREEZE_ROLE, O_SEQ_GAP, O_HOOK_TIMEOUT, O_FORCE, O_VERBOSE = 'v',
 };
 
 typedef struct OptionDesc
@@ -97,6 +115,16 @@ static const OptionDesc option_descs[] = {
 	{"exclude-table-data", 1, O_EXC_DATA, OPT_CLONE | OPT_CHECK, "PATTERN", "copy these tables' definitions only (repeatable)"},
 	{"table", 1, O_TABLE, OPT_VERIFY, "PATTERN", "verify only these tables: schema.table or table, with * and ? (repeatable)"},
 	{"lock-source", 0, O_LOCK_SOURCE, OPT_VERIFY, NULL, "while live, settle a persisting difference by briefly locking that source table (blocks its writers)"},
+	{"yes", 0, O_YES, OPT_SWITCHOVER | OPT_ROLLBACK, NULL, "do not ask for confirmation (required without a terminal)"},
+	{"max-lag", 1, O_MAX_LAG, OPT_SWITCHOVER, "SECONDS", "refuse to freeze unless the target is this close behind (default 10)"},
+	{"timeout", 1, O_TIMEOUT, OPT_SWITCHOVER | OPT_ROLLBACK, "SECONDS", "give up and unfreeze when the freeze and drain take longer (default 60)"},
+	{"verify", 0, O_VERIFY, OPT_SWITCHOVER, NULL, "compare every row while writes are frozen; abort on any difference"},
+	{"no-reverse", 0, O_NO_REVERSE, OPT_SWITCHOVER, NULL, "do not prepare reverse replication (no rollback afterwards)"},
+	{"freeze", 1, O_FREEZE, OPT_SWITCHOVER, "MODE", "how writes stop: readonly (default), revoke (--freeze-role logins) or hook"},
+	{"freeze-role", 1, O_FREEZE_ROLE, OPT_SWITCHOVER, "ROLE", "application role whose LOGIN is revoked by --freeze revoke (repeatable)"},
+	{"sequence-gap", 1, O_SEQ_GAP, OPT_SWITCHOVER | OPT_ROLLBACK, "N", "set sequences this far past the other side's value (default 1000)"},
+	{"hook-timeout", 1, O_HOOK_TIMEOUT, OPT_SWITCHOVER | OPT_ROLLBACK, "SECONDS", "seconds each hook may run (default 60)"},
+	{"force", 0, O_FORCE, OPT_CLEANUP, NULL, "clean up even while a switchover or rollback is half done"},
 };
 #define N_OPTIONS (sizeof(option_descs) / sizeof(option_descs[0]))
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -316,6 +344,37 @@ main(int argc, char **argv)
 			case O_EXC_DATA: strlist_add(&cfg.exclude_table_data, optarg); break;
 			case O_TABLE: cli_verify_add_table(optarg); break;
 			case O_LOCK_SOURCE: verify_set_lock_source(true); break;
+			case O_YES: cfg.yes = true; break;
+			case O_VERIFY: cfg.verify = true; break;
+			case O_NO_REVERSE: cfg.no_reverse = true; break;
+			case O_FORCE: cli_cleanup_set_force(true); break;
+			case O_FREEZE: set_string(&cfg.freeze_mode, optarg); break;
+			case O_FREEZE_ROLE: strlist_add(&cfg.freeze_roles, optarg); break;
+			case O_MAX_LAG:
+			case O_TIMEOUT:
+			case O_SEQ_GAP:
+			case O_HOOK_TIMEOUT:
+				{
+					int			v;
+
+					if (!parse_int_arg(optarg, c == O_TIMEOUT || c == O_HOOK_TIMEOUT ? 1 : 0,
+									   c == O_SEQ_GAP ? 1000000000 : 86400, &v))
+					{
+						config_release(&cfg);
+						return usage_error("--%s must be a whole number of %s, not \"%s\"",
+										   c == O_MAX_LAG ? "max-lag" : c == O_TIMEOUT ? "timeout" : c == O_SEQ_GAP ? "sequence-gap" : "hook-timeout",
+										   c == O_SEQ_GAP ? "values" : "seconds", optarg);
+					}
+					if (c == O_MAX_LAG)
+						cfg.max_lag = v;
+					else if (c == O_TIMEOUT)
+						cfg.timeout = v;
+					else if (c == O_SEQ_GAP)
+						cfg.sequence_gap = v;
+					else
+						cfg.hook_timeout = v;
+				}
+				break;
 			case ':':
 				rc = usage_error("option \"%s\" needs a value", argv[optind - 1]);
 				config_release(&cfg);

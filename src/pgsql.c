@@ -21,7 +21,9 @@ static const char SESSION_SETUP_SQL[] =
 	" pg_catalog.set_config('extra_float_digits', '3', false),"
 	" pg_catalog.set_config('statement_timeout', '0', false),"
 	" pg_catalog.set_config('lock_timeout', '0', false),"
-	" pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false)";
+	" pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false),"
+	/* a database ferry froze (switchover) stays writable for ferry itself */
+	" pg_catalog.set_config('default_transaction_read_only', 'off', false)";
 
 const char *
 pg_connect_fix(const char *errmsg)

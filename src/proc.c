@@ -5,10 +5,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -102,4 +105,96 @@ proc_find_pg_program(const char *bindir, const char *name, int min_major)
 		free(p);
 	}
 	return xstrdup(name);
+}
+
+pid_t
+proc_spawn(char *const argv[], const char *const *env, const char *const *unset)
+{
+	pid_t		pid;
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0)
+	{
+		log_error("could not fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0)
+	{
+		int			in = open("/dev/null", O_RDONLY);
+
+		setpgid(0, 0);
+		if (in >= 0)
+		{
+			dup2(in, STDIN_FILENO);
+			close(in);
+		}
+		/* ferry's handlers and blocked signals are not the child's */
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		signal(SIGPIPE, SIG_DFL);
+		for (int i = 0; unset && unset[i]; i++)
+			unsetenv(unset[i]);
+		for (int i = 0; env && env[i]; i++)
+			putenv((char *) env[i]);
+		execvp(argv[0], argv);
+		fprintf(stderr, "ferry: could not run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	setpgid(pid, pid);			/* both sides: no race with an early kill */
+	return pid;
+}
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+exit_code(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status) == 127 ? -1 : WEXITSTATUS(status);
+	return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+int
+proc_wait(pid_t pid, int timeout_ms, bool *timed_out)
+{
+	int64_t		deadline = timeout_ms < 0 ? INT64_MAX : mono_ms() + timeout_ms;
+	int64_t		kill_at = INT64_MAX;
+	int			status;
+
+	if (timed_out)
+		*timed_out = false;
+	for (;;)
+	{
+		pid_t		r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			return exit_code(status);
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (timeout_ms == 0)
+			return PROC_RUNNING;
+		if (mono_ms() >= deadline && kill_at == INT64_MAX)
+		{
+			if (timed_out)
+				*timed_out = true;
+			kill(-pid, SIGTERM);
+			kill_at = mono_ms() + 2000;
+		}
+		if (mono_ms() >= kill_at)
+		{
+			kill(-pid, SIGKILL);
+			kill_at = INT64_MAX - 1;
+		}
+		usleep(10000);
+	}
 }

@@ -8,6 +8,9 @@
 #ifndef FERRY_PROC_H
 #define FERRY_PROC_H
 
+#include <stdbool.h>
+#include <sys/types.h>
+
 /*
  * Run argv[0] (a path, or a name looked up in PATH) with arguments argv
  * (NULL-terminated). If password is not NULL the child gets PGPASSWORD.
@@ -23,5 +26,23 @@ int			proc_run(char *const argv[], const char *password, const char *stdout_path
  * Returns an owned path.
  */
 char	   *proc_find_pg_program(const char *bindir, const char *name, int min_major);
+
+/*
+ * Start argv[0] (searched in PATH) in its own process group, with stdin from
+ * /dev/null and ferry's stdout/stderr, after removing the variables named in
+ * `unset` (NULL-terminated, may be NULL) and adding the "NAME=value" strings
+ * in `env` (NULL-terminated, may be NULL). Returns the pid, or -1 (logged).
+ */
+pid_t		proc_spawn(char *const argv[], const char *const *env, const char *const *unset);
+
+/*
+ * Wait for a child from proc_spawn. timeout_ms < 0 waits forever; 0 only
+ * polls. On timeout the child's whole process group gets SIGTERM, then
+ * SIGKILL two seconds later, and *timed_out is set. Returns the exit status
+ * (0-255, 128 + signal when killed by one), -1 when it could not be run or
+ * waited for, or PROC_RUNNING when polling and it still runs.
+ */
+#define PROC_RUNNING (-2)
+int			proc_wait(pid_t pid, int timeout_ms, bool *timed_out);
 
 #endif

@@ -56,7 +56,15 @@ static const char STATE_DDL[] =
 	"  migration text NOT NULL REFERENCES ferry.migration ON DELETE CASCADE,"
 	"  step text NOT NULL,"
 	"  done_at timestamptz NOT NULL DEFAULT now(),"
-	"  PRIMARY KEY (migration, step));";
+	"  PRIMARY KEY (migration, step));"
+	/* switchover and rollback (added in 0.2; older state gains them here) */
+	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS source_freeze text;"
+	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS target_freeze text;"
+	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS reverse boolean NOT NULL DEFAULT false;"
+	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS switched_at timestamptz;"
+	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS switch_window_ms double precision;"
+	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS rolled_back_at timestamptz;"
+	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS rollback_window_ms double precision;";
 
 const char	STATE_MARK_COPY_SQL[] =
 	"INSERT INTO ferry.copy_item"
@@ -89,6 +97,32 @@ state_lock(PGconn *target, const char *name)
 	if (!got)
 		log_error("another ferry process is already driving migration \"%s\" on this target. Fix: wait for it to finish or stop it first", name);
 	return got;
+}
+
+int
+state_lock_held(PGconn *conn, const char *name)
+{
+	const char *params[1] = {name};
+	PGresult   *res = pg_query(conn, "probe the migration lock",
+							   "SELECT pg_catalog.pg_try_advisory_lock(" FERRY_LOCK_CLASS ", pg_catalog.hashtext($1))",
+							   1, params);
+	int			held;
+
+	if (res == NULL || !pg_check_shape(res, 1, 1, "the advisory lock"))
+	{
+		PQclear(res);
+		return -1;
+	}
+	held = PQgetvalue(res, 0, 0)[0] == 't' ? 0 : 1;
+	PQclear(res);
+	if (held == 0)
+	{
+		res = pg_query(conn, "release the migration lock",
+					   "SELECT pg_catalog.pg_advisory_unlock(" FERRY_LOCK_CLASS ", pg_catalog.hashtext($1))",
+					   1, params);
+		PQclear(res);
+	}
+	return held;
 }
 
 bool
@@ -164,7 +198,8 @@ state_set(PGconn *target, const char *name, const char *column, const char *valu
 {
 	/* column names come from our own code, never from input */
 	static const char *const allowed[] = {"start_lsn", "phase", "pre_data_done", "data_done",
-	"post_data_done", "clone_finished_at"};
+	"post_data_done", "clone_finished_at", "source_freeze", "target_freeze", "reverse", "switched_at",
+	"switch_window_ms", "rolled_back_at", "rollback_window_ms"};
 	const char *params[2] = {name, value};
 	char	   *sql = NULL;
 	PGresult   *res;

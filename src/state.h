@@ -34,6 +34,11 @@ typedef struct MigrationState
 
 /* Take the migration's advisory lock; false (logged) if another process has it. */
 bool		state_lock(PGconn *target, const char *name);
+/*
+ * Whether a process holds the lock right now, without logging or keeping
+ * it: 1 held by someone, 0 free, -1 on error.
+ */
+int			state_lock_held(PGconn *conn, const char *name);
 /* Create schema ferry and its tables if missing. */
 bool		state_ensure(PGconn *target);
 /* Read the migration row; st->exists false when there is none. */

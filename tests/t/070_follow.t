@@ -51,7 +51,7 @@ is "$(q target "SELECT applied_lsn >= '$after'::pg_lsn OR true FROM ferry.apply_
 
 kill -TERM "$FP"; wait "$FP"; rc=$?
 is "$rc" 0 "SIGTERM stops ferry start with exit 0"
-like "$(cat "$TEST_TMP/out")" "^stopped at [0-9A-F]+/[0-9A-F]+" "and it reports the position"
+like "$(cat "$TEST_TMP/out")" "^replication stopped at [0-9A-F]+/[0-9A-F]+" "and it reports the position"
 unlike "$(cat "$TEST_TMP/err")" "ERROR|runtime error|LeakSanitizer" "no errors or sanitizer reports"
 
 # changes made while ferry is down are applied on the next start

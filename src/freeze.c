@@ -1,0 +1,342 @@
+/*
+ * freeze.c: freezing and unfreezing a database's writes (see freeze.h).
+ */
+#include "freeze.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hooks.h"
+#include "log.h"
+#include "pgsql.h"
+
+/* The database-wide (any role) setting of default_transaction_read_only. */
+static const char PRIOR_SQL[] =
+	"SELECT pg_catalog.current_database(),"
+	"       (SELECT substr(c, length('default_transaction_read_only=') + 1)"
+	"          FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) c"
+	"         WHERE s.setdatabase = d.oid AND s.setrole = 0"
+	"           AND c LIKE 'default\\_transaction\\_read\\_only=%'),"
+	"       (pg_catalog.pg_has_role(d.datdba, 'USAGE') OR r.rolsuper),"
+	"       (SELECT string_agg(x.rolname, ', ') FROM pg_catalog.pg_db_role_setting s"
+	"          JOIN pg_catalog.pg_roles x ON x.oid = s.setrole, unnest(s.setconfig) c"
+	"         WHERE s.setrole <> 0 AND (s.setdatabase = d.oid OR s.setdatabase = 0)"
+	"           AND c IN ('default_transaction_read_only=off', 'default_transaction_read_only=false')),"
+	"       pg_catalog.now()::text"
+	"  FROM pg_catalog.pg_database d, pg_catalog.pg_roles r"
+	" WHERE d.datname = pg_catalog.current_database() AND r.rolname = current_user";
+
+/* Client sessions that may write: everything on the database but ferry's and ours. */
+#define OTHER_SESSIONS \
+	" FROM pg_catalog.pg_stat_activity a" \
+	" WHERE a.datname = pg_catalog.current_database() AND a.pid <> pg_catalog.pg_backend_pid()" \
+	"   AND a.backend_type = 'client backend'" \
+	"   AND a.application_name NOT LIKE 'ferry%'"
+
+void
+freeze_release_record(Freeze *fz)
+{
+	free(fz->mode);
+	free(fz->dbname);
+	free(fz->prior);
+	free(fz->frozen_at);
+	strlist_free(&fz->revoked);
+	memset(fz, 0, sizeof(*fz));
+}
+
+bool
+freeze_prepare(PGconn *conn, const FerryConfig *cfg, const char *mode, const char *side, Freeze *fz)
+{
+	PGresult   *res = pg_query(conn, "read the database's settings", PRIOR_SQL, 0, NULL);
+	bool		ok = false;
+
+	memset(fz, 0, sizeof(*fz));
+	if (res == NULL || !pg_check_shape(res, 1, 5, "the database settings"))
+		goto done;
+	fz->mode = xstrdup(mode);
+	fz->dbname = xstrdup(PQgetvalue(res, 0, 0));
+	fz->prior = PQgetisnull(res, 0, 1) ? NULL : xstrdup(PQgetvalue(res, 0, 1));
+	fz->frozen_at = xstrdup(PQgetvalue(res, 0, 4));
+	if (strcmp(mode, "readonly") == 0)
+	{
+		if (PQgetvalue(res, 0, 2)[0] != 't')
+		{
+			log_error("the %s user may not ALTER DATABASE %s, which the read-only freeze needs. Fix: run as the database owner or a superuser, or use --freeze revoke or --freeze hook",
+					  side, fz->dbname);
+			goto done;
+		}
+		if (!PQgetisnull(res, 0, 3))
+		{
+			log_error("on the %s, role settings override a read-only database for %s (default_transaction_read_only = off), so the freeze would not stop them. Fix: ALTER ROLE ... RESET default_transaction_read_only, or use --freeze revoke",
+					  side, PQgetvalue(res, 0, 3));
+			goto done;
+		}
+	}
+	else if (strcmp(mode, "revoke") == 0)
+	{
+		if (cfg->freeze_roles.n == 0)
+		{
+			log_error("--freeze revoke needs the application roles. Fix: add --freeze-role ROLE (repeatable) or freeze-roles: in the config file");
+			goto done;
+		}
+		for (int i = 0; i < cfg->freeze_roles.n; i++)
+		{
+			const char *p[1] = {cfg->freeze_roles.items[i]};
+			PGresult   *r = pg_query(conn, "look up an application role",
+									 "SELECT rolcanlogin, rolsuper FROM pg_catalog.pg_roles WHERE rolname = $1", 1, p);
+
+			if (r == NULL)
+				goto done;
+			if (PQntuples(r) == 0)
+			{
+				log_error("--freeze-role \"%s\" does not exist on the %s. Fix: name the roles your application logs in as", p[0], side);
+				PQclear(r);
+				goto done;
+			}
+			PQclear(r);
+		}
+	}
+	else if (strcmp(mode, "hook") == 0)
+	{
+		if (hook_command(cfg, "freeze") == NULL)
+		{
+			log_error("--freeze hook needs a freeze: command under hooks: in the config file. Fix: add it, or use --freeze readonly");
+			goto done;
+		}
+	}
+	else
+	{
+		log_error("unknown freeze mode \"%s\". Fix: use readonly, revoke or hook", mode);
+		goto done;
+	}
+	ok = true;
+
+done:
+	PQclear(res);
+	if (!ok)
+		freeze_release_record(fz);
+	return ok;
+}
+
+static bool
+alter_database(PGconn *conn, const char *dbname, const char *value)
+{
+	char	   *qd = pg_quote_ident(dbname);
+	char	   *sql = value ? xasprintf("ALTER DATABASE %s SET default_transaction_read_only = %s", qd, value)
+		: xasprintf("ALTER DATABASE %s RESET default_transaction_read_only", qd);
+	bool		ok = pg_exec(conn, "change the database's read-only setting", sql);
+
+	free(sql);
+	free(qd);
+	return ok;
+}
+
+/* Terminate sessions matching `where`, then wait until they are gone. */
+static bool
+end_sessions(PGconn *conn, const char *side, const char *where, int nparams, const char *const *params, int timeout_ms)
+{
+	char	   *sql = xasprintf("SELECT count(*) FILTER (WHERE NOT pg_catalog.pg_terminate_backend(a.pid)), count(*) %s %s",
+								OTHER_SESSIONS, where);
+	char	   *wait = xasprintf("SELECT count(*) %s %s", OTHER_SESSIONS, where);
+	PGresult   *res = pg_query(conn, "end the application's sessions", sql, nparams, params);
+	bool		ok = false;
+
+	if (res == NULL || !pg_check_shape(res, 1, 2, "ended sessions"))
+		goto done;
+	if (strcmp(PQgetvalue(res, 0, 0), "0") != 0)
+	{
+		log_error("could not end %s of the application's sessions on the %s. Fix: GRANT pg_signal_backend TO the ferry user (sessions of superusers need a superuser)",
+				  PQgetvalue(res, 0, 0), side);
+		goto done;
+	}
+	log_info("ended %s application sessions on the %s", PQgetvalue(res, 0, 1), side);
+	for (int waited = 0;; waited += 10)
+	{
+		PQclear(res);
+		res = pg_query(conn, "wait for the sessions to end", wait, nparams, params);
+		if (res == NULL)
+			goto done;
+		if (strcmp(PQgetvalue(res, 0, 0), "0") == 0)
+			break;
+		if (waited >= timeout_ms || pg_interrupted())
+		{
+			log_error("%s application sessions on the %s did not end in time", PQgetvalue(res, 0, 0), side);
+			goto done;
+		}
+		usleep(10000);
+	}
+	ok = true;
+
+done:
+	PQclear(res);
+	free(sql);
+	free(wait);
+	return ok;
+}
+
+bool
+freeze_apply(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *fz, int timeout_ms)
+{
+	PGresult   *res = pg_query(conn, "read the server time", "SELECT pg_catalog.clock_timestamp()::text", 0, NULL);
+
+	/* sessions that start from here on begin read-only: unfreezing ends them */
+	if (res == NULL || !pg_check_shape(res, 1, 1, "the server time"))
+	{
+		PQclear(res);
+		return false;
+	}
+	free(fz->frozen_at);
+	fz->frozen_at = xstrdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	if (strcmp(fz->mode, "hook") == 0)
+		return hook_run(cfg, "freeze");
+	if (strcmp(fz->mode, "readonly") == 0)
+	{
+		if (!alter_database(conn, fz->dbname, "on"))
+			return false;
+		return end_sessions(conn, side, "", 0, NULL, timeout_ms);
+	}
+	/* revoke */
+	for (int i = 0; i < cfg->freeze_roles.n; i++)
+	{
+		const char *p[1] = {cfg->freeze_roles.items[i]};
+		PGresult   *r = pg_query(conn, "look up an application role",
+								 "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1", 1, p);
+		bool		can = r != NULL && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+		char	   *qr,
+				   *sql;
+		bool		ok;
+
+		PQclear(r);
+		if (!can)
+			continue;
+		qr = pg_quote_ident(p[0]);
+		sql = xasprintf("ALTER ROLE %s NOLOGIN", qr);
+		ok = pg_exec(conn, "revoke the application's login", sql);
+		free(sql);
+		free(qr);
+		if (!ok)
+			return false;
+		strlist_add(&fz->revoked, p[0]);
+	}
+	{
+		char	   *arr = NULL;
+		StrBuf		sb;
+		const char *params[1];
+		bool		ok;
+
+		strbuf_init(&sb);
+		strbuf_addstr(&sb, "{");
+		for (int i = 0; i < cfg->freeze_roles.n; i++)
+		{
+			strbuf_addstr(&sb, i ? "," : "");
+			strbuf_addstr(&sb, "\"");
+			for (const char *c = cfg->freeze_roles.items[i]; *c; c++)
+			{
+				if (*c == '"' || *c == '\\')
+					strbuf_addstr(&sb, "\\");
+				strbuf_add(&sb, c, 1);
+			}
+			strbuf_addstr(&sb, "\"");
+		}
+		strbuf_addstr(&sb, "}");
+		arr = strbuf_detach(&sb);
+		params[0] = arr;
+		ok = end_sessions(conn, side, " AND a.usename = ANY ($1::text[])", 1, params, timeout_ms);
+		free(arr);
+		return ok;
+	}
+}
+
+bool
+freeze_release(PGconn *conn, const FerryConfig *cfg, const char *side, const Freeze *fz)
+{
+	bool		ok = true;
+
+	if (strcmp(fz->mode, "hook") == 0)
+	{
+		if (hook_command(cfg, "unfreeze") == NULL)
+		{
+			log_warn("no unfreeze hook is configured: undo what the freeze hook did by hand");
+			return true;
+		}
+		return hook_run(cfg, "unfreeze");
+	}
+	if (strcmp(fz->mode, "readonly") == 0)
+	{
+		const char *params[1] = {fz->frozen_at};
+
+		if (!alter_database(conn, fz->dbname, fz->prior))
+			return false;
+		/* sessions that connected while frozen started read-only: let them reconnect */
+		if (fz->frozen_at)
+			ok = end_sessions(conn, side, " AND a.backend_start >= $1::timestamptz", 1, params, 5000);
+		log_info("the %s database %s accepts writes again", side, fz->dbname);
+		return ok;
+	}
+	for (int i = 0; i < fz->revoked.n; i++)
+	{
+		char	   *qr = pg_quote_ident(fz->revoked.items[i]);
+		char	   *sql = xasprintf("ALTER ROLE %s LOGIN", qr);
+
+		ok &= pg_exec(conn, "give the application its login back", sql);
+		free(sql);
+		free(qr);
+	}
+	if (ok)
+		log_info("application roles on the %s may log in again", side);
+	return ok;
+}
+
+char *
+freeze_to_json(const Freeze *fz)
+{
+	json_t	   *o = json_object();
+	json_t	   *roles = json_array();
+	char	   *s,
+			   *out;
+
+	json_object_set_new(o, "mode", json_string(fz->mode));
+	json_object_set_new(o, "dbname", json_string(fz->dbname));
+	json_object_set_new(o, "prior", fz->prior ? json_string(fz->prior) : json_null());
+	json_object_set_new(o, "frozen_at", json_string(fz->frozen_at ? fz->frozen_at : ""));
+	for (int i = 0; i < fz->revoked.n; i++)
+		json_array_append_new(roles, json_string(fz->revoked.items[i]));
+	json_object_set_new(o, "revoked", roles);
+	s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(o);
+	out = xstrdup(s);
+	free(s);
+	return out;
+}
+
+bool
+freeze_from_json(const char *text, Freeze *fz)
+{
+	json_error_t err;
+	json_t	   *o = json_loads(text, 0, &err);
+	json_t	   *v;
+	size_t		i;
+
+	memset(fz, 0, sizeof(*fz));
+	if (o == NULL || !json_is_object(o) || !json_is_string(json_object_get(o, "mode")) ||
+		!json_is_string(json_object_get(o, "dbname")))
+	{
+		json_decref(o);
+		return false;
+	}
+	fz->mode = xstrdup(json_string_value(json_object_get(o, "mode")));
+	fz->dbname = xstrdup(json_string_value(json_object_get(o, "dbname")));
+	v = json_object_get(o, "prior");
+	fz->prior = json_is_string(v) ? xstrdup(json_string_value(v)) : NULL;
+	v = json_object_get(o, "frozen_at");
+	fz->frozen_at = json_is_string(v) && *json_string_value(v) ? xstrdup(json_string_value(v)) : NULL;
+	json_array_foreach(json_object_get(o, "revoked"), i, v)
+		if (json_is_string(v))
+		strlist_add(&fz->revoked, json_string_value(v));
+	json_decref(o);
+	return true;
+}

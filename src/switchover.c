@@ -1,0 +1,989 @@
+/*
+ * switchover.c: the cut-over and its rollback (see switchover.h).
+ */
+#include "switchover.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "follow.h"
+#include "freeze.h"
+#include "hooks.h"
+#include "log.h"
+#include "mem.h"
+#include "pgsql.h"
+#include "publication.h"
+#include "slot.h"
+#include "state.h"
+
+/* How long a stopped follower gets to release its slot before we drop it. */
+#define SWITCH_SLOT_RELEASE_MS 30000
+
+typedef struct Follower
+{
+	pthread_t	thread;
+	bool		running;		/* ours, in this process */
+	FerryConfig *cfg;
+	bool		reverse;
+	FollowResult result;
+	bool		ok;
+	_Atomic bool done;
+} Follower;
+
+typedef struct Sw
+{
+	FerryConfig *cfg;
+	FerryConfig *rcfg;			/* reverse direction */
+	PGconn	   *src;			/* control session on the source */
+	PGconn	   *tgt;			/* control session on the target */
+	PGconn	   *lock_conn;		/* holds NAME:switchover on the target */
+	Freeze		fz;
+	bool		freeze_saved;	/* fz is in ferry.migration */
+	bool		frozen;			/* freeze_apply was called (maybe partly) */
+	bool		reverse_made;	/* reverse objects may exist */
+	Follower	fol;
+	double		t_start;
+	double		deadline;		/* for freeze + drain + ... before the switch */
+} Sw;
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+static void *
+follower_main(void *p)
+{
+	Follower   *f = p;
+
+	log_set_role(f->reverse ? "reverse" : "follow");
+	f->ok = follow_run(f->cfg, f->reverse, &f->result);
+	atomic_store(&f->done, true);
+	return NULL;
+}
+
+/*
+ * Make sure changes are being applied for cfg's migration: if no process
+ * holds its lock (on lock_side, where its state lives), start a follower
+ * thread in this process.
+ */
+static bool
+follower_ensure(Follower *f, PGconn *state_conn, FerryConfig *cfg, bool reverse)
+{
+	int			held = state_lock_held(state_conn, cfg->name);
+
+	if (held < 0)
+		return false;
+	if (held)
+	{
+		log_info("%s replication is running in another ferry process: watching its progress",
+				 reverse ? "reverse" : "forward");
+		return true;
+	}
+	log_info("ferry start is not running for %s: applying changes in this process", cfg->name);
+	follow_reset_stop();
+	memset(f, 0, sizeof(*f));
+	f->cfg = cfg;
+	f->reverse = reverse;
+	if (pthread_create(&f->thread, NULL, follower_main, f) != 0)
+	{
+		log_error("could not start the follower thread");
+		return false;
+	}
+	f->running = true;
+	return true;
+}
+
+static void
+follower_stop(Follower *f)
+{
+	if (!f->running)
+		return;
+	follow_request_stop();
+	pthread_join(f->thread, NULL);
+	f->running = false;
+	follow_reset_stop();
+}
+
+/* Our follower thread ended by itself: a failure it logged. */
+static bool
+follower_failed(Follower *f)
+{
+	return f->running && atomic_load(&f->done);
+}
+
+/* Emit a logical message on conn; its LSN in *lsn. */
+static bool
+emit(PGconn *conn, const char *prefix, const char *name, uint64_t *lsn)
+{
+	const char *params[2] = {prefix, name};
+	PGresult   *res = pg_query(conn, "emit a marker message",
+							   "SELECT pg_catalog.pg_logical_emit_message(true, $1, $2)::text", 2, params);
+	bool		ok = res != NULL && pg_check_shape(res, 1, 1, "the marker") &&
+		pg_lsn_parse(PQgetvalue(res, 0, 0), lsn);
+
+	PQclear(res);
+	return ok;
+}
+
+/*
+ * Wait until migration `name`'s applied position (ferry.apply_progress on
+ * state_conn's server) reaches lsn, or until `until` (now_s() clock).
+ * Returns 1 reached, 0 timed out or interrupted, -1 error.
+ */
+static int
+wait_applied(PGconn *state_conn, const char *name, uint64_t lsn, double until, Follower *f)
+{
+	const char *params[1] = {name};
+
+	for (;;)
+	{
+		PGresult   *res = pg_query(state_conn, "read the applied position",
+								   "SELECT applied_lsn::text FROM ferry.apply_progress WHERE migration = $1", 1, params);
+		uint64_t	applied = 0;
+
+		if (res == NULL)
+			return -1;
+		if (PQntuples(res) == 1)
+			pg_lsn_parse(PQgetvalue(res, 0, 0), &applied);
+		PQclear(res);
+		if (applied >= lsn)
+			return 1;
+		if (now_s() >= until || pg_interrupted() || follower_failed(f))
+			return 0;
+		usleep(5000);
+	}
+}
+
+/*
+ * Precondition: the follower applies a probe within max_lag seconds; keep
+ * trying until the deadline (a follower that was down catches up first).
+ */
+static bool
+wait_lag_ok(Sw *s)
+{
+	for (int round = 0;; round++)
+	{
+		uint64_t	probe;
+		double		t0 = now_s();
+		int			r;
+
+		if (!emit(s->src, FOLLOW_HEARTBEAT_PREFIX, s->cfg->name, &probe))
+			return false;
+		r = wait_applied(s->tgt, s->cfg->name, probe, t0 + (s->cfg->max_lag > 0 ? s->cfg->max_lag : 1), &s->fol);
+		if (r < 0)
+			return false;
+		if (r == 1)
+		{
+			log_info("replication lag %.3f s (limit --max-lag %d s)", now_s() - t0, s->cfg->max_lag);
+			return true;
+		}
+		if (follower_failed(&s->fol) || pg_interrupted())
+		{
+			log_error("replication stopped while waiting for it to catch up (see above)");
+			return false;
+		}
+		if (now_s() >= s->deadline)
+		{
+			log_error("replication lag stayed above --max-lag %d s for %d s; nothing was frozen. Fix: let ferry start catch up (ferry status shows the lag), or raise --max-lag / --timeout",
+					  s->cfg->max_lag, s->cfg->timeout);
+			return false;
+		}
+		if (round == 0)
+			log_info("replication is more than %d s behind: waiting for it to catch up", s->cfg->max_lag);
+	}
+}
+
+/* Migration phase from the target's state, owned; NULL on error or missing (logged). */
+static char *
+read_phase(PGconn *tgt, const char *name, bool *reverse)
+{
+	const char *params[1] = {name};
+	PGresult   *res = pg_query(tgt, "read the migration state",
+							   "SELECT phase, reverse FROM ferry.migration WHERE name = $1", 1, params);
+	char	   *ph = NULL;
+
+	if (res == NULL)
+		return NULL;
+	if (PQntuples(res) == 0)
+		log_error("the target has no migration \"%s\". Fix: check --name and --target, or start it with ferry start", name);
+	else
+	{
+		ph = xstrdup(PQgetvalue(res, 0, 0));
+		if (reverse)
+			*reverse = PQgetvalue(res, 0, 1)[0] == 't';
+	}
+	PQclear(res);
+	return ph;
+}
+
+static bool
+has_state_schema(PGconn *conn)
+{
+	PGresult   *res = pg_query(conn, "look for ferry's state",
+							   "SELECT pg_catalog.to_regclass('ferry.migration') IS NOT NULL", 0, NULL);
+	bool		has = res && PQgetvalue(res, 0, 0)[0] == 't';
+
+	PQclear(res);
+	return has;
+}
+
+/* Preconditions on both servers; false (logged with the fix). */
+static bool
+preconditions(Sw *s)
+{
+	const char *params[1] = {s->cfg->name};
+	PGresult   *res;
+	bool		ok = false;
+
+	res = pg_query(s->src, "look up the slot",
+				   "SELECT wal_status FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", 1, params);
+	if (res == NULL)
+		return false;
+	if (PQntuples(res) == 0)
+	{
+		log_error("the source has no replication slot \"%s\": replication is not set up. Fix: run ferry start first", s->cfg->name);
+		goto done;
+	}
+	if (strcmp(PQgetvalue(res, 0, 0), "lost") == 0)
+	{
+		log_error("the replication slot \"%s\" lost WAL it needed: the target cannot be brought up to date. Fix: ferry cleanup, then migrate again (raise max_slot_wal_keep_size)", s->cfg->name);
+		goto done;
+	}
+	PQclear(res);
+	res = pg_query(s->src, "look for prepared transactions",
+				   "SELECT count(*) FROM pg_catalog.pg_prepared_xacts WHERE database = pg_catalog.current_database()", 0, NULL);
+	if (res == NULL)
+		return false;
+	if (strcmp(PQgetvalue(res, 0, 0), "0") != 0)
+	{
+		log_error("the source database has %s prepared transactions: they would commit after the freeze and be lost. Fix: COMMIT PREPARED or ROLLBACK PREPARED them first (pg_prepared_xacts)",
+				  PQgetvalue(res, 0, 0));
+		goto done;
+	}
+	if (!s->cfg->no_reverse)
+	{
+		PQclear(res);
+		res = pg_query(s->tgt, "read the target's replication settings",
+					   "SELECT pg_catalog.current_setting('wal_level'),"
+					   " pg_catalog.current_setting('max_replication_slots')::int"
+					   "  - (SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE slot_name <> $1)",
+					   1, (const char *[]) {s->rcfg->name});
+		if (res == NULL)
+			return false;
+		if (strcmp(PQgetvalue(res, 0, 0), "logical") != 0)
+		{
+			log_error("the target has wal_level = %s, so it cannot stream changes back to the source for a rollback. Fix: set wal_level = logical on the target and restart it, or switch over with --no-reverse (no rollback then)",
+					  PQgetvalue(res, 0, 0));
+			goto done;
+		}
+		if (atoi(PQgetvalue(res, 0, 1)) < 1)
+		{
+			log_error("the target has no free replication slot for reverse replication. Fix: raise max_replication_slots on the target, or use --no-reverse");
+			goto done;
+		}
+	}
+	ok = true;
+
+done:
+	PQclear(res);
+	return ok;
+}
+
+/* Save the Freeze record (NULL to clear it) in the target's state. */
+static bool
+save_freeze(PGconn *tgt, const char *name, const char *column, const Freeze *fz)
+{
+	char	   *json = fz ? freeze_to_json(fz) : NULL;
+	bool		ok = state_set(tgt, name, column, json);
+
+	free(json);
+	return ok;
+}
+
+/* Reconnect a control session if it died (the server restarted under us). */
+static PGconn *
+reconnect(PGconn *conn, const char *conninfo, const char *label)
+{
+	if (conn && PQstatus(conn) == CONNECTION_OK)
+	{
+		PGresult   *res = PQexec(conn, "SELECT 1");
+		bool		alive = PQresultStatus(res) == PGRES_TUPLES_OK;
+
+		PQclear(res);
+		if (alive)
+			return conn;
+	}
+	pg_finish(conn);
+	for (int i = 0; i < 10; i++)
+	{
+		conn = pg_connect(conninfo, label, PG_CONN_SQL, NULL);
+		if (conn)
+			return conn;
+		sleep(1);
+	}
+	return NULL;
+}
+
+/* Drop slot `name` on conn once nothing streams from it (or give up, logged). */
+static void
+drop_slot_when_released(PGconn *conn, const char *name, const char *side)
+{
+	const char *params[1] = {name};
+
+	for (int waited = 0;; waited += 100)
+	{
+		PGresult   *res = pg_query(conn, "look up the slot",
+								   "SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", 1, params);
+		bool		exists = res && PQntuples(res) == 1;
+		bool		active = exists && PQgetvalue(res, 0, 0)[0] == 't';
+
+		PQclear(res);
+		if (res == NULL || !exists)
+			return;
+		if (!active)
+		{
+			if (slot_drop(conn, name))
+				log_info("dropped replication slot %s on the %s: it retains no WAL there any more", name, side);
+			return;
+		}
+		if (waited >= SWITCH_SLOT_RELEASE_MS)
+		{
+			log_warn("replication slot %s on the %s is still in use after %d s; ferry cleanup drops it once its consumer stops",
+					 name, side, SWITCH_SLOT_RELEASE_MS / 1000);
+			return;
+		}
+		usleep(100000);
+	}
+}
+
+/* Remove the reverse objects (slot and publications on the target, state on the source). */
+static void
+drop_reverse(Sw *s)
+{
+	if (s->tgt)
+	{
+		if (slot_exists(s->tgt, s->rcfg->name) == 1)
+			slot_drop(s->tgt, s->rcfg->name);
+		publication_drop(s->tgt, s->rcfg);
+	}
+	if (s->src && has_state_schema(s->src))
+		state_forget(s->src, s->rcfg->name);
+	if (s->tgt)
+		state_set(s->tgt, s->cfg->name, "reverse", "false");
+}
+
+/*
+ * Create the reverse objects: publications on the target (same rules as the
+ * forward ones: tables without a key for inserts only), a slot on the
+ * target, and the reverse migration's state on the source starting at the
+ * slot's consistent point.
+ */
+static bool
+make_reverse(Sw *s)
+{
+	const char *params[1] = {s->rcfg->name};
+	PGresult   *res;
+	bool		ok;
+
+	s->reverse_made = true;
+	if (slot_exists(s->tgt, s->rcfg->name) == 1 && !slot_drop(s->tgt, s->rcfg->name))
+		return false;
+	if (!publication_ensure(s->tgt, s->rcfg))
+		return false;
+	res = pg_query(s->tgt, "create the reverse replication slot",
+				   "SELECT lsn::text FROM pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')", 1, params);
+	if (res == NULL || !pg_check_shape(res, 1, 1, "the reverse slot"))
+	{
+		PQclear(res);
+		return false;
+	}
+	ok = state_ensure(s->src) &&
+		(!has_state_schema(s->src) || state_forget(s->src, s->rcfg->name)) &&
+		state_create(s->src, s->rcfg->name, s->rcfg->name) &&
+		state_set(s->src, s->rcfg->name, "start_lsn", PQgetvalue(res, 0, 0)) &&
+		state_set(s->src, s->rcfg->name, "pre_data_done", "true") &&
+		state_set(s->src, s->rcfg->name, "data_done", "true") &&
+		state_set(s->src, s->rcfg->name, "post_data_done", "true") &&
+		state_set(s->src, s->rcfg->name, "phase", "following") &&
+		state_set(s->tgt, s->cfg->name, "reverse", "true");
+	if (ok)
+		log_info("reverse replication prepared: slot %s on the target from %s", s->rcfg->name, PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return ok;
+}
+
+/* The non-generated columns of table `qname`, quoted and comma-separated; owned. */
+static char *
+copy_columns(PGconn *conn, const char *qname)
+{
+	const char *params[1] = {qname};
+	PGresult   *res = pg_query(conn, "list the table's columns",
+							   "SELECT string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum)"
+							   "  FROM pg_catalog.pg_attribute WHERE attrelid = $1::pg_catalog.regclass"
+							   "   AND attnum > 0 AND NOT attisdropped AND attgenerated = ''", 1, params);
+	char	   *cols = NULL;
+
+	if (res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+		cols = xstrdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return cols;
+}
+
+/*
+ * Re-copy one table from `from` to `to` in one transaction on `to`:
+ * TRUNCATE, then COPY of every row (triggers off). Rows copied in *rows.
+ */
+static bool
+recopy_table(PGconn *from, PGconn *to, const char *qname, long long *rows)
+{
+	char	   *cols = copy_columns(from, qname);
+	char	   *out_sql,
+			   *in_sql,
+			   *trunc;
+	PGresult   *res;
+	bool		ok = false;
+	char	   *buf;
+	int			n;
+
+	if (cols == NULL)
+		return false;
+	out_sql = xasprintf("COPY (SELECT %s FROM %s) TO STDOUT", cols, qname);
+	in_sql = xasprintf("COPY %s (%s) FROM STDIN", qname, cols);
+	trunc = xasprintf("BEGIN; SET LOCAL session_replication_role = replica; TRUNCATE %s", qname);
+	if (!pg_exec(to, "empty the table before its re-copy", trunc))
+		goto done;
+	res = PQexec(from, out_sql);
+	if (PQresultStatus(res) != PGRES_COPY_OUT)
+	{
+		log_error("could not read %s: %s", qname, PQerrorMessage(from));
+		PQclear(res);
+		goto rollback;
+	}
+	PQclear(res);
+	res = PQexec(to, in_sql);
+	if (PQresultStatus(res) != PGRES_COPY_IN)
+	{
+		log_error("could not write %s: %s", qname, PQerrorMessage(to));
+		PQclear(res);
+		while (PQgetCopyData(from, &buf, 0) > 0)
+			PQfreemem(buf);
+		goto rollback;
+	}
+	PQclear(res);
+	*rows = 0;
+	while ((n = PQgetCopyData(from, &buf, 0)) > 0)
+	{
+		if (PQputCopyData(to, buf, n) != 1)
+		{
+			PQfreemem(buf);
+			break;
+		}
+		PQfreemem(buf);
+		(*rows)++;
+	}
+	ok = n == -1;
+	while ((res = PQgetResult(from)) != NULL)
+	{
+		ok &= PQresultStatus(res) == PGRES_COMMAND_OK;
+		PQclear(res);
+	}
+	PQputCopyEnd(to, ok ? NULL : "source read failed");
+	while ((res = PQgetResult(to)) != NULL)
+	{
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		{
+			if (ok)
+				log_error("could not re-copy %s: %s", qname, PQresultErrorMessage(res));
+			ok = false;
+		}
+		PQclear(res);
+	}
+	if (ok)
+		ok = pg_exec(to, "commit the re-copy", "COMMIT");
+
+rollback:
+	if (!ok)
+		pg_exec_quiet(to, "ROLLBACK", NULL);
+done:
+	free(cols);
+	free(out_sql);
+	free(in_sql);
+	free(trunc);
+	return ok;
+}
+
+/*
+ * Tables published for inserts only (no key: their updates and deletes
+ * never replicate) are re-copied whole while writes are frozen.
+ * pub_conn/pub_cfg name the side whose publication lists them.
+ */
+static bool
+recopy_insert_only(PGconn *from, PGconn *to, const FerryConfig *pub_cfg, SwitchReport *rep)
+{
+	char	   *pub = xasprintf("%s%s", pub_cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
+	const char *params[1] = {pub};
+	PGresult   *res = pg_query(from, "list the tables published for inserts only",
+							   "SELECT pg_catalog.quote_ident(schemaname) || '.' || pg_catalog.quote_ident(tablename)"
+							   "  FROM pg_catalog.pg_publication_tables WHERE pubname = $1 ORDER BY 1", 1, params);
+	bool		ok = res != NULL;
+
+	for (int i = 0; ok && i < PQntuples(res); i++)
+	{
+		long long	rows = 0;
+		double		t0 = now_s();
+
+		ok = recopy_table(from, to, PQgetvalue(res, i, 0), &rows);
+		if (ok)
+		{
+			log_info("re-copied %s (no key, so only its inserts replicated): %lld rows in %.2f s",
+					 PQgetvalue(res, i, 0), rows, now_s() - t0);
+			rep->recopied_tables++;
+			rep->recopied_rows += rows;
+		}
+	}
+	PQclear(res);
+	free(pub);
+	return ok;
+}
+
+/*
+ * Set every sequence on `to` that also exists on `from` past from's value:
+ * last_value + gap in the sequence's direction, within its bounds.
+ */
+static bool
+sync_sequences(PGconn *from, PGconn *to, int64_t gap, SwitchReport *rep)
+{
+	char		gaps[32];
+	PGresult   *res;
+	PGresult   *r2;
+	bool		ok;
+
+	snprintf(gaps, sizeof(gaps), "%" PRId64, gap);
+	res = pg_query(from, "read the sequences",
+							   "SELECT coalesce(array_agg(pg_catalog.quote_ident(schemaname) || '.' || pg_catalog.quote_ident(sequencename))::text, '{}'),"
+							   "       coalesce(array_agg(CASE WHEN increment_by > 0"
+							   "                THEN LEAST(max_value::numeric, last_value::numeric + $1::numeric * increment_by)"
+							   "                ELSE GREATEST(min_value::numeric, last_value::numeric + $1::numeric * increment_by) END)::text, '{}')"
+							   "  FROM pg_catalog.pg_sequences"
+							   " WHERE last_value IS NOT NULL AND schemaname NOT IN ('pg_catalog', 'information_schema', 'ferry')",
+							   1, (const char *[]) {gaps});
+	if (res == NULL || !pg_check_shape(res, 1, 2, "the sequences"))
+	{
+		PQclear(res);
+		return false;
+	}
+	r2 = pg_query(to, "set the sequences",
+				  "SELECT count(pg_catalog.setval(s::pg_catalog.regclass, v::bigint, true))"
+				  "  FROM unnest($1::text[], $2::numeric[]) AS x(s, v)"
+				  " WHERE pg_catalog.to_regclass(s) IS NOT NULL",
+				  2, (const char *[]) {PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1)});
+	ok = r2 != NULL && pg_check_shape(r2, 1, 1, "set sequences");
+	if (ok)
+		rep->sequences = atoi(PQgetvalue(r2, 0, 0));
+	PQclear(r2);
+	PQclear(res);
+	return ok;
+}
+
+/*
+ * Put everything back after a failed step before the switch: source
+ * writable again, reverse objects gone, phase following. Replication keeps
+ * running (a `ferry start` elsewhere never stopped; ours is stopped here,
+ * the slot keeps the position).
+ */
+static void
+abort_switchover(Sw *s)
+{
+	bool		ok = true;
+
+	log_warn("switchover aborted: putting the source back in service");
+	s->src = reconnect(s->src, s->cfg->source, "source");
+	s->tgt = reconnect(s->tgt, s->cfg->target, "target");
+	if (s->reverse_made)
+		drop_reverse(s);
+	if (s->frozen)
+	{
+		ok = s->src != NULL && freeze_release(s->src, s->cfg, "source", &s->fz);
+		if (!ok)
+			log_error("COULD NOT UNFREEZE THE SOURCE. Fix: run ferry rollback (it unfreezes an interrupted switchover), or by hand: ALTER DATABASE %s RESET default_transaction_read_only",
+					  s->fz.dbname ? s->fz.dbname : "<db>");
+	}
+	if (s->tgt && ok)
+	{
+		if (s->freeze_saved)
+			save_freeze(s->tgt, s->cfg->name, "source_freeze", NULL);
+		state_set(s->tgt, s->cfg->name, "phase", "following");
+	}
+	if (ok)
+		log_info("the source accepts writes again and replication continues; nothing was lost");
+}
+
+static void
+sw_release(Sw *s)
+{
+	follower_stop(&s->fol);
+	freeze_release_record(&s->fz);
+	if (s->rcfg)
+	{
+		config_release(s->rcfg);
+		free(s->rcfg);
+	}
+	pg_finish(s->src);
+	pg_finish(s->tgt);
+	pg_finish(s->lock_conn);
+}
+
+/* Connect both control sessions and take the NAME:switchover lock. */
+static bool
+sw_connect(Sw *s)
+{
+	char	   *lock = xasprintf("%s:switchover", s->cfg->name);
+	bool		ok;
+
+	s->tgt = pg_connect(s->cfg->target, "target", PG_CONN_SQL, NULL);
+	s->src = s->tgt ? pg_connect(s->cfg->source, "source", PG_CONN_SQL, NULL) : NULL;
+	s->lock_conn = s->src ? pg_connect(s->cfg->target, "target", PG_CONN_SQL, NULL) : NULL;
+	ok = s->lock_conn != NULL && state_lock(s->lock_conn, lock);
+	free(lock);
+	if (ok && !has_state_schema(s->tgt))
+	{
+		log_error("the target has no ferry migration state. Fix: check --target, or start the migration with ferry start");
+		ok = false;
+	}
+	return ok && state_ensure(s->tgt);
+}
+
+bool
+switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
+{
+	Sw			s;
+	char	   *phase = NULL;
+	uint64_t	sentinel;
+	double		t_freeze,
+				t_drain;
+	bool		ok = false;
+	int			r;
+
+	memset(&s, 0, sizeof(s));
+	memset(rep, 0, sizeof(*rep));
+	s.cfg = cfg;
+	s.rcfg = config_reversed(cfg);
+	s.t_start = now_s();
+	s.deadline = s.t_start + cfg->timeout;
+	if (!sw_connect(&s))
+		goto done;
+	phase = read_phase(s.tgt, cfg->name, NULL);
+	if (phase == NULL)
+		goto done;
+	if (strcmp(phase, "switched") == 0)
+	{
+		log_error("migration %s is already switched over. Fix: ferry rollback to go back to the source, ferry cleanup to finish", cfg->name);
+		goto done;
+	}
+	if (strcmp(phase, "switching") == 0)
+		log_warn("an earlier switchover of %s was interrupted: the source may still be frozen; carrying on from the start", cfg->name);
+	else if (strcmp(phase, "following") != 0)
+	{
+		log_error("migration %s is in phase %s, not following: the copy is not finished. Fix: run ferry start and wait until ferry status shows phase following",
+				  cfg->name, phase);
+		goto done;
+	}
+
+	/* 1. preconditions */
+	log_info("step 1/10: preconditions");
+	if (!preconditions(&s) ||
+		!freeze_prepare(s.src, cfg, cfg->freeze_mode, "source", &s.fz) ||
+		!follower_ensure(&s.fol, s.tgt, cfg, false) ||
+		!wait_lag_ok(&s))
+		goto done;
+
+	/* 2. pre_freeze hook: nothing is frozen yet */
+	log_info("step 2/10: pre_freeze hook");
+	if (!hook_run(cfg, "pre_freeze"))
+		goto done;
+	if (pg_interrupted())
+		goto done;
+
+	/* 3. freeze */
+	log_info("step 3/10: freezing writes on the source (%s)", s.fz.mode);
+	if (!save_freeze(s.tgt, cfg->name, "source_freeze", &s.fz) ||
+		!state_set(s.tgt, cfg->name, "phase", "switching"))
+		goto done;
+	s.freeze_saved = true;
+	t_freeze = now_s();
+	s.frozen = true;
+	if (!freeze_apply(s.src, cfg, "source", &s.fz, (int) ((s.deadline - now_s()) * 1000)))
+		goto abort;
+	save_freeze(s.tgt, cfg->name, "source_freeze", &s.fz);	/* with the roles revoked */
+	log_info("source frozen in %.3f s", now_s() - t_freeze);
+
+	/* 4. drain */
+	log_info("step 4/10: draining the last changes");
+	t_drain = now_s();
+	if (!emit(s.src, SWITCHOVER_SENTINEL_PREFIX, cfg->name, &sentinel))
+		goto abort;
+	r = wait_applied(s.tgt, cfg->name, sentinel, s.deadline, &s.fol);
+	if (r != 1)
+	{
+		if (r == 0)
+			log_error("the target did not apply the last changes within --timeout %d s (replication stopped or too slow). Fix: see ferry status and the ferry start log, then try again, perhaps with a larger --timeout",
+					  cfg->timeout);
+		goto abort;
+	}
+	rep->drain_seconds = now_s() - t_drain;
+	log_info("drained in %.3f s", rep->drain_seconds);
+
+	/* 5. files */
+	if (cfg->files_from.n > 0)
+	{
+		log_info("step 5/10: final sync of %d file trees", cfg->files_from.n);
+		if (!files_sync_all(cfg, s.tgt, (int) (s.deadline - now_s()) + 1))
+			goto abort;
+	}
+
+	/* 6. tables without a key */
+	log_info("step 6/10: re-copying tables without a key");
+	if (!recopy_insert_only(s.src, s.tgt, cfg, rep))
+		goto abort;
+
+	/* 7. sequences */
+	log_info("step 7/10: sequences");
+	if (!sync_sequences(s.src, s.tgt, cfg->sequence_gap, rep))
+		goto abort;
+	log_info("set %d sequences on the target to the source's value + %" PRId64, rep->sequences, cfg->sequence_gap);
+
+	/* 8. verify */
+	if (cfg->verify)
+	{
+		log_info("step 8/10: verifying every row while frozen");
+		if (!verify(cfg))
+		{
+			log_error("verify found differences (listed above): not switching. Fix: investigate them; the source is unfrozen and replication continues");
+			goto abort;
+		}
+	}
+
+	/* 9. reverse replication */
+	if (!cfg->no_reverse)
+	{
+		log_info("step 9/10: preparing reverse replication");
+		if (!make_reverse(&s))
+			goto abort;
+		rep->reverse = true;
+	}
+	if (pg_interrupted() || now_s() > s.deadline)
+	{
+		log_error("%s before the switch. Fix: run ferry switchover again", pg_interrupted() ? "interrupted" : "--timeout reached");
+		goto abort;
+	}
+
+	/* 10. switch */
+	log_info("step 10/10: switch hook");
+	if (!hook_run(cfg, "switch"))
+	{
+		log_warn("if the switch hook pointed part of the application at the target, writes it made there are not on the source");
+		goto abort;
+	}
+	rep->window_seconds = now_s() - t_freeze;
+	{
+		char		w[32];
+
+		snprintf(w, sizeof(w), "%.3f", rep->window_seconds * 1000);
+		if (!state_set(s.tgt, cfg->name, "phase", "switched") ||
+			!state_set(s.tgt, cfg->name, "switched_at", "now") ||
+			!state_set(s.tgt, cfg->name, "switch_window_ms", w))
+			log_error("could not record phase switched on the target; the switch itself is done");
+	}
+	ok = true;
+	log_info("switched over: the target takes writes; write downtime %.3f s", rep->window_seconds);
+
+	/* the forward stream is over: stop it and free the old source's WAL */
+	follower_stop(&s.fol);
+	drop_slot_when_released(s.src, cfg->name, "source");
+	rep->total_seconds = now_s() - s.t_start;
+	goto done;
+
+abort:
+	rep->aborted = true;
+	follower_stop(&s.fol);
+	abort_switchover(&s);
+done:
+	free(phase);
+	sw_release(&s);
+	return ok;
+}
+
+/* Rollback of an interrupted switchover: unfreeze the source. */
+static bool
+undo_switching(Sw *s)
+{
+	const char *params[1] = {s->cfg->name};
+	PGresult   *res = pg_query(s->tgt, "read the freeze record",
+							   "SELECT source_freeze FROM ferry.migration WHERE name = $1", 1, params);
+	bool		ok = res != NULL;
+
+	if (ok && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+	{
+		if (!freeze_from_json(PQgetvalue(res, 0, 0), &s->fz))
+		{
+			log_error("the saved freeze record is unreadable. Fix: by hand: ALTER DATABASE <db> RESET default_transaction_read_only on the source");
+			ok = false;
+		}
+		else
+			s->frozen = true;
+	}
+	PQclear(res);
+	if (!ok)
+		return false;
+	s->reverse_made = true;
+	s->freeze_saved = s->frozen;
+	abort_switchover(s);
+	return true;
+}
+
+bool
+rollback_run(FerryConfig *cfg, SwitchReport *rep)
+{
+	Sw			s;
+	char	   *phase = NULL;
+	bool		reverse = false;
+	Freeze		src_fz;
+	uint64_t	sentinel;
+	double		t_freeze;
+	bool		ok = false;
+	int			r;
+
+	memset(&s, 0, sizeof(s));
+	memset(&src_fz, 0, sizeof(src_fz));
+	memset(rep, 0, sizeof(*rep));
+	s.cfg = cfg;
+	s.rcfg = config_reversed(cfg);
+	s.t_start = now_s();
+	s.deadline = s.t_start + cfg->timeout;
+	if (!sw_connect(&s))
+		goto done;
+	phase = read_phase(s.tgt, cfg->name, &reverse);
+	if (phase == NULL)
+		goto done;
+	if (strcmp(phase, "switching") == 0)
+	{
+		log_info("migration %s has an interrupted switchover: unfreezing the source", cfg->name);
+		ok = undo_switching(&s);
+		goto done;
+	}
+	if (strcmp(phase, "switched") != 0 && strcmp(phase, "rolling_back") != 0)
+	{
+		log_error("migration %s is in phase %s: there is no switchover to roll back. Fix: check --name", cfg->name, phase);
+		goto done;
+	}
+	if (!reverse)
+	{
+		log_error("migration %s was switched over with --no-reverse: writes made on the target since cannot be brought back. Fix: none by ferry; migrate the target to the source as a new migration if needed",
+				  cfg->name);
+		goto done;
+	}
+	{
+		const char *params[1] = {cfg->name};
+		PGresult   *res = pg_query(s.tgt, "read the freeze record",
+								   "SELECT source_freeze FROM ferry.migration WHERE name = $1", 1, params);
+
+		if (res == NULL || PQntuples(res) != 1 || PQgetisnull(res, 0, 0) ||
+			!freeze_from_json(PQgetvalue(res, 0, 0), &src_fz))
+		{
+			log_error("the source's freeze record is missing from ferry's state. Fix: unfreeze the source by hand after rolling back (ALTER DATABASE <db> RESET default_transaction_read_only)");
+			PQclear(res);
+			goto done;
+		}
+		PQclear(res);
+	}
+
+	/* 1. the reverse follower and the target's freeze */
+	log_info("step 1/6: preconditions");
+	if (!freeze_prepare(s.tgt, cfg, strcmp(cfg->freeze_mode, "hook") == 0 ? "hook" : cfg->freeze_mode, "target", &s.fz) ||
+		!follower_ensure(&s.fol, s.src, s.rcfg, true))
+		goto done;
+
+	/* 2. freeze the target */
+	log_info("step 2/6: freezing writes on the target (%s)", s.fz.mode);
+	if (!save_freeze(s.tgt, cfg->name, "target_freeze", &s.fz) ||
+		!state_set(s.tgt, cfg->name, "phase", "rolling_back"))
+		goto done;
+	t_freeze = now_s();
+	s.frozen = true;
+	if (!freeze_apply(s.tgt, cfg, "target", &s.fz, (int) ((s.deadline - now_s()) * 1000)))
+		goto abort;
+
+	/* 3. drain the reverse stream into the source */
+	log_info("step 3/6: draining the target's last changes into the source");
+	if (!emit(s.tgt, SWITCHOVER_SENTINEL_PREFIX, s.rcfg->name, &sentinel))
+		goto abort;
+	r = wait_applied(s.src, s.rcfg->name, sentinel, s.deadline, &s.fol);
+	if (r != 1)
+	{
+		if (r == 0)
+			log_error("the source did not apply the target's last changes within --timeout %d s. Fix: see the ferry start log, then try again", cfg->timeout);
+		goto abort;
+	}
+	rep->drain_seconds = now_s() - t_freeze;
+
+	/* 4. tables without a key, sequences */
+	log_info("step 4/6: re-copying tables without a key and setting sequences on the source");
+	if (!recopy_insert_only(s.tgt, s.src, s.rcfg, rep) ||
+		!sync_sequences(s.tgt, s.src, cfg->sequence_gap, rep))
+		goto abort;
+
+	/* 5. the source takes writes again */
+	log_info("step 5/6: unfreezing the source");
+	state_set(s.src, s.rcfg->name, "phase", "rolled_back");	/* the reverse follower stops */
+	if (!freeze_release(s.src, cfg, "source", &src_fz))
+		goto abort;
+
+	/* 6. rollback hook */
+	log_info("step 6/6: rollback hook");
+	if (!hook_run(cfg, "rollback"))
+		log_error("the rollback hook failed: the source takes writes again, but the application may still point at the target (which is read-only). Fix: point it at the source by hand");
+	rep->window_seconds = now_s() - t_freeze;
+	{
+		char		w[32];
+
+		snprintf(w, sizeof(w), "%.3f", rep->window_seconds * 1000);
+		state_set(s.tgt, cfg->name, "phase", "rolled_back");
+		state_set(s.tgt, cfg->name, "rolled_back_at", "now");
+		state_set(s.tgt, cfg->name, "rollback_window_ms", w);
+	}
+	ok = true;
+	log_info("rolled back: the source takes writes; write downtime %.3f s; the target stays read-only", rep->window_seconds);
+	follower_stop(&s.fol);
+	drop_slot_when_released(s.tgt, s.rcfg->name, "target");
+	rep->total_seconds = now_s() - s.t_start;
+	goto done;
+
+abort:
+	rep->aborted = true;
+	follower_stop(&s.fol);
+	log_warn("rollback aborted: the target takes writes again");
+	s.tgt = reconnect(s.tgt, cfg->target, "target");
+	if (s.tgt && freeze_release(s.tgt, cfg, "target", &s.fz))
+	{
+		save_freeze(s.tgt, cfg->name, "target_freeze", NULL);
+		state_set(s.tgt, cfg->name, "phase", "switched");
+	}
+	if (s.src && has_state_schema(s.src))
+		state_set(s.src, s.rcfg->name, "phase", "following");
+done:
+	free(phase);
+	freeze_release_record(&src_fz);
+	sw_release(&s);
+	return ok;
+}

@@ -1,0 +1,79 @@
+/*
+ * switchover.h: `ferry switchover` and `ferry rollback`, the cut-over.
+ *
+ * Design.
+ *
+ * The switchover is a sequence of steps, each either completes or hands
+ * over to one abort path that puts everything back (source writable,
+ * replication running, reverse objects dropped, phase following):
+ *
+ *   1 preconditions  migration following, forward slot healthy, no prepared
+ *                    transactions on the source, the freeze permitted, the
+ *                    target able to hold the reverse slot; replication within
+ *                    --max-lag (a probe message emitted on the source must be
+ *                    applied within that many seconds; retried until
+ *                    --timeout while the follower catches up)
+ *   2 pre_freeze     the user's hook
+ *   3 freeze         the Freeze record is saved in ferry.migration
+ *                    (source_freeze) and phase set to switching, then the
+ *                    source is frozen (freeze.h). The window starts here.
+ *   4 drain          a sentinel message on the source; wait until the
+ *                    target's applied position passes it: every change the
+ *                    application made is now on the target
+ *   5 files          final rsync of the files: entries
+ *   6 insert-only    tables without a key (published for inserts only) are
+ *                    re-copied in full, each in one target transaction
+ *   7 sequences      every target sequence := source value + gap
+ *   8 verify         (--verify) every row compared while frozen
+ *   9 reverse        publications and a slot NAME_reverse on the target,
+ *                    ferry state NAME_reverse on the source starting at the
+ *                    slot's position (unless --no-reverse)
+ *  10 switch         the user's switch hook; the target takes writes from
+ *                    here: the window ends. Phase switched.
+ *
+ * Followers. Whoever holds the migration's advisory lock applies changes
+ * (state.h). If no `ferry start` runs, the switchover runs the follower in
+ * a thread of its own; either way it only watches ferry.apply_progress.
+ * A running `ferry start` sees phase switched within a second, stops the
+ * forward stream and follows in reverse (follow.h); the switchover then
+ * drops the forward slot so the old source retains no WAL for it.
+ *
+ * Rollback mirrors it: freeze the target, drain the reverse stream into
+ * the source (sentinel on the target, position in the source's
+ * ferry.apply_progress), re-copy insert-only tables back, sequences on the
+ * source := target value + gap, unfreeze the source (its saved Freeze
+ * record), the rollback hook; phase rolled_back. The target stays
+ * read-only: writes there would be lost. Rollback of an interrupted
+ * switchover (phase switching) only unfreezes the source and drops the
+ * reverse objects.
+ */
+#ifndef FERRY_SWITCHOVER_H
+#define FERRY_SWITCHOVER_H
+
+#include <stdbool.h>
+
+#include "config.h"
+
+#define SWITCHOVER_SENTINEL_PREFIX "ferry_sentinel"
+
+typedef struct SwitchReport
+{
+	double		window_seconds;	/* freeze to writable on the other side */
+	double		drain_seconds;
+	double		total_seconds;
+	int			sequences;
+	int			recopied_tables;
+	long long	recopied_rows;
+	bool		reverse;
+	bool		aborted;		/* failed and put back */
+} SwitchReport;
+
+/* Called for --verify while frozen: true when every table is identical. */
+typedef bool (*SwitchVerifyFn) (FerryConfig *cfg);
+
+/* True when switched; false (logged) when it failed and was put back. */
+bool		switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep);
+/* True when rolled back (or an interrupted switchover undone). */
+bool		rollback_run(FerryConfig *cfg, SwitchReport *rep);
+
+#endif
