@@ -5,7 +5,7 @@
 set -euo pipefail
 
 BUILD_PKGS="gcc make pkg-config libpq-dev libyaml-dev libjansson-dev"
-TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib perl util-linux procps python3"
+TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib perl util-linux procps python3 rsync"
 BENCH_PKGS="pgcopydb time"
 
 want="$BUILD_PKGS $TEST_PKGS"

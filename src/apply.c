@@ -269,11 +269,17 @@ retryable_sqlstate(const char *state)
 		 strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0);
 }
 
-/* Classify a failed connection (retry) vs a failed statement (stop). */
+/*
+ * Classify a failed connection (retry) vs a failed statement (stop). An
+ * error without a SQLSTATE was made by libpq, not the server: the socket
+ * failed (after a failed write libpq keeps the connection "OK" so that it
+ * can still read the server's last words), so that is a connection failure.
+ */
 static ApplyStatus
 failure_kind(Apply *a)
 {
-	if (PQstatus(a->conn) != CONNECTION_OK || retryable_sqlstate(a->last_sqlstate))
+	if (PQstatus(a->conn) != CONNECTION_OK || a->last_sqlstate[0] == '\0' ||
+		retryable_sqlstate(a->last_sqlstate))
 		return APPLY_FAILED_CONN;
 	return APPLY_FAILED;
 }
@@ -377,6 +383,12 @@ query_now(Apply *a, const char *what, const char *sql, int n, const char *const 
 		return NULL;
 	if (PQexitPipelineMode(a->conn) != 1)
 	{
+		if (PQstatus(a->conn) != CONNECTION_OK)
+		{
+			log_error("lost the connection to the target: %s", PQerrorMessage(a->conn));
+			a->fail_status = APPLY_FAILED_CONN;
+			return NULL;
+		}
 		log_error("internal error: could not leave pipeline mode: %s", PQerrorMessage(a->conn));
 		a->fail_status = APPLY_FAILED;
 		return NULL;
@@ -397,7 +409,8 @@ query_now(Apply *a, const char *what, const char *sql, int n, const char *const 
 	if (PQenterPipelineMode(a->conn) != 1)
 	{
 		PQclear(res);
-		a->fail_status = APPLY_FAILED;
+		/* a lost connection cannot enter pipeline mode: that is a reason to reconnect */
+		a->fail_status = PQstatus(a->conn) != CONNECTION_OK ? APPLY_FAILED_CONN : APPLY_FAILED;
 		return NULL;
 	}
 	return res;

@@ -199,9 +199,7 @@ cli_cleanup(FerryConfig *cfg)
 	if (src == NULL || tgt == NULL)
 		goto done;
 	/* the same locks `clone`, `start` and the reverse follower hold: never clean up under them */
-	if (!state_lock(tgt, cfg->name) || !state_lock(src, rcfg->name))
-		goto done;
-	if (!check_phase(cfg, tgt))
+	if (!check_phase(cfg, tgt) || !state_lock(tgt, cfg->name) || !state_lock(src, rcfg->name))
 		goto done;
 	if (!cleanup_source(cfg, src, "source") || !cleanup_source(rcfg, tgt, "target") ||
 		!cleanup_target(rcfg, src, "source") || !cleanup_target(cfg, tgt, "target"))

@@ -276,6 +276,7 @@ session(Follow *f, FollowResult *out, bool *ran_long)
 	pthread_join(at, NULL);
 	as = (ApplyStatus) atomic_load(&sh.status);
 	ss = (StreamStatus) atomic_load(&sa.status);
+	log_debug("streaming session ended: apply status %d, stream status %d", (int) as, (int) ss);
 	out->applied_lsn = atomic_load(&sh.applied_lsn);
 	out->changes += atomic_load(&sh.changes);
 	out->txns += atomic_load(&sh.txns);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "follow.h"
 #include "freeze.h"
 #include "hooks.h"
@@ -726,6 +727,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 	if (!freeze_apply(s.src, cfg, "source", &s.fz, (int) ((s.deadline - now_s()) * 1000)))
 		goto abort;
 	save_freeze(s.tgt, cfg->name, "source_freeze", &s.fz);	/* with the roles revoked */
+	fault_point("switchover.after-freeze");
 	log_info("source frozen in %.3f s", now_s() - t_freeze);
 
 	/* 4. drain */
@@ -743,6 +745,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 	}
 	rep->drain_seconds = now_s() - t_drain;
 	log_info("drained in %.3f s", rep->drain_seconds);
+	fault_point("switchover.after-drain");
 
 	/* 5. files */
 	if (cfg->files_from.n > 0)
@@ -923,6 +926,8 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	s.frozen = true;
 	if (!freeze_apply(s.tgt, cfg, "target", &s.fz, (int) ((s.deadline - now_s()) * 1000)))
 		goto abort;
+	save_freeze(s.tgt, cfg->name, "target_freeze", &s.fz);
+	fault_point("rollback.after-freeze");
 
 	/* 3. drain the reverse stream into the source */
 	log_info("step 3/6: draining the target's last changes into the source");

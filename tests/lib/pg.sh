@@ -33,6 +33,11 @@ pg_cleanup() {
   done
   # any ferry left running by a failed test
   pkill -KILL -f "$TEST_TMP" >/dev/null 2>&1 || true
+  # FERRY_TEST_KEEP=DIR: keep the logs and outputs of a run there for a post-mortem
+  if [ -n "${FERRY_TEST_KEEP:-}" ]; then
+    mkdir -p "$FERRY_TEST_KEEP" && find "$TEST_TMP" -maxdepth 1 -type f -exec cp {} "$FERRY_TEST_KEEP/" \; 2>/dev/null
+    for s in $PG_SERVERS; do cp "$TEST_TMP/$s/server.log" "$FERRY_TEST_KEEP/$s.log" 2>/dev/null; done
+  fi
   rm -rf "$TEST_TMP"
 }
 trap pg_cleanup EXIT
