@@ -304,6 +304,7 @@ check_report_add(CheckReport *r, CheckStatus status, const char *server,
 	row->check = xstrdup(check);
 	row->detail = strbuf_detach(&sb);
 	row->fix = fix ? xstrdup(fix) : NULL;
+	row->not_migrated = false;
 	if (status == CHECK_BLOCKING)
 		r->blocking++;
 	else if (status == CHECK_WARNING)
@@ -557,6 +558,7 @@ typedef struct CheckCtx
 	int			nrels;
 	/* the target's state for this migration (state.exists false: none) */
 	MigrationState state;
+	bool		not_migrated;	/* rows being added are check_not_migrated()'s */
 } CheckCtx;
 
 static void
@@ -646,6 +648,7 @@ row(CheckCtx *ctx, CheckStatus st, const Server *srv, const char *check,
 	detail = scrub(ctx, sb.data);
 	f = fix ? scrub(ctx, fix) : NULL;
 	check_report_add(ctx->report, st, srv->label, check, f, "%s", detail);
+	ctx->report->items[ctx->report->n - 1].not_migrated = ctx->not_migrated;
 	free(f);
 	free(detail);
 	strbuf_release(&sb);
@@ -2047,7 +2050,9 @@ check_run(const FerryConfig *cfg, CheckReport *report)
 		STOP_IF_INTERRUPTED();
 		check_ferry_schema(&ctx);
 		check_existing_slot(&ctx);
+		ctx.not_migrated = true;
 		check_not_migrated(&ctx);
+		ctx.not_migrated = false;
 		STOP_IF_INTERRUPTED();
 		check_pg_dump(&ctx);
 	}
