@@ -202,7 +202,7 @@ plan_copy(PGconn *tgt, const FerryConfig *cfg, const TableList *tables, int sour
 		index[data.n] = i;
 		data.items[data.n++] = tables->items[i];
 	}
-	if (p->phase && strcmp(p->phase, "cloning") == 0 &&
+	if (p->phase &&
 		!clone_read_done(tgt, cfg->name, &data, done, partial))
 		goto done;
 	p->can_split = source_major >= CLONE_SPLIT_MIN_MAJOR;
