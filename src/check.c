@@ -465,15 +465,6 @@ name_list(const StrList *names)
 	return strbuf_detach(&sb);
 }
 
-static bool
-strlist_has(const StrList *l, const char *s)
-{
-	for (int i = 0; i < l->n; i++)
-		if (strcmp(l->items[i], s) == 0)
-			return true;
-	return false;
-}
-
 /* "1 table" / "3 tables" */
 static const char *
 plural(int n, const char *one, const char *many)

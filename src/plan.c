@@ -46,15 +46,6 @@ server_version(PGconn *conn)
 	return xstrndup(v ? v : "?", strcspn(v ? v : "?", " "));
 }
 
-static bool
-strlist_contains(const StrList *l, const char *s)
-{
-	for (int i = 0; i < l->n; i++)
-		if (strcmp(l->items[i], s) == 0)
-			return true;
-	return false;
-}
-
 /* A read-only session, or NULL (the checks already report why). */
 static PGconn *
 connect_read_only(const char *conninfo, const char *label)
@@ -157,8 +148,8 @@ classify_publication(PGconn *src, const FerryConfig *cfg, const TableList *table
 		PlanPublish pub = PLAN_PUB_NONE;
 
 		if (PQgetvalue(res, r, 1)[0] == 'p')
-			pub = strlist_contains(&all, q) ? PLAN_PUB_ALL
-				: strlist_contains(&ins, q) ? PLAN_PUB_INSERT_ONLY : PLAN_PUB_NONE;
+			pub = strlist_has(&all, q) ? PLAN_PUB_ALL
+				: strlist_has(&ins, q) ? PLAN_PUB_INSERT_ONLY : PLAN_PUB_NONE;
 		for (int i = 0; i < tables->n; i++)
 			if (tables->items[i].oid == oid)
 				p->tables[i].publish = pub;
