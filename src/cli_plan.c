@@ -13,6 +13,8 @@
  *               "replica_identity_full": [...]},
  *    "target": {"schema": {"TABLE": 3, ...}, "state_schema": {...},
  *               "replication_origin": {...}},
+ *    "reverse": {"slot": "ferry_reverse", "publications": [...],
+ *                "source_state": "ferry_reverse"},   (made at switchover)
  *    "not_migrated": [{"check", "detail", "fix"}, ...],
  *    "problems": [{"check", "server", "status", "detail", "fix"}, ...]}
  *
@@ -188,6 +190,10 @@ print_text(const FerryConfig *cfg, const Plan *p)
 			   p->state_exists ? ", exists already" : "");
 		printf("  replication origin %s, when ferry start first applies changes%s\n", cfg->name,
 			   p->origin_exists ? " (exists already)" : "");
+		printf("\nAt switchover, for rollback (unless --no-reverse): replication slot %s%s and publications\n"
+			   "  %s%s, %s%s%s on the target, ferry's state for %s%s in schema ferry on the source\n",
+			   cfg->name, CONFIG_REVERSE_SUFFIX, cfg->name, CONFIG_REVERSE_SUFFIX, cfg->name, CONFIG_REVERSE_SUFFIX,
+			   PUBLICATION_INSERT_ONLY_SUFFIX, cfg->name, CONFIG_REVERSE_SUFFIX);
 	}
 
 	printf("\nNot migrated:\n");
@@ -307,6 +313,17 @@ print_json(const FerryConfig *cfg, const Plan *p)
 									  "state_schema", "name", "ferry", "tables", STATE_TABLE_LIST,
 									  "exists", p->state_exists,
 									  "replication_origin", "name", cfg->name, "exists", p->origin_exists));
+		{
+			char	   *rev = xasprintf("%s%s", cfg->name, CONFIG_REVERSE_SUFFIX);
+			char	   *revins = xasprintf("%s%s", rev, PUBLICATION_INSERT_ONLY_SUFFIX);
+
+			/* made by switchover on the target (and state on the source) unless --no-reverse */
+			json_object_set_new(root, "reverse",
+								json_pack("{s:s, s:[s, s], s:s}", "slot", rev,
+										  "publications", rev, revins, "source_state", rev));
+			free(rev);
+			free(revins);
+		}
 		free(insn);
 	}
 	for (int i = 0; i < p->checks.n; i++)

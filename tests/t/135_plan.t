@@ -82,6 +82,7 @@ like "$OUT" "heartbeat messages: pg_logical_emit_message\(true, 'ferry_heartbeat
 like "$OUT" "the schema, from pg_dump --schema-only: [0-9]+ entries \(TABLE 6," "target: the schema, counted from the dump"
 like "$OUT" "schema ferry: ferry's state" "target: the state schema"
 like "$OUT" "replication origin ferry" "target: the replication origin"
+like "$OUT" "At switchover, for rollback \(unless --no-reverse\): replication slot ferry_reverse" "the reverse objects switchover makes"
 like "$OUT" "WARN +source +large objects: 1 large object" "not migrated: the large object (from check)"
 like "$OUT" "WARN +source +unlogged tables: .*public\.scratch" "not migrated: the unlogged table"
 like "$OUT" "plan: 0 blocking problems, 3 warnings" "summary line"
@@ -96,6 +97,7 @@ is "$(jq_ 't["public.scratch"]["publication"]')" "None" "unlogged table in no pu
 is "$(jq_ 't["public.m1"]["publication"]')" "ferry" "partition in publication ferry"
 is "$(jq_ 'sorted(x["check"] for x in d["not_migrated"])')" "['large objects', 'unlogged tables']" "not_migrated from the check"
 is "$(jq_ 'd["source"]["slot"]["exists"], d["target"]["state_schema"]["exists"]')" "(False, False)" "nothing exists yet"
+is "$(jq_ 'd["reverse"]["slot"], d["reverse"]["publications"]')" "('ferry_reverse', ['ferry_reverse', 'ferry_reverse_insert_only'])" "JSON: the reverse objects"
 
 # --set-replica-identity-full: planned, not done
 run_ferry plan --source "$SOURCE_CONN" --target "$TARGET_CONN" --set-replica-identity-full

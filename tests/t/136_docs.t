@@ -60,9 +60,12 @@ for w in switchover rollback "--sequence-gap" "--no-reverse" "--max-lag" "--free
 done
 
 # --- configuration keys, environment, exit status ----------------------------
-KEYS=$(grep -oE 'strcmp\(key, "[a-z_]+"\)' "$ROOT/src/config.c" | sed 's/.*"\(.*\)".*/\1/' | tr _ - | sort -u)
+# config.c compares keys with dashes turned into underscores: either spelling
+KEYS=$(grep -oE 'strcmp\(key, "[a-z_]+"\)' "$ROOT/src/config.c" | sed 's/.*"\(.*\)".*/\1/' | sort -u)
 MISSING=""
-for k in $KEYS; do printf '%s' "$MAN" | grep -qF -- "$k" || MISSING="$MISSING $k"; done
+for k in $KEYS; do
+  printf '%s' "$MAN" | grep -qwE -- "$k|$(echo "$k" | tr _ -)" || MISSING="$MISSING $k"
+done
 is "$MISSING" "" "every configuration key in config.c is in the page ($(echo $KEYS | wc -w) keys)"
 CONF=$(sed -n '/^CONFIGURATION FILE$/,/^ENVIRONMENT$/p' "$TMP/man.txt")
 for k in "hooks:" pre_freeze freeze unfreeze switch rollback "files:" "{from, to}"; do
