@@ -123,7 +123,9 @@ print_text(const FerryConfig *cfg, const Plan *p)
 		if (p->phase)
 			printf("; migration \"%s\" exists on the target in phase %s: %s", cfg->name, p->phase,
 				   strcmp(p->phase, "cloning") == 0 ? "clone resumes, copying only what is not done yet"
-				   : "the clone is complete, ferry start follows from the slot");
+				   : strcmp(p->phase, "cloned") == 0 || strcmp(p->phase, "following") == 0
+				   ? "the clone is complete, ferry start follows from the slot"
+				   : "past the clone (see ferry status)");
 		printf("\n\n");
 
 		config_format_size(p->bytes, sz, sizeof(sz));
