@@ -61,9 +61,11 @@ check: deps
 
 test: check
 
+# the manual page is troff source (doc/ferry.1): installed as is, nothing to build
 install: build/ferry
-	install -d $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 build/ferry $(DESTDIR)$(PREFIX)/bin/ferry
+	install -m 644 doc/ferry.1 $(DESTDIR)$(PREFIX)/share/man/man1/ferry.1
 
 demo: deps all
 	scripts/demo.sh

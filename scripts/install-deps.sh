@@ -5,7 +5,8 @@
 set -euo pipefail
 
 BUILD_PKGS="gcc make pkg-config libpq-dev libyaml-dev libjansson-dev"
-TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib perl util-linux procps python3 rsync"
+# rsync: files: entries (switchover); man-db and groff-base: tests/t/136_docs.t renders the manual page
+TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib perl util-linux procps python3 rsync man-db groff-base"
 BENCH_PKGS="pgcopydb time"
 
 want="$BUILD_PKGS $TEST_PKGS"

@@ -304,6 +304,7 @@ check_report_add(CheckReport *r, CheckStatus status, const char *server,
 	row->check = xstrdup(check);
 	row->detail = strbuf_detach(&sb);
 	row->fix = fix ? xstrdup(fix) : NULL;
+	row->not_migrated = false;
 	if (status == CHECK_BLOCKING)
 		r->blocking++;
 	else if (status == CHECK_WARNING)
@@ -464,15 +465,6 @@ name_list(const StrList *names)
 	return strbuf_detach(&sb);
 }
 
-static bool
-strlist_has(const StrList *l, const char *s)
-{
-	for (int i = 0; i < l->n; i++)
-		if (strcmp(l->items[i], s) == 0)
-			return true;
-	return false;
-}
-
 /* "1 table" / "3 tables" */
 static const char *
 plural(int n, const char *one, const char *many)
@@ -557,6 +549,7 @@ typedef struct CheckCtx
 	int			nrels;
 	/* the target's state for this migration (state.exists false: none) */
 	MigrationState state;
+	bool		not_migrated;	/* rows being added are check_not_migrated()'s */
 } CheckCtx;
 
 static void
@@ -646,6 +639,7 @@ row(CheckCtx *ctx, CheckStatus st, const Server *srv, const char *check,
 	detail = scrub(ctx, sb.data);
 	f = fix ? scrub(ctx, fix) : NULL;
 	check_report_add(ctx->report, st, srv->label, check, f, "%s", detail);
+	ctx->report->items[ctx->report->n - 1].not_migrated = ctx->not_migrated;
 	free(f);
 	free(detail);
 	strbuf_release(&sb);
@@ -2047,7 +2041,9 @@ check_run(const FerryConfig *cfg, CheckReport *report)
 		STOP_IF_INTERRUPTED();
 		check_ferry_schema(&ctx);
 		check_existing_slot(&ctx);
+		ctx.not_migrated = true;
 		check_not_migrated(&ctx);
+		ctx.not_migrated = false;
 		STOP_IF_INTERRUPTED();
 		check_pg_dump(&ctx);
 	}

@@ -34,6 +34,7 @@ typedef struct CheckResult
 	char	   *check;			/* short stable name, e.g. "wal_level", owned */
 	char	   *detail;			/* what was found, one line, owned */
 	char	   *fix;			/* what to do; NULL when status is CHECK_OK */
+	bool		not_migrated;	/* about objects ferry does not migrate (large objects, ...) */
 } CheckResult;
 
 typedef struct CheckReport

@@ -22,6 +22,7 @@
 #define OPT_CLEANUP	0x20
 #define OPT_SWITCHOVER	0x40
 #define OPT_ROLLBACK	0x80
+#define OPT_PLAN	0x400
 
 typedef struct Command
 {
@@ -44,7 +45,12 @@ int			cli_switchover(FerryConfig *cfg);
 int			cli_rollback(FerryConfig *cfg);
 /* `ferry cleanup --force` */
 void		cli_cleanup_set_force(bool on);
+int			cli_plan(FerryConfig *cfg);
 /* collects `ferry verify --table PATTERN` (repeatable) */
 void		cli_verify_add_table(const char *pattern);
+
+struct json_t;
+/* A JSON string of s (NULL: null); bytes that are not valid UTF-8 become '?'. */
+struct json_t *cli_json_text(const char *s);
 
 #endif

@@ -22,9 +22,8 @@
 #include "log.h"
 #include "mem.h"
 
-/* A JSON string; bytes that are not valid UTF-8 become '?'. */
-static json_t *
-json_text(const char *s)
+json_t *
+cli_json_text(const char *s)
 {
 	json_t	   *j;
 	char	   *copy;
@@ -49,7 +48,7 @@ print_json(const FerryConfig *cfg, const CheckReport *r)
 	json_t	   *root = json_object();
 	json_t	   *checks = json_array();
 
-	json_object_set_new(root, "name", json_text(cfg->name));
+	json_object_set_new(root, "name", cli_json_text(cfg->name));
 	json_object_set_new(root, "ok", json_boolean(r->blocking == 0));
 	json_object_set_new(root, "blocking", json_integer(r->blocking));
 	json_object_set_new(root, "warnings", json_integer(r->warnings));
@@ -58,11 +57,11 @@ print_json(const FerryConfig *cfg, const CheckReport *r)
 		const CheckResult *c = &r->items[i];
 		json_t	   *o = json_object();
 
-		json_object_set_new(o, "check", json_text(c->check));
-		json_object_set_new(o, "server", json_text(c->server));
+		json_object_set_new(o, "check", cli_json_text(c->check));
+		json_object_set_new(o, "server", cli_json_text(c->server));
 		json_object_set_new(o, "status", json_string(check_status_name(c->status, true)));
-		json_object_set_new(o, "detail", json_text(c->detail));
-		json_object_set_new(o, "fix", json_text(c->fix));
+		json_object_set_new(o, "detail", cli_json_text(c->detail));
+		json_object_set_new(o, "fix", cli_json_text(c->fix));
 		json_array_append_new(checks, o);
 	}
 	json_object_set_new(root, "checks", checks);

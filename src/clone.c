@@ -557,68 +557,99 @@ record_plan(Clone *c)
 	return ok;
 }
 
+bool
+clone_read_done(PGconn *tgt, const char *name, const TableList *tables, bool *done, bool *partial)
+{
+	const char *params[1] = {name};
+	PGresult   *res = pg_query(tgt, "read the copy progress", DONE_ITEMS_SQL, 1, params);
+
+	if (res == NULL)
+		return false;
+	for (int i = 0; i < tables->n; i++)
+		done[i] = partial[i] = false;
+	for (int r = 0; r < PQntuples(res); r++)
+	{
+		long		have = strtol(PQgetvalue(res, r, 2), NULL, 10);
+		long		need = strtol(PQgetvalue(res, r, 3), NULL, 10);
+
+		for (int i = 0; i < tables->n; i++)
+		{
+			if (strcmp(tables->items[i].nspname, PQgetvalue(res, r, 0)) != 0 ||
+				strcmp(tables->items[i].relname, PQgetvalue(res, r, 1)) != 0)
+				continue;
+			done[i] = have >= need;
+			partial[i] = have < need;
+		}
+	}
+	PQclear(res);
+	return true;
+}
+
 /* Which tables are done; truncate tables copied only in part. */
 static bool
 load_done(Clone *c, bool **done_out)
 {
-	const char *params[1] = {c->cfg->name};
-	PGresult   *res = pg_query(c->tgt, "read the copy progress", DONE_ITEMS_SQL, 1, params);
-	bool	   *done = xcalloc((size_t) (c->tables.n ? c->tables.n : 1), sizeof(bool));
+	size_t		n = (size_t) (c->tables.n ? c->tables.n : 1);
+	bool	   *done = xcalloc(n, sizeof(bool));
+	bool	   *partial = xcalloc(n, sizeof(bool));
+	bool		ok = clone_read_done(c->tgt, c->cfg->name, &c->tables, done, partial);
 
-	if (res == NULL)
+	for (int i = 0; ok && i < c->tables.n; i++)
+	{
+		TableInfo  *t = &c->tables.items[i];
+		/* parts of one table must come from one snapshot: start it over */
+		const char *p3[3] = {c->cfg->name, t->nspname, t->relname};
+		char	   *trunc;
+		PGresult   *d;
+
+		if (!partial[i])
+			continue;
+		log_info("table %s was copied in part: copying it again", t->qualname);
+		trunc = xasprintf("BEGIN; TRUNCATE ONLY %s", t->qualname);
+		ok = pg_exec(c->tgt, "empty a partly copied table", trunc);
+		free(trunc);
+		if (ok)
+		{
+			d = pg_query(c->tgt, "forget the partial copy",
+						 "DELETE FROM ferry.copy_item WHERE migration = $1 AND nspname = $2 AND relname = $3",
+						 3, p3);
+			PQclear(d);
+			ok = d != NULL && pg_exec(c->tgt, "commit", "COMMIT");
+		}
+		if (!ok)
+			pg_exec_quiet(c->tgt, "ROLLBACK", NULL);
+	}
+	free(partial);
+	if (!ok)
 	{
 		free(done);
 		return false;
 	}
-	for (int r = 0; r < PQntuples(res); r++)
-	{
-		const char *nsp = PQgetvalue(res, r, 0);
-		const char *rel = PQgetvalue(res, r, 1);
-		long		have = strtol(PQgetvalue(res, r, 2), NULL, 10);
-		long		need = strtol(PQgetvalue(res, r, 3), NULL, 10);
-
-		for (int i = 0; i < c->tables.n; i++)
-		{
-			TableInfo  *t = &c->tables.items[i];
-
-			if (strcmp(t->nspname, nsp) != 0 || strcmp(t->relname, rel) != 0)
-				continue;
-			if (have >= need)
-				done[i] = true;
-			else
-			{
-				/* parts of one table must come from one snapshot: start it over */
-				const char *p3[3] = {c->cfg->name, nsp, rel};
-				char	   *trunc = xasprintf("BEGIN; TRUNCATE ONLY %s", t->qualname);
-				PGresult   *d;
-
-				log_info("table %s was copied in part (%ld of %ld parts): copying it again", t->qualname, have, need);
-				if (!pg_exec(c->tgt, "empty a partly copied table", trunc))
-				{
-					free(trunc);
-					PQclear(res);
-					free(done);
-					pg_exec_quiet(c->tgt, "ROLLBACK", NULL);
-					return false;
-				}
-				free(trunc);
-				d = pg_query(c->tgt, "forget the partial copy",
-							 "DELETE FROM ferry.copy_item WHERE migration = $1 AND nspname = $2 AND relname = $3",
-							 3, p3);
-				PQclear(d);
-				if (d == NULL || !pg_exec(c->tgt, "commit", "COMMIT"))
-				{
-					pg_exec_quiet(c->tgt, "ROLLBACK", NULL);
-					PQclear(res);
-					free(done);
-					return false;
-				}
-			}
-		}
-	}
-	PQclear(res);
 	*done_out = done;
 	return true;
+}
+
+bool
+clone_data_excluded(const FerryConfig *cfg, const char *nspname, const char *relname)
+{
+	for (int p = 0; p < cfg->exclude_table_data.n; p++)
+		if (clone_table_matches(cfg->exclude_table_data.items[p], nspname, relname))
+			return true;
+	return false;
+}
+
+int64_t
+clone_split_bytes(const FerryConfig *cfg, const TableList *tables)
+{
+	int64_t		total = 0;
+	int64_t		split;
+
+	if (cfg->split_bytes != SPLIT_AUTO)
+		return cfg->split_bytes;
+	for (int i = 0; i < tables->n; i++)
+		total += tables->items[i].bytes;
+	split = total / (cfg->jobs > 0 ? cfg->jobs : 1);
+	return split < SPLIT_AUTO_MIN ? SPLIT_AUTO_MIN : split;
 }
 
 static bool
@@ -638,12 +669,7 @@ copy_data(Clone *c, CloneSummary *sum)
 
 		for (int i = 0; i < c->tables.n; i++)
 		{
-			bool		skip = false;
-
-			for (int p = 0; p < c->cfg->exclude_table_data.n; p++)
-				skip |= clone_table_matches(c->cfg->exclude_table_data.items[p],
-											c->tables.items[i].nspname, c->tables.items[i].relname);
-			if (skip)
+			if (clone_data_excluded(c->cfg, c->tables.items[i].nspname, c->tables.items[i].relname))
 			{
 				log_info("not copying the data of %s (--exclude-table-data)", c->tables.items[i].qualname);
 				free(c->tables.items[i].nspname);
@@ -660,21 +686,8 @@ copy_data(Clone *c, CloneSummary *sum)
 		return false;
 	for (int i = 0; i < c->tables.n; i++)
 		ndone += done[i];
-	{
-		int64_t		split = c->cfg->split_bytes;
-
-		if (split == SPLIT_AUTO)
-		{
-			int64_t		total = 0;
-
-			for (int i = 0; i < c->tables.n; i++)
-				total += c->tables.items[i].bytes;
-			split = total / (c->cfg->jobs > 0 ? c->cfg->jobs : 1);
-			if (split < SPLIT_AUTO_MIN)
-				split = SPLIT_AUTO_MIN;
-		}
-		nitems = copy_plan(&c->tables, done, split, c->source_major >= 14, &items);
-	}
+	nitems = copy_plan(&c->tables, done, clone_split_bytes(c->cfg, &c->tables),
+					   c->source_major >= CLONE_SPLIT_MIN_MAJOR, &items);
 	log_info("copying %d tables (%d parts) with %d workers%s", c->tables.n - ndone, nitems, c->cfg->jobs,
 			 ndone ? ", the others are done already" : "");
 

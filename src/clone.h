@@ -8,7 +8,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <libpq-fe.h>
+
+#include "catalog.h"
 #include "config.h"
+
+/* Tables are split into block ranges only on sources with TID range scans. */
+#define CLONE_SPLIT_MIN_MAJOR 14
 
 typedef struct CloneSummary
 {
@@ -50,5 +56,24 @@ bool		clone_run(FerryConfig *cfg, CloneSummary *summary);
  * letters folded to lower case, double-quoted parts taken literally.
  */
 bool		clone_table_matches(const char *pattern, const char *nspname, const char *relname);
+
+/* Does --exclude-table-data leave this table's rows out (definition only)? */
+bool		clone_data_excluded(const FerryConfig *cfg, const char *nspname, const char *relname);
+
+/*
+ * The split threshold copy_plan() is given: --split-tables-larger-than, or
+ * for `auto` each worker's even share of the heap bytes of `tables` (the
+ * tables whose data is copied), at least SPLIT_AUTO_MIN. 0 means never.
+ */
+int64_t		clone_split_bytes(const FerryConfig *cfg, const TableList *tables);
+
+/*
+ * Read which of `tables` an earlier run of migration `name` copied (read
+ * only): done[i] when all its parts committed, partial[i] when only some
+ * did (clone re-copies those whole). Both arrays hold tables->n entries.
+ * Needs ferry.copy_item on `tgt`. Logs and returns false on error.
+ */
+bool		clone_read_done(PGconn *tgt, const char *name, const TableList *tables, bool *done,
+							bool *partial);
 
 #endif

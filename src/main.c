@@ -23,6 +23,16 @@ static const Command commands[] = {
 		"results; each problem comes with the exact fix (setting, SQL or GRANT).\n"
 		"Exit status 3 when a blocking problem is found, 0 when only warnings remain.",
 	OPT_CHECK, cli_check},
+	{"plan", "what ferry would do on these servers, changing nothing",
+		"Prints the migration plan without changing anything on either server: the\n"
+		"tables to copy with their sizes and row estimates, which are split into how\n"
+		"many block ranges (the same rules as clone: --jobs, --split-tables-larger-than),\n"
+		"which tables are published for inserts only (no key: re-copied at switchover),\n"
+		"the objects ferry will create on the source (replication slot, publications,\n"
+		"heartbeats) and on the target (schema, state schema ferry, replication origin),\n"
+		"the objects not migrated, and ferry check's problems. Also ferry clone\n"
+		"--dry-run and ferry start --dry-run. Exit status 3 on blocking problems.",
+	OPT_PLAN, cli_plan},
 	{"clone", "snapshot-consistent copy of schema and data, resumable",
 		"Creates the logical replication slot with an exported snapshot, copies the\n"
 		"schema and then the data as of that snapshot with parallel workers (large\n"
@@ -80,7 +90,7 @@ enum
 	O_SOURCE = 1000, O_TARGET, O_CONFIG, O_NAME, O_JSON, O_HELP, O_VERSION, O_PGBIN,
 	O_JOBS, O_INDEX_JOBS, O_SPLIT, O_NO_OWNER, O_NO_PRIV, O_INC_SCHEMA, O_EXC_SCHEMA,
 	O_EXC_TABLE, O_EXC_DATA, O_SET_RIF, O_TABLE, O_LOCK_SOURCE, O_YES, O_MAX_LAG, O_TIMEOUT,
-	O_VERIFY, O_NO_REVERSE, O_FREEZE, O_FREEZE_ROLE, O_SEQ_GAP, O_HOOK_TIMEOUT, O_FORCE, O_VERBOSE = 'v',
+	O_VERIFY, O_NO_REVERSE, O_FREEZE, O_FREEZE_ROLE, O_SEQ_GAP, O_HOOK_TIMEOUT, O_FORCE, O_DRY_RUN, O_VERBOSE = 'v',
 };
 
 typedef struct OptionDesc
@@ -103,16 +113,17 @@ static const OptionDesc option_descs[] = {
 	{"pg-bin", 1, O_PGBIN, OPT_GLOBAL, "DIR", "where pg_dump and pg_restore are (default: newest installed)"},
 	{"help", 0, O_HELP, OPT_GLOBAL, NULL, "show help and exit"},
 	{"version", 0, O_VERSION, OPT_GLOBAL, NULL, "show the version and exit"},
-	{"jobs", 1, O_JOBS, OPT_CLONE | OPT_VERIFY, "N", "parallel copy (or verify) workers (default 4)"},
-	{"index-jobs", 1, O_INDEX_JOBS, OPT_CLONE, "N", "parallel index and constraint builds (default = --jobs)"},
-	{"split-tables-larger-than", 1, O_SPLIT, OPT_CLONE, "SIZE", "copy larger tables as parallel block ranges (default auto: each worker's share of the data, 0 = never)"},
-	{"no-owner", 0, O_NO_OWNER, OPT_CLONE | OPT_CHECK, NULL, "do not restore object owners (target user owns everything)"},
-	{"no-privileges", 0, O_NO_PRIV, OPT_CLONE | OPT_CHECK, NULL, "do not restore GRANTs"},
-	{"include-schema", 1, O_INC_SCHEMA, OPT_CLONE | OPT_CHECK, "PATTERN", "migrate only these schemas (repeatable)"},
-	{"exclude-schema", 1, O_EXC_SCHEMA, OPT_CLONE | OPT_CHECK, "PATTERN", "leave these schemas out (repeatable)"},
-	{"exclude-table", 1, O_EXC_TABLE, OPT_CLONE | OPT_CHECK, "PATTERN", "leave these tables out (repeatable)"},
-	{"set-replica-identity-full", 0, O_SET_RIF, OPT_CLONE, NULL, "on the source, give tables without a key REPLICA IDENTITY FULL so updates and deletes replicate"},
-	{"exclude-table-data", 1, O_EXC_DATA, OPT_CLONE | OPT_CHECK, "PATTERN", "copy these tables' definitions only (repeatable)"},
+	{"jobs", 1, O_JOBS, OPT_CLONE | OPT_VERIFY | OPT_PLAN, "N", "parallel copy (or verify) workers (default 4)"},
+	{"index-jobs", 1, O_INDEX_JOBS, OPT_CLONE | OPT_PLAN, "N", "parallel index and constraint builds (default = --jobs)"},
+	{"split-tables-larger-than", 1, O_SPLIT, OPT_CLONE | OPT_PLAN, "SIZE", "copy larger tables as parallel block ranges (default auto: each worker's share of the data, 0 = never)"},
+	{"no-owner", 0, O_NO_OWNER, OPT_CLONE | OPT_CHECK | OPT_PLAN, NULL, "do not restore object owners (target user owns everything)"},
+	{"no-privileges", 0, O_NO_PRIV, OPT_CLONE | OPT_CHECK | OPT_PLAN, NULL, "do not restore GRANTs"},
+	{"include-schema", 1, O_INC_SCHEMA, OPT_CLONE | OPT_CHECK | OPT_PLAN, "PATTERN", "migrate only these schemas (repeatable)"},
+	{"exclude-schema", 1, O_EXC_SCHEMA, OPT_CLONE | OPT_CHECK | OPT_PLAN, "PATTERN", "leave these schemas out (repeatable)"},
+	{"exclude-table", 1, O_EXC_TABLE, OPT_CLONE | OPT_CHECK | OPT_PLAN, "PATTERN", "leave these tables out (repeatable)"},
+	{"set-replica-identity-full", 0, O_SET_RIF, OPT_CLONE | OPT_PLAN, NULL, "on the source, give tables without a key REPLICA IDENTITY FULL so updates and deletes replicate"},
+	{"exclude-table-data", 1, O_EXC_DATA, OPT_CLONE | OPT_CHECK | OPT_PLAN, "PATTERN", "copy these tables' definitions only (repeatable)"},
+	{"dry-run", 0, O_DRY_RUN, OPT_CLONE, NULL, "print the plan (as ferry plan) and change nothing"},
 	{"table", 1, O_TABLE, OPT_VERIFY, "PATTERN", "verify only these tables: schema.table or table, with * and ? (repeatable)"},
 	{"lock-source", 0, O_LOCK_SOURCE, OPT_VERIFY, NULL, "while live, settle a persisting difference by briefly locking that source table (blocks its writers)"},
 	{"yes", 0, O_YES, OPT_SWITCHOVER | OPT_ROLLBACK, NULL, "do not ask for confirmation (required without a terminal)"},
@@ -134,7 +145,7 @@ static const char EXIT_HELP[] =
 	"  0  success\n"
 	"  1  the operation failed\n"
 	"  2  usage or configuration error\n"
-	"  3  check found blocking problems\n";
+	"  3  check (or plan) found blocking problems\n";
 
 static void
 print_options(FILE *out, unsigned group, bool global)
@@ -241,6 +252,7 @@ main(int argc, char **argv)
 	FerryConfig cfg;
 	int			cmd_index = -1;
 	bool		want_help = false;
+	bool		dry_run = false;
 	int			rc;
 	int			c;
 
@@ -375,6 +387,7 @@ main(int argc, char **argv)
 						cfg.hook_timeout = v;
 				}
 				break;
+			case O_DRY_RUN: dry_run = true; break;
 			case ':':
 				rc = usage_error("option \"%s\" needs a value", argv[optind - 1]);
 				config_release(&cfg);
@@ -435,7 +448,7 @@ main(int argc, char **argv)
 	}
 
 	pg_signals_install();
-	rc = cmd->run(&cfg);
+	rc = dry_run ? cli_plan(&cfg) : cmd->run(&cfg);
 	config_release(&cfg);
 	return rc;
 }

@@ -187,3 +187,12 @@ strlist_free(StrList *l)
 	l->items = NULL;
 	l->n = l->cap = 0;
 }
+
+bool
+strlist_has(const StrList *l, const char *s)
+{
+	for (int i = 0; i < l->n; i++)
+		if (strcmp(l->items[i], s) == 0)
+			return true;
+	return false;
+}

@@ -10,6 +10,7 @@
 #define FERRY_MEM_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 void *xmalloc(size_t size);
@@ -51,6 +52,7 @@ typedef struct StrList
 } StrList;
 
 void		strlist_add(StrList *l, const char *s);	/* copies s */
+bool		strlist_has(const StrList *l, const char *s);	/* an item equal to s? */
 void		strlist_free(StrList *l);
 
 #endif

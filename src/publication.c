@@ -72,14 +72,14 @@ publication_exists(PGconn *src, const char *name)
 }
 
 static bool
-create_one(PGconn *src, const char *name, const StrBuf *tables, const char *with)
+create_one(PGconn *src, const char *name, const char *tables, const char *with)
 {
 	char	   *qn = pg_quote_ident(name);
 	char	   *sql;
 	bool		ok;
 
 	sql = xasprintf("CREATE PUBLICATION %s%s%s WITH (%s)", qn,
-					tables->len ? " FOR TABLE " : "", tables->data, with);
+					tables[0] ? " FOR TABLE " : "", tables, with);
 	ok = pg_exec(src, "create the publication on the source", sql);
 	if (ok)
 		log_info("created publication %s on the source", name);
@@ -91,30 +91,19 @@ create_one(PGconn *src, const char *name, const StrBuf *tables, const char *with
 /*
  * --set-replica-identity-full: the user consents to ALTER TABLE ... REPLICA
  * IDENTITY FULL on the source for the selected tables that have no usable
- * identity, so their updates and deletes replicate too. `res` is the
- * publishable table list (nspname, relname, has_identity).
+ * identity, so their updates and deletes replicate too. `tables` holds
+ * their quoted qualified names (publication_plan's no_identity).
  */
 static bool
-set_identity_full(PGconn *src, const FerryConfig *cfg, PGresult *res)
+set_identity_full(PGconn *src, const StrList *tables)
 {
-	for (int i = 0; i < PQntuples(res); i++)
+	for (int i = 0; i < tables->n; i++)
 	{
-		char	   *qn,
-				   *qr,
-				   *sql;
-		bool		ok;
+		char	   *sql = xasprintf("ALTER TABLE %s REPLICA IDENTITY FULL", tables->items[i]);
+		bool		ok = pg_exec(src, "set REPLICA IDENTITY FULL on the source", sql);
 
-		if (PQgetvalue(res, i, 2)[0] == 't' ||
-			!publication_table_selected(cfg, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1)))
-			continue;
-		qn = pg_quote_ident(PQgetvalue(res, i, 0));
-		qr = pg_quote_ident(PQgetvalue(res, i, 1));
-		sql = xasprintf("ALTER TABLE %s.%s REPLICA IDENTITY FULL", qn, qr);
-		ok = pg_exec(src, "set REPLICA IDENTITY FULL on the source", sql);
 		if (ok)
-			log_info("%s.%s now has REPLICA IDENTITY FULL (--set-replica-identity-full)", qn, qr);
-		free(qn);
-		free(qr);
+			log_info("%s now has REPLICA IDENTITY FULL (--set-replica-identity-full)", tables->items[i]);
 		free(sql);
 		if (!ok)
 			return false;
@@ -123,23 +112,69 @@ set_identity_full(PGconn *src, const FerryConfig *cfg, PGresult *res)
 }
 
 bool
-publication_ensure(PGconn *src, const FerryConfig *cfg)
+publication_plan(PGconn *src, const FerryConfig *cfg, StrList *all, StrList *insert_only,
+				 StrList *no_identity)
 {
-	char	   *ins_name = xasprintf("%s%s", cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
 	bool		via_root = PQserverVersion(src) >= 130000;
 	char	   *sql = xasprintf(PUBLISHABLE_SQL_FMT,
 								via_root ? "c.relkind IN ('r', 'p') AND NOT c.relispartition"
 								: "c.relkind = 'r'");
-	PGresult   *res = NULL;
-	StrBuf		full,
-				ins;
+	PGresult   *res = pg_query(src, "list the tables to publish", sql, 0, NULL);
+
+	free(sql);
+	if (res == NULL)
+		return false;
+	for (int i = 0; i < PQntuples(res); i++)
+	{
+		const char *nsp = PQgetvalue(res, i, 0);
+		const char *rel = PQgetvalue(res, i, 1);
+		bool		identity = PQgetvalue(res, i, 2)[0] == 't';
+		char	   *qn,
+				   *qr,
+				   *q;
+
+		if (!publication_table_selected(cfg, nsp, rel))
+			continue;
+		qn = pg_quote_ident(nsp);
+		qr = pg_quote_ident(rel);
+		q = xasprintf("%s.%s", qn, qr);
+		strlist_add((identity || cfg->set_replica_identity_full) ? all : insert_only, q);
+		if (!identity)
+			strlist_add(no_identity, q);
+		free(qn);
+		free(qr);
+		free(q);
+	}
+	PQclear(res);
+	return true;
+}
+
+/* "a, b, c": the FOR TABLE list of a publication. Owned. */
+static char *
+join_names(const StrList *names)
+{
+	StrBuf		sb;
+
+	strbuf_init(&sb);
+	for (int i = 0; i < names->n; i++)
+		strbuf_addf(&sb, "%s%s", i ? ", " : "", names->items[i]);
+	return strbuf_detach(&sb);
+}
+
+bool
+publication_ensure(PGconn *src, const FerryConfig *cfg)
+{
+	char	   *ins_name = xasprintf("%s%s", cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
+	bool		via_root = PQserverVersion(src) >= 130000;
+	StrList		all = {NULL, 0, 0},
+				ins = {NULL, 0, 0},
+				noid = {NULL, 0, 0};
+	char	   *full_list = NULL,
+			   *ins_list = NULL;
 	int			e1,
 				e2;
 	bool		ok = false;
-	int			nins = 0;
 
-	strbuf_init(&full);
-	strbuf_init(&ins);
 	e1 = publication_exists(src, cfg->name);
 	e2 = publication_exists(src, ins_name);
 	if (e1 < 0 || e2 < 0)
@@ -149,45 +184,30 @@ publication_ensure(PGconn *src, const FerryConfig *cfg)
 		ok = true;
 		goto done;
 	}
-	res = pg_query(src, "list the tables to publish", sql, 0, NULL);
-	if (res == NULL)
+	if (!publication_plan(src, cfg, &all, &ins, &noid))
 		goto done;
-	if (cfg->set_replica_identity_full && !set_identity_full(src, cfg, res))
+	if (cfg->set_replica_identity_full && !set_identity_full(src, &noid))
 		goto done;
-	for (int i = 0; i < PQntuples(res); i++)
-	{
-		const char *nsp = PQgetvalue(res, i, 0);
-		const char *rel = PQgetvalue(res, i, 1);
-		StrBuf	   *dst = (PQgetvalue(res, i, 2)[0] == 't' || cfg->set_replica_identity_full) ? &full : &ins;
-		char	   *qn,
-				   *qr;
-
-		if (!publication_table_selected(cfg, nsp, rel))
-			continue;
-		qn = pg_quote_ident(nsp);
-		qr = pg_quote_ident(rel);
-		strbuf_addf(dst, "%s%s.%s", dst->len ? ", " : "", qn, qr);
-		nins += dst == &ins;
-		free(qn);
-		free(qr);
-	}
-	if (nins > 0 && !cfg->set_replica_identity_full)
+	if (ins.n > 0)
 		log_warn("%d tables have no primary key or replica identity: they are published for inserts and truncates only, so updates and deletes on them are not replicated until they get one (ferry check lists them with the fix)",
-				 nins);
-	if (!e1 && !create_one(src, cfg->name, &full,
+				 ins.n);
+	full_list = join_names(&all);
+	ins_list = join_names(&ins);
+	if (!e1 && !create_one(src, cfg->name, full_list,
 						   via_root ? "publish_via_partition_root = true" : "publish = 'insert, update, delete, truncate'"))
 		goto done;
-	if (!e2 && !create_one(src, ins_name, &ins,
+	if (!e2 && !create_one(src, ins_name, ins_list,
 						   via_root ? "publish = 'insert, truncate', publish_via_partition_root = true"
 						   : "publish = 'insert, truncate'"))
 		goto done;
 	ok = true;
 
 done:
-	PQclear(res);
-	strbuf_release(&full);
-	strbuf_release(&ins);
-	free(sql);
+	strlist_free(&all);
+	strlist_free(&ins);
+	strlist_free(&noid);
+	free(full_list);
+	free(ins_list);
 	free(ins_name);
 	return ok;
 }

@@ -28,6 +28,15 @@
 
 /* Create both publications if missing, for the tables the filters select. */
 bool		publication_ensure(PGconn *src, const FerryConfig *cfg);
+/*
+ * What publication_ensure() would publish, read only: the selected
+ * publishable tables as quoted "schema"."table" names, appended to `all`
+ * (a usable replica identity, or any with --set-replica-identity-full) or
+ * to `insert_only`; those without an identity also to `no_identity` (what
+ * --set-replica-identity-full alters). Logs and returns false on error.
+ */
+bool		publication_plan(PGconn *src, const FerryConfig *cfg, StrList *all, StrList *insert_only,
+							 StrList *no_identity);
 /* Drop both if they exist. */
 bool		publication_drop(PGconn *src, const FerryConfig *cfg);
 /*

@@ -183,6 +183,7 @@ schema_dump(const FerryConfig *cfg, int source_major, const char *snapshot, Sche
 	}
 	if (!read_file(toc_path, &toc))
 		goto cleanup;
+	out->toc = xstrdup(toc.data);
 
 	/* lines: "dumpId; tableoid oid DESC schema name owner" */
 	{
@@ -237,7 +238,68 @@ schema_dump_free(SchemaDump *d)
 	free(d->path);
 	free(d->pg_restore);
 	free(d->rel_oids);
+	free(d->toc);
 	memset(d, 0, sizeof(*d));
+}
+
+/* Entry types of more than one word, longer ones before their prefixes. */
+static const char *const TOC_MULTIWORD_TYPES[] = {
+	"MATERIALIZED VIEW DATA", "MATERIALIZED VIEW", "SEQUENCE OWNED BY", "SEQUENCE SET",
+	"FK CONSTRAINT", "CHECK CONSTRAINT", "DEFAULT ACL", "EVENT TRIGGER", "FOREIGN DATA WRAPPER",
+	"FOREIGN TABLE", "FOREIGN SERVER", "INDEX ATTACH", "TABLE ATTACH", "TABLE DATA", "LARGE OBJECT",
+	"OPERATOR CLASS", "OPERATOR FAMILY", "PROCEDURAL LANGUAGE", "ROW SECURITY", "SHELL TYPE",
+	"TEXT SEARCH CONFIGURATION", "TEXT SEARCH DICTIONARY", "TEXT SEARCH PARSER",
+	"TEXT SEARCH TEMPLATE", "USER MAPPING", "ACCESS METHOD", "PUBLICATION TABLE",
+	"STATISTICS DATA", "DATABASE PROPERTIES",
+};
+
+int
+schema_toc_count(const char *toc, StrList *types, int **counts)
+{
+	int			total = 0;
+
+	/* lines: "dumpId; tableoid oid TYPE schema name owner"; ';' starts a comment */
+	for (const char *line = toc; line && *line;)
+	{
+		const char *nl = strchr(line, '\n');
+		const char *p = line;
+		char	   *type = NULL;
+		int			skip = 0;
+		int			k;
+
+		if (*line != ';' && sscanf(line, "%*d; %*u %*u %n", &skip) == 0 && skip > 0)
+		{
+			p = line + skip;
+			for (size_t i = 0; i < sizeof(TOC_MULTIWORD_TYPES) / sizeof(TOC_MULTIWORD_TYPES[0]); i++)
+			{
+				size_t		len = strlen(TOC_MULTIWORD_TYPES[i]);
+
+				if (strncmp(p, TOC_MULTIWORD_TYPES[i], len) == 0 && (p[len] == ' ' || p[len] == '\n' || p[len] == '\0'))
+				{
+					type = xstrdup(TOC_MULTIWORD_TYPES[i]);
+					break;
+				}
+			}
+			if (type == NULL)
+				type = xstrndup(p, strcspn(p, " \n"));
+		}
+		if (type && type[0])
+		{
+			for (k = 0; k < types->n && strcmp(types->items[k], type) != 0; k++)
+				;
+			if (k == types->n)
+			{
+				strlist_add(types, type);
+				*counts = xrealloc(*counts, sizeof(int) * (size_t) types->n);
+				(*counts)[k] = 0;
+			}
+			(*counts)[k]++;
+			total++;
+		}
+		free(type);
+		line = nl ? nl + 1 : NULL;
+	}
+	return total;
 }
 
 /*

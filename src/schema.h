@@ -32,6 +32,7 @@ typedef struct SchemaDump
 	char	   *pg_restore;		/* path of the pg_restore to use */
 	unsigned int *rel_oids;		/* pg_class OIDs in the dump (tables, sequences, ...) */
 	int			nrel;
+	char	   *toc;			/* the dump's table of contents (pg_restore --list), owned */
 } SchemaDump;
 
 typedef struct SchemaStep
@@ -57,6 +58,14 @@ typedef struct SchemaSteps
  */
 bool		schema_dump(const FerryConfig *cfg, int source_major, const char *snapshot, SchemaDump *out);
 void		schema_dump_free(SchemaDump *d);
+
+/*
+ * Count the entries of a table of contents (SchemaDump.toc) by type
+ * ("TABLE", "INDEX", "FK CONSTRAINT", ...), in order of first appearance:
+ * appends each type to `types` and sets (*counts)[i] (owned, realloc'ed).
+ * Returns the number of entries. Pure; exposed for tests and ferry plan.
+ */
+int			schema_toc_count(const char *toc, StrList *types, int **counts);
 
 /* Restore pre-data in one target transaction that also marks it done. */
 bool		schema_restore_pre_data(PGconn *target, const FerryConfig *cfg, const SchemaDump *d);

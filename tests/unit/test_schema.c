@@ -348,6 +348,38 @@ test_strip_meta(void)
 	}
 }
 
+/* schema_toc_count: entry types of a pg_restore --list, multi-word ones whole */
+static void
+test_toc_count(void)
+{
+	const char *toc =
+		";\n; Archive created at 2026-11-21 16:33:03 UTC\n;     dbname: app\n;\n"
+		"215; 1259 16386 TABLE public big postgres\n"
+		"216; 1259 16389 TABLE public nopk postgres\n"
+		"217; 1259 16390 SEQUENCE public s postgres\n"
+		"3327; 0 0 SEQUENCE OWNED BY public s postgres\n"
+		"3172; 2606 16394 CONSTRAINT public big big_pkey postgres\n"
+		"3173; 2606 16395 FK CONSTRAINT public nopk nopk_fk postgres\n"
+		"3174; 1259 16396 MATERIALIZED VIEW public mv postgres\n"
+		"3175; 0 16396 MATERIALIZED VIEW DATA public mv postgres\n"
+		"3176; 0 0 COMMENT - TABLE big postgres\n";
+	StrList		types = {NULL, 0, 0};
+	int		   *counts = NULL;
+	int			n = schema_toc_count(toc, &types, &counts);
+	StrBuf		sb;
+
+	strbuf_init(&sb);
+	for (int i = 0; i < types.n; i++)
+		strbuf_addf(&sb, "%s%s=%d", i ? "," : "", types.items[i], counts[i]);
+	is_int(n, 9, "toc: 9 entries, comment lines skipped");
+	is_str(sb.data, "TABLE=2,SEQUENCE=1,SEQUENCE OWNED BY=1,CONSTRAINT=1,FK CONSTRAINT=1,"
+		   "MATERIALIZED VIEW=1,MATERIALIZED VIEW DATA=1,COMMENT=1",
+		   "toc: types in order of appearance, multi-word types whole");
+	strbuf_release(&sb);
+	strlist_free(&types);
+	free(counts);
+}
+
 int
 main(void)
 {
@@ -357,5 +389,6 @@ main(void)
 	test_split_edges();
 	test_split_meta();
 	test_strip_meta();
+	test_toc_count();
 	return done_testing();
 }
