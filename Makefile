@@ -4,7 +4,7 @@
 
 PREFIX   ?= /usr/local
 CC       ?= cc
-PKGS      = libpq yaml-0.1 jansson
+PKGS      = libpq yaml-0.1 jansson libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # libpq's pkg-config file does not always point at the server-side includes

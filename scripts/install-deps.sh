@@ -4,8 +4,8 @@
 # Runs apt-get only when something is missing; needs root (or sudo) then.
 set -euo pipefail
 
-BUILD_PKGS="gcc make pkg-config libpq-dev libyaml-dev libjansson-dev"
-TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib perl util-linux procps python3"
+BUILD_PKGS="gcc make pkg-config libpq-dev libyaml-dev libjansson-dev libmicrohttpd-dev"
+TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib perl util-linux procps python3 curl systemd"
 BENCH_PKGS="pgcopydb time"
 
 want="$BUILD_PKGS $TEST_PKGS"

@@ -44,6 +44,10 @@ int			cli_switchover(FerryConfig *cfg);
 int			cli_rollback(FerryConfig *cfg);
 /* `ferry cleanup --force` */
 void		cli_cleanup_set_force(bool on);
+
+/* `ferry status --watch [--interval SECONDS]` */
+void		cli_status_set_watch(bool on);
+void		cli_status_set_interval(int seconds);
 /* collects `ferry verify --table PATTERN` (repeatable) */
 void		cli_verify_add_table(const char *pattern);
 
