@@ -301,6 +301,7 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 				b3[32];
 	double		secs = prev ? st->taken_at - prev->taken_at : 0;
 	int			shown = st->ntables;
+	int			w = 5;
 
 	config_format_size(strtoll(PQgetvalue(tr, 0, 8), NULL, 10), b1, sizeof(b1));
 	config_format_size(strtoll(PQgetvalue(tr, 0, 5), NULL, 10), b2, sizeof(b2));
@@ -338,8 +339,16 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 		return;
 	if (max_tables > 0 && shown > max_tables)
 		shown = max_tables > 1 ? max_tables - 1 : 1;
-	strbuf_addf(out, "  %-40s %8s %14s %14s %10s", "table", "copied", "source rows", "target rows", "delta");
-	strbuf_addstr(out, prev ? "   target rows/s\n" : "\n");
+	/* the name column as wide as the longest name, 5 to 40 */
+	for (int i = 0; i < st->ntables; i++)
+		if ((int) strlen(st->tables[i].name) > w)
+			w = (int) strlen(st->tables[i].name);
+	if (w > 40)
+		w = 40;
+	strbuf_addf(out, "  %-*s %8s %14s %14s %10s", w, "table", "copied", "source rows", "target rows", "delta");
+	if (prev)
+		strbuf_addf(out, " %14s", "target rows/s");
+	strbuf_addch(out, '\n');
 	for (int i = 0; i < shown; i++)
 	{
 		const TableDelta *t = &st->tables[i];
@@ -353,12 +362,12 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 		else
 			snprintf(copied, sizeof(copied), "no");
 		if (t->src >= 0 && t->tgt >= 0)
-			strbuf_addf(out, "  %-40s %8s %14lld %14lld %10lld", t->name, copied, t->src, t->tgt, t->src - t->tgt);
+			strbuf_addf(out, "  %-*s %8s %14lld %14lld %10lld", w, t->name, copied, t->src, t->tgt, t->src - t->tgt);
 		else
-			strbuf_addf(out, "  %-40s %8s %14s %14s %10s", t->name, copied,
+			strbuf_addf(out, "  %-*s %8s %14s %14s %10s", w, t->name, copied,
 						t->src >= 0 ? "" : "?", t->tgt >= 0 ? "" : "?", "?");
 		if (prev && before >= 0 && t->tgt >= 0 && secs > 0)
-			strbuf_addf(out, " %17.0f", (double) (t->tgt - before) / secs);
+			strbuf_addf(out, " %14.0f", (double) (t->tgt - before) / secs);
 		strbuf_addch(out, '\n');
 	}
 	if (shown < st->ntables)
