@@ -61,9 +61,13 @@ check: deps
 
 test: check
 
+# the systemd unit is inert until enabled (contrib/ferry@.service says how);
+# its ExecStart follows PREFIX
 install: build/ferry
-	install -d $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 755 build/ferry $(DESTDIR)$(PREFIX)/bin/ferry
+	sed 's|/usr/local/bin/ferry|$(PREFIX)/bin/ferry|' contrib/ferry@.service >$(DESTDIR)$(PREFIX)/lib/systemd/system/ferry@.service
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/ferry@.service
 
 demo: deps all
 	scripts/demo.sh

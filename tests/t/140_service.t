@@ -35,6 +35,17 @@ sec=$(cd "$TEST_TMP/unit" && systemd-analyze security --offline=true --root=/ fe
 ok "$(python3 -c "import sys; sys.exit(0 if float('${sec##* }' or 99) <= 2.5 else 1)"; echo $?)" \
    "systemd-analyze security rates the sandbox well ($sec)"
 
+# --- usage errors of the new options: exit 2 ----------------------------
+"$FERRY" --log-format xml status >/dev/null 2>"$TEST_TMP/u1"
+is "$?" 2 "--log-format xml is a usage error (exit 2)"
+like "$(cat "$TEST_TMP/u1")" 'log-format must be text or json, not "xml"' "saying the choices"
+"$FERRY" status --watch --interval 0 >/dev/null 2>&1
+is "$?" 2 "--interval 0 is a usage error"
+printf 'log-format: yaml\n' >"$TEST_TMP/bad.yaml"
+"$FERRY" --config "$TEST_TMP/bad.yaml" status >/dev/null 2>"$TEST_TMP/u2"
+is "$?" 2 "log-format: yaml in the config file is a configuration error"
+like "$(cat "$TEST_TMP/u2")" 'config key "log-format" must be text or json, not "yaml" \(line 1\)' "naming key, value and line"
+
 # --- journald priorities ------------------------------------------------
 # systemd names the journal stream in JOURNAL_STREAM=<dev>:<inode>; ferry
 # prefixes priorities only when stderr is that stream.
