@@ -53,8 +53,7 @@ static int	m_ntables;
 static int	m_tables_cap;
 
 /* the server */
-static struct MHD_Daemon *m_daemon;
-static int	m_listen_fd = -1;
+static struct MHD_Daemon *m_daemon;	/* owns the listening socket */
 static char *m_name;
 
 /* phases listed with 0 or 1, so a dashboard sees each series from the start */
@@ -571,10 +570,9 @@ metrics_start(const char *spec, const char *name)
 	if (m_daemon == NULL)
 	{
 		log_error("could not start the metrics server on %s port %d. Fix: run without --metrics-listen, and report this", host, port);
-		close(fd);
+		close(fd);				/* still single-threaded: no other owner of this number */
 		return false;
 	}
-	m_listen_fd = fd;
 	log_info("serving metrics at http://%s%s%s:%d/metrics", strchr(host, ':') ? "[" : "", host,
 			 strchr(host, ':') ? "]" : "", port);
 	return true;
@@ -583,12 +581,10 @@ metrics_start(const char *spec, const char *name)
 void
 metrics_stop(void)
 {
+	/* this also closes the listening socket (libmicrohttpd 0.9.75 does) */
 	if (m_daemon)
 		MHD_stop_daemon(m_daemon);
 	m_daemon = NULL;
-	if (m_listen_fd >= 0)
-		close(m_listen_fd);
-	m_listen_fd = -1;
 	free(m_name);
 	m_name = NULL;
 }
