@@ -4,7 +4,7 @@
 
 PREFIX   ?= /usr/local
 CC       ?= cc
-PKGS      = libpq yaml-0.1 jansson
+PKGS      = libpq yaml-0.1 jansson libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # libpq's pkg-config file does not always point at the server-side includes
@@ -61,11 +61,15 @@ check: deps
 
 test: check
 
-# the manual page is troff source (doc/ferry.1): installed as is, nothing to build
+# the manual page is troff source (doc/ferry.1): installed as is, nothing to build;
+# the systemd unit is inert until enabled (contrib/ferry@.service says how);
+# its ExecStart follows PREFIX
 install: build/ferry
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 755 build/ferry $(DESTDIR)$(PREFIX)/bin/ferry
 	install -m 644 doc/ferry.1 $(DESTDIR)$(PREFIX)/share/man/man1/ferry.1
+	sed 's|/usr/local/bin/ferry|$(PREFIX)/bin/ferry|' contrib/ferry@.service >$(DESTDIR)$(PREFIX)/lib/systemd/system/ferry@.service
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/ferry@.service
 
 demo: deps all
 	scripts/demo.sh

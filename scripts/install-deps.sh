@@ -4,9 +4,10 @@
 # Runs apt-get only when something is missing; needs root (or sudo) then.
 set -euo pipefail
 
-BUILD_PKGS="gcc make pkg-config libpq-dev libyaml-dev libjansson-dev"
-# rsync: files: entries (switchover); man-db and groff-base: tests/t/136_docs.t renders the manual page
-TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib perl util-linux procps python3 rsync man-db groff-base"
+BUILD_PKGS="gcc make pkg-config libpq-dev libyaml-dev libjansson-dev libmicrohttpd-dev"
+# rsync: files: entries (switchover); man-db and groff-base: tests/t/136_docs.t
+# renders the manual page; curl scrapes metrics; systemd: systemd-analyze verify
+TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib perl util-linux procps python3 rsync man-db groff-base curl systemd"
 BENCH_PKGS="pgcopydb time"
 
 want="$BUILD_PKGS $TEST_PKGS"

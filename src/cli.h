@@ -46,6 +46,10 @@ int			cli_rollback(FerryConfig *cfg);
 /* `ferry cleanup --force` */
 void		cli_cleanup_set_force(bool on);
 int			cli_plan(FerryConfig *cfg);
+
+/* `ferry status --watch [--interval SECONDS]` */
+void		cli_status_set_watch(bool on);
+void		cli_status_set_interval(int seconds);
 /* collects `ferry verify --table PATTERN` (repeatable) */
 void		cli_verify_add_table(const char *pattern);
 

@@ -4,6 +4,11 @@
  * it replicates the new primary (the old target) back into the old source,
  * so that `ferry rollback` has little to drain, until a rollback or cleanup
  * ends the migration.
+ *
+ * Runs as a service too: SIGHUP reloads the config file (reload.h) and
+ * --metrics-listen serves Prometheus metrics (metrics.h); both start here,
+ * before any work, and a metrics address that cannot be bound is a
+ * configuration error (exit 2).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +17,9 @@
 #include "exitcode.h"
 #include "follow.h"
 #include "log.h"
+#include "metrics.h"
 #include "pgsql.h"
+#include "reload.h"
 
 /* Whether the switchover prepared reverse replication (ferry.migration.reverse). */
 static bool
@@ -46,8 +53,9 @@ report(const FollowResult *r, const char *what)
 		   (long long) r->changes, (long long) r->txns);
 }
 
-int
-cli_start(FerryConfig *cfg)
+/* Follow, then the reverse direction after a switchover; the exit status. */
+static int
+start_run(FerryConfig *cfg)
 {
 	FollowResult r;
 	FerryConfig *rcfg;
@@ -75,4 +83,22 @@ cli_start(FerryConfig *cfg)
 	config_release(rcfg);
 	free(rcfg);
 	return ok ? EXIT_OK : EXIT_FAILED;
+}
+
+int
+cli_start(FerryConfig *cfg)
+{
+	int			rc;
+
+	if (cfg->metrics_listen && !metrics_start(cfg->metrics_listen, cfg->name))
+		return EXIT_USAGE;
+	if (!reload_start(cfg))
+	{
+		metrics_stop();
+		return EXIT_FAILED;
+	}
+	rc = start_run(cfg);
+	reload_stop();
+	metrics_stop();
+	return rc;
 }

@@ -1,12 +1,26 @@
 /*
  * cli_status.c: `ferry status`: the migration as the target's state and the
  * source's slot describe it, whether or not `ferry start` is running.
+ *
+ * `--watch [--interval S]` repeats the report until SIGINT/SIGTERM (exit 0).
+ * On a terminal it is a live view: each frame is built whole, then written
+ * at once over the previous one (cursor home, every line cleared to its
+ * end, the rest of the screen cleared), with the cursor hidden and restored
+ * on exit, lines cut to the terminal's width and the table list to its
+ * height, so nothing scrolls or flickers; it adds each table's target rows
+ * per second since the last frame. Elsewhere (a pipe, a file, a journal) it
+ * prints one plain report per interval with no escape codes, or with --json
+ * one compact JSON object per line. A failed refresh (a server restarting)
+ * is reported in the frame and retried at the next one.
  */
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "config.h"
@@ -45,6 +59,36 @@ typedef struct TableDelta
 	int			parts;			/* 0 = not started */
 } TableDelta;
 
+/* everything one report shows, read from both servers */
+typedef struct Status
+{
+	PGresult   *tr;				/* TARGET_STATUS_SQL, one row */
+	PGresult   *sr;				/* SOURCE_STATUS_SQL, or NULL */
+	bool		source_reachable;
+	TableDelta *tables;
+	int			ntables;
+	long long	lag_bytes;		/* -1 unknown */
+	long long	retained;		/* -1 unknown */
+	double		lag_seconds;	/* -1 unknown */
+	bool		following;
+	double		taken_at;		/* monotonic seconds */
+} Status;
+
+static bool watch_mode = false;
+static int	watch_interval = 5;
+
+void
+cli_status_set_watch(bool on)
+{
+	watch_mode = on;
+}
+
+void
+cli_status_set_interval(int seconds)
+{
+	watch_interval = seconds;
+}
+
 static const char *
 phase_name(const char *phase, bool data_done)
 {
@@ -74,27 +118,47 @@ count_rows(PGconn *conn, TableDelta *t, int n, bool source)
 	}
 }
 
-int
-cli_status(FerryConfig *cfg)
+static double
+mono_now(void)
 {
-	PGconn	   *tgt = pg_connect(cfg->target, "target", PG_CONN_SQL, NULL);
-	PGconn	   *src = NULL;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+static void
+status_release(Status *st)
+{
+	for (int i = 0; i < st->ntables; i++)
+	{
+		free(st->tables[i].name);
+		free(st->tables[i].qual);
+	}
+	free(st->tables);
+	PQclear(st->tr);
+	PQclear(st->sr);
+	memset(st, 0, sizeof(*st));
+}
+
+/*
+ * Read one report's worth of state: the target's migration row, the
+ * source's slot (src may be NULL: the source is down), the copy plan and
+ * both sides' row counts. False (logged) when the target has no state for
+ * this migration or cannot be read; *st is then empty.
+ */
+static bool
+status_collect(const FerryConfig *cfg, PGconn *tgt, PGconn *src, Status *st)
+{
 	const char *params[1] = {cfg->name};
-	PGresult   *tr = NULL,
-			   *sr = NULL,
-			   *plan = NULL;
-	TableDelta *tables = NULL;
-	int			ntables = 0;
-	int			rc = EXIT_FAILED;
+	PGresult   *plan = NULL;
 	uint64_t	cur = 0,
 				applied = 0;
-	long long	lag_bytes = -1,
-				retained = -1;
-	double		lag_seconds = -1;
-	bool		following;
 
-	if (tgt == NULL)
-		return EXIT_FAILED;
+	memset(st, 0, sizeof(*st));
+	st->lag_bytes = st->retained = -1;
+	st->lag_seconds = -1;
+	st->taken_at = mono_now();
 	{
 		PGresult   *e = pg_query(tgt, "look for ferry's state",
 								 "SELECT pg_catalog.to_regclass('ferry.migration') IS NOT NULL", 0, NULL);
@@ -103,34 +167,35 @@ cli_status(FerryConfig *cfg)
 		PQclear(e);
 		if (!has)
 		{
-			log_error("the target has no ferry migration state. Fix: check --target, or start one with ferry clone / ferry start");
-			goto done;
+			if (e)
+				log_error("the target has no ferry migration state. Fix: check --target, or start one with ferry clone / ferry start");
+			return false;
 		}
 	}
-	tr = pg_query(tgt, "read the migration state", TARGET_STATUS_SQL, 1, params);
-	if (tr == NULL)
-		goto done;
-	if (PQntuples(tr) != 1)
+	st->tr = pg_query(tgt, "read the migration state", TARGET_STATUS_SQL, 1, params);
+	if (st->tr == NULL)
+		return false;
+	if (PQntuples(st->tr) != 1)
 	{
 		log_error("the target has no migration named \"%s\". Fix: check --name", cfg->name);
-		goto done;
+		status_release(st);
+		return false;
 	}
-	/* the source may be down: status still reports what the target knows */
-	src = pg_connect(cfg->source, "source", PG_CONN_SQL, NULL);
+	st->source_reachable = src != NULL;
 	if (src)
-		sr = pg_query(src, "read the slot", SOURCE_STATUS_SQL, 1, params);
-	following = strcmp(PQgetvalue(tr, 0, 0), "following") == 0;
-	if (!PQgetisnull(tr, 0, 9))
-		pg_lsn_parse(PQgetvalue(tr, 0, 9), &applied);
-	if (sr && PQntuples(sr) == 1)
+		st->sr = pg_query(src, "read the slot", SOURCE_STATUS_SQL, 1, params);
+	st->following = strcmp(PQgetvalue(st->tr, 0, 0), "following") == 0;
+	if (!PQgetisnull(st->tr, 0, 9))
+		pg_lsn_parse(PQgetvalue(st->tr, 0, 9), &applied);
+	if (st->sr && PQntuples(st->sr) == 1)
 	{
-		pg_lsn_parse(PQgetvalue(sr, 0, 0), &cur);
-		retained = strtoll(PQgetvalue(sr, 0, 3), NULL, 10);
+		pg_lsn_parse(PQgetvalue(st->sr, 0, 0), &cur);
+		st->retained = strtoll(PQgetvalue(st->sr, 0, 3), NULL, 10);
 		if (applied > 0)
-			lag_bytes = cur > applied ? (long long) (cur - applied) : 0;
+			st->lag_bytes = cur > applied ? (long long) (cur - applied) : 0;
 	}
-	if (!PQgetisnull(tr, 0, 10))
-		lag_seconds = strtod(PQgetvalue(tr, 0, 10), NULL);
+	if (!PQgetisnull(st->tr, 0, 10))
+		st->lag_seconds = strtod(PQgetvalue(st->tr, 0, 10), NULL);
 
 	plan = pg_query(tgt, "read the copy plan",
 					"SELECT p.nspname, p.relname, count(ci.chunk), COALESCE(max(ci.nchunks), 0)"
@@ -139,130 +204,339 @@ cli_status(FerryConfig *cfg)
 					" WHERE p.migration = $1 GROUP BY 1, 2 ORDER BY 1, 2", 1, params);
 	if (plan)
 	{
-		ntables = PQntuples(plan);
-		tables = xcalloc((size_t) ntables + 1, sizeof(TableDelta));
-		for (int i = 0; i < ntables; i++)
+		st->ntables = PQntuples(plan);
+		st->tables = xcalloc((size_t) st->ntables + 1, sizeof(TableDelta));
+		for (int i = 0; i < st->ntables; i++)
 		{
 			char	   *a = pg_quote_ident(PQgetvalue(plan, i, 0));
 			char	   *b = pg_quote_ident(PQgetvalue(plan, i, 1));
 
-			tables[i].name = xasprintf("%s.%s", PQgetvalue(plan, i, 0), PQgetvalue(plan, i, 1));
-			tables[i].parts_done = atoi(PQgetvalue(plan, i, 2));
-			tables[i].parts = atoi(PQgetvalue(plan, i, 3));
-			tables[i].qual = xasprintf("%s.%s", a, b);
+			st->tables[i].name = xasprintf("%s.%s", PQgetvalue(plan, i, 0), PQgetvalue(plan, i, 1));
+			st->tables[i].parts_done = atoi(PQgetvalue(plan, i, 2));
+			st->tables[i].parts = atoi(PQgetvalue(plan, i, 3));
+			st->tables[i].qual = xasprintf("%s.%s", a, b);
 			free(a);
 			free(b);
 		}
-		count_rows(src, tables, ntables, true);
-		count_rows(tgt, tables, ntables, false);
+		count_rows(src, st->tables, st->ntables, true);
+		count_rows(tgt, st->tables, st->ntables, false);
 	}
+	PQclear(plan);
+	return true;
+}
 
-	if (cfg->json)
+/* The report as JSON (`status --json`); pretty, or one line with compact. */
+static void
+status_render_json(const FerryConfig *cfg, const Status *st, bool compact, StrBuf *out)
+{
+	PGresult   *tr = st->tr;
+	PGresult   *sr = st->sr;
+	json_t	   *j = json_object();
+	json_t	   *ta = json_array();
+	char	   *text;
+
+	json_object_set_new(j, "name", json_string(cfg->name));
+	json_object_set_new(j, "phase", json_string(phase_name(PQgetvalue(tr, 0, 0), PQgetvalue(tr, 0, 2)[0] == 't')));
+	json_object_set_new(j, "running", json_boolean(PQgetvalue(tr, 0, 15)[0] == 't'));
+	json_object_set_new(j, "start_lsn", json_string(PQgetvalue(tr, 0, 1)));
+	json_object_set_new(j, "copy", json_pack("{s:I, s:I, s:I, s:I, s:I}",
+											 "tables_total", (json_int_t) strtoll(PQgetvalue(tr, 0, 4), NULL, 10),
+											 "tables_done", (json_int_t) strtoll(PQgetvalue(tr, 0, 6), NULL, 10),
+											 "bytes_total", (json_int_t) strtoll(PQgetvalue(tr, 0, 5), NULL, 10),
+											 "rows_copied", (json_int_t) strtoll(PQgetvalue(tr, 0, 7), NULL, 10),
+											 "bytes_copied", (json_int_t) strtoll(PQgetvalue(tr, 0, 8), NULL, 10)));
+	json_object_set_new(j, "applied_lsn", PQgetisnull(tr, 0, 9) ? json_null() : json_string(PQgetvalue(tr, 0, 9)));
+	json_object_set_new(j, "lag_bytes", st->lag_bytes >= 0 ? json_integer(st->lag_bytes) : json_null());
+	json_object_set_new(j, "lag_seconds", st->lag_seconds >= 0 && st->following ? json_real(st->lag_seconds) : json_null());
+	json_object_set_new(j, "apply_rate", PQgetisnull(tr, 0, 13) ? json_null() : json_real(strtod(PQgetvalue(tr, 0, 13), NULL)));
+	json_object_set_new(j, "transaction_rate", PQgetisnull(tr, 0, 14) ? json_null() : json_real(strtod(PQgetvalue(tr, 0, 14), NULL)));
+	json_object_set_new(j, "changes_applied", PQgetisnull(tr, 0, 11) ? json_integer(0) : json_integer(strtoll(PQgetvalue(tr, 0, 11), NULL, 10)));
+	json_object_set_new(j, "retained_wal_bytes", st->retained >= 0 ? json_integer(st->retained) : json_null());
+	json_object_set_new(j, "slot_active", sr && PQntuples(sr) == 1 ? json_boolean(PQgetvalue(sr, 0, 2)[0] == 't') : json_null());
+	json_object_set_new(j, "source_reachable", json_boolean(st->source_reachable));
+	for (int i = 0; i < st->ntables; i++)
 	{
-		json_t	   *j = json_object();
-		json_t	   *ta = json_array();
+		const TableDelta *t = &st->tables[i];
 
-		json_object_set_new(j, "name", json_string(cfg->name));
-		json_object_set_new(j, "phase", json_string(phase_name(PQgetvalue(tr, 0, 0), PQgetvalue(tr, 0, 2)[0] == 't')));
-		json_object_set_new(j, "running", json_boolean(PQgetvalue(tr, 0, 15)[0] == 't'));
-		json_object_set_new(j, "start_lsn", json_string(PQgetvalue(tr, 0, 1)));
-		json_object_set_new(j, "copy", json_pack("{s:I, s:I, s:I, s:I, s:I}",
-												 "tables_total", (json_int_t) strtoll(PQgetvalue(tr, 0, 4), NULL, 10),
-												 "tables_done", (json_int_t) strtoll(PQgetvalue(tr, 0, 6), NULL, 10),
-												 "bytes_total", (json_int_t) strtoll(PQgetvalue(tr, 0, 5), NULL, 10),
-												 "rows_copied", (json_int_t) strtoll(PQgetvalue(tr, 0, 7), NULL, 10),
-												 "bytes_copied", (json_int_t) strtoll(PQgetvalue(tr, 0, 8), NULL, 10)));
-		json_object_set_new(j, "applied_lsn", PQgetisnull(tr, 0, 9) ? json_null() : json_string(PQgetvalue(tr, 0, 9)));
-		json_object_set_new(j, "lag_bytes", lag_bytes >= 0 ? json_integer(lag_bytes) : json_null());
-		json_object_set_new(j, "lag_seconds", lag_seconds >= 0 && following ? json_real(lag_seconds) : json_null());
-		json_object_set_new(j, "apply_rate", PQgetisnull(tr, 0, 13) ? json_null() : json_real(strtod(PQgetvalue(tr, 0, 13), NULL)));
-		json_object_set_new(j, "transaction_rate", PQgetisnull(tr, 0, 14) ? json_null() : json_real(strtod(PQgetvalue(tr, 0, 14), NULL)));
-		json_object_set_new(j, "changes_applied", PQgetisnull(tr, 0, 11) ? json_integer(0) : json_integer(strtoll(PQgetvalue(tr, 0, 11), NULL, 10)));
-		json_object_set_new(j, "retained_wal_bytes", retained >= 0 ? json_integer(retained) : json_null());
-		json_object_set_new(j, "slot_active", sr && PQntuples(sr) == 1 ? json_boolean(PQgetvalue(sr, 0, 2)[0] == 't') : json_null());
-		json_object_set_new(j, "source_reachable", json_boolean(src != NULL));
-		for (int i = 0; i < ntables; i++)
-			json_array_append_new(ta, json_pack("{s:s, s:b, s:i, s:o, s:o, s:o}", "name", tables[i].name,
-												"copied", tables[i].parts > 0 && tables[i].parts_done >= tables[i].parts,
-												"parts_copied", tables[i].parts_done,
-												"source_rows", tables[i].src >= 0 ? json_integer(tables[i].src) : json_null(),
-												"target_rows", tables[i].tgt >= 0 ? json_integer(tables[i].tgt) : json_null(),
-												"delta", tables[i].src >= 0 && tables[i].tgt >= 0 ? json_integer(tables[i].src - tables[i].tgt) : json_null()));
-		json_object_set_new(j, "tables", ta);
-		json_dumpf(j, stdout, JSON_INDENT(2));
-		fputc('\n', stdout);
-		json_decref(j);
+		json_array_append_new(ta, json_pack("{s:s, s:b, s:i, s:o, s:o, s:o}", "name", t->name,
+											"copied", t->parts > 0 && t->parts_done >= t->parts,
+											"parts_copied", t->parts_done,
+											"source_rows", t->src >= 0 ? json_integer(t->src) : json_null(),
+											"target_rows", t->tgt >= 0 ? json_integer(t->tgt) : json_null(),
+											"delta", t->src >= 0 && t->tgt >= 0 ? json_integer(t->src - t->tgt) : json_null()));
+	}
+	json_object_set_new(j, "tables", ta);
+	text = json_dumps(j, compact ? JSON_COMPACT : JSON_INDENT(2));
+	strbuf_addstr(out, text);
+	strbuf_addch(out, '\n');
+	free(text);
+	json_decref(j);
+}
+
+/* Target rows of table `name` in the previous frame, or -1. */
+static long long
+prev_target_rows(const Status *prev, const char *name, int hint)
+{
+	if (prev == NULL)
+		return -1;
+	if (hint < prev->ntables && strcmp(prev->tables[hint].name, name) == 0)
+		return prev->tables[hint].tgt;
+	for (int i = 0; i < prev->ntables; i++)
+		if (strcmp(prev->tables[i].name, name) == 0)
+			return prev->tables[i].tgt;
+	return -1;
+}
+
+/*
+ * The report as text. With prev (watch mode), a column of target rows per
+ * second since prev; max_tables > 0 limits the table list (terminal height).
+ */
+static void
+status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev, int max_tables, StrBuf *out)
+{
+	PGresult   *tr = st->tr;
+	PGresult   *sr = st->sr;
+	char		b1[32],
+				b2[32],
+				b3[32];
+	double		secs = prev ? st->taken_at - prev->taken_at : 0;
+	int			shown = st->ntables;
+	int			w = 5;
+
+	config_format_size(strtoll(PQgetvalue(tr, 0, 8), NULL, 10), b1, sizeof(b1));
+	config_format_size(strtoll(PQgetvalue(tr, 0, 5), NULL, 10), b2, sizeof(b2));
+	strbuf_addf(out, "migration %s: %s%s\n", cfg->name, phase_name(PQgetvalue(tr, 0, 0), PQgetvalue(tr, 0, 2)[0] == 't'),
+				PQgetvalue(tr, 0, 15)[0] == 't' ? " (ferry start is running)" : "");
+	strbuf_addf(out, "  copy     %s/%s tables done, %s rows, %s streamed (tables total %s on the source)\n",
+				PQgetvalue(tr, 0, 6), PQgetvalue(tr, 0, 4), PQgetvalue(tr, 0, 7), b1, b2);
+	if (!PQgetisnull(tr, 0, 9))
+	{
+		strbuf_addf(out, "  apply    applied up to %s, %s changes in %s transactions",
+					PQgetvalue(tr, 0, 9), PQgetvalue(tr, 0, 11), PQgetvalue(tr, 0, 12));
+		if (!PQgetisnull(tr, 0, 13))
+			strbuf_addf(out, ", %.0f changes/s", strtod(PQgetvalue(tr, 0, 13), NULL));
+		if (!PQgetisnull(tr, 0, 14))
+			strbuf_addf(out, ", %.0f transactions/s", strtod(PQgetvalue(tr, 0, 14), NULL));
+		strbuf_addch(out, '\n');
+	}
+	if (st->lag_bytes >= 0)
+	{
+		config_format_size(st->lag_bytes, b3, sizeof(b3));
+		strbuf_addf(out, "  lag      %s", b3);
+		if (st->lag_seconds >= 0 && st->following)
+			strbuf_addf(out, ", %.1f s", st->lag_seconds);
+		strbuf_addch(out, '\n');
+	}
+	if (sr && PQntuples(sr) == 1)
+	{
+		config_format_size(st->retained, b3, sizeof(b3));
+		strbuf_addf(out, "  source   slot %s %s, retains %s of WAL\n", cfg->name,
+					PQgetvalue(sr, 0, 2)[0] == 't' ? "active" : "inactive", b3);
 	}
 	else
+		strbuf_addf(out, "  source   %s\n", st->source_reachable ? "the replication slot is missing" : "unreachable");
+	if (st->ntables == 0)
+		return;
+	if (max_tables > 0 && shown > max_tables)
+		shown = max_tables > 1 ? max_tables - 1 : 1;
+	/* the name column as wide as the longest name, 5 to 40 */
+	for (int i = 0; i < st->ntables; i++)
+		if ((int) strlen(st->tables[i].name) > w)
+			w = (int) strlen(st->tables[i].name);
+	if (w > 40)
+		w = 40;
+	strbuf_addf(out, "  %-*s %8s %14s %14s %10s", w, "table", "copied", "source rows", "target rows", "delta");
+	if (prev)
+		strbuf_addf(out, " %14s", "target rows/s");
+	strbuf_addch(out, '\n');
+	for (int i = 0; i < shown; i++)
 	{
-		char		b1[32],
-					b2[32],
-					b3[32];
+		const TableDelta *t = &st->tables[i];
+		char		copied[24];
+		long long	before = prev_target_rows(prev, t->name, i);
 
-		config_format_size(strtoll(PQgetvalue(tr, 0, 8), NULL, 10), b1, sizeof(b1));
-		config_format_size(strtoll(PQgetvalue(tr, 0, 5), NULL, 10), b2, sizeof(b2));
-		printf("migration %s: %s%s\n", cfg->name, phase_name(PQgetvalue(tr, 0, 0), PQgetvalue(tr, 0, 2)[0] == 't'),
-			   PQgetvalue(tr, 0, 15)[0] == 't' ? " (ferry start is running)" : "");
-		printf("  copy     %s/%s tables done, %s rows, %s streamed (tables total %s on the source)\n",
-			   PQgetvalue(tr, 0, 6), PQgetvalue(tr, 0, 4), PQgetvalue(tr, 0, 7), b1, b2);
-		if (!PQgetisnull(tr, 0, 9))
+		if (t->parts > 0 && t->parts_done >= t->parts)
+			snprintf(copied, sizeof(copied), "yes");
+		else if (t->parts > 0)
+			snprintf(copied, sizeof(copied), "%d/%d", t->parts_done, t->parts);
+		else
+			snprintf(copied, sizeof(copied), "no");
+		if (t->src >= 0 && t->tgt >= 0)
+			strbuf_addf(out, "  %-*s %8s %14lld %14lld %10lld", w, t->name, copied, t->src, t->tgt, t->src - t->tgt);
+		else
+			strbuf_addf(out, "  %-*s %8s %14s %14s %10s", w, t->name, copied,
+						t->src >= 0 ? "" : "?", t->tgt >= 0 ? "" : "?", "?");
+		if (prev && before >= 0 && t->tgt >= 0 && secs > 0)
+			strbuf_addf(out, " %14.0f", (double) (t->tgt - before) / secs);
+		strbuf_addch(out, '\n');
+	}
+	if (shown < st->ntables)
+		strbuf_addf(out, "  ... and %d more tables (a taller terminal shows them)\n", st->ntables - shown);
+}
+
+/* (Re)connect for a refresh; the target's failure is the caller's to report. */
+static void
+watch_connect(const FerryConfig *cfg, PGconn **tgt, PGconn **src)
+{
+	if (*tgt && PQstatus(*tgt) != CONNECTION_OK)
+	{
+		pg_finish(*tgt);
+		*tgt = NULL;
+	}
+	if (*src && PQstatus(*src) != CONNECTION_OK)
+	{
+		pg_finish(*src);
+		*src = NULL;
+	}
+	if (*tgt == NULL)
+		*tgt = pg_connect(cfg->target, "target", PG_CONN_SQL, NULL);
+	if (*src == NULL && *tgt != NULL)
+		*src = pg_connect(cfg->source, "source", PG_CONN_SQL, NULL);
+}
+
+/*
+ * Lines of a terminal frame: each cut to `cols` bytes (at a UTF-8 character
+ * boundary) and cleared to its end, so a shorter line leaves nothing of the
+ * previous frame behind.
+ */
+static void
+frame_add_lines(StrBuf *frame, const char *text, int cols)
+{
+	while (*text)
+	{
+		const char *nl = strchr(text, '\n');
+		size_t		len = nl ? (size_t) (nl - text) : strlen(text);
+		size_t		cut = len;
+
+		if (cols > 0 && cut > (size_t) cols)
 		{
-			printf("  apply    applied up to %s, %s changes in %s transactions",
-				   PQgetvalue(tr, 0, 9), PQgetvalue(tr, 0, 11), PQgetvalue(tr, 0, 12));
-			if (!PQgetisnull(tr, 0, 13))
-				printf(", %.0f changes/s", strtod(PQgetvalue(tr, 0, 13), NULL));
-			printf("\n");
+			cut = (size_t) cols;
+			while (cut > 0 && ((unsigned char) text[cut] & 0xC0) == 0x80)
+				cut--;
 		}
-		if (lag_bytes >= 0)
+		strbuf_add(frame, text, cut);
+		strbuf_addstr(frame, "\033[K\n");
+		text += len + (nl ? 1 : 0);
+	}
+}
+
+static void
+write_all(const char *s, size_t n)
+{
+	fwrite(s, 1, n, stdout);
+	fflush(stdout);
+}
+
+static int
+status_watch(FerryConfig *cfg)
+{
+	bool		tty = isatty(STDOUT_FILENO) && !cfg->json;
+	PGconn	   *tgt = NULL,
+			   *src = NULL;
+	Status		prev,
+				cur;
+	bool		have_prev = false;
+	StrBuf		report,
+				frame;
+
+	memset(&prev, 0, sizeof(prev));
+	strbuf_init(&report);
+	strbuf_init(&frame);
+	if (tty)
+		write_all("\033[?25l\033[H\033[2J", 13);	/* hide the cursor, clear once */
+	while (!pg_interrupted())
+	{
+		char		when[64];
+		time_t		now = time(NULL);
+		struct tm	tm;
+		struct winsize ws = {0};
+		bool		got;
+
+		gmtime_r(&now, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+		watch_connect(cfg, &tgt, &src);
+		got = tgt != NULL && status_collect(cfg, tgt, src, &cur);
+		if (pg_interrupted())
 		{
-			config_format_size(lag_bytes, b3, sizeof(b3));
-			printf("  lag      %s", b3);
-			if (lag_seconds >= 0 && following)
-				printf(", %.1f s", lag_seconds);
-			printf("\n");
+			if (got)
+				status_release(&cur);
+			break;
 		}
-		if (sr && PQntuples(sr) == 1)
+		if (tty)
+			ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws);
+		strbuf_reset(&report);
+		if (!cfg->json)
+			strbuf_addf(&report, "ferry status at %s, every %d s%s\n", when, watch_interval,
+						tty ? " (Ctrl-C to stop)" : "");
+		if (got && cfg->json)
+			status_render_json(cfg, &cur, true, &report);
+		else if (got)
+			status_render_text(cfg, &cur, have_prev ? &prev : NULL, tty && ws.ws_row > 9 ? ws.ws_row - 9 : 0, &report);
+		else if (!cfg->json)
+			strbuf_addstr(&report, "  could not read the migration's state from the target (see the error); retrying\n");
+		if (tty)
 		{
-			config_format_size(retained, b3, sizeof(b3));
-			printf("  source   slot %s %s, retains %s of WAL\n", cfg->name,
-				   PQgetvalue(sr, 0, 2)[0] == 't' ? "active" : "inactive", b3);
+			strbuf_reset(&frame);
+			strbuf_addstr(&frame, "\033[H");
+			frame_add_lines(&frame, report.data, ws.ws_col);
+			strbuf_addstr(&frame, "\033[J");
+			write_all(frame.data, frame.len);
 		}
 		else
-			printf("  source   %s\n", src ? "the replication slot is missing" : "unreachable");
-		if (ntables > 0)
 		{
-			printf("  %-40s %8s %14s %14s %10s\n", "table", "copied", "source rows", "target rows", "delta");
-			for (int i = 0; i < ntables; i++)
-			{
-				char		copied[24];
-
-				if (tables[i].parts > 0 && tables[i].parts_done >= tables[i].parts)
-					snprintf(copied, sizeof(copied), "yes");
-				else if (tables[i].parts > 0)
-					snprintf(copied, sizeof(copied), "%d/%d", tables[i].parts_done, tables[i].parts);
-				else
-					snprintf(copied, sizeof(copied), "no");
-				if (tables[i].src >= 0 && tables[i].tgt >= 0)
-					printf("  %-40s %8s %14lld %14lld %10lld\n", tables[i].name, copied, tables[i].src, tables[i].tgt,
-						   tables[i].src - tables[i].tgt);
-				else
-					printf("  %-40s %8s %14s %14s %10s\n", tables[i].name, copied,
-						   tables[i].src >= 0 ? "" : "?", tables[i].tgt >= 0 ? "" : "?", "?");
-			}
+			if (!cfg->json)
+				strbuf_addch(&report, '\n');
+			write_all(report.data, report.len);
 		}
+		if (got)
+		{
+			if (have_prev)
+				status_release(&prev);
+			prev = cur;
+			have_prev = true;
+		}
+		for (int i = 0; i < watch_interval * 10 && !pg_interrupted(); i++)
+			usleep(100000);
 	}
-	rc = EXIT_OK;
+	if (tty)
+		write_all("\033[?25h", 6);	/* the cursor back */
+	if (have_prev)
+		status_release(&prev);
+	strbuf_release(&report);
+	strbuf_release(&frame);
+	pg_finish(src);
+	pg_finish(tgt);
+	return EXIT_OK;
+}
 
-done:
-	for (int i = 0; i < ntables; i++)
+int
+cli_status(FerryConfig *cfg)
+{
+	PGconn	   *tgt;
+	PGconn	   *src;
+	Status		st;
+	StrBuf		out;
+	int			rc = EXIT_FAILED;
+
+	if (watch_mode)
+		return status_watch(cfg);
+	tgt = pg_connect(cfg->target, "target", PG_CONN_SQL, NULL);
+	if (tgt == NULL)
+		return EXIT_FAILED;
+	/* the source may be down: status still reports what the target knows */
+	src = pg_connect(cfg->source, "source", PG_CONN_SQL, NULL);
+	strbuf_init(&out);
+	if (status_collect(cfg, tgt, src, &st))
 	{
-		free(tables[i].name);
-		free(tables[i].qual);
+		if (cfg->json)
+			status_render_json(cfg, &st, false, &out);
+		else
+			status_render_text(cfg, &st, NULL, 0, &out);
+		fwrite(out.data, 1, out.len, stdout);
+		status_release(&st);
+		rc = EXIT_OK;
 	}
-	free(tables);
-	PQclear(plan);
-	PQclear(tr);
-	PQclear(sr);
+	strbuf_release(&out);
 	pg_finish(src);
 	pg_finish(tgt);
 	return rc;

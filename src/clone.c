@@ -26,6 +26,7 @@
 #include "fault.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "pgsql.h"
 #include "pool.h"
 #include "publication.h"
@@ -685,7 +686,10 @@ copy_data(Clone *c, CloneSummary *sum)
 	if (!record_plan(c) || !load_done(c, &done))
 		return false;
 	for (int i = 0; i < c->tables.n; i++)
+	{
 		ndone += done[i];
+		metrics_table_add(c->tables.items[i].nspname, c->tables.items[i].relname, 0, 0);	/* list it */
+	}
 	nitems = copy_plan(&c->tables, done, clone_split_bytes(c->cfg, &c->tables),
 					   c->source_major >= CLONE_SPLIT_MIN_MAJOR, &items);
 	log_info("copying %d tables (%d parts) with %d workers%s", c->tables.n - ndone, nitems, c->cfg->jobs,
@@ -884,6 +888,7 @@ clone_run(FerryConfig *cfg, CloneSummary *sum)
 	if (c.st.exists && strcmp(c.st.phase, "cloning") != 0)
 	{
 		log_info("the clone of migration \"%s\" is already complete (phase %s)", cfg->name, c.st.phase);
+		metrics_set_phase(c.st.phase);
 		sum->already_done = true;
 		snprintf(sum->start_lsn, sizeof(sum->start_lsn), "%s", c.st.start_lsn ? c.st.start_lsn : "");
 		ok = true;
@@ -930,6 +935,7 @@ clone_run(FerryConfig *cfg, CloneSummary *sum)
 		goto fail;
 	if (!c.st.data_done)
 	{
+		metrics_set_phase("copying");
 		if (!copy_data(&c, sum))
 			goto fail;
 		if (!state_set(c.tgt, cfg->name, "data_done", "true"))
@@ -943,6 +949,7 @@ clone_run(FerryConfig *cfg, CloneSummary *sum)
 	slot_snapshot_release(&c.slot);
 
 	t1 = copy_now();
+	metrics_set_phase("indexing");
 	if (!post_data(&c, sum) || !sync_sequences(&c, sum) || !refresh_and_analyze(&c, sum))
 		goto fail;
 	fault_point("clone.before-done");
@@ -951,6 +958,7 @@ clone_run(FerryConfig *cfg, CloneSummary *sum)
 		!state_set(c.tgt, cfg->name, "phase", "cloned"))
 		goto fail;
 	sum->post_seconds = copy_now() - t1;
+	metrics_set_phase("cloned");
 	ok = true;
 	goto done;
 

@@ -13,6 +13,8 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "log.h"
+
 void
 config_init(FerryConfig *cfg)
 {
@@ -25,6 +27,8 @@ config_init(FerryConfig *cfg)
 	cfg->max_lag = -1;
 	cfg->timeout = -1;
 	cfg->sequence_gap = -1;
+	cfg->log_format = -1;
+	cfg->cli_log_format = -1;
 }
 
 void
@@ -39,6 +43,7 @@ config_release(FerryConfig *cfg)
 	free(cfg->name);
 	free(cfg->config_file);
 	free(cfg->pg_bin);
+	free(cfg->metrics_listen);
 	strlist_free(&cfg->include_schemas);
 	strlist_free(&cfg->exclude_schemas);
 	strlist_free(&cfg->exclude_tables);
@@ -456,6 +461,26 @@ config_load_string(FerryConfig *cfg, const char *text, size_t len, char **errmsg
 				yaml_set_bool(&y, v, key, &cfg->no_privileges);
 			else if (strcmp(key, "set_replica_identity_full") == 0)
 				yaml_set_bool(&y, v, key, &cfg->set_replica_identity_full);
+			else if (strcmp(key, "verbose") == 0)
+			{
+				bool		b = false;
+
+				yaml_set_bool(&y, v, key, &b);
+				if (b && cfg->verbose == 0)
+					cfg->verbose = 1;
+			}
+			else if (strcmp(key, "log_format") == 0)
+			{
+				const char *s = yaml_scalar(&y, v, key);
+				LogFormat	lf;
+
+				if (s && !log_format_parse(s, &lf))
+					yaml_fail(&y, v, "config key \"log-format\" must be text or json, not \"%s\"", s);
+				else if (s && cfg->log_format < 0)
+					cfg->log_format = (int) lf;
+			}
+			else if (strcmp(key, "metrics_listen") == 0)
+				yaml_set_string(&y, v, key, &cfg->metrics_listen);
 			else if (strcmp(key, "filters") == 0)
 				yaml_filters(&y, v);
 			else if (strcmp(key, "hooks") == 0)
@@ -575,6 +600,8 @@ config_apply_defaults(FerryConfig *cfg)
 		cfg->freeze_mode = xstrdup(cfg->hooks.freeze ? "hook" : "readonly");
 	if (cfg->sequence_gap < 0)
 		cfg->sequence_gap = 1000;
+	if (cfg->log_format < 0)
+		cfg->log_format = LOG_FORMAT_TEXT;
 }
 
 static char *
@@ -619,5 +646,58 @@ config_reversed(const FerryConfig *cfg)
 	copy_list(&r->exclude_tables, &cfg->exclude_tables);
 	copy_list(&r->freeze_roles, &cfg->freeze_roles);
 	/* files go one way: to the new home */
+	/* the endpoint belongs to this process, not to a direction */
+	r->metrics_listen = NULL;
 	return r;
+}
+
+void
+config_mark_command_line(FerryConfig *cfg)
+{
+	cfg->cli_verbose = cfg->verbose;
+	cfg->cli_log_format = cfg->log_format;
+}
+
+bool
+config_reread(const FerryConfig *cur, FerryConfig *fresh, char **errmsg)
+{
+	fresh->verbose = cur->cli_verbose;
+	fresh->log_format = cur->cli_log_format;
+	config_mark_command_line(fresh);
+	if (cur->config_file)
+		fresh->config_file = xstrdup(cur->config_file);
+	config_apply_env(fresh);
+	if (fresh->config_file && !config_load_file(fresh, fresh->config_file, errmsg))
+		return false;
+	config_apply_defaults(fresh);
+	return true;
+}
+
+char *
+config_reload_live(FerryConfig *cur, const FerryConfig *fresh)
+{
+	StrBuf		sb;
+
+	strbuf_init(&sb);
+	if ((cur->verbose > 0) != (fresh->verbose > 0))
+	{
+		strbuf_addf(&sb, "verbose %s -> %s", cur->verbose > 0 ? "true" : "false",
+					fresh->verbose > 0 ? "true" : "false");
+		cur->verbose = fresh->verbose;
+		log_set_level(cur->verbose > 0 ? LOG_DEBUG : LOG_INFO);
+	}
+	if (cur->log_format != fresh->log_format)
+	{
+		strbuf_addf(&sb, "%slog-format %s -> %s", sb.len ? ", " : "",
+					log_format_name((LogFormat) cur->log_format), log_format_name((LogFormat) fresh->log_format));
+		cur->log_format = fresh->log_format;
+		log_set_format((LogFormat) cur->log_format);
+	}
+	/* hooks: will be reloaded here too */
+	if (sb.len == 0)
+	{
+		strbuf_release(&sb);
+		return NULL;
+	}
+	return strbuf_detach(&sb);
 }

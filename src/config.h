@@ -11,6 +11,9 @@
  *   name: app
  *   jobs: 4
  *   split-tables-larger-than: 2GB
+ *   verbose: false                  # debug logging (-v)
+ *   log-format: text                # or json (--log-format)
+ *   metrics-listen: 127.0.0.1:9187  # ferry start's Prometheus endpoint
  *   filters:
  *     include-schemas: [public, billing]
  *     exclude-schemas: [scratch]
@@ -34,6 +37,10 @@
  *
  * Unknown keys are errors (a typo must not silently change a migration).
  * A filter list given on the command line replaces the file's list.
+ *
+ * Reload (SIGHUP to `ferry start`): config_reread() builds the settings a
+ * restart would see now, and config_reload_live() applies the ones that may
+ * change while running (verbose, log-format); the rest wait for a restart.
  */
 #ifndef FERRY_CONFIG_H
 #define FERRY_CONFIG_H
@@ -70,7 +77,12 @@ typedef struct FerryConfig
 	int			index_jobs;		/* index/constraint workers; 0 = jobs */
 	int64_t		split_bytes;	/* split tables larger than this; 0 = never, SPLIT_AUTO */
 	bool		json;
-	int			verbose;
+	int			verbose;		/* 0 = not asked for (by -v or the file) */
+	int			log_format;		/* LogFormat, -1 = unset */
+	char	   *metrics_listen;	/* ADDR:PORT for `start`, or NULL */
+	/* what the command line set (config_mark_command_line), for reloads */
+	int			cli_verbose;
+	int			cli_log_format;
 	bool		no_owner;		/* pg_restore --no-owner */
 	bool		no_privileges;	/* pg_restore --no-privileges */
 	bool		set_replica_identity_full;	/* ALTER tables without identity on the source */
@@ -121,6 +133,26 @@ void		config_apply_defaults(FerryConfig *cfg);
  */
 #define CONFIG_REVERSE_SUFFIX "_reverse"
 FerryConfig *config_reversed(const FerryConfig *cfg);
+
+/* Remember the command line's settings (call right after parsing it). */
+void		config_mark_command_line(FerryConfig *cfg);
+
+/*
+ * Build `fresh` (config_init()ed by the caller) as a restart would see it
+ * now: cur's command-line settings, the environment, cur->config_file read
+ * again, the defaults. Returns false with a one-line message in *errmsg
+ * (owned) when the file does not load; fresh must be released either way.
+ */
+bool		config_reread(const FerryConfig *cur, FerryConfig *fresh, char **errmsg);
+
+/*
+ * Apply to the running process the settings of `fresh` that may change
+ * live, record them in cur, and return a description of what changed
+ * ("verbose false -> true, log-format text -> json"; owned), or NULL when
+ * nothing did. Today: verbose (the log level) and log-format. This is the
+ * one place that decides what a reload changes: add hooks here.
+ */
+char	   *config_reload_live(FerryConfig *cur, const FerryConfig *fresh);
 
 /* "100MB", "2GB", "512kB", "1048576" -> bytes; "auto" -> SPLIT_AUTO. False on junk or overflow. */
 bool		config_parse_size(const char *s, int64_t *bytes);

@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "pgsql.h"
 #include "pool.h"
 #include "state.h"
@@ -389,6 +390,7 @@ worker_run(void *ctx, void *wstate, int idx)
 
 	fault_point("copy.after-item");
 	atomic_fetch_add(&job->rows, strtoll(src_rows, NULL, 10));
+	metrics_table_add(t->nspname, t->relname, strtoll(src_rows, NULL, 10), bytes);
 	atomic_fetch_add(&job->items_done, 1);
 	{
 		int64_t		share = whole ? t->bytes : t->bytes / it->nchunks;

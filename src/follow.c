@@ -15,6 +15,7 @@
 #include "hooks.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "pgoutput.h"
 #include "pgsql.h"
 #include "publication.h"
@@ -161,6 +162,7 @@ report(Follow *f, ApplyShared *sh, StreamArgs *st, int64_t *last_changes, int64_
 
 		PQclear(res);
 	}
+	metrics_set_rates(crate, trate);
 	log_info("following: applied %s (received %s), %.0f changes/s, %.0f transactions/s, last commit %.1f s ago",
 			 a, r, crate, trate, ct ? (double) (now - ct) / 1e6 : 0.0);
 	*last_changes = changes;
@@ -265,7 +267,10 @@ session(Follow *f, FollowResult *out, bool *ran_long)
 			}
 			if (!f->reverse)
 				files_sync_tick(&f->files, f->cfg, f->tgt);
+			metrics_poll_source(f->src, f->cfg->name);
 		}
+		metrics_set_applied(atomic_load(&sh.applied_lsn), atomic_load(&sh.applied_commit_time),
+							out->changes + atomic_load(&sh.changes), out->txns + atomic_load(&sh.txns));
 		if (repl_now_us() - last_report >= 10 * 1000000LL)
 		{
 			report(f, &sh, &sa, &last_changes, &last_txns, &last_us);
@@ -342,9 +347,13 @@ prepare(Follow *f)
 
 			f->phase_moved = f->reverse ? strcmp(ph, "following") != 0
 				: !(strcmp(ph, "following") == 0 || strcmp(ph, "switching") == 0);
+			/* the reverse direction runs once the migration is switched */
+			metrics_set_phase(f->reverse ? "switched" : ph);
 		}
 		PQclear(res);
 	}
+	if (!f->reverse)
+		metrics_load_copy_state(f->tgt, f->cfg->name);
 	return true;
 }
 
@@ -411,6 +420,7 @@ follow_run(FerryConfig *cfg, bool reverse, FollowResult *out)
 			break;
 		if (ran_long)
 			backoff = 1;
+		metrics_add_reconnect();
 		if (st == APPLY_FAILED_SCHEMA)
 		{
 			log_info("retrying in 10 s");

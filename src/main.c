@@ -90,7 +90,8 @@ enum
 	O_SOURCE = 1000, O_TARGET, O_CONFIG, O_NAME, O_JSON, O_HELP, O_VERSION, O_PGBIN,
 	O_JOBS, O_INDEX_JOBS, O_SPLIT, O_NO_OWNER, O_NO_PRIV, O_INC_SCHEMA, O_EXC_SCHEMA,
 	O_EXC_TABLE, O_EXC_DATA, O_SET_RIF, O_TABLE, O_LOCK_SOURCE, O_YES, O_MAX_LAG, O_TIMEOUT,
-	O_VERIFY, O_NO_REVERSE, O_FREEZE, O_FREEZE_ROLE, O_SEQ_GAP, O_HOOK_TIMEOUT, O_FORCE, O_DRY_RUN, O_VERBOSE = 'v',
+	O_VERIFY, O_NO_REVERSE, O_FREEZE, O_FREEZE_ROLE, O_SEQ_GAP, O_HOOK_TIMEOUT, O_FORCE, O_DRY_RUN,
+	O_LOG_FORMAT, O_METRICS, O_WATCH, O_INTERVAL, O_VERBOSE = 'v',
 };
 
 typedef struct OptionDesc
@@ -110,6 +111,7 @@ static const OptionDesc option_descs[] = {
 	{"name", 1, O_NAME, OPT_GLOBAL, "NAME", "migration name for slot, publication and state (default ferry)"},
 	{"json", 0, O_JSON, OPT_GLOBAL, NULL, "print the report as JSON"},
 	{"verbose", 0, O_VERBOSE, OPT_GLOBAL, NULL, "more log detail (debug messages)"},
+	{"log-format", 1, O_LOG_FORMAT, OPT_GLOBAL, "FORMAT", "log lines as text (default) or json, one object per line"},
 	{"pg-bin", 1, O_PGBIN, OPT_GLOBAL, "DIR", "where pg_dump and pg_restore are (default: newest installed)"},
 	{"help", 0, O_HELP, OPT_GLOBAL, NULL, "show help and exit"},
 	{"version", 0, O_VERSION, OPT_GLOBAL, NULL, "show the version and exit"},
@@ -136,6 +138,9 @@ static const OptionDesc option_descs[] = {
 	{"sequence-gap", 1, O_SEQ_GAP, OPT_SWITCHOVER | OPT_ROLLBACK, "N", "set sequences this far past the other side's value (default 1000)"},
 	{"hook-timeout", 1, O_HOOK_TIMEOUT, OPT_SWITCHOVER | OPT_ROLLBACK, "SECONDS", "seconds each hook may run (default 60)"},
 	{"force", 0, O_FORCE, OPT_CLEANUP, NULL, "clean up even while a switchover or rollback is half done"},
+	{"metrics-listen", 1, O_METRICS, OPT_START, "ADDR:PORT", "serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR default 127.0.0.1)"},
+	{"watch", 0, O_WATCH, OPT_STATUS, NULL, "refresh the report until interrupted (a live view on a terminal)"},
+	{"interval", 1, O_INTERVAL, OPT_STATUS, "SECONDS", "seconds between --watch refreshes (default 5)"},
 };
 #define N_OPTIONS (sizeof(option_descs) / sizeof(option_descs[0]))
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -251,6 +256,7 @@ main(int argc, char **argv)
 	struct option longopts[N_OPTIONS + 1];
 	FerryConfig cfg;
 	int			cmd_index = -1;
+	int			watch_interval;
 	bool		want_help = false;
 	bool		dry_run = false;
 	int			rc;
@@ -388,6 +394,28 @@ main(int argc, char **argv)
 				}
 				break;
 			case O_DRY_RUN: dry_run = true; break;
+			case O_LOG_FORMAT:
+				{
+					LogFormat	lf;
+
+					if (!log_format_parse(optarg, &lf))
+					{
+						config_release(&cfg);
+						return usage_error("--log-format must be text or json, not \"%s\"", optarg);
+					}
+					cfg.log_format = (int) lf;
+				}
+				break;
+			case O_METRICS: set_string(&cfg.metrics_listen, optarg); break;
+			case O_WATCH: cli_status_set_watch(true); break;
+			case O_INTERVAL:
+				if (!parse_int_arg(optarg, 1, 3600, &watch_interval))
+				{
+					config_release(&cfg);
+					return usage_error("--interval must be a whole number of seconds from 1 to 3600, not \"%s\"", optarg);
+				}
+				cli_status_set_interval(watch_interval);
+				break;
 			case ':':
 				rc = usage_error("option \"%s\" needs a value", argv[optind - 1]);
 				config_release(&cfg);
@@ -415,7 +443,10 @@ main(int argc, char **argv)
 		return want_help ? EXIT_OK : EXIT_USAGE;
 	}
 
+	config_mark_command_line(&cfg);
 	log_set_level(cfg.verbose >= 1 ? LOG_DEBUG : LOG_INFO);
+	if (cfg.log_format >= 0)
+		log_set_format((LogFormat) cfg.log_format);
 	log_set_role("coordinator");
 
 	config_apply_env(&cfg);
@@ -432,6 +463,9 @@ main(int argc, char **argv)
 		}
 	}
 	config_apply_defaults(&cfg);
+	/* the file may ask for these too */
+	log_set_level(cfg.verbose >= 1 ? LOG_DEBUG : LOG_INFO);
+	log_set_format((LogFormat) cfg.log_format);
 	if (!config_valid_name(cfg.name))
 	{
 		rc = usage_error("invalid --name \"%s\": use lower-case letters, digits and _, starting with a letter, at most 40 characters", cfg.name);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "log.h"
 #include "tap.h"
 
 #define KB 1024LL
@@ -439,6 +440,121 @@ test_load_file(void)
 	config_release(&cfg);
 }
 
+/* verbose, log-format, metrics-listen; reloading them (SIGHUP) */
+static void
+test_service_keys(void)
+{
+	FerryConfig cfg;
+	char	   *err = NULL;
+
+	config_init(&cfg);
+	ok(load(&cfg, "verbose: true\nlog-format: json\nmetrics-listen: \":9187\"\n", &err), "service keys load");
+	is_int(cfg.verbose, 1, "verbose: true");
+	is_int(cfg.log_format, LOG_FORMAT_JSON, "log-format: json");
+	is_str(cfg.metrics_listen, ":9187", "metrics-listen");
+	config_release(&cfg);
+
+	config_init(&cfg);
+	cfg.log_format = LOG_FORMAT_TEXT;	/* as --log-format text */
+	ok(load(&cfg, "verbose: false\nlog-format: json\n", &err), "loads over command-line values");
+	is_int(cfg.log_format, LOG_FORMAT_TEXT, "--log-format beats the file");
+	is_int(cfg.verbose, 0, "verbose: false");
+	config_apply_defaults(&cfg);
+	config_release(&cfg);
+
+	config_init(&cfg);
+	config_apply_defaults(&cfg);
+	is_int(cfg.log_format, LOG_FORMAT_TEXT, "log-format defaults to text");
+	config_release(&cfg);
+
+	config_init(&cfg);
+	ok(!load(&cfg, "log-format: xml\n", &err), "log-format xml is refused");
+	contains(err, "text or json", "the message lists the choices");
+	free(err);
+	config_release(&cfg);
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+	FILE	   *f = fopen(path, "w");
+
+	ok(f != NULL && fputs(text, f) >= 0 && fclose(f) == 0, "write the config file");
+}
+
+static void
+test_reload(void)
+{
+	FerryConfig cur,
+				fresh;
+	char	   *err = NULL;
+	char	   *changed;
+	char		path[] = "/tmp/ferry-test-reload-XXXXXX";
+	int			fd = mkstemp(path);
+
+	ok(fd >= 0, "temp config file");
+	if (fd < 0)
+		return;
+	close(fd);
+	write_file(path, "source: host=a\nverbose: false\n");
+
+	/* as main() does: command line, mark, env, file, defaults */
+	config_init(&cur);
+	cur.config_file = xstrdup(path);
+	config_mark_command_line(&cur);
+	ok(config_load_file(&cur, path, &err), "the first load");
+	config_apply_defaults(&cur);
+	log_set_level(LOG_INFO);
+	log_set_format(LOG_FORMAT_TEXT);
+
+	config_init(&fresh);
+	ok(config_reread(&cur, &fresh, &err), "reread of an unchanged file");
+	changed = config_reload_live(&cur, &fresh);
+	ok(changed == NULL, "nothing changed, nothing to say");
+	config_release(&fresh);
+
+	write_file(path, "source: host=b\nverbose: true\nlog-format: json\n");
+	config_init(&fresh);
+	ok(config_reread(&cur, &fresh, &err), "reread of an edited file");
+	is_str(fresh.source, "host=b", "the fresh settings have the file's new values");
+	changed = config_reload_live(&cur, &fresh);
+	is_str(changed, "verbose false -> true, log-format text -> json", "the change is described");
+	free(changed);
+	is_int(log_get_level(), LOG_DEBUG, "the log level is now debug");
+	is_int(log_get_format(), LOG_FORMAT_JSON, "the log format is now json");
+	is_str(cur.source, "host=a", "source is not changed live");
+	config_release(&fresh);
+
+	write_file(path, "verbose: [oops\n");
+	config_init(&fresh);
+	ok(!config_reread(&cur, &fresh, &err), "a broken file does not reread");
+	contains(err, path, "the message names the file");
+	free(err);
+	err = NULL;
+	config_release(&fresh);
+	is_int(log_get_level(), LOG_DEBUG, "the level stays");
+	is_int(cur.verbose, 1, "the settings stay");
+
+	/* -v on the command line wins over the file, also on reload */
+	config_release(&cur);
+	config_init(&cur);
+	cur.verbose = 1;
+	cur.config_file = xstrdup(path);
+	config_mark_command_line(&cur);
+	write_file(path, "verbose: false\n");
+	config_apply_defaults(&cur);
+	config_init(&fresh);
+	ok(config_reread(&cur, &fresh, &err), "reread with -v given");
+	changed = config_reload_live(&cur, &fresh);
+	ok(changed == NULL || strstr(changed, "verbose") == NULL, "-v on the command line is not undone by the file");
+	free(changed);
+	config_release(&fresh);
+	config_release(&cur);
+	log_set_level(LOG_INFO);
+	log_set_format(LOG_FORMAT_TEXT);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -450,5 +566,7 @@ main(void)
 	test_load_precedence();
 	test_load_errors();
 	test_load_file();
+	test_service_keys();
+	test_reload();
 	return done_testing();
 }
