@@ -71,7 +71,11 @@ install: build/ferry
 	sed 's|/usr/local/bin/ferry|$(PREFIX)/bin/ferry|' contrib/ferry@.service >$(DESTDIR)$(PREFIX)/lib/systemd/system/ferry@.service
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/ferry@.service
 
-demo: deps all
+# the demo's application stand-in (also used by bench/switchover.sh)
+build/writer: bench/writer.c | build/obj
+	$(CC) -O2 -Wall -o $@ $< $(PKG_CFLAGS) $(PKG_LIBS)
+
+demo: deps all build/writer
 	scripts/demo.sh
 
 bench: all

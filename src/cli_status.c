@@ -40,7 +40,9 @@ static const char TARGET_STATUS_SQL[] =
 	"       p.applied_lsn::text,"
 	"       EXTRACT(epoch FROM pg_catalog.now() - p.commit_time),"
 	"       p.changes, p.txns, p.changes_per_second, p.txns_per_second,"
-	"       EXTRACT(epoch FROM pg_catalog.now() - p.follower_seen_at) < 30"
+	"       EXTRACT(epoch FROM pg_catalog.now() - p.follower_seen_at) < 30,"
+	"       m.switched_at::text, m.switch_window_ms / 1000, m.reverse, m.rolled_back_at::text,"
+	"       m.rollback_window_ms / 1000"
 	"  FROM ferry.migration m LEFT JOIN ferry.apply_progress p ON p.migration = m.name"
 	" WHERE m.name = $1";
 
@@ -64,6 +66,7 @@ typedef struct Status
 {
 	PGresult   *tr;				/* TARGET_STATUS_SQL, one row */
 	PGresult   *sr;				/* SOURCE_STATUS_SQL, or NULL */
+	PGresult   *files;			/* ferry.file_sync rows, or NULL */
 	bool		source_reachable;
 	TableDelta *tables;
 	int			ntables;
@@ -138,6 +141,7 @@ status_release(Status *st)
 	free(st->tables);
 	PQclear(st->tr);
 	PQclear(st->sr);
+	PQclear(st->files);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -197,6 +201,16 @@ status_collect(const FerryConfig *cfg, PGconn *tgt, PGconn *src, Status *st)
 	if (!PQgetisnull(st->tr, 0, 10))
 		st->lag_seconds = strtod(PQgetvalue(st->tr, 0, 10), NULL);
 
+	{
+		PGresult   *e = pg_query(tgt, "look for file sync state",
+								 "SELECT pg_catalog.to_regclass('ferry.file_sync') IS NOT NULL", 0, NULL);
+
+		if (e && PQgetvalue(e, 0, 0)[0] == 't')
+			st->files = pg_query(tgt, "read the file sync state",
+								 "SELECT from_path, to_path, last_status, last_ok_at::text, runs, last_seconds"
+								 "  FROM ferry.file_sync WHERE migration = $1 ORDER BY entry", 1, params);
+		PQclear(e);
+	}
 	plan = pg_query(tgt, "read the copy plan",
 					"SELECT p.nspname, p.relname, count(ci.chunk), COALESCE(max(ci.nchunks), 0)"
 					"  FROM ferry.copy_plan p LEFT JOIN ferry.copy_item ci"
@@ -266,6 +280,22 @@ status_render_json(const FerryConfig *cfg, const Status *st, bool compact, StrBu
 											"delta", t->src >= 0 && t->tgt >= 0 ? json_integer(t->src - t->tgt) : json_null()));
 	}
 	json_object_set_new(j, "tables", ta);
+	json_object_set_new(j, "switchover", PQgetisnull(tr, 0, 16) ? json_null()
+						: json_pack("{s:s, s:f, s:b, s:o, s:o}", "switched_at", PQgetvalue(tr, 0, 16),
+									"write_downtime_seconds", strtod(PQgetvalue(tr, 0, 17), NULL),
+									"reverse_replication", PQgetvalue(tr, 0, 18)[0] == 't',
+									"rolled_back_at", PQgetisnull(tr, 0, 19) ? json_null() : json_string(PQgetvalue(tr, 0, 19)),
+									"rollback_downtime_seconds", PQgetisnull(tr, 0, 20) ? json_null() : json_real(strtod(PQgetvalue(tr, 0, 20), NULL))));
+	{
+		json_t	   *fa = json_array();
+
+		for (int i = 0; st->files && i < PQntuples(st->files); i++)
+			json_array_append_new(fa, json_pack("{s:s, s:s, s:i, s:o, s:I}", "from", PQgetvalue(st->files, i, 0),
+												"to", PQgetvalue(st->files, i, 1), "last_status", atoi(PQgetvalue(st->files, i, 2)),
+												"last_ok_at", PQgetisnull(st->files, i, 3) ? json_null() : json_string(PQgetvalue(st->files, i, 3)),
+												"runs", (json_int_t) strtoll(PQgetvalue(st->files, i, 4), NULL, 10)));
+		json_object_set_new(j, "files", fa);
+	}
 	text = json_dumps(j, compact ? JSON_COMPACT : JSON_INDENT(2));
 	strbuf_addstr(out, text);
 	strbuf_addch(out, '\n');
@@ -333,8 +363,21 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 		strbuf_addf(out, "  source   slot %s %s, retains %s of WAL\n", cfg->name,
 					PQgetvalue(sr, 0, 2)[0] == 't' ? "active" : "inactive", b3);
 	}
-	else
+	else if (PQgetisnull(tr, 0, 16))
 		strbuf_addf(out, "  source   %s\n", st->source_reachable ? "the replication slot is missing" : "unreachable");
+	if (!PQgetisnull(tr, 0, 16))
+	{
+		strbuf_addf(out, "  switch   switched over at %s, write downtime %.3f s, reverse replication %s\n",
+					PQgetvalue(tr, 0, 16), strtod(PQgetvalue(tr, 0, 17), NULL),
+					PQgetvalue(tr, 0, 18)[0] == 't' ? "prepared" : "off");
+		if (!PQgetisnull(tr, 0, 19))
+			strbuf_addf(out, "  rollback rolled back at %s, write downtime %.3f s\n",
+						PQgetvalue(tr, 0, 19), strtod(PQgetvalue(tr, 0, 20), NULL));
+	}
+	for (int i = 0; st->files && i < PQntuples(st->files); i++)
+		strbuf_addf(out, "  files    %s -> %s: %s, %s runs, last ok %s\n", PQgetvalue(st->files, i, 0),
+					PQgetvalue(st->files, i, 1), atoi(PQgetvalue(st->files, i, 2)) == 0 ? "ok" : "FAILING",
+					PQgetvalue(st->files, i, 4), PQgetisnull(st->files, i, 3) ? "never" : PQgetvalue(st->files, i, 3));
 	if (st->ntables == 0)
 		return;
 	if (max_tables > 0 && shown > max_tables)

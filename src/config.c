@@ -693,7 +693,11 @@ config_reload_live(FerryConfig *cur, const FerryConfig *fresh)
 		cur->log_format = fresh->log_format;
 		log_set_format((LogFormat) cur->log_format);
 	}
-	/* hooks: will be reloaded here too */
+	/*
+	 * hooks: are run by `switchover` and `rollback`, which read the file when
+	 * they start, so an edited hook takes effect without a reload. files:
+	 * stay as they were at start: the follow thread reads them unlocked.
+	 */
 	if (sb.len == 0)
 	{
 		strbuf_release(&sb);

@@ -11,12 +11,25 @@ pg_start target
 qf source "$SQL/follow_schema.sql" >/dev/null || bail "schema failed"
 F=("$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN")
 
-"${F[@]}" start --jobs 2 >"$TEST_TMP/start.out" 2>"$TEST_TMP/start.err" &
+mkdir -p "$TEST_TMP/up" "$TEST_TMP/up-new"
+echo one >"$TEST_TMP/up/one.txt"
+cat >"$TEST_TMP/ferry.yaml" <<YAML
+files:
+  - {from: "$TEST_TMP/up/", to: "$TEST_TMP/up-new/"}
+files-interval: 1
+YAML
+"${F[@]}" --config "$TEST_TMP/ferry.yaml" start --jobs 2 >"$TEST_TMP/start.out" 2>"$TEST_TMP/start.err" &
 FP=$!
 for i in $(seq 1 300); do
   [ "$(q target "SELECT phase FROM ferry.migration" 2>/dev/null)" = following ] && break; sleep 0.2
 done
 is "$(q target "SELECT phase FROM ferry.migration")" "following" "ferry start follows"
+
+for i in $(seq 1 50); do [ -f "$TEST_TMP/up-new/one.txt" ] && break; sleep 0.2; done
+is "$(cat "$TEST_TMP/up-new/one.txt" 2>&1)" "one" "files: are synced while following"
+sleep 1.5
+st=$("${F[@]}" status 2>&1)
+like "$st" "files +$TEST_TMP/up/ -> $TEST_TMP/up-new/: ok" "status reports the file sync"
 
 # the application writes all through the switchover (pgbench ends its client on an error)
 pgload 8 3 "$SQL/load/mixed.sql@10" >"$TEST_TMP/load1" 2>&1 &
@@ -29,6 +42,8 @@ is "$rc" 0 "switchover exits 0" || diag "$(tail -20 "$TEST_TMP/sw.err")"
 wait "$LP"
 like "$(cat "$TEST_TMP/sw.out")" "write downtime +[0-9.]+ s" "it reports the write downtime"
 is "$(q target "SELECT phase FROM ferry.migration")" "switched" "phase switched"
+js=$("${F[@]}" --json status 2>/dev/null)
+is "$(printf '%s' "$js" | python3 -c 'import json,sys; d=json.load(sys.stdin); s=d["switchover"]; print(d["phase"], s["reverse_replication"], s["write_downtime_seconds"] > 0)')" "switched True True" "status --json shows the switchover and its downtime"
 is "$(db_checksum target | grep -v '^ferry\.')" "$(db_checksum source | grep -v '^ferry\.')" "every table equal after the switchover under load"
 out=$(q source "INSERT INTO kv VALUES (-99999999, 'late', 0)" 2>&1); rc=$?
 isnt "$rc" 0 "a write on the frozen source fails"

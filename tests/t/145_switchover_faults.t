@@ -125,6 +125,18 @@ is "$rc" 0 "rollback undoes the interrupted switchover" || diag "$(tail -5 "$TES
 is "$(phase)" "following" "phase following again"
 source_writable; ok $? "the source takes writes again and replication runs"
 
+# 7b. --freeze revoke: the application role loses LOGIN and gets it back on abort
+q source "CREATE ROLE appuser LOGIN; GRANT INSERT, SELECT, UPDATE ON kv TO appuser" >/dev/null
+cat >"$CFG" <<YAML
+hooks:
+  switch: "$PGBIN/psql -XAtq -h $SOURCE_SOCK -p $SOURCE_PORT -U appuser -d app -c 'SELECT 1' >$TEST_TMP/login.out 2>&1; exit 1"
+YAML
+"${F[@]}" --config "$CFG" switchover --yes --freeze revoke --freeze-role appuser >/dev/null 2>"$TEST_TMP/e7c"; rc=$?
+is "$rc" 1 "switchover with --freeze revoke aborted by the switch hook"
+like "$(cat "$TEST_TMP/login.out")" "not permitted to log in" "while frozen the application role could not log in"
+is "$(q source "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'appuser'")" "t" "the abort gave the role its LOGIN back"
+source_writable; ok $? "the source takes writes and replication runs"
+
 # 8. no ferry start: switchover applies in-process; --verify, --no-reverse, files
 kill -TERM "$FP"; wait "$FP"
 mkdir -p "$TEST_TMP/up" "$TEST_TMP/up-new"
