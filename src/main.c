@@ -115,7 +115,7 @@ static const OptionDesc option_descs[] = {
 	{"pg-bin", 1, O_PGBIN, OPT_GLOBAL, "DIR", "where pg_dump and pg_restore are (default: newest installed)"},
 	{"help", 0, O_HELP, OPT_GLOBAL, NULL, "show help and exit"},
 	{"version", 0, O_VERSION, OPT_GLOBAL, NULL, "show the version and exit"},
-	{"jobs", 1, O_JOBS, OPT_CLONE | OPT_VERIFY | OPT_PLAN, "N", "parallel copy (or verify) workers (default 4)"},
+	{"jobs", 1, O_JOBS, OPT_CLONE | OPT_VERIFY | OPT_PLAN | OPT_SWITCHOVER, "N", "parallel copy (or verify) workers (default 4)"},
 	{"index-jobs", 1, O_INDEX_JOBS, OPT_CLONE | OPT_PLAN, "N", "parallel index and constraint builds (default = --jobs)"},
 	{"split-tables-larger-than", 1, O_SPLIT, OPT_CLONE | OPT_PLAN, "SIZE", "copy larger tables as parallel block ranges (default auto: each worker's share of the data, 0 = never)"},
 	{"no-owner", 0, O_NO_OWNER, OPT_CLONE | OPT_CHECK | OPT_PLAN, NULL, "do not restore object owners (target user owns everything)"},
