@@ -55,8 +55,9 @@ for round in $(seq 1 "$ROUNDS"); do
   bench_log "round $round: fresh target, ferry start"
   bq target postgres "DROP DATABASE IF EXISTS app" >/dev/null
   bq target postgres "CREATE DATABASE app" >/dev/null
-  bq source app "ALTER DATABASE app RESET default_transaction_read_only" >/dev/null
-  bq source app "TRUNCATE bench_writes; VACUUM ANALYZE" >/dev/null
+  bq source postgres "ALTER DATABASE app RESET default_transaction_read_only" >/dev/null
+  bq source app "TRUNCATE bench_writes" >/dev/null
+  bq source app "VACUUM ANALYZE" >/dev/null
   echo "$SRC" > "$R/app.conn"
   printf 'hooks:\n  switch: "echo %s > %s"\n' "'$TGT'" "$R/app.conn" > "$R/ferry.yaml"
   F=("$FERRY" --source "$SRC" --target "$TGT" --name bench --config "$R/ferry.yaml")
@@ -80,7 +81,7 @@ for round in $(seq 1 "$ROUNDS"); do
   [ "$src" = 0 ] || bench_die "switchover failed in round $round (see $R/switch.err)"
 
   # the application's view
-  line=$(python3 - "$R/writes.log" "$SOURCE_PORT" "$TARGET_PORT" "$R/switch.json" <<'PY'
+  line=$(python3 - "$R/writes.log" "$SOURCE_SOCK" "$TARGET_SOCK" "$R/switch.json" <<'PY'
 import json, sys
 log, sport, tport, sj = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 first_fail = None; first_tgt_ok = None; last_ok = {}; worst = 0.0; ok_ids = []
@@ -88,7 +89,7 @@ for l in open(log):
     p = l.split()
     if len(p) != 5: continue
     t, st, port, c, i = int(p[0]), p[1], p[2], p[3], p[4]
-    if st == "fail" and port in (sport, "0") and first_fail is None: first_fail = t
+    if st == "fail" and port in (sport, "-") and first_fail is None: first_fail = t
     if st == "ok":
         ok_ids.append(int(i))
         if port == tport and first_tgt_ok is None: first_tgt_ok = t
@@ -100,8 +101,8 @@ print("%.3f %.3f %.3f %d %s" % (w, worst, fw, len(ok_ids), ",".join(map(str, ok_
 PY
 )
   read -r cw worst fw nok ids <<<"$line"
-  printf '%s\n' "${ids//,/$'\n'}" | sort -n > "$R/ok.ids"
-  bq target app "SELECT id FROM bench_writes ORDER BY 1" > "$R/tgt.ids"
+  printf '%s\n' "${ids//,/$'\n'}" | sort > "$R/ok.ids"
+  bq target app "SELECT id FROM bench_writes" | sort > "$R/tgt.ids"
   lost=$(comm -23 "$R/ok.ids" "$R/tgt.ids" | wc -l)
   dup=$(bq target app "SELECT count(*) - count(DISTINCT id) FROM bench_writes")
   extra=$(comm -13 "$R/ok.ids" "$R/tgt.ids" | wc -l)

@@ -5,7 +5,9 @@
  * reconnect, so a switch hook that rewrites the file moves the writers to
  * the other server, as a config change or a pooler would). Every attempt is
  * logged on stdout as
- *     <unix time in microseconds> <ok|fail> <server port> <client> <id>
+ *     <unix time in microseconds> <ok|fail> <server host> <client> <id>
+ * (host as libpq reports it: the name or socket directory; "-" when
+ * the connection itself failed)
  * so the script can find the first failed write on the source, the first
  * successful one on the target, and check that every acknowledged row
  * exists exactly once on the target afterwards.
@@ -79,7 +81,7 @@ client(const char *file, int id, double rate, double seconds)
 
 		if (c == NULL && (c = connect_from(file)) == NULL)
 		{
-			printf("%lld fail 0 %d 0\n", now_us(), id);
+			printf("%lld fail - %d 0\n", now_us(), id);
 			usleep(10000);
 			continue;
 		}
@@ -89,10 +91,10 @@ client(const char *file, int id, double rate, double seconds)
 		next += interval;
 		res = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK)
-			printf("%lld ok %s %d %s\n", now_us(), PQport(c), id, PQgetvalue(res, 0, 0));
+			printf("%lld ok %s %d %s\n", now_us(), PQhost(c), id, PQgetvalue(res, 0, 0));
 		else
 		{
-			printf("%lld fail %s %d 0\n", now_us(), PQport(c), id);
+			printf("%lld fail %s %d 0\n", now_us(), PQhost(c), id);
 			PQfinish(c);
 			c = NULL;
 			usleep(5000);

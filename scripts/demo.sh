@@ -89,12 +89,12 @@ sleep 2
 kill -TERM "$FERRY_PID"; wait "$FERRY_PID" || true
 
 say "report"
-read -r cw nok <<<"$(awk -v sp="$SOURCE_PORT" -v tp="$TARGET_PORT" '
-  $2 == "fail" && ff == "" && ($3 == sp || $3 == "0") { ff = $1 }
+read -r cw nok <<<"$(awk -v sp="$SOURCE_SOCK" -v tp="$TARGET_SOCK" '
+  $2 == "fail" && ff == "" && ($3 == sp || $3 == "-") { ff = $1 }
   $2 == "ok" { n++; if ($3 == tp && fo == "") fo = $1 }
   END { printf "%.3f %d\n", (fo - ff) / 1e6, n }' "$TEST_TMP/writes.log")"
-awk '$2 == "ok" { print $5 }' "$TEST_TMP/writes.log" | sort -n > "$TEST_TMP/ok.ids"
-q target "SELECT id FROM app_writes ORDER BY 1" > "$TEST_TMP/tgt.ids"
+awk '$2 == "ok" { print $5 }' "$TEST_TMP/writes.log" | sort > "$TEST_TMP/ok.ids"
+q target "SELECT id FROM app_writes" | sort > "$TEST_TMP/tgt.ids"
 lost=$(comm -23 "$TEST_TMP/ok.ids" "$TEST_TMP/tgt.ids" | wc -l)
 printf '  rows moved             %s by the copy, %s transactions during the migration\n' \
   "$(q target "SELECT sum(rows) FROM ferry.copy_item")" "$(grep -Eo 'processed: [0-9]+' "$TEST_TMP/pgbench.log" | grep -Eo '[0-9]+' || echo '?')"
