@@ -24,9 +24,21 @@ static const char TABLE_SNAPSHOTS_SQL[] =
 	" WHERE ci.migration = $1"
 	" GROUP BY 1, 2";
 
-/* The target's columns of a table, as pgoutput would send them. */
+/*
+ * The target's columns of a table, as pgoutput would send them. Types are
+ * named without their modifier (varchar, numeric, bpchar, "bit"): the
+ * multi-row statements cast parameters to them, and an explicit cast to
+ * varchar(3) or char(3) truncates silently where the column's own
+ * (assignment) coercion raises an error; rounding to numeric(p,s) or
+ * timestamp(p) still happens, in the assignment, as for a single row.
+ */
 static const char TARGET_COLUMNS_SQL[] =
-	"SELECT c.relkind, a.attname, a.attidentity = 'a', pg_catalog.format_type(a.atttypid, a.atttypmod),"
+	"SELECT c.relkind, a.attname, a.attidentity = 'a',"
+	"       CASE a.atttypid WHEN 'pg_catalog.bit'::pg_catalog.regtype THEN 'bit varying'"
+	"                       WHEN 'pg_catalog.bit[]'::pg_catalog.regtype THEN 'bit varying[]'"
+	"                       WHEN 'pg_catalog.bpchar'::pg_catalog.regtype THEN 'pg_catalog.bpchar'"
+	"                       WHEN 'pg_catalog.bpchar[]'::pg_catalog.regtype THEN 'pg_catalog.bpchar[]'"
+	"                       ELSE pg_catalog.format_type(a.atttypid, NULL) END,"
 	"       EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid"
 	"                  AND (i.indisunique OR i.indisexclusion) AND NOT i.indisprimary AND NOT i.indisreplident)"
 	"  FROM pg_catalog.pg_class c"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Regressions for batched apply (found in review): wide tables whose batch of
 # parameters would overflow, a unique value swapped between rows inside one
-# transaction (updates must stay in source order on such tables), and many
-# TRUNCATEs in one batch.
+# transaction (updates must stay in source order on such tables), many
+# TRUNCATEs in one batch, and a target column narrower than the source's (a
+# batched insert must fail, not truncate silently).
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/pg.sh"
 
@@ -13,6 +14,7 @@ vals=$(for i in $(seq 1 40); do printf ', g+%d' "$i"; done)
 q source "CREATE TABLE wide (id int PRIMARY KEY $cols);
           CREATE TABLE swap (id int PRIMARY KEY, pos int UNIQUE);
           CREATE TABLE scratch (id int PRIMARY KEY);
+          CREATE TABLE narrow (id int PRIMARY KEY, s varchar(10), c char(4), b bit(3));
           INSERT INTO swap VALUES (1, 1), (2, 2)"
 "$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start >"$TEST_TMP/out" 2>"$TEST_TMP/err" &
 FP=$!
@@ -27,7 +29,20 @@ wait_applied ferry 60
 ok $? "ferry keeps up with wide tables, a unique swap and 1100 truncates in one transaction"
 is "$(db_checksum target)" "$(db_checksum source)" "contents equal"
 is "$(q target "SELECT string_agg(id || ':' || pos, ',' ORDER BY id) FROM swap")" "1:2,2:1" "the unique values were swapped as on the source"
+q source "INSERT INTO narrow SELECT g, 'ab', 'cd', B'101' FROM generate_series(1, 250) g" >/dev/null
+wait_applied ferry 60
+is "$(q target "SELECT count(*), min(s), min(c), min(b::text) FROM narrow")" "250|ab|cd  |101" "typed columns (varchar, char, bit) arrive through batched inserts"
 kill -TERM "$FP"; wait "$FP"
 is "$?" 0 "stops cleanly"
 unlike "$(cat "$TEST_TMP/err")" "ERROR|runtime error|Sanitizer" "no errors or sanitizer reports"
+
+# the target's column is narrower (changed by hand): the batch must fail, never store a cut value
+q target "ALTER TABLE narrow ALTER COLUMN s TYPE varchar(3)" >/dev/null
+q source "INSERT INTO narrow SELECT g, CASE WHEN g < 1005 THEN 'ab' ELSE 'abcdefgh' END, 'x', B'001' FROM generate_series(1001, 1300) g" >/dev/null
+"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start >"$TEST_TMP/out2" 2>"$TEST_TMP/err2" &
+FP=$!
+for i in $(seq 1 50); do grep -q "too long\|differ" "$TEST_TMP/err2" && break; sleep 0.2; done
+kill -TERM "$FP" 2>/dev/null; wait "$FP"
+is "$(q target "SELECT count(*) FROM narrow WHERE s = 'abc'")" "0" "no value was cut to fit the narrower target column"
+like "$(cat "$TEST_TMP/err2")" "too long|differ" "apply stops with the reason"
 done_testing
