@@ -601,9 +601,10 @@ sync_sequences(PGconn *from, PGconn *to, int64_t gap, SwitchReport *rep)
  * Put everything back after a failed step before the switch: source
  * writable again, reverse objects gone, phase following. Replication keeps
  * running (a `ferry start` elsewhere never stopped; ours is stopped here,
- * the slot keeps the position).
+ * the slot keeps the position). False (logged) when the source could not
+ * be unfrozen: phase switching stays, so ferry rollback can try again.
  */
-static void
+static bool
 abort_switchover(Sw *s)
 {
 	bool		ok = true;
@@ -628,7 +629,10 @@ abort_switchover(Sw *s)
 	}
 	if (ok)
 		log_info("the source accepts writes again and replication continues; nothing was lost");
+	return ok;
 }
+
+static bool undo_switching(Sw *s);
 
 static void
 sw_release(Sw *s)
@@ -693,7 +697,18 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 		goto done;
 	}
 	if (strcmp(phase, "switching") == 0)
-		log_warn("an earlier switchover of %s was interrupted: the source may still be frozen; carrying on from the start", cfg->name);
+	{
+		/*
+		 * The source may still be frozen: its saved record is what unfreezes
+		 * it (a new one would record the frozen state as the prior one), and
+		 * reverse objects may be left. Undo it all, then start over.
+		 */
+		log_warn("an earlier switchover of %s was interrupted: undoing it first, then carrying on from the start", cfg->name);
+		if (!undo_switching(&s))
+			goto done;
+		freeze_release_record(&s.fz);
+		s.frozen = s.freeze_saved = s.reverse_made = false;
+	}
 	else if (strcmp(phase, "following") != 0)
 	{
 		log_error("migration %s is in phase %s, not following: the copy is not finished. Fix: run ferry start and wait until ferry status shows phase following",
@@ -851,8 +866,7 @@ undo_switching(Sw *s)
 		return false;
 	s->reverse_made = true;
 	s->freeze_saved = s->frozen;
-	abort_switchover(s);
-	return true;
+	return abort_switchover(s);
 }
 
 bool
