@@ -58,6 +58,16 @@ is "$rc" 0 "rollback undoes the interrupted switchover"
 is "$(q source "SELECT count(*) FROM pg_db_role_setting")" "0" "the source database has no read-only setting left"
 source_writable; ok $? "the source takes writes again" || diag "$(tail -5 "$TEST_TMP/e2")"
 
+# 3. --freeze revoke killed after NOLOGIN, before anything else: rollback gives LOGIN back
+q source "CREATE ROLE appuser LOGIN" >/dev/null
+(FERRY_FAULT=freeze.after-revoke "${F[@]}" switchover --yes --freeze revoke --freeze-role appuser >/dev/null 2>&1) 2>/dev/null; rc=$?
+is "$rc" 137 "switchover --freeze revoke killed right after revoking"
+is "$(q source "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'appuser'")" "f" "the role lost LOGIN"
+"${F[@]}" rollback --yes >/dev/null 2>"$TEST_TMP/e3"; rc=$?
+is "$rc" 0 "rollback undoes it"
+is "$(q source "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'appuser'")" "t" "the role has LOGIN again"
+is "$(phase)" "following" "phase following"
+
 kill -TERM "$FP"; wait "$FP"
 unlike "$(cat "$TEST_TMP"/start.err "$TEST_TMP"/e*)" "runtime error|LeakSanitizer" "no sanitizer reports"
 done_testing
