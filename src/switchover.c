@@ -912,8 +912,8 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	}
 	{
 		const char *params[1] = {cfg->name};
-		PGresult   *res = pg_query(s.tgt, "read the freeze record",
-								   "SELECT source_freeze FROM ferry.migration WHERE name = $1", 1, params);
+		PGresult   *res = pg_query(s.tgt, "read the freeze records",
+								   "SELECT source_freeze, target_freeze FROM ferry.migration WHERE name = $1", 1, params);
 
 		if (res == NULL || PQntuples(res) != 1 || PQgetisnull(res, 0, 0) ||
 			!freeze_from_json(PQgetvalue(res, 0, 0), &src_fz))
@@ -922,12 +922,29 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 			PQclear(res);
 			goto done;
 		}
+
+		/*
+		 * An interrupted rollback may have left the target frozen: its saved
+		 * record holds what the target was like before, a new one would
+		 * record the frozen state and an abort would keep it frozen.
+		 */
+		if (strcmp(phase, "rolling_back") == 0 && !PQgetisnull(res, 0, 1))
+		{
+			if (!freeze_from_json(PQgetvalue(res, 0, 1), &s.fz))
+			{
+				log_error("the target's saved freeze record is unreadable. Fix: by hand: ALTER DATABASE <db> RESET default_transaction_read_only on the target, then set its target_freeze in ferry.migration to NULL");
+				PQclear(res);
+				goto done;
+			}
+			log_info("carrying on an interrupted rollback with the target's freeze record from it (%s)", s.fz.mode);
+		}
 		PQclear(res);
 	}
 
 	/* 1. the reverse follower and the target's freeze */
 	log_info("step 1/6: preconditions");
-	if (!freeze_prepare(s.tgt, cfg, strcmp(cfg->freeze_mode, "hook") == 0 ? "hook" : cfg->freeze_mode, "target", &s.fz) ||
+	if ((s.fz.mode == NULL &&
+		 !freeze_prepare(s.tgt, cfg, strcmp(cfg->freeze_mode, "hook") == 0 ? "hook" : cfg->freeze_mode, "target", &s.fz)) ||
 		!follower_ensure(&s.fol, s.src, s.rcfg, true))
 		goto done;
 

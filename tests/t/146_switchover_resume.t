@@ -68,6 +68,26 @@ is "$rc" 0 "rollback undoes it"
 is "$(q source "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'appuser'")" "t" "the role has LOGIN again"
 is "$(phase)" "following" "phase following"
 
+# 4. a rollback killed inside its freeze window, then one that aborts: the target takes writes again
+"${F[@]}" switchover --yes >/dev/null 2>"$TEST_TMP/e4"; rc=$?
+is "$rc" 0 "switchover" || diag "$(tail -5 "$TEST_TMP/e4")"
+$PGBIN/psql -XAtq -h $SOURCE_SOCK -p $SOURCE_PORT -U postgres -d app \
+  -c "BEGIN; LOCK TABLE kv IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(10); COMMIT" >/dev/null 2>&1 &
+HP=$!
+sleep 0.5
+q target "INSERT INTO kv VALUES (-5000, 'on target', 0)" >/dev/null
+ok $? "the target takes writes (their reverse apply waits for a lock on the source)"
+(FERRY_FAULT=rollback.after-freeze "${F[@]}" rollback --yes >/dev/null 2>&1) 2>/dev/null; rc=$?
+is "$rc" 137 "rollback killed inside its freeze window"
+is "$(phase)" "rolling_back" "phase rolling_back is left behind"
+"${F[@]}" rollback --yes --timeout 3 >/dev/null 2>"$TEST_TMP/e5"; rc=$?
+is "$rc" 1 "a rollback whose drain times out fails"
+is "$(phase)" "switched" "phase switched again"
+is "$(q target "SELECT count(*) FROM pg_db_role_setting")" "0" "the target database has no read-only setting left"
+q target "INSERT INTO kv VALUES (-5001, 'on target again', 0)" >/dev/null 2>&1
+ok $? "the target takes writes again" || diag "$(tail -5 "$TEST_TMP/e5")"
+wait "$HP"
+
 kill -TERM "$FP"; wait "$FP"
 unlike "$(cat "$TEST_TMP"/start.err "$TEST_TMP"/e*)" "runtime error|LeakSanitizer" "no sanitizer reports"
 done_testing
