@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "hooks.h"
 #include "log.h"
 #include "pgsql.h"
@@ -96,6 +97,13 @@ freeze_prepare(PGconn *conn, const FerryConfig *cfg, const char *mode, const cha
 				PQclear(r);
 				goto done;
 			}
+			/*
+			 * The roles whose LOGIN the freeze will take, recorded now: the
+			 * record is saved before freeze_apply(), so a process killed
+			 * after ALTER ROLE ... NOLOGIN still leaves what undoes it.
+			 */
+			if (PQgetvalue(r, 0, 0)[0] == 't')
+				strlist_add(&fz->revoked, p[0]);
 			PQclear(r);
 		}
 	}
@@ -199,29 +207,19 @@ freeze_apply(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *fz,
 			return false;
 		return end_sessions(conn, side, "", 0, NULL, timeout_ms);
 	}
-	/* revoke */
-	for (int i = 0; i < cfg->freeze_roles.n; i++)
+	/* revoke: the roles freeze_prepare() recorded as able to log in */
+	for (int i = 0; i < fz->revoked.n; i++)
 	{
-		const char *p[1] = {cfg->freeze_roles.items[i]};
-		PGresult   *r = pg_query(conn, "look up an application role",
-								 "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1", 1, p);
-		bool		can = r != NULL && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
-		char	   *qr,
-				   *sql;
-		bool		ok;
+		char	   *qr = pg_quote_ident(fz->revoked.items[i]);
+		char	   *sql = xasprintf("ALTER ROLE %s NOLOGIN", qr);
+		bool		ok = pg_exec(conn, "revoke the application's login", sql);
 
-		PQclear(r);
-		if (!can)
-			continue;
-		qr = pg_quote_ident(p[0]);
-		sql = xasprintf("ALTER ROLE %s NOLOGIN", qr);
-		ok = pg_exec(conn, "revoke the application's login", sql);
 		free(sql);
 		free(qr);
 		if (!ok)
 			return false;
-		strlist_add(&fz->revoked, p[0]);
 	}
+	fault_point("freeze.after-revoke");
 	{
 		char	   *arr = NULL;
 		StrBuf		sb;

@@ -40,7 +40,7 @@ typedef struct Freeze
 	char	   *mode;			/* "readonly", "revoke" or "hook", owned */
 	char	   *dbname;			/* the frozen database, owned */
 	char	   *prior;			/* readonly: its earlier default_transaction_read_only, or NULL */
-	StrList		revoked;		/* revoke: roles ferry took LOGIN from */
+	StrList		revoked;		/* revoke: roles ferry takes LOGIN from (those that had it at freeze_prepare) */
 	char	   *frozen_at;		/* server time the freeze began, owned */
 } Freeze;
 

@@ -601,9 +601,10 @@ sync_sequences(PGconn *from, PGconn *to, int64_t gap, SwitchReport *rep)
  * Put everything back after a failed step before the switch: source
  * writable again, reverse objects gone, phase following. Replication keeps
  * running (a `ferry start` elsewhere never stopped; ours is stopped here,
- * the slot keeps the position).
+ * the slot keeps the position). False (logged) when the source could not
+ * be unfrozen: phase switching stays, so ferry rollback can try again.
  */
-static void
+static bool
 abort_switchover(Sw *s)
 {
 	bool		ok = true;
@@ -628,7 +629,10 @@ abort_switchover(Sw *s)
 	}
 	if (ok)
 		log_info("the source accepts writes again and replication continues; nothing was lost");
+	return ok;
 }
+
+static bool undo_switching(Sw *s);
 
 static void
 sw_release(Sw *s)
@@ -693,7 +697,18 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 		goto done;
 	}
 	if (strcmp(phase, "switching") == 0)
-		log_warn("an earlier switchover of %s was interrupted: the source may still be frozen; carrying on from the start", cfg->name);
+	{
+		/*
+		 * The source may still be frozen: its saved record is what unfreezes
+		 * it (a new one would record the frozen state as the prior one), and
+		 * reverse objects may be left. Undo it all, then start over.
+		 */
+		log_warn("an earlier switchover of %s was interrupted: undoing it first, then carrying on from the start", cfg->name);
+		if (!undo_switching(&s))
+			goto done;
+		freeze_release_record(&s.fz);
+		s.frozen = s.freeze_saved = s.reverse_made = false;
+	}
 	else if (strcmp(phase, "following") != 0)
 	{
 		log_error("migration %s is in phase %s, not following: the copy is not finished. Fix: run ferry start and wait until ferry status shows phase following",
@@ -851,8 +866,7 @@ undo_switching(Sw *s)
 		return false;
 	s->reverse_made = true;
 	s->freeze_saved = s->frozen;
-	abort_switchover(s);
-	return true;
+	return abort_switchover(s);
 }
 
 bool
@@ -898,8 +912,8 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	}
 	{
 		const char *params[1] = {cfg->name};
-		PGresult   *res = pg_query(s.tgt, "read the freeze record",
-								   "SELECT source_freeze FROM ferry.migration WHERE name = $1", 1, params);
+		PGresult   *res = pg_query(s.tgt, "read the freeze records",
+								   "SELECT source_freeze, target_freeze FROM ferry.migration WHERE name = $1", 1, params);
 
 		if (res == NULL || PQntuples(res) != 1 || PQgetisnull(res, 0, 0) ||
 			!freeze_from_json(PQgetvalue(res, 0, 0), &src_fz))
@@ -908,12 +922,29 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 			PQclear(res);
 			goto done;
 		}
+
+		/*
+		 * An interrupted rollback may have left the target frozen: its saved
+		 * record holds what the target was like before, a new one would
+		 * record the frozen state and an abort would keep it frozen.
+		 */
+		if (strcmp(phase, "rolling_back") == 0 && !PQgetisnull(res, 0, 1))
+		{
+			if (!freeze_from_json(PQgetvalue(res, 0, 1), &s.fz))
+			{
+				log_error("the target's saved freeze record is unreadable. Fix: by hand: ALTER DATABASE <db> RESET default_transaction_read_only on the target, then set its target_freeze in ferry.migration to NULL");
+				PQclear(res);
+				goto done;
+			}
+			log_info("carrying on an interrupted rollback with the target's freeze record from it (%s)", s.fz.mode);
+		}
 		PQclear(res);
 	}
 
 	/* 1. the reverse follower and the target's freeze */
 	log_info("step 1/6: preconditions");
-	if (!freeze_prepare(s.tgt, cfg, strcmp(cfg->freeze_mode, "hook") == 0 ? "hook" : cfg->freeze_mode, "target", &s.fz) ||
+	if ((s.fz.mode == NULL &&
+		 !freeze_prepare(s.tgt, cfg, strcmp(cfg->freeze_mode, "hook") == 0 ? "hook" : cfg->freeze_mode, "target", &s.fz)) ||
 		!follower_ensure(&s.fol, s.src, s.rcfg, true))
 		goto done;
 

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# ferry switchover and rollback after an interrupted one (kill -9 inside the
+# freeze window): the freeze record saved by the first run is what undoes
+# the freeze, so a second run must not replace it with the frozen state it
+# finds; reverse objects the first run left must not survive; --freeze
+# revoke must record the roles before it takes their LOGIN.
+. "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../lib/pg.sh"
+SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
+
+pg_start source
+pg_start target
+qf source "$SQL/follow_schema.sql" >/dev/null || bail "schema failed"
+F=("$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN")
+CFG="$TEST_TMP/ferry.yaml"
+
+n_probe=0
+source_writable() {
+  n_probe=$((n_probe + 1))
+  q source "INSERT INTO kv VALUES (-$n_probe, 'probe', 0)" >/dev/null 2>&1 || return 1
+  wait_applied ferry 60 || return 2
+  [ "$(q target "SELECT count(*) FROM kv WHERE id = -$n_probe")" = 1 ] || return 3
+}
+phase() { q target "SELECT phase FROM ferry.migration WHERE name = 'ferry'"; }
+
+"${F[@]}" start --jobs 2 >"$TEST_TMP/start.out" 2>"$TEST_TMP/start.err" &
+FP=$!
+for i in $(seq 1 300); do [ "$(phase 2>/dev/null)" = following ] && break; sleep 0.2; done
+is "$(phase)" "following" "ferry start follows"
+
+# 1. killed in the switch hook (the reverse objects exist), then a switchover that aborts
+cat >"$CFG" <<YAML
+hooks:
+  switch: "kill -9 \$PPID; sleep 5"
+YAML
+"${F[@]}" --config "$CFG" switchover --yes >/dev/null 2>&1; rc=$?
+is "$rc" 137 "switchover killed inside the freeze window"
+is "$(phase)" "switching" "phase switching is left behind"
+cat >"$CFG" <<YAML
+hooks:
+  pre_freeze: "$PGBIN/psql -XAtq -h $TARGET_SOCK -p $TARGET_PORT -U postgres -d postgres -c \"SELECT slot_name FROM pg_replication_slots\" >$TEST_TMP/slots.out 2>&1"
+  switch: "exit 1"
+YAML
+"${F[@]}" --config "$CFG" switchover --yes >/dev/null 2>"$TEST_TMP/e1"; rc=$?
+is "$rc" 1 "the second switchover aborts at the switch hook"
+unlike "$(cat "$TEST_TMP/slots.out")" "ferry_reverse" "the interrupted run's reverse slot is gone before the source is frozen again"
+is "$(phase)" "following" "phase following"
+is "$(q source "SELECT count(*) FROM pg_db_role_setting")" "0" "the source database has no read-only setting left"
+source_writable; ok $? "the source takes writes again" || diag "$(tail -5 "$TEST_TMP/e1")"
+is "$(slot_count target)" "0" "no reverse slot is left on the target"
+
+# 2. interrupted twice, then rollback: the first run's record unfreezes it
+(FERRY_FAULT=switchover.after-freeze "${F[@]}" switchover --yes >/dev/null 2>&1) 2>/dev/null
+(FERRY_FAULT=switchover.after-freeze "${F[@]}" switchover --yes >/dev/null 2>&1) 2>/dev/null; rc=$?
+is "$rc" 137 "a second switchover killed inside the freeze window"
+"${F[@]}" rollback --yes >/dev/null 2>"$TEST_TMP/e2"; rc=$?
+is "$rc" 0 "rollback undoes the interrupted switchover"
+is "$(q source "SELECT count(*) FROM pg_db_role_setting")" "0" "the source database has no read-only setting left"
+source_writable; ok $? "the source takes writes again" || diag "$(tail -5 "$TEST_TMP/e2")"
+
+# 3. --freeze revoke killed after NOLOGIN, before anything else: rollback gives LOGIN back
+q source "CREATE ROLE appuser LOGIN" >/dev/null
+(FERRY_FAULT=freeze.after-revoke "${F[@]}" switchover --yes --freeze revoke --freeze-role appuser >/dev/null 2>&1) 2>/dev/null; rc=$?
+is "$rc" 137 "switchover --freeze revoke killed right after revoking"
+is "$(q source "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'appuser'")" "f" "the role lost LOGIN"
+"${F[@]}" rollback --yes >/dev/null 2>"$TEST_TMP/e3"; rc=$?
+is "$rc" 0 "rollback undoes it"
+is "$(q source "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'appuser'")" "t" "the role has LOGIN again"
+is "$(phase)" "following" "phase following"
+
+# 4. a rollback killed inside its freeze window, then one that aborts: the target takes writes again
+"${F[@]}" switchover --yes >/dev/null 2>"$TEST_TMP/e4"; rc=$?
+is "$rc" 0 "switchover" || diag "$(tail -5 "$TEST_TMP/e4")"
+$PGBIN/psql -XAtq -h $SOURCE_SOCK -p $SOURCE_PORT -U postgres -d app \
+  -c "BEGIN; LOCK TABLE kv IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(10); COMMIT" >/dev/null 2>&1 &
+HP=$!
+sleep 0.5
+q target "INSERT INTO kv VALUES (-5000, 'on target', 0)" >/dev/null
+ok $? "the target takes writes (their reverse apply waits for a lock on the source)"
+(FERRY_FAULT=rollback.after-freeze "${F[@]}" rollback --yes >/dev/null 2>&1) 2>/dev/null; rc=$?
+is "$rc" 137 "rollback killed inside its freeze window"
+is "$(phase)" "rolling_back" "phase rolling_back is left behind"
+"${F[@]}" rollback --yes --timeout 3 >/dev/null 2>"$TEST_TMP/e5"; rc=$?
+is "$rc" 1 "a rollback whose drain times out fails"
+is "$(phase)" "switched" "phase switched again"
+is "$(q target "SELECT count(*) FROM pg_db_role_setting")" "0" "the target database has no read-only setting left"
+q target "INSERT INTO kv VALUES (-5001, 'on target again', 0)" >/dev/null 2>&1
+ok $? "the target takes writes again" || diag "$(tail -5 "$TEST_TMP/e5")"
+wait "$HP"
+
+kill -TERM "$FP"; wait "$FP"
+unlike "$(cat "$TEST_TMP"/start.err "$TEST_TMP"/e*)" "runtime error|LeakSanitizer" "no sanitizer reports"
+done_testing
