@@ -90,7 +90,33 @@ hook_run(const FerryConfig *cfg, const char *phase)
 	log_info("running the %s hook: %s", phase, cmd);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	pid = proc_spawn(argv, envp, unset);
-	rc = pid < 0 ? -1 : proc_wait(pid, cfg->hook_timeout * 1000, &timed_out);
+	rc = -1;
+	if (pid > 0)
+	{
+		/* wait in slices so that SIGINT/SIGTERM stops the hook at once */
+		int64_t		deadline = (int64_t) t0.tv_sec * 1000 + t0.tv_nsec / 1000000 + (int64_t) cfg->hook_timeout * 1000;
+
+		while ((rc = proc_wait(pid, 0, NULL)) == PROC_RUNNING)
+		{
+			struct timespec now;
+
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (pg_interrupted() || (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000 >= deadline)
+			{
+				timed_out = !pg_interrupted();
+				rc = proc_wait(pid, 1, NULL);	/* 1 ms left: TERM the group, KILL 2 s later */
+				if (pg_interrupted())
+				{
+					log_error("the %s hook was stopped: ferry was interrupted", phase);
+					free(envp);
+					strlist_free(&env);
+					return false;
+				}
+				break;
+			}
+			usleep(10000);
+		}
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	free(envp);
 	strlist_free(&env);

@@ -102,7 +102,7 @@ slot_drop(PGconn *conn, const char *slot_name)
 	if (res == NULL)
 		return false;
 	if (PQntuples(res) > 0)
-		log_info("dropped replication slot %s on the source", slot_name);
+		log_debug("dropped replication slot %s", slot_name);
 	PQclear(res);
 	return true;
 }

@@ -352,12 +352,12 @@ drop_slot_when_released(PGconn *conn, const char *name, const char *side)
 		PQclear(res);
 		if (res == NULL || !exists)
 			return;
-		if (!active)
+		if (!active && slot_drop(conn, name))
 		{
-			if (slot_drop(conn, name))
-				log_info("dropped replication slot %s on the %s: it retains no WAL there any more", name, side);
+			log_info("dropped replication slot %s on the %s: it retains no WAL there any more", name, side);
 			return;
 		}
+		/* active, or it became active between the look and the drop: wait */
 		if (waited >= SWITCH_SLOT_RELEASE_MS)
 		{
 			log_warn("replication slot %s on the %s is still in use after %d s; ferry cleanup drops it once its consumer stops",
@@ -941,6 +941,28 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 		PQclear(res);
 	}
 
+	/*
+	 * An interrupted rollback that got past the drain (the source's reverse
+	 * row says rolled_back, written just before the source is unfrozen) has
+	 * nothing left to drain: only unfreeze the source and finish.
+	 */
+	if (strcmp(phase, "rolling_back") == 0 && s.fz.mode != NULL && has_state_schema(s.src))
+	{
+		const char *params[1] = {s.rcfg->name};
+		PGresult   *res = pg_query(s.src, "read the reverse state",
+								   "SELECT phase FROM ferry.migration WHERE name = $1", 1, params);
+		bool		drained = res && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "rolled_back") == 0;
+
+		PQclear(res);
+		if (drained)
+		{
+			log_info("the interrupted rollback had drained everything: finishing it");
+			t_freeze = now_s();
+			s.frozen = true;
+			goto unfreeze_source;
+		}
+	}
+
 	/* 1. the reverse follower and the target's freeze */
 	log_info("step 1/6: preconditions");
 	if ((s.fz.mode == NULL &&
@@ -981,9 +1003,16 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 
 	/* 5. the source takes writes again */
 	log_info("step 5/6: unfreezing the source");
-	state_set(s.src, s.rcfg->name, "phase", "rolled_back");	/* the reverse follower stops */
-	if (!freeze_release(s.src, cfg, "source", &src_fz))
+	if (!state_set(s.src, s.rcfg->name, "phase", "rolled_back"))	/* the reverse follower stops */
 		goto abort;
+	fault_point("rollback.after-drain");
+unfreeze_source:
+	if (!freeze_release(s.src, cfg, "source", &src_fz))
+	{
+		log_error("could not unfreeze the source. Fix: run ferry rollback again (it finishes from here), or by hand: ALTER DATABASE %s RESET default_transaction_read_only",
+				  src_fz.dbname ? src_fz.dbname : "<db>");
+		goto done;
+	}
 
 	/* 6. rollback hook */
 	log_info("step 6/6: rollback hook");

@@ -88,6 +88,20 @@ q target "INSERT INTO kv VALUES (-5001, 'on target again', 0)" >/dev/null 2>&1
 ok $? "the target takes writes again" || diag "$(tail -5 "$TEST_TMP/e5")"
 wait "$HP"
 
+# 5. a rollback killed after the drain, before the source was unfrozen: the next one only finishes it
+for i in $(seq 1 100); do [ "$(q source "SELECT count(*) FROM kv WHERE id = -5001")" = 1 ] && break; sleep 0.1; done
+(FERRY_FAULT=rollback.after-drain "${F[@]}" rollback --yes >/dev/null 2>&1) 2>/dev/null; rc=$?
+is "$rc" 137 "rollback killed between the drain and unfreezing the source"
+out=$(q source "INSERT INTO kv VALUES (-6000, 'x', 0)" 2>&1)
+like "$out" "read-only" "the source is still frozen"
+"${F[@]}" rollback --yes >/dev/null 2>"$TEST_TMP/e6"; rc=$?
+is "$rc" 0 "the next rollback finishes it" || diag "$(tail -5 "$TEST_TMP/e6")"
+like "$(cat "$TEST_TMP/e6")" "had drained everything" "without draining again"
+is "$(phase)" "rolled_back" "phase rolled_back"
+q source "INSERT INTO kv VALUES (-6001, 'back on source', 0)" >/dev/null 2>&1
+ok $? "the source takes writes"
+is "$(q source "SELECT v FROM kv WHERE id = -5001")" "on target again" "with the target's writes on it"
+
 kill -TERM "$FP"; wait "$FP"
 unlike "$(cat "$TEST_TMP"/start.err "$TEST_TMP"/e*)" "runtime error|LeakSanitizer" "no sanitizer reports"
 done_testing
