@@ -461,7 +461,22 @@ recopy_table(PGconn *from, PGconn *to, const char *qname, long long *rows)
 		return false;
 	out_sql = xasprintf("COPY (SELECT %s FROM %s) TO STDOUT", cols, qname);
 	in_sql = xasprintf("COPY %s (%s) FROM STDIN", qname, cols);
-	trunc = xasprintf("BEGIN; SET LOCAL session_replication_role = replica; TRUNCATE %s", qname);
+	/*
+	 * TRUNCATE is fast but refuses a table that a foreign key references
+	 * (a keyless table can still have a UNIQUE constraint); DELETE, with
+	 * foreign key triggers off in replica mode, does it then.
+	 */
+	{
+		const char *p1[1] = {qname};
+		PGresult   *fk = pg_query(to, "look for foreign keys to the table",
+								  "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint"
+								  " WHERE contype = 'f' AND confrelid = $1::pg_catalog.regclass)", 1, p1);
+		bool		referenced = fk && PQgetvalue(fk, 0, 0)[0] == 't';
+
+		PQclear(fk);
+		trunc = xasprintf("BEGIN; SET LOCAL session_replication_role = replica; %s %s",
+						  referenced ? "DELETE FROM" : "TRUNCATE", qname);
+	}
 	if (!pg_exec(to, "empty the table before its re-copy", trunc))
 		goto done;
 	res = PQexec(from, out_sql);

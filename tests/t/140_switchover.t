@@ -9,6 +9,11 @@ SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
 pg_start source
 pg_start target
 qf source "$SQL/follow_schema.sql" >/dev/null || bail "schema failed"
+# a keyless table (UNIQUE, no primary key: inserts only) that a foreign key references:
+# its re-copy at switchover cannot TRUNCATE it
+q source "CREATE TABLE codes (code text UNIQUE, label text);
+          CREATE TABLE uses_code (id int PRIMARY KEY, code text REFERENCES codes (code));
+          INSERT INTO codes VALUES ('a', 'one'), ('b', 'two'); INSERT INTO uses_code VALUES (1, 'a')" >/dev/null
 F=("$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN")
 
 mkdir -p "$TEST_TMP/up" "$TEST_TMP/up-new"
@@ -35,6 +40,7 @@ like "$st" "files +$TEST_TMP/up/ -> $TEST_TMP/up-new/: ok" "status reports the f
 pgload 8 3 "$SQL/load/mixed.sql@10" >"$TEST_TMP/load1" 2>&1 &
 LP=$!
 q source "INSERT INTO log_nokey (msg) VALUES ('before switch')" >/dev/null
+q source "UPDATE codes SET label = 'changed' WHERE code = 'b'" >/dev/null
 sleep 3
 "${F[@]}" switchover --yes --max-lag 5 --timeout 60 >"$TEST_TMP/sw.out" 2>"$TEST_TMP/sw.err"
 rc=$?
@@ -53,6 +59,7 @@ src_seq=$(q source "SELECT string_agg(sequencename || '=' || (last_value + 1000)
 like "$src_seq" "=" "the source has used sequences"
 is "$(q target "$SEQ_SQL")" "$src_seq" "every used target sequence is at the source's value plus the gap (1000)"
 is "$(q target "SELECT count(*) FROM log_nokey WHERE msg = 'before switch'")" "1" "tables without a key are re-copied"
+is "$(q target "SELECT label FROM codes WHERE code = 'b'")" "changed" "also one that a foreign key references (its update did not replicate, the re-copy brought it)"
 is "$(QDB=postgres q source "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ferry'")" "0" "the forward slot is dropped on the source"
 is "$(QDB=postgres q target "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ferry_reverse'")" "1" "the reverse slot exists on the target"
 
