@@ -270,10 +270,10 @@ freeze_release(PGconn *conn, const FerryConfig *cfg, const char *side, const Fre
 		if (!alter_database(conn, fz->dbname, fz->prior))
 			return false;
 		/* sessions that connected while frozen started read-only: let them reconnect */
-		if (fz->frozen_at)
-			ok = end_sessions(conn, side, " AND a.backend_start >= $1::timestamptz", 1, params, 5000);
+		if (fz->frozen_at && !end_sessions(conn, side, " AND a.backend_start >= $1::timestamptz", 1, params, 5000))
+			log_warn("sessions that connected to the %s while it was frozen may stay read-only until they reconnect", side);
 		log_info("the %s database %s accepts writes again", side, fz->dbname);
-		return ok;
+		return true;
 	}
 	for (int i = 0; i < fz->revoked.n; i++)
 	{
