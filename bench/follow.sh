@@ -561,8 +561,10 @@ run_tool() {  # run_tool TOOL ROUND
       bq source postgres "CHECKPOINT" >/dev/null; bq target postgres "CHECKPOINT" >/dev/null
       phase_live "$tool" live_n -N
       phase_live "$tool" live_tpcb
-      phase_drain "$tool"
-      phase_big "$tool"
+      if [ -z "${LIVE_ONLY:-}" ]; then  # LIVE_ONLY=1: only the live phases (quick lag experiments)
+        phase_drain "$tool"
+        phase_big "$tool"
+      fi
       [ "$tool" = ferry ] && ferry_status_check
     else
       chk "$tool" sync FAIL
