@@ -63,13 +63,18 @@ is "$(q target "SELECT label FROM codes WHERE code = 'b'")" "changed" "also one 
 is "$(QDB=postgres q source "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ferry'")" "0" "the forward slot is dropped on the source"
 is "$(QDB=postgres q target "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ferry_reverse'")" "1" "the reverse slot exists on the target"
 
-# ferry start carries on in reverse: a write on the target reaches the source
+# ferry start carries on in reverse: a write on the target reaches the source,
+# but one made under the forward apply's replication origin does not come back
+q target "SELECT pg_replication_origin_session_setup('ferry');
+          INSERT INTO kv VALUES (-55555555, 'as if applied by forward replication', 0)" >/dev/null
 q target "INSERT INTO kv VALUES (-77777777, 'written on target', 0)" >/dev/null
 q target "INSERT INTO gen (a) VALUES (5)" >/dev/null
 for i in $(seq 1 100); do
   [ "$(q source "SELECT count(*) FROM kv WHERE id = -77777777")" = 1 ] && break; sleep 0.1
 done
 is "$(q source "SELECT v FROM kv WHERE id = -77777777")" "written on target" "ferry start replicates the target's writes back to the source"
+is "$(q source "SELECT count(*) FROM kv WHERE id = -55555555")" "0" "a transaction from the forward apply's origin is not sent back"
+q target "SELECT pg_replication_origin_session_setup('ferry'); DELETE FROM kv WHERE id = -55555555" >/dev/null
 
 "${F[@]}" rollback --yes >"$TEST_TMP/rb.out" 2>"$TEST_TMP/rb.err"
 rc=$?
