@@ -272,6 +272,18 @@ preconditions(Sw *s)
 				  PQgetvalue(res, 0, 0));
 		goto done;
 	}
+	/* background workers (a subscription's apply, a scheduler) are not ended by the freeze */
+	PQclear(res);
+	res = pg_query(s->src, "look for background writers",
+				   "SELECT string_agg(DISTINCT backend_type, ', ') FROM pg_catalog.pg_stat_activity"
+				   " WHERE datname = pg_catalog.current_database()"
+				   "   AND backend_type NOT IN ('client backend', 'autovacuum worker', 'walsender', 'parallel worker')",
+				   0, NULL);
+	if (res == NULL)
+		return false;
+	if (!PQgetisnull(res, 0, 0))
+		log_warn("background workers are connected to the source database (%s): the freeze does not stop them, and what they write after it would not reach the target. Fix: stop them before the switchover (e.g. disable the subscription or the job scheduler), or stop them in a pre_freeze or freeze hook",
+				 PQgetvalue(res, 0, 0));
 	if (!s->cfg->no_reverse)
 	{
 		PQclear(res);
