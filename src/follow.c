@@ -94,6 +94,12 @@ connect_both(Follow *f)
 		f->tgt = pg_connect(f->cfg->target, f->reverse ? "source" : "target", PG_CONN_SQL, NULL);
 		/* the lock lives in this session: take it again */
 		f->lock_refused = false;
+		/*
+		 * switchover and rollback probe the lock by taking it for a moment
+		 * (state_lock_held): a held lock is only believed after a second.
+		 */
+		for (int i = 0; f->tgt != NULL && i < 5 && state_lock_held(f->tgt, f->cfg->name) == 1; i++)
+			usleep(200000);
 		if (f->tgt != NULL && !state_lock(f->tgt, f->cfg->name))
 		{
 			pg_finish(f->tgt);

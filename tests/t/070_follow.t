@@ -49,6 +49,11 @@ after=$(QDB=postgres q source "SELECT confirmed_flush_lsn FROM pg_replication_sl
 is "$(q source "SELECT '$after'::pg_lsn > '$before'::pg_lsn")" "t" "on an idle source the slot keeps advancing (heartbeats)"
 is "$(q target "SELECT applied_lsn >= '$after'::pg_lsn OR true FROM ferry.apply_progress")" "t" "the slot is confirmed no further than applied"
 
+# a second ferry start for the same migration is refused (ferry start holds the migration's lock)
+"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start >/dev/null 2>"$TEST_TMP/err-second"; rc=$?
+is "$rc" 1 "a second ferry start for the same migration exits 1"
+like "$(cat "$TEST_TMP/err-second")" "another ferry process is already driving migration" "saying another process drives it"
+
 kill -TERM "$FP"; wait "$FP"; rc=$?
 is "$rc" 0 "SIGTERM stops ferry start with exit 0"
 like "$(cat "$TEST_TMP/out")" "^replication stopped at [0-9A-F]+/[0-9A-F]+" "and it reports the position"
