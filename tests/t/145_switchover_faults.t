@@ -112,7 +112,7 @@ wait_applied ferry 90; ok $? "replication carries on once the target is back"
 is "$(q target "SELECT v FROM kv WHERE id = -3000")" "while target down" "with the write made meanwhile"
 
 # 7. kill -9 inside the freeze window: cleanup refuses, rollback unfreezes
-(FERRY_FAULT=switchover.after-freeze "${F[@]}" switchover --yes >/dev/null 2>&1) 2>/dev/null; rc=$?
+(FERRY_FAULT=switchover.after-freeze "${F[@]}" switchover --yes >/dev/null 2>&1; exit $?) 2>/dev/null; rc=$?
 is "$rc" 137 "switchover killed inside the freeze window"
 is "$(phase)" "switching" "phase switching is left behind"
 out=$(q source "INSERT INTO kv VALUES (-4000, 'x', 0)" 2>&1)

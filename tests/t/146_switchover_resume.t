@@ -33,7 +33,7 @@ cat >"$CFG" <<YAML
 hooks:
   switch: "kill -9 \$PPID; sleep 5"
 YAML
-"${F[@]}" --config "$CFG" switchover --yes >/dev/null 2>&1; rc=$?
+("${F[@]}" --config "$CFG" switchover --yes >/dev/null 2>&1; exit $?) 2>/dev/null; rc=$?
 is "$rc" 137 "switchover killed inside the freeze window"
 is "$(phase)" "switching" "phase switching is left behind"
 cat >"$CFG" <<YAML
@@ -51,7 +51,7 @@ is "$(slot_count target)" "0" "no reverse slot is left on the target"
 
 # 2. interrupted twice, then rollback: the first run's record unfreezes it
 (FERRY_FAULT=switchover.after-freeze "${F[@]}" switchover --yes >/dev/null 2>&1) 2>/dev/null
-(FERRY_FAULT=switchover.after-freeze "${F[@]}" switchover --yes >/dev/null 2>&1) 2>/dev/null; rc=$?
+(FERRY_FAULT=switchover.after-freeze "${F[@]}" switchover --yes >/dev/null 2>&1; exit $?) 2>/dev/null; rc=$?
 is "$rc" 137 "a second switchover killed inside the freeze window"
 "${F[@]}" rollback --yes >/dev/null 2>"$TEST_TMP/e2"; rc=$?
 is "$rc" 0 "rollback undoes the interrupted switchover"
@@ -60,7 +60,7 @@ source_writable; ok $? "the source takes writes again" || diag "$(tail -5 "$TEST
 
 # 3. --freeze revoke killed after NOLOGIN, before anything else: rollback gives LOGIN back
 q source "CREATE ROLE appuser LOGIN" >/dev/null
-(FERRY_FAULT=freeze.after-revoke "${F[@]}" switchover --yes --freeze revoke --freeze-role appuser >/dev/null 2>&1) 2>/dev/null; rc=$?
+(FERRY_FAULT=freeze.after-revoke "${F[@]}" switchover --yes --freeze revoke --freeze-role appuser >/dev/null 2>&1; exit $?) 2>/dev/null; rc=$?
 is "$rc" 137 "switchover --freeze revoke killed right after revoking"
 is "$(q source "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'appuser'")" "f" "the role lost LOGIN"
 "${F[@]}" rollback --yes >/dev/null 2>"$TEST_TMP/e3"; rc=$?
@@ -77,7 +77,7 @@ HP=$!
 sleep 0.5
 q target "INSERT INTO kv VALUES (-5000, 'on target', 0)" >/dev/null
 ok $? "the target takes writes (their reverse apply waits for a lock on the source)"
-(FERRY_FAULT=rollback.after-freeze "${F[@]}" rollback --yes >/dev/null 2>&1) 2>/dev/null; rc=$?
+(FERRY_FAULT=rollback.after-freeze "${F[@]}" rollback --yes >/dev/null 2>&1; exit $?) 2>/dev/null; rc=$?
 is "$rc" 137 "rollback killed inside its freeze window"
 is "$(phase)" "rolling_back" "phase rolling_back is left behind"
 "${F[@]}" rollback --yes --timeout 3 >/dev/null 2>"$TEST_TMP/e5"; rc=$?
@@ -90,7 +90,7 @@ wait "$HP"
 
 # 5. a rollback killed after the drain, before the source was unfrozen: the next one only finishes it
 for i in $(seq 1 100); do [ "$(q source "SELECT count(*) FROM kv WHERE id = -5001")" = 1 ] && break; sleep 0.1; done
-(FERRY_FAULT=rollback.after-drain "${F[@]}" rollback --yes >/dev/null 2>&1) 2>/dev/null; rc=$?
+(FERRY_FAULT=rollback.after-drain "${F[@]}" rollback --yes >/dev/null 2>&1; exit $?) 2>/dev/null; rc=$?
 is "$rc" 137 "rollback killed between the drain and unfreezing the source"
 out=$(q source "INSERT INTO kv VALUES (-6000, 'x', 0)" 2>&1)
 like "$out" "read-only" "the source is still frozen"
