@@ -30,7 +30,10 @@ FP=$!
 
 for _ in $(seq 1 300); do
   M=$(scrape)
-  [ "$(metric 'ferry_phase{migration="ferry",phase="following"}')" = 1 ] && break
+  # following, and the follower has published its first figures (position, retained WAL)
+  [ "$(metric 'ferry_phase{migration="ferry",phase="following"}')" = 1 ] \
+    && [ -n "$(metric 'ferry_applied_lsn{migration="ferry"}' | grep -E '^[1-9]')" ] \
+    && [ -n "$(metric 'ferry_source_wal_retained_bytes{migration="ferry"}')" ] && break
   sleep 0.2
 done
 is "$(metric 'ferry_phase{migration="ferry",phase="following"}')" 1 "ferry_phase shows following once streaming"
