@@ -67,6 +67,7 @@ typedef struct Status
 	PGresult   *tr;				/* TARGET_STATUS_SQL, one row */
 	PGresult   *sr;				/* SOURCE_STATUS_SQL, or NULL */
 	PGresult   *files;			/* ferry.file_sync rows, or NULL */
+	PGresult   *rev;			/* reverse replication's progress on the source, or NULL */
 	bool		source_reachable;
 	TableDelta *tables;
 	int			ntables;
@@ -142,6 +143,7 @@ status_release(Status *st)
 	PQclear(st->tr);
 	PQclear(st->sr);
 	PQclear(st->files);
+	PQclear(st->rev);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -209,6 +211,31 @@ status_collect(const FerryConfig *cfg, PGconn *tgt, PGconn *src, Status *st)
 			st->files = pg_query(tgt, "read the file sync state",
 								 "SELECT from_path, to_path, last_status, last_ok_at::text, runs, last_seconds"
 								 "  FROM ferry.file_sync WHERE migration = $1 ORDER BY entry", 1, params);
+		PQclear(e);
+	}
+	/* after a switchover: how far reverse replication has brought the source */
+	if (src && !PQgetisnull(st->tr, 0, 16) && PQgetvalue(st->tr, 0, 18)[0] == 't')
+	{
+		PGresult   *e = pg_query(src, "look for reverse replication state",
+								 "SELECT pg_catalog.to_regclass('ferry.apply_progress') IS NOT NULL", 0, NULL);
+
+		if (e && PQgetvalue(e, 0, 0)[0] == 't')
+		{
+			char	   *rname = xasprintf("%s%s", cfg->name, CONFIG_REVERSE_SUFFIX);
+			const char *rp[1] = {rname};
+
+			st->rev = pg_query(src, "read reverse replication's progress",
+							   "SELECT p.applied_lsn::text, EXTRACT(epoch FROM pg_catalog.now() - p.commit_time), m.phase,"
+							   "       EXTRACT(epoch FROM pg_catalog.now() - p.follower_seen_at) < 30"
+							   "  FROM ferry.apply_progress p JOIN ferry.migration m ON m.name = p.migration"
+							   " WHERE p.migration = $1", 1, rp);
+			if (st->rev && PQntuples(st->rev) != 1)
+			{
+				PQclear(st->rev);
+				st->rev = NULL;
+			}
+			free(rname);
+		}
 		PQclear(e);
 	}
 	plan = pg_query(tgt, "read the copy plan",
@@ -286,6 +313,11 @@ status_render_json(const FerryConfig *cfg, const Status *st, bool compact, StrBu
 									"reverse_replication", PQgetvalue(tr, 0, 18)[0] == 't',
 									"rolled_back_at", PQgetisnull(tr, 0, 19) ? json_null() : json_string(PQgetvalue(tr, 0, 19)),
 									"rollback_downtime_seconds", PQgetisnull(tr, 0, 20) ? json_null() : json_real(strtod(PQgetvalue(tr, 0, 20), NULL))));
+	json_object_set_new(j, "reverse", st->rev == NULL ? json_null()
+						: json_pack("{s:s, s:s, s:o, s:b}", "applied_lsn", PQgetvalue(st->rev, 0, 0),
+									"phase", PQgetvalue(st->rev, 0, 2),
+									"last_commit_seconds_ago", PQgetisnull(st->rev, 0, 1) ? json_null() : json_real(strtod(PQgetvalue(st->rev, 0, 1), NULL)),
+									"running", PQgetvalue(st->rev, 0, 3)[0] == 't'));
 	{
 		json_t	   *fa = json_array();
 
@@ -370,6 +402,11 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 		strbuf_addf(out, "  switch   switched over at %s, write downtime %.3f s, reverse replication %s\n",
 					PQgetvalue(tr, 0, 16), strtod(PQgetvalue(tr, 0, 17), NULL),
 					PQgetvalue(tr, 0, 18)[0] == 't' ? "prepared" : "off");
+		if (st->rev)
+			strbuf_addf(out, "  reverse  the source has the target's changes up to %s (%s), last applied commit %.1f s ago%s\n",
+						PQgetvalue(st->rev, 0, 0), PQgetvalue(st->rev, 0, 2),
+						PQgetisnull(st->rev, 0, 1) ? 0.0 : strtod(PQgetvalue(st->rev, 0, 1), NULL),
+						PQgetvalue(st->rev, 0, 3)[0] == 't' ? ", ferry start is applying them" : ", ferry start is not running (rollback will drain them)");
 		if (!PQgetisnull(tr, 0, 19))
 			strbuf_addf(out, "  rollback rolled back at %s, write downtime %.3f s\n",
 						PQgetvalue(tr, 0, 19), strtod(PQgetvalue(tr, 0, 20), NULL));

@@ -74,6 +74,10 @@ for i in $(seq 1 100); do
 done
 is "$(q source "SELECT v FROM kv WHERE id = -77777777")" "written on target" "ferry start replicates the target's writes back to the source"
 is "$(q source "SELECT count(*) FROM kv WHERE id = -55555555")" "0" "a transaction from the forward apply's origin is not sent back"
+js=$("${F[@]}" --json status 2>/dev/null)
+is "$(printf '%s' "$js" | python3 -c 'import json,sys; r=json.load(sys.stdin)["reverse"]; print(r["phase"], r["applied_lsn"] is not None)')" "following True" \
+   "status --json shows reverse replication's progress on the source"
+like "$("${F[@]}" status 2>&1)" "reverse +the source has the target's changes up to" "and status says so"
 q target "SELECT pg_replication_origin_session_setup('ferry'); DELETE FROM kv WHERE id = -55555555" >/dev/null
 
 "${F[@]}" rollback --yes >"$TEST_TMP/rb.out" 2>"$TEST_TMP/rb.err"
