@@ -239,7 +239,7 @@ static const char SUBSCRIPTIONS_SQL[] =
 	" WHERE d.datname = current_database() ORDER BY 1";
 
 /* ferry's own state tables (state.c): a schema holding only these is ours */
-static const char *const STATE_TABLES[] = {"migration", "copy_item", "schema_step"};
+static const char *const STATE_TABLES[] = {"migration", "copy_item", "copy_plan", "apply_progress", "schema_step", "file_sync"};
 
 /* PostgreSQL's reserved key words: identifiers that must be quoted. */
 static const char *const RESERVED_WORDS[] = {

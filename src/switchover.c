@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "fault.h"
 #include "follow.h"
 #include "freeze.h"
@@ -239,6 +240,28 @@ has_state_schema(PGconn *conn)
 	return has;
 }
 
+/* `ferry check` must find nothing blocking (its findings are logged with their fixes). */
+static bool
+check_passes(const FerryConfig *cfg)
+{
+	CheckReport rep;
+	bool		ok;
+
+	check_report_init(&rep);
+	ok = check_run(cfg, &rep);
+	for (int i = 0; ok && i < rep.n; i++)
+		if (rep.items[i].status == CHECK_BLOCKING)
+			log_error("check, %s, %s: %s. Fix: %s", rep.items[i].server, rep.items[i].check,
+					  rep.items[i].detail, rep.items[i].fix ? rep.items[i].fix : "see ferry check");
+	if (ok && rep.blocking > 0)
+	{
+		log_error("ferry check found %d blocking problems (above); nothing was frozen", rep.blocking);
+		ok = false;
+	}
+	check_report_release(&rep);
+	return ok;
+}
+
 /* Preconditions on both servers; false (logged with the fix). */
 static bool
 preconditions(Sw *s)
@@ -246,6 +269,9 @@ preconditions(Sw *s)
 	const char *params[1] = {s->cfg->name};
 	PGresult   *res;
 	bool		ok = false;
+
+	if (!check_passes(s->cfg))
+		return false;
 
 	res = pg_query(s->src, "look up the slot",
 				   "SELECT wal_status FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", 1, params);

@@ -125,8 +125,16 @@ is "$rc" 0 "rollback undoes the interrupted switchover" || diag "$(tail -5 "$TES
 is "$(phase)" "following" "phase following again"
 source_writable; ok $? "the source takes writes again and replication runs"
 
-# 7b. --freeze revoke: the application role loses LOGIN and gets it back on abort
+# 7a. check must pass: an application role missing on the target stops the switchover before the freeze
 q source "CREATE ROLE appuser LOGIN; GRANT INSERT, SELECT, UPDATE ON kv TO appuser" >/dev/null
+"${F[@]}" switchover --yes >/dev/null 2>"$TEST_TMP/e7a"; rc=$?
+is "$rc" 1 "switchover refuses while ferry check finds a blocking problem"
+like "$(cat "$TEST_TMP/e7a")" "check, target, roles: .*appuser.*Fix: CREATE ROLE appuser" "naming the problem and its fix"
+like "$(cat "$TEST_TMP/e7a")" "nothing was frozen" "before freezing anything"
+source_writable; ok $? "the source takes writes and replication runs"
+
+# 7b. --freeze revoke: the application role loses LOGIN and gets it back on abort
+q target "CREATE ROLE appuser LOGIN; GRANT INSERT, SELECT, UPDATE ON kv TO appuser" >/dev/null   # the application needs its role on the new server too (ferry check)
 cat >"$CFG" <<YAML
 hooks:
   switch: "$PGBIN/psql -XAtq -h $SOURCE_SOCK -p $SOURCE_PORT -U appuser -d app -c 'SELECT 1' >$TEST_TMP/login.out 2>&1; exit 1"
