@@ -407,32 +407,7 @@ check_pattern_regex(const char *pattern, bool qualified)
 	return strbuf_detach(&sb);
 }
 
-/* A text[] literal of the strings in l, for a query parameter. Owned. */
-static char *
-text_array(const StrList *l)
-{
-	StrBuf		sb;
-
-	strbuf_init(&sb);
-	strbuf_addch(&sb, '{');
-	for (int i = 0; i < l->n; i++)
-	{
-		if (i > 0)
-			strbuf_addch(&sb, ',');
-		strbuf_addch(&sb, '"');
-		for (const char *p = l->items[i]; *p; p++)
-		{
-			if (*p == '"' || *p == '\\')
-				strbuf_addch(&sb, '\\');
-			strbuf_addch(&sb, *p);
-		}
-		strbuf_addch(&sb, '"');
-	}
-	strbuf_addch(&sb, '}');
-	return strbuf_detach(&sb);
-}
-
-/* text_array() of the regexes for a list of pg_dump patterns. Owned. */
+/* pg_text_array() of the regexes for a list of pg_dump patterns. Owned. */
 static char *
 pattern_array(const StrList *patterns, bool qualified)
 {
@@ -446,7 +421,7 @@ pattern_array(const StrList *patterns, bool qualified)
 		strlist_add(&re, r);
 		free(r);
 	}
-	arr = text_array(&re);
+	arr = pg_text_array(&re);
 	strlist_free(&re);
 	return arr;
 }
@@ -1608,7 +1583,7 @@ check_target_create(CheckCtx *ctx)
 	}
 	if (ctx->have_rels)
 	{
-		char	   *arr = text_array(&ctx->schemas);
+		char	   *arr = pg_text_array(&ctx->schemas);
 		const char *params[1] = {arr};
 		PGresult   *res = run_query(ctx, t, "create privilege", TARGET_SCHEMA_PRIVS_SQL, 1, params, -1, 3);
 
@@ -1677,8 +1652,8 @@ check_target_empty(CheckCtx *ctx)
 			strlist_add(&nsps, ctx->rels[i].nsp);
 			strlist_add(&rels, ctx->rels[i].rel);
 		}
-		a1 = text_array(&nsps);
-		a2 = text_array(&rels);
+		a1 = pg_text_array(&nsps);
+		a2 = pg_text_array(&rels);
 		params[0] = a1;
 		params[1] = a2;
 		res = run_query(ctx, t, "target empty", TARGET_CONFLICTS_SQL, 2, params, -1, 2);
@@ -1771,7 +1746,7 @@ check_extensions(CheckCtx *ctx)
 
 	if (!query_names(ctx, &ctx->src, "extensions", EXTENSIONS_SQL, 0, NULL, &exts))
 		return;
-	arr = text_array(&exts);
+	arr = pg_text_array(&exts);
 	params[0] = arr;
 	res = run_query(ctx, t, "extensions", TARGET_EXTENSIONS_SQL, 1, params, -1, 2);
 	free(arr);
@@ -1858,7 +1833,7 @@ check_roles(CheckCtx *ctx)
 	}
 	PQclear(res);
 
-	arr = text_array(&all);
+	arr = pg_text_array(&all);
 	tparams[0] = arr;
 	res = run_query(ctx, t, "roles", TARGET_ROLES_SQL, 1, tparams, -1, 4);
 	free(arr);

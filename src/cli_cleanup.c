@@ -98,7 +98,8 @@ cleanup_target(FerryConfig *cfg, PGconn *tgt, const char *side)
 {
 	const char *params[1] = {cfg->name};
 	PGresult   *res;
-	bool		ok;
+	bool		ok = true;
+	int			has;
 
 	res = pg_query(tgt, "drop the replication origin",
 				   "SELECT pg_catalog.pg_replication_origin_drop(roname)"
@@ -109,14 +110,9 @@ cleanup_target(FerryConfig *cfg, PGconn *tgt, const char *side)
 		printf("dropped replication origin %s on the %s\n", cfg->name, side);
 	PQclear(res);
 
-	res = pg_query(tgt, "look for ferry's state",
-				   "SELECT pg_catalog.to_regclass('ferry.migration') IS NOT NULL", 0, NULL);
-	if (res == NULL)
-		return false;
-	ok = PQgetvalue(res, 0, 0)[0] == 't';
-	PQclear(res);
-	if (!ok)
-		return true;			/* no state at all */
+	has = state_table_exists(tgt, "migration");
+	if (has <= 0)
+		return has == 0;		/* no state at all: done */
 	if (!state_forget(tgt, cfg->name))
 		return false;
 	res = pg_query(tgt, "drop ferry's state schema when it is empty",
@@ -144,14 +140,12 @@ static bool
 check_phase(FerryConfig *cfg, PGconn *tgt)
 {
 	const char *params[1] = {cfg->name};
-	PGresult   *res = pg_query(tgt, "look for ferry's state",
-							   "SELECT pg_catalog.to_regclass('ferry.migration') IS NOT NULL", 0, NULL);
-	bool		has = res && PQgetvalue(res, 0, 0)[0] == 't';
+	int			has = state_table_exists(tgt, "migration");
+	PGresult   *res;
 	bool		ok = true;
 
-	PQclear(res);
-	if (!has)
-		return res != NULL;
+	if (has <= 0)
+		return has == 0;
 	res = pg_query(tgt, "read the migration state",
 				   "SELECT phase, source_freeze, target_freeze FROM ferry.migration WHERE name = $1", 1, params);
 	if (res == NULL)

@@ -28,6 +28,7 @@
 #include "log.h"
 #include "mem.h"
 #include "pgsql.h"
+#include "state.h"
 
 static const char TARGET_STATUS_SQL[] =
 	"SELECT m.phase, m.start_lsn::text, m.data_done, m.post_data_done,"
@@ -166,14 +167,11 @@ status_collect(const FerryConfig *cfg, PGconn *tgt, PGconn *src, Status *st)
 	st->lag_seconds = -1;
 	st->taken_at = mono_now();
 	{
-		PGresult   *e = pg_query(tgt, "look for ferry's state",
-								 "SELECT pg_catalog.to_regclass('ferry.migration') IS NOT NULL", 0, NULL);
-		bool		has = e && PQgetvalue(e, 0, 0)[0] == 't';
+		int			has = state_table_exists(tgt, "migration");
 
-		PQclear(e);
-		if (!has)
+		if (has <= 0)
 		{
-			if (e)
+			if (has == 0)
 				log_error("the target has no ferry migration state. Fix: check --target, or start one with ferry clone / ferry start");
 			return false;
 		}
@@ -203,40 +201,28 @@ status_collect(const FerryConfig *cfg, PGconn *tgt, PGconn *src, Status *st)
 	if (!PQgetisnull(st->tr, 0, 10))
 		st->lag_seconds = strtod(PQgetvalue(st->tr, 0, 10), NULL);
 
-	{
-		PGresult   *e = pg_query(tgt, "look for file sync state",
-								 "SELECT pg_catalog.to_regclass('ferry.file_sync') IS NOT NULL", 0, NULL);
-
-		if (e && PQgetvalue(e, 0, 0)[0] == 't')
-			st->files = pg_query(tgt, "read the file sync state",
-								 "SELECT from_path, to_path, last_status, last_ok_at::text, runs, last_seconds"
-								 "  FROM ferry.file_sync WHERE migration = $1 ORDER BY entry", 1, params);
-		PQclear(e);
-	}
+	if (state_table_exists(tgt, "file_sync") == 1)
+		st->files = pg_query(tgt, "read the file sync state",
+							 "SELECT from_path, to_path, last_status, last_ok_at::text, runs, last_seconds"
+							 "  FROM ferry.file_sync WHERE migration = $1 ORDER BY entry", 1, params);
 	/* after a switchover: how far reverse replication has brought the source */
-	if (src && !PQgetisnull(st->tr, 0, 16) && PQgetvalue(st->tr, 0, 18)[0] == 't')
+	if (src && !PQgetisnull(st->tr, 0, 16) && PQgetvalue(st->tr, 0, 18)[0] == 't' &&
+		state_table_exists(src, "apply_progress") == 1)
 	{
-		PGresult   *e = pg_query(src, "look for reverse replication state",
-								 "SELECT pg_catalog.to_regclass('ferry.apply_progress') IS NOT NULL", 0, NULL);
+		char	   *rname = xasprintf("%s%s", cfg->name, CONFIG_REVERSE_SUFFIX);
+		const char *rp[1] = {rname};
 
-		if (e && PQgetvalue(e, 0, 0)[0] == 't')
+		st->rev = pg_query(src, "read reverse replication's progress",
+						   "SELECT p.applied_lsn::text, EXTRACT(epoch FROM pg_catalog.now() - p.commit_time), m.phase,"
+						   "       EXTRACT(epoch FROM pg_catalog.now() - p.follower_seen_at) < 30"
+						   "  FROM ferry.apply_progress p JOIN ferry.migration m ON m.name = p.migration"
+						   " WHERE p.migration = $1", 1, rp);
+		if (st->rev && PQntuples(st->rev) != 1)
 		{
-			char	   *rname = xasprintf("%s%s", cfg->name, CONFIG_REVERSE_SUFFIX);
-			const char *rp[1] = {rname};
-
-			st->rev = pg_query(src, "read reverse replication's progress",
-							   "SELECT p.applied_lsn::text, EXTRACT(epoch FROM pg_catalog.now() - p.commit_time), m.phase,"
-							   "       EXTRACT(epoch FROM pg_catalog.now() - p.follower_seen_at) < 30"
-							   "  FROM ferry.apply_progress p JOIN ferry.migration m ON m.name = p.migration"
-							   " WHERE p.migration = $1", 1, rp);
-			if (st->rev && PQntuples(st->rev) != 1)
-			{
-				PQclear(st->rev);
-				st->rev = NULL;
-			}
-			free(rname);
+			PQclear(st->rev);
+			st->rev = NULL;
 		}
-		PQclear(e);
+		free(rname);
 	}
 	plan = pg_query(tgt, "read the copy plan",
 					"SELECT p.nspname, p.relname, count(ci.chunk), COALESCE(max(ci.nchunks), 0)"

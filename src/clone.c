@@ -403,23 +403,6 @@ target_is_empty(Clone *c)
 	return ok;
 }
 
-static int
-state_schema_exists(PGconn *tgt)
-{
-	PGresult   *res = pg_query(tgt, "look for ferry's state",
-							   "SELECT pg_catalog.to_regclass('ferry.migration') IS NOT NULL", 0, NULL);
-	int			r;
-
-	if (res == NULL || !pg_check_shape(res, 1, 1, "the state lookup"))
-	{
-		PQclear(res);
-		return -1;
-	}
-	r = PQgetvalue(res, 0, 0)[0] == 't';
-	PQclear(res);
-	return r;
-}
-
 /*
  * The publications must stream exactly the tables the schema dump holds:
  * each dumped permanent table, or its partition root, is published, and
@@ -882,7 +865,7 @@ clone_run(FerryConfig *cfg, CloneSummary *sum)
 	if (!preflight(&c) || !state_lock(c.tgt, cfg->name))
 		goto done;
 
-	have_state = state_schema_exists(c.tgt);
+	have_state = state_table_exists(c.tgt, "migration");
 	if (have_state < 0 || (have_state && !state_load(c.tgt, cfg->name, &c.st)))
 		goto done;
 	if (c.st.exists && strcmp(c.st.phase, "cloning") != 0)

@@ -221,28 +221,10 @@ freeze_apply(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *fz,
 	}
 	fault_point("freeze.after-revoke");
 	{
-		char	   *arr = NULL;
-		StrBuf		sb;
-		const char *params[1];
+		char	   *arr = pg_text_array(&cfg->freeze_roles);
+		const char *params[1] = {arr};
 		bool		ok;
 
-		strbuf_init(&sb);
-		strbuf_addstr(&sb, "{");
-		for (int i = 0; i < cfg->freeze_roles.n; i++)
-		{
-			strbuf_addstr(&sb, i ? "," : "");
-			strbuf_addstr(&sb, "\"");
-			for (const char *c = cfg->freeze_roles.items[i]; *c; c++)
-			{
-				if (*c == '"' || *c == '\\')
-					strbuf_addstr(&sb, "\\");
-				strbuf_add(&sb, c, 1);
-			}
-			strbuf_addstr(&sb, "\"");
-		}
-		strbuf_addstr(&sb, "}");
-		arr = strbuf_detach(&sb);
-		params[0] = arr;
 		ok = end_sessions(conn, side, " AND a.usename = ANY ($1::text[])", 1, params, timeout_ms);
 		free(arr);
 		return ok;

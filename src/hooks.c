@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
-#include <time.h>
 
 #include "log.h"
 #include "mem.h"
@@ -65,8 +64,7 @@ hook_run(const FerryConfig *cfg, const char *phase)
 	pid_t		pid;
 	int			rc;
 	bool		timed_out = false;
-	struct timespec t0,
-				t1;
+	int64_t		t0;
 
 	if (cmd == NULL || *cmd == '\0')
 		return true;
@@ -88,38 +86,17 @@ hook_run(const FerryConfig *cfg, const char *phase)
 	argv[3] = NULL;
 
 	log_info("running the %s hook: %s", phase, cmd);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = proc_now_ms();
 	pid = proc_spawn(argv, envp, unset);
-	rc = -1;
-	if (pid > 0)
-	{
-		/* wait in slices so that SIGINT/SIGTERM stops the hook at once */
-		int64_t		deadline = (int64_t) t0.tv_sec * 1000 + t0.tv_nsec / 1000000 + (int64_t) cfg->hook_timeout * 1000;
-
-		while ((rc = proc_wait(pid, 0, NULL)) == PROC_RUNNING)
-		{
-			struct timespec now;
-
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			if (pg_interrupted() || (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000 >= deadline)
-			{
-				timed_out = !pg_interrupted();
-				rc = proc_wait(pid, 1, NULL);	/* 1 ms left: TERM the group, KILL 2 s later */
-				if (pg_interrupted())
-				{
-					log_error("the %s hook was stopped: ferry was interrupted", phase);
-					free(envp);
-					strlist_free(&env);
-					return false;
-				}
-				break;
-			}
-			usleep(10000);
-		}
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	/* SIGINT/SIGTERM stop the hook at once, as the timeout does */
+	rc = pid < 0 ? -1 : proc_wait(pid, cfg->hook_timeout * 1000, pg_interrupted, &timed_out);
 	free(envp);
 	strlist_free(&env);
+	if (pg_interrupted() && !timed_out)
+	{
+		log_error("the %s hook was stopped: ferry was interrupted", phase);
+		return false;
+	}
 	if (timed_out)
 	{
 		log_error("the %s hook did not finish within %d s and was stopped. Fix: make it faster or raise hook-timeout (--hook-timeout)",
@@ -132,8 +109,7 @@ hook_run(const FerryConfig *cfg, const char *phase)
 				  phase, rc, cmd);
 		return false;
 	}
-	log_info("the %s hook finished in %.2f s", phase,
-			 (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9);
+	log_info("the %s hook finished in %.2f s", phase, (double) (proc_now_ms() - t0) / 1000.0);
 	return true;
 }
 
@@ -158,15 +134,6 @@ static const char FILE_SYNC_RECORD_SQL[] =
 	" ON CONFLICT (migration, entry) DO UPDATE SET from_path = EXCLUDED.from_path, to_path = EXCLUDED.to_path,"
 	"   last_ok_at = COALESCE(EXCLUDED.last_ok_at, f.last_ok_at), last_run_at = EXCLUDED.last_run_at,"
 	"   last_status = EXCLUDED.last_status, last_seconds = EXCLUDED.last_seconds, runs = f.runs + 1";
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 record(const FerryConfig *cfg, PGconn *tgt, int entry, int status, double seconds)
@@ -215,29 +182,29 @@ files_sync_tick(FilesSync *fs, const FerryConfig *cfg, PGconn *tgt)
 		return;
 	if (fs->pid > 0)
 	{
-		int			rc = proc_wait(fs->pid, 0, NULL);
+		int			rc = proc_wait(fs->pid, 0, NULL, NULL);
 
 		if (rc == PROC_RUNNING)
 			return;
 		fs->pid = 0;
 		report_rsync(fs->entry, cfg, rc, false);
-		record(cfg, tgt, fs->entry, rc, (double) (now_ms() - fs->started_ms) / 1000.0);
+		record(cfg, tgt, fs->entry, rc, (double) (proc_now_ms() - fs->started_ms) / 1000.0);
 		fs->entry++;
 		if (fs->entry >= cfg->files_from.n)
 		{
 			fs->entry = 0;
-			fs->next_ms = now_ms() + (int64_t) cfg->files_interval * 1000;
+			fs->next_ms = proc_now_ms() + (int64_t) cfg->files_interval * 1000;
 			return;
 		}
 	}
-	if (now_ms() < fs->next_ms)
+	if (proc_now_ms() < fs->next_ms)
 		return;
-	fs->started_ms = now_ms();
+	fs->started_ms = proc_now_ms();
 	fs->pid = start_rsync(cfg, fs->entry);
 	if (fs->pid < 0)
 	{
 		fs->pid = 0;
-		fs->next_ms = now_ms() + (int64_t) cfg->files_interval * 1000;
+		fs->next_ms = proc_now_ms() + (int64_t) cfg->files_interval * 1000;
 	}
 }
 
@@ -249,7 +216,7 @@ files_sync_stop(FilesSync *fs)
 		bool		t;
 
 		kill(-fs->pid, SIGTERM);
-		proc_wait(fs->pid, 5000, &t);
+		proc_wait(fs->pid, 5000, NULL, &t);
 		fs->pid = 0;
 	}
 }
@@ -261,16 +228,16 @@ files_sync_all(const FerryConfig *cfg, PGconn *tgt, int timeout_s)
 
 	for (int i = 0; i < cfg->files_from.n; i++)
 	{
-		int64_t		t0 = now_ms();
+		int64_t		t0 = proc_now_ms();
 		pid_t		pid = start_rsync(cfg, i);
 		bool		timed_out = false;
-		int			rc = pid < 0 ? -1 : proc_wait(pid, timeout_s * 1000, &timed_out);
+		int			rc = pid < 0 ? -1 : proc_wait(pid, timeout_s * 1000, pg_interrupted, &timed_out);
 
 		report_rsync(i, cfg, rc, timed_out);
-		record(cfg, tgt, i, timed_out ? -1 : rc, (double) (now_ms() - t0) / 1000.0);
+		record(cfg, tgt, i, timed_out ? -1 : rc, (double) (proc_now_ms() - t0) / 1000.0);
 		if (rc == 0 && !timed_out)
 			log_info("synced %s to %s in %.2f s", cfg->files_from.items[i], cfg->files_to.items[i],
-					 (double) (now_ms() - t0) / 1000.0);
+					 (double) (proc_now_ms() - t0) / 1000.0);
 		ok &= rc == 0 && !timed_out;
 	}
 	return ok;

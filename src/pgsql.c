@@ -467,3 +467,28 @@ pg_finish(PGconn *conn)
 	pg_cancel_unregister(conn);
 	PQfinish(conn);
 }
+
+/* A text[] literal of the strings in l, for a query parameter. Owned. */
+char *
+pg_text_array(const StrList *l)
+{
+	StrBuf		sb;
+
+	strbuf_init(&sb);
+	strbuf_addch(&sb, '{');
+	for (int i = 0; i < l->n; i++)
+	{
+		if (i > 0)
+			strbuf_addch(&sb, ',');
+		strbuf_addch(&sb, '"');
+		for (const char *p = l->items[i]; *p; p++)
+		{
+			if (*p == '"' || *p == '\\')
+				strbuf_addch(&sb, '\\');
+			strbuf_addch(&sb, *p);
+		}
+		strbuf_addch(&sb, '"');
+	}
+	strbuf_addch(&sb, '}');
+	return strbuf_detach(&sb);
+}

@@ -57,6 +57,8 @@ char	   *pg_result_error_text(const PGresult *res, PGconn *conn);
 /* Quoting without a connection; results owned by the caller. */
 char	   *pg_quote_ident(const char *ident);
 char	   *pg_quote_literal(const char *s);
+/* A text[] literal of the strings in l, for a query parameter. Owned. */
+char	   *pg_text_array(const StrList *l);
 
 /*
  * A conninfo fit for logs and `ps`: the same parameters without password

@@ -147,8 +147,8 @@ proc_spawn(char *const argv[], const char *const *env, const char *const *unset)
 	return pid;
 }
 
-static int64_t
-mono_ms(void)
+int64_t
+proc_now_ms(void)
 {
 	struct timespec ts;
 
@@ -165,9 +165,9 @@ exit_code(int status)
 }
 
 int
-proc_wait(pid_t pid, int timeout_ms, bool *timed_out)
+proc_wait(pid_t pid, int timeout_ms, bool (*stop) (void), bool *timed_out)
 {
-	int64_t		deadline = timeout_ms < 0 ? INT64_MAX : mono_ms() + timeout_ms;
+	int64_t		deadline = timeout_ms < 0 ? INT64_MAX : proc_now_ms() + timeout_ms;
 	int64_t		kill_at = INT64_MAX;
 	int			status;
 
@@ -183,14 +183,14 @@ proc_wait(pid_t pid, int timeout_ms, bool *timed_out)
 			return -1;
 		if (timeout_ms == 0)
 			return PROC_RUNNING;
-		if (mono_ms() >= deadline && kill_at == INT64_MAX)
+		if (kill_at == INT64_MAX && (proc_now_ms() >= deadline || (stop && stop())))
 		{
-			if (timed_out)
+			if (timed_out && proc_now_ms() >= deadline)
 				*timed_out = true;
 			kill(-pid, SIGTERM);
-			kill_at = mono_ms() + 2000;
+			kill_at = proc_now_ms() + 2000;
 		}
-		if (mono_ms() >= kill_at)
+		if (proc_now_ms() >= kill_at)
 		{
 			kill(-pid, SIGKILL);
 			kill_at = INT64_MAX - 1;

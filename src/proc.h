@@ -9,6 +9,7 @@
 #define FERRY_PROC_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /*
@@ -37,12 +38,16 @@ pid_t		proc_spawn(char *const argv[], const char *const *env, const char *const 
 
 /*
  * Wait for a child from proc_spawn. timeout_ms < 0 waits forever; 0 only
- * polls. On timeout the child's whole process group gets SIGTERM, then
- * SIGKILL two seconds later, and *timed_out is set. Returns the exit status
+ * polls. On timeout, or as soon as stop() (may be NULL) returns true, the
+ * child's whole process group gets SIGTERM, then SIGKILL two seconds later;
+ * *timed_out (may be NULL) is set for a timeout. Returns the exit status
  * (0-255, 128 + signal when killed by one), -1 when it could not be run or
  * waited for, or PROC_RUNNING when polling and it still runs.
  */
 #define PROC_RUNNING (-2)
-int			proc_wait(pid_t pid, int timeout_ms, bool *timed_out);
+int			proc_wait(pid_t pid, int timeout_ms, bool (*stop) (void), bool *timed_out);
+
+/* A monotonic clock in milliseconds. */
+int64_t		proc_now_ms(void);
 
 #endif

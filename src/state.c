@@ -100,6 +100,22 @@ state_lock(PGconn *target, const char *name)
 }
 
 int
+state_table_exists(PGconn *conn, const char *table)
+{
+	char	   *qname = xasprintf("ferry.%s", table);
+	const char *params[1] = {qname};
+	PGresult   *res = pg_query(conn, "look for ferry's state",
+							   "SELECT pg_catalog.to_regclass($1) IS NOT NULL", 1, params);
+	int			r = -1;
+
+	if (res != NULL && pg_check_shape(res, 1, 1, "the state lookup"))
+		r = PQgetvalue(res, 0, 0)[0] == 't';
+	PQclear(res);
+	free(qname);
+	return r;
+}
+
+int
 state_lock_held(PGconn *conn, const char *name)
 {
 	const char *params[1] = {name};

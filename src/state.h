@@ -39,6 +39,11 @@ bool		state_lock(PGconn *target, const char *name);
  * it: 1 held by someone, 0 free, -1 on error.
  */
 int			state_lock_held(PGconn *conn, const char *name);
+/*
+ * Whether ferry's state table ferry.<table> exists on conn: 1 yes, 0 no,
+ * -1 on error (logged).
+ */
+int			state_table_exists(PGconn *conn, const char *table);
 /* Create schema ferry and its tables if missing. */
 bool		state_ensure(PGconn *target);
 /* Read the migration row; st->exists false when there is none. */

@@ -229,17 +229,6 @@ read_phase(PGconn *tgt, const char *name, bool *reverse)
 	return ph;
 }
 
-static bool
-has_state_schema(PGconn *conn)
-{
-	PGresult   *res = pg_query(conn, "look for ferry's state",
-							   "SELECT pg_catalog.to_regclass('ferry.migration') IS NOT NULL", 0, NULL);
-	bool		has = res && PQgetvalue(res, 0, 0)[0] == 't';
-
-	PQclear(res);
-	return has;
-}
-
 /* `ferry check` must find nothing blocking (its findings are logged with their fixes). */
 static bool
 check_passes(const FerryConfig *cfg)
@@ -339,6 +328,33 @@ done:
 	return ok;
 }
 
+/*
+ * Load the Freeze record saved in ferry.migration.<column> (source_freeze or
+ * target_freeze, never input). 1 loaded into *fz, 0 none saved, -1 on error
+ * or an unreadable record (logged with the manual fix).
+ */
+static int
+load_freeze(PGconn *tgt, const char *name, const char *column, Freeze *fz)
+{
+	const char *params[1] = {name};
+	char	   *sql = xasprintf("SELECT %s FROM ferry.migration WHERE name = $1", column);
+	PGresult   *res = pg_query(tgt, "read the freeze record", sql, 1, params);
+	int			r = -1;
+
+	free(sql);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+		r = 0;
+	else if (freeze_from_json(PQgetvalue(res, 0, 0), fz))
+		r = 1;
+	else
+		log_error("the saved freeze record ferry.migration.%s is unreadable. Fix: by hand: ALTER DATABASE <db> RESET default_transaction_read_only on the %s, then set %s to NULL",
+				  column, strcmp(column, "source_freeze") == 0 ? "source" : "target", column);
+	PQclear(res);
+	return r;
+}
+
 /* Save the Freeze record (NULL to clear it) in the target's state. */
 static bool
 save_freeze(PGconn *tgt, const char *name, const char *column, const Freeze *fz)
@@ -416,7 +432,7 @@ drop_reverse(Sw *s)
 			slot_drop(s->tgt, s->rcfg->name);
 		publication_drop(s->tgt, s->rcfg);
 	}
-	if (s->src && has_state_schema(s->src))
+	if (s->src && state_table_exists(s->src, "migration") == 1)
 		state_forget(s->src, s->rcfg->name);
 	if (s->tgt)
 		state_set(s->tgt, s->cfg->name, "reverse", "false");
@@ -448,7 +464,7 @@ make_reverse(Sw *s)
 		return false;
 	}
 	ok = state_ensure(s->src) &&
-		(!has_state_schema(s->src) || state_forget(s->src, s->rcfg->name)) &&
+		(state_table_exists(s->src, "migration") != 1 || state_forget(s->src, s->rcfg->name)) &&
 		state_create(s->src, s->rcfg->name, s->rcfg->name) &&
 		state_set(s->src, s->rcfg->name, "start_lsn", PQgetvalue(res, 0, 0)) &&
 		state_set(s->src, s->rcfg->name, "pre_data_done", "true") &&
@@ -714,7 +730,7 @@ sw_connect(Sw *s)
 	s->lock_conn = s->src ? pg_connect(s->cfg->target, "target", PG_CONN_SQL, NULL) : NULL;
 	ok = s->lock_conn != NULL && state_lock(s->lock_conn, lock);
 	free(lock);
-	if (ok && !has_state_schema(s->tgt))
+	if (ok && state_table_exists(s->tgt, "migration") != 1)
 	{
 		log_error("the target has no ferry migration state. Fix: check --target, or start the migration with ferry start");
 		ok = false;
@@ -899,24 +915,11 @@ done:
 static bool
 undo_switching(Sw *s)
 {
-	const char *params[1] = {s->cfg->name};
-	PGresult   *res = pg_query(s->tgt, "read the freeze record",
-							   "SELECT source_freeze FROM ferry.migration WHERE name = $1", 1, params);
-	bool		ok = res != NULL;
+	int			r = load_freeze(s->tgt, s->cfg->name, "source_freeze", &s->fz);
 
-	if (ok && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
-	{
-		if (!freeze_from_json(PQgetvalue(res, 0, 0), &s->fz))
-		{
-			log_error("the saved freeze record is unreadable. Fix: by hand: ALTER DATABASE <db> RESET default_transaction_read_only on the source");
-			ok = false;
-		}
-		else
-			s->frozen = true;
-	}
-	PQclear(res);
-	if (!ok)
+	if (r < 0)
 		return false;
+	s->frozen = r == 1;
 	s->reverse_made = true;
 	s->freeze_saved = s->frozen;
 	return abort_switchover(s);
@@ -964,34 +967,25 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 		goto done;
 	}
 	{
-		const char *params[1] = {cfg->name};
-		PGresult   *res = pg_query(s.tgt, "read the freeze records",
-								   "SELECT source_freeze, target_freeze FROM ferry.migration WHERE name = $1", 1, params);
-
-		if (res == NULL || PQntuples(res) != 1 || PQgetisnull(res, 0, 0) ||
-			!freeze_from_json(PQgetvalue(res, 0, 0), &src_fz))
-		{
+		r = load_freeze(s.tgt, cfg->name, "source_freeze", &src_fz);
+		if (r == 0)
 			log_error("the source's freeze record is missing from ferry's state. Fix: unfreeze the source by hand after rolling back (ALTER DATABASE <db> RESET default_transaction_read_only)");
-			PQclear(res);
+		if (r != 1)
 			goto done;
-		}
 
 		/*
 		 * An interrupted rollback may have left the target frozen: its saved
 		 * record holds what the target was like before, a new one would
 		 * record the frozen state and an abort would keep it frozen.
 		 */
-		if (strcmp(phase, "rolling_back") == 0 && !PQgetisnull(res, 0, 1))
+		if (strcmp(phase, "rolling_back") == 0)
 		{
-			if (!freeze_from_json(PQgetvalue(res, 0, 1), &s.fz))
-			{
-				log_error("the target's saved freeze record is unreadable. Fix: by hand: ALTER DATABASE <db> RESET default_transaction_read_only on the target, then set its target_freeze in ferry.migration to NULL");
-				PQclear(res);
+			r = load_freeze(s.tgt, cfg->name, "target_freeze", &s.fz);
+			if (r < 0)
 				goto done;
-			}
-			log_info("carrying on an interrupted rollback with the target's freeze record from it (%s)", s.fz.mode);
+			if (r == 1)
+				log_info("carrying on an interrupted rollback with the target's freeze record from it (%s)", s.fz.mode);
 		}
-		PQclear(res);
 	}
 
 	/*
@@ -999,7 +993,7 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	 * row says rolled_back, written just before the source is unfrozen) has
 	 * nothing left to drain: only unfreeze the source and finish.
 	 */
-	if (strcmp(phase, "rolling_back") == 0 && s.fz.mode != NULL && has_state_schema(s.src))
+	if (strcmp(phase, "rolling_back") == 0 && s.fz.mode != NULL && state_table_exists(s.src, "migration") == 1)
 	{
 		const char *params[1] = {s.rcfg->name};
 		PGresult   *res = pg_query(s.src, "read the reverse state",
@@ -1097,7 +1091,7 @@ abort:
 		save_freeze(s.tgt, cfg->name, "target_freeze", NULL);
 		state_set(s.tgt, cfg->name, "phase", "switched");
 	}
-	if (s.src && has_state_schema(s.src))
+	if (s.src && state_table_exists(s.src, "migration") == 1)
 		state_set(s.src, s.rcfg->name, "phase", "following");
 done:
 	free(phase);

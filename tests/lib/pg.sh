@@ -172,3 +172,27 @@ pgload() {
   for s in "$@"; do args+=(-f "$s"); done
   "$PGBIN/pgbench" -n -T "$secs" -c "$clients" -h "$SOURCE_SOCK" -p "$SOURCE_PORT" -U postgres "${args[@]}" app
 }
+
+# migration_phase [NAME]: the migration's phase in the target's state
+migration_phase() { q target "SELECT phase FROM ferry.migration WHERE name = '${1:-ferry}'"; }
+
+# wait_following [NAME] [TIMEOUT_S]: wait until the migration follows
+wait_following() {
+  local i
+  for i in $(seq 1 $(( ${2:-60} * 5 ))); do
+    [ "$(migration_phase "${1:-ferry}" 2>/dev/null)" = following ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+# source_writable: a write on the source succeeds and reaches the target
+# (table kv of tests/sql/follow_schema.sql; each call writes a new negative id)
+SOURCE_WRITABLE_N=0
+source_writable() {
+  SOURCE_WRITABLE_N=$((SOURCE_WRITABLE_N + 1))
+  local id=-$SOURCE_WRITABLE_N
+  q source "INSERT INTO kv VALUES ($id, 'probe', 0)" >/dev/null 2>&1 || return 1
+  wait_applied ferry 60 || return 2
+  [ "$(q target "SELECT count(*) FROM kv WHERE id = $id")" = 1 ] || return 3
+}

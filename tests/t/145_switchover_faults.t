@@ -18,20 +18,11 @@ CFG="$TEST_TMP/ferry.yaml"
 PSQL_T="$PGBIN/psql -XAtq -h $TARGET_SOCK -p $TARGET_PORT -U postgres -d app"
 PSQL_S="$PGBIN/psql -XAtq -h $SOURCE_SOCK -p $SOURCE_PORT -U postgres -d app"
 
-# source_writable: a write on the source succeeds and reaches the target
-n_probe=0
-source_writable() {
-  n_probe=$((n_probe + 1))
-  q source "INSERT INTO kv VALUES (-$n_probe, 'probe', 0)" >/dev/null 2>&1 || return 1
-  wait_applied ferry 60 || return 2
-  [ "$(q target "SELECT count(*) FROM kv WHERE id = -$n_probe")" = 1 ] || return 3
-}
-phase() { q target "SELECT phase FROM ferry.migration WHERE name = 'ferry'"; }
 
 "${F[@]}" start --jobs 2 >"$TEST_TMP/start.out" 2>"$TEST_TMP/start.err" &
 FP=$!
-for i in $(seq 1 300); do [ "$(phase 2>/dev/null)" = following ] && break; sleep 0.2; done
-is "$(phase)" "following" "ferry start follows"
+wait_following ferry 60
+is "$(migration_phase)" "following" "ferry start follows"
 
 # 1. a failing pre_freeze hook: nothing frozen
 cat >"$CFG" <<YAML
@@ -42,7 +33,7 @@ YAML
 is "$rc" 1 "a failing pre_freeze hook fails the switchover"
 like "$(cat "$TEST_TMP/e1")" "the pre_freeze hook failed \(exit status 3\)" "naming the hook and its status"
 source_writable; ok $? "the source takes writes and replication runs"
-is "$(phase)" "following" "phase stays following"
+is "$(migration_phase)" "following" "phase stays following"
 
 # 2. a failing switch hook, after freeze, drain, sequences, reverse slot: all undone
 cat >"$CFG" <<YAML
@@ -54,7 +45,7 @@ is "$rc" 1 "a failing switch hook fails the switchover"
 like "$(cat "$TEST_TMP/e2")" "switchover aborted" "and says it is aborted"
 like "$(cat "$TEST_TMP/o2")" "FAILED: put back" "the report says everything was put back"
 source_writable; ok $? "the source takes writes again and replication runs"
-is "$(phase)" "following" "phase back to following"
+is "$(migration_phase)" "following" "phase back to following"
 is "$(QDB=postgres q target "SELECT count(*) FROM pg_replication_slots")" "0" "the reverse slot is dropped"
 is "$(q target "SELECT count(*) FROM pg_publication")" "0" "the reverse publications are dropped"
 is "$(q source "SELECT count(*) FROM pg_db_role_setting")" "0" "the source database has no read-only setting left"
@@ -114,7 +105,7 @@ is "$(q target "SELECT v FROM kv WHERE id = -3000")" "while target down" "with t
 # 7. kill -9 inside the freeze window: cleanup refuses, rollback unfreezes
 (FERRY_FAULT=switchover.after-freeze "${F[@]}" switchover --yes >/dev/null 2>&1; exit $?) 2>/dev/null; rc=$?
 is "$rc" 137 "switchover killed inside the freeze window"
-is "$(phase)" "switching" "phase switching is left behind"
+is "$(migration_phase)" "switching" "phase switching is left behind"
 out=$(q source "INSERT INTO kv VALUES (-4000, 'x', 0)" 2>&1)
 like "$out" "read-only" "the source is still frozen"
 "${F[@]}" cleanup >/dev/null 2>"$TEST_TMP/e7"; rc=$?
@@ -122,7 +113,7 @@ is "$rc" 1 "cleanup refuses a half-done switchover"
 like "$(cat "$TEST_TMP/e7")" "half done.*ferry rollback" "and names the fix"
 "${F[@]}" rollback --yes >/dev/null 2>"$TEST_TMP/e7b"; rc=$?
 is "$rc" 0 "rollback undoes the interrupted switchover" || diag "$(tail -5 "$TEST_TMP/e7b")"
-is "$(phase)" "following" "phase following again"
+is "$(migration_phase)" "following" "phase following again"
 source_writable; ok $? "the source takes writes again and replication runs"
 
 # 7a. check must pass: an application role missing on the target stops the switchover before the freeze

@@ -14,19 +14,11 @@ qf source "$SQL/follow_schema.sql" >/dev/null || bail "schema failed"
 F=("$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN")
 CFG="$TEST_TMP/ferry.yaml"
 
-n_probe=0
-source_writable() {
-  n_probe=$((n_probe + 1))
-  q source "INSERT INTO kv VALUES (-$n_probe, 'probe', 0)" >/dev/null 2>&1 || return 1
-  wait_applied ferry 60 || return 2
-  [ "$(q target "SELECT count(*) FROM kv WHERE id = -$n_probe")" = 1 ] || return 3
-}
-phase() { q target "SELECT phase FROM ferry.migration WHERE name = 'ferry'"; }
 
 "${F[@]}" start --jobs 2 >"$TEST_TMP/start.out" 2>"$TEST_TMP/start.err" &
 FP=$!
-for i in $(seq 1 300); do [ "$(phase 2>/dev/null)" = following ] && break; sleep 0.2; done
-is "$(phase)" "following" "ferry start follows"
+wait_following ferry 60
+is "$(migration_phase)" "following" "ferry start follows"
 
 # 1. killed in the switch hook (the reverse objects exist), then a switchover that aborts
 cat >"$CFG" <<YAML
@@ -35,7 +27,7 @@ hooks:
 YAML
 ("${F[@]}" --config "$CFG" switchover --yes >/dev/null 2>&1; exit $?) 2>/dev/null; rc=$?
 is "$rc" 137 "switchover killed inside the freeze window"
-is "$(phase)" "switching" "phase switching is left behind"
+is "$(migration_phase)" "switching" "phase switching is left behind"
 cat >"$CFG" <<YAML
 hooks:
   pre_freeze: "$PGBIN/psql -XAtq -h $TARGET_SOCK -p $TARGET_PORT -U postgres -d postgres -c \"SELECT slot_name FROM pg_replication_slots\" >$TEST_TMP/slots.out 2>&1"
@@ -44,7 +36,7 @@ YAML
 "${F[@]}" --config "$CFG" switchover --yes >/dev/null 2>"$TEST_TMP/e1"; rc=$?
 is "$rc" 1 "the second switchover aborts at the switch hook"
 unlike "$(cat "$TEST_TMP/slots.out")" "ferry_reverse" "the interrupted run's reverse slot is gone before the source is frozen again"
-is "$(phase)" "following" "phase following"
+is "$(migration_phase)" "following" "phase following"
 is "$(q source "SELECT count(*) FROM pg_db_role_setting")" "0" "the source database has no read-only setting left"
 source_writable; ok $? "the source takes writes again" || diag "$(tail -5 "$TEST_TMP/e1")"
 is "$(slot_count target)" "0" "no reverse slot is left on the target"
@@ -66,7 +58,7 @@ is "$(q source "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'appuser'")" "f
 "${F[@]}" rollback --yes >/dev/null 2>"$TEST_TMP/e3"; rc=$?
 is "$rc" 0 "rollback undoes it"
 is "$(q source "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'appuser'")" "t" "the role has LOGIN again"
-is "$(phase)" "following" "phase following"
+is "$(migration_phase)" "following" "phase following"
 
 # 4. a rollback killed inside its freeze window, then one that aborts: the target takes writes again
 "${F[@]}" switchover --yes >/dev/null 2>"$TEST_TMP/e4"; rc=$?
@@ -79,10 +71,10 @@ q target "INSERT INTO kv VALUES (-5000, 'on target', 0)" >/dev/null
 ok $? "the target takes writes (their reverse apply waits for a lock on the source)"
 (FERRY_FAULT=rollback.after-freeze "${F[@]}" rollback --yes >/dev/null 2>&1; exit $?) 2>/dev/null; rc=$?
 is "$rc" 137 "rollback killed inside its freeze window"
-is "$(phase)" "rolling_back" "phase rolling_back is left behind"
+is "$(migration_phase)" "rolling_back" "phase rolling_back is left behind"
 "${F[@]}" rollback --yes --timeout 3 >/dev/null 2>"$TEST_TMP/e5"; rc=$?
 is "$rc" 1 "a rollback whose drain times out fails"
-is "$(phase)" "switched" "phase switched again"
+is "$(migration_phase)" "switched" "phase switched again"
 is "$(q target "SELECT count(*) FROM pg_db_role_setting")" "0" "the target database has no read-only setting left"
 q target "INSERT INTO kv VALUES (-5001, 'on target again', 0)" >/dev/null 2>&1
 ok $? "the target takes writes again" || diag "$(tail -5 "$TEST_TMP/e5")"
@@ -97,7 +89,7 @@ like "$out" "read-only" "the source is still frozen"
 "${F[@]}" rollback --yes >/dev/null 2>"$TEST_TMP/e6"; rc=$?
 is "$rc" 0 "the next rollback finishes it" || diag "$(tail -5 "$TEST_TMP/e6")"
 like "$(cat "$TEST_TMP/e6")" "had drained everything" "without draining again"
-is "$(phase)" "rolled_back" "phase rolled_back"
+is "$(migration_phase)" "rolled_back" "phase rolled_back"
 q source "INSERT INTO kv VALUES (-6001, 'back on source', 0)" >/dev/null 2>&1
 ok $? "the source takes writes"
 is "$(q source "SELECT v FROM kv WHERE id = -5001")" "on target again" "with the target's writes on it"
