@@ -75,11 +75,14 @@ install: build/ferry
 build/writer: bench/writer.c | build/obj
 	$(CC) -O2 -Wall -o $@ $< $(PKG_CFLAGS) $(PKG_LIBS)
 
-demo: deps all build/writer
+# a sub-make after deps: on a fresh machine pkg-config's flags exist only then
+demo: deps
+	$(MAKE) --no-print-directory all build/writer
 	scripts/demo.sh
 
-bench: all
+bench: deps
 	@scripts/install-deps.sh --bench
+	$(MAKE) --no-print-directory all
 	bench/clone.sh
 
 compile_commands:
