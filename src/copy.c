@@ -18,26 +18,92 @@
 #include "pool.h"
 #include "state.h"
 
-/* rows are sent to the target in CopyData messages of about this size */
-#define COPY_BATCH_BYTES (128 * 1024)
 
 typedef struct CopyWorker
 {
 	PGconn	   *src;
 	PGconn	   *tgt;
-	char	   *batch;			/* COPY_BATCH_BYTES, rows waiting to be sent */
-	size_t		batch_len;
+	char	   *batch;			/* COPY_BATCH_BYTES of room for copy_relay() */
 } CopyWorker;
 
-static bool
-flush_batch(CopyWorker *w, const char *label)
+/* Progress of copy_relay() inside a copy worker: publish, and a fault point. */
+static void
+relay_progress(void *ctx, int64_t bytes)
 {
-	if (PQputCopyData(w->tgt, w->batch, (int) w->batch_len) != 1)
+	CopyJob    *job = ctx;
+
+	atomic_fetch_add(&job->bytes, bytes);
+	fault_point("copy.mid-item");
+}
+
+bool
+copy_relay(PGconn *src, PGconn *tgt, char *batch, const char *label, const char *what,
+		   void (*progress) (void *ctx, int64_t bytes), void *ctx, int64_t *bytes_out)
+{
+	size_t		batch_len = 0;
+	int64_t		bytes = 0,
+				pending = 0;
+
+	/*
+	 * Batch rows into big CopyData messages: the COPY stream is a byte
+	 * stream (rows may straddle messages), and every PQputCopyData() call
+	 * also polls the socket for notices, so one call per row costs a
+	 * syscall per row.
+	 */
+	for (;;)
 	{
-		log_error("could not copy %s into the target: %s", label, PQerrorMessage(w->tgt));
+		char	   *buf = NULL;
+		int			n = PQgetCopyData(src, &buf, 0);
+
+		if (n == -1)
+			break;
+		if (n < 0)
+		{
+			log_error("could not %s: %s", what, PQerrorMessage(src));
+			return false;
+		}
+		if (batch_len + (size_t) n > COPY_BATCH_BYTES && batch_len > 0)
+		{
+			if (PQputCopyData(tgt, batch, (int) batch_len) != 1)
+			{
+				PQfreemem(buf);
+				log_error("could not copy %s into the target: %s", label, PQerrorMessage(tgt));
+				return false;
+			}
+			batch_len = 0;
+		}
+		if ((size_t) n > COPY_BATCH_BYTES)
+		{
+			/* a huge row goes on its own */
+			if (PQputCopyData(tgt, buf, n) != 1)
+			{
+				PQfreemem(buf);
+				log_error("could not copy %s into the target: %s", label, PQerrorMessage(tgt));
+				return false;
+			}
+		}
+		else
+		{
+			memcpy(batch + batch_len, buf, (size_t) n);
+			batch_len += (size_t) n;
+		}
+		PQfreemem(buf);
+		bytes += n;
+		pending += n;
+		if (progress && pending >= 65536)	/* publish progress every 64 kB */
+		{
+			progress(ctx, pending);
+			pending = 0;
+		}
+	}
+	if (batch_len > 0 && PQputCopyData(tgt, batch, (int) batch_len) != 1)
+	{
+		log_error("could not copy %s into the target: %s", label, PQerrorMessage(tgt));
 		return false;
 	}
-	w->batch_len = 0;
+	if (progress && pending > 0)
+		progress(ctx, pending);
+	*bytes_out = bytes;
 	return true;
 }
 
@@ -191,7 +257,6 @@ worker_run(void *ctx, void *wstate, int idx)
 	bool		tgt_in_copy = false;
 	bool		src_in_copy = false;
 	int64_t		bytes = 0;
-	int64_t		pending = 0;
 	char	   *src_rows = NULL;
 	char	   *what = NULL;
 	double		t0 = copy_now();
@@ -226,7 +291,6 @@ worker_run(void *ctx, void *wstate, int idx)
 		strbuf_addstr(&tgt_sql, " WITH (FREEZE)");
 
 	log_debug("copying %s (%s)", label, binary ? "binary" : "text");
-	w->batch_len = 0;
 
 	/* target: one transaction for data and done row */
 	if (!pg_exec(w->tgt, "begin the copy transaction on the target", "BEGIN"))
@@ -265,60 +329,8 @@ worker_run(void *ctx, void *wstate, int idx)
 	PQclear(res);
 	res = NULL;
 
-	/*
-	 * Batch rows into big CopyData messages: the COPY stream is a byte
-	 * stream (rows may straddle messages), and every PQputCopyData() call
-	 * also polls the socket for notices, so one call per row costs a
-	 * syscall per row.
-	 */
-	for (;;)
-	{
-		char	   *buf = NULL;
-		int			n = PQgetCopyData(w->src, &buf, 0);
-
-		if (n == -1)
-			break;
-		if (n < 0)
-		{
-			log_error("could not %s: %s", what, PQerrorMessage(w->src));
-			goto fail;
-		}
-		if (w->batch_len + (size_t) n > COPY_BATCH_BYTES && w->batch_len > 0)
-		{
-			if (!flush_batch(w, label))
-			{
-				PQfreemem(buf);
-				goto fail;
-			}
-		}
-		if ((size_t) n > COPY_BATCH_BYTES)
-		{
-			/* a huge row goes on its own */
-			if (PQputCopyData(w->tgt, buf, n) != 1)
-			{
-				PQfreemem(buf);
-				log_error("could not copy %s into the target: %s", label, PQerrorMessage(w->tgt));
-				goto fail;
-			}
-		}
-		else
-		{
-			memcpy(w->batch + w->batch_len, buf, (size_t) n);
-			w->batch_len += (size_t) n;
-		}
-		PQfreemem(buf);
-		bytes += n;
-		pending += n;
-		if (pending >= 65536)	/* publish progress every 64 kB */
-		{
-			atomic_fetch_add(&job->bytes, pending);
-			pending = 0;
-			fault_point("copy.mid-item");
-		}
-	}
-	if (w->batch_len > 0 && !flush_batch(w, label))
+	if (!copy_relay(w->src, w->tgt, w->batch, label, what, relay_progress, job, &bytes))
 		goto fail;
-	atomic_fetch_add(&job->bytes, pending);
 	src_in_copy = false;
 	res = PQgetResult(w->src);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)

@@ -80,4 +80,18 @@ bool		copy_run(CopyJob *job);
 /* Monotonic clock in seconds. */
 double		copy_now(void);
 
+/* Room copy_relay() batches rows in. */
+#define COPY_BATCH_BYTES (128 * 1024)
+
+/*
+ * Relay a COPY stream: src in COPY OUT, tgt in COPY IN (both started by the
+ * caller, ended by it afterwards). Rows go out in CopyData messages of up to
+ * COPY_BATCH_BYTES, built in `batch` (that much room, the caller's). Every
+ * 64 kB progress(ctx, bytes since the last call) is called (may be NULL).
+ * label names the table and what the action, for errors (logged). Bytes
+ * relayed in *bytes_out on success.
+ */
+bool		copy_relay(PGconn *src, PGconn *tgt, char *batch, const char *label, const char *what,
+					   void (*progress) (void *ctx, int64_t bytes), void *ctx, int64_t *bytes_out);
+
 #endif

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "copy.h"
 #include "fault.h"
 #include "follow.h"
 #include "freeze.h"
@@ -509,7 +510,8 @@ recopy_table(PGconn *from, PGconn *to, const char *qname, long long *rows)
 	PGresult   *res;
 	bool		ok = false;
 	char	   *buf;
-	int			n;
+	char	   *batch;
+	int64_t		bytes;
 
 	if (cols == NULL)
 		return false;
@@ -551,21 +553,14 @@ recopy_table(PGconn *from, PGconn *to, const char *qname, long long *rows)
 		goto rollback;
 	}
 	PQclear(res);
-	*rows = 0;
-	while ((n = PQgetCopyData(from, &buf, 0)) > 0)
-	{
-		if (PQputCopyData(to, buf, n) != 1)
-		{
-			PQfreemem(buf);
-			break;
-		}
-		PQfreemem(buf);
-		(*rows)++;
-	}
-	ok = n == -1;
+	batch = xmalloc(COPY_BATCH_BYTES);
+	ok = copy_relay(from, to, batch, qname, "read the table to re-copy", NULL, NULL, &bytes);
+	free(batch);
 	while ((res = PQgetResult(from)) != NULL)
 	{
 		ok &= PQresultStatus(res) == PGRES_COMMAND_OK;
+		if (PQresultStatus(res) == PGRES_COMMAND_OK)
+			*rows = strtoll(PQcmdTuples(res), NULL, 10);
 		PQclear(res);
 	}
 	PQputCopyEnd(to, ok ? NULL : "source read failed");
