@@ -59,6 +59,30 @@ static const char ORIGIN_ADVANCE_SQL[] =
 	"SELECT pg_catalog.pg_replication_origin_xact_setup($1::pg_catalog.pg_lsn,"
 	" pg_catalog.to_timestamp(946684800 + $2::float8 / 1000000))";
 
+/* read right after each COMMIT: where it ended, and what is flushed */
+static const char WAL_POSITIONS_SQL[] =
+	"SELECT pg_catalog.pg_current_wal_insert_lsn()::text || ' ' || pg_catalog.pg_current_wal_flush_lsn()::text";
+
+/*
+ * The statements of every batch, prepared once per session (named "ferry_*",
+ * apart from the per-relation ones): parsing and planning them for each
+ * target transaction was a third of the target backend's CPU under a
+ * stream of small transactions.
+ */
+static const struct
+{
+	const char *name;
+	const char *sql;
+	int			nparams;
+	bool		origin_only;
+}			batch_statements[] = {
+	{"ferry_begin", "BEGIN", 0, false},
+	{"ferry_commit", "COMMIT", 0, false},
+	{"ferry_progress", PROGRESS_UPDATE_SQL, 5, false},
+	{"ferry_origin", ORIGIN_ADVANCE_SQL, 2, true},
+	{"ferry_wal", WAL_POSITIONS_SQL, 0, false},
+};
+
 /* two tuples of at most 1600 columns (MaxTupleAttributeNumber) */
 #define APPLY_MAX_PARAMS 3200
 
@@ -377,6 +401,20 @@ send_simple(Apply *a, const char *sql, const char *what)
 	return true;
 }
 
+/* One of batch_statements[] (prepared by setup_session). */
+static bool
+send_named(Apply *a, const char *name, int n, const char *const *params, const char *what)
+{
+	if (PQsendQueryPrepared(a->conn, name, n, params, NULL, NULL, 0) != 1)
+	{
+		log_error("could not send to the target: %s", PQerrorMessage(a->conn));
+		a->fail_status = failure_kind(a);
+		return false;
+	}
+	note_sent(a, what, NULL);
+	return true;
+}
+
 static bool
 maybe_sync(Apply *a)
 {
@@ -432,6 +470,7 @@ query_now(Apply *a, const char *what, const char *sql, int n, const char *const 
 /* batches                                                              */
 
 static bool flush_all_inserts(Apply *a);
+static void note_flushed(Apply *a, uint64_t flush);
 static void drop_pending_inserts(Apply *a);
 static bool flush_updates(Apply *a, ApplyRel *r);
 static const char *update_variant(Apply *a, ApplyRel *r, const char *mask, char *name, size_t namesize);
@@ -441,7 +480,7 @@ begin_batch(Apply *a)
 {
 	if (a->in_batch)
 		return true;
-	if (!send_simple(a, "BEGIN", "starting a transaction"))
+	if (!send_named(a, "ferry_begin", 0, NULL, "starting a transaction"))
 		return false;
 	a->in_batch = true;
 	a->batch_changes = 0;
@@ -483,28 +522,28 @@ commit_batch(Apply *a)
 	params[2] = ts;
 	params[3] = nch;
 	params[4] = ntx;
-	if (PQsendQueryParams(a->conn, PROGRESS_UPDATE_SQL, 5, NULL, params, NULL, NULL, 0) != 1)
-		goto sendfail;
-	note_sent(a, "recording the applied position", NULL);
+	if (!send_named(a, "ferry_progress", 5, params, "recording the applied position"))
+		return false;
 	if (a->args->use_origin)
 	{
 		const char *op[2] = {lsn, ts};
 
-		if (PQsendQueryParams(a->conn, ORIGIN_ADVANCE_SQL, 2, NULL, op, NULL, NULL, 0) != 1)
-			goto sendfail;
-		note_sent(a, "advancing the replication origin", NULL);
+		if (!send_named(a, "ferry_origin", 2, op, "advancing the replication origin"))
+			return false;
 	}
-	if (!send_simple(a, "COMMIT", "committing") ||
-		!send_simple(a, "SELECT pg_catalog.pg_current_wal_insert_lsn()::text", "reading the target's WAL position"))
+	if (!send_named(a, "ferry_commit", 0, NULL, "committing") ||
+		!send_named(a, "ferry_wal", 0, NULL, "reading the target's WAL position"))
 		return false;
 	a->last_value[0] = '\0';
 	if (!sync_pipeline(a))
 		return false;
 	a->in_batch = false;
 	{
-		uint64_t	tgt = 0;
+		uint64_t	tgt = 0,
+					flush = 0;
+		char	   *sp = strchr(a->last_value, ' ');
 
-		if (!pg_lsn_parse(a->last_value, &tgt))
+		if (sp == NULL || (*sp = '\0', !pg_lsn_parse(a->last_value, &tgt)) || !pg_lsn_parse(sp + 1, &flush))
 		{
 			log_error("internal error: no WAL position after commit (\"%s\")", a->last_value);
 			a->fail_status = APPLY_FAILED;
@@ -519,6 +558,8 @@ commit_batch(Apply *a)
 		a->fq_tgt[a->fq_len] = tgt;
 		a->fq_src[a->fq_len] = a->batch_end_lsn;
 		a->fq_len++;
+		/* earlier commits that are on disk by now (no round trip of its own) */
+		note_flushed(a, flush);
 	}
 	atomic_store(&a->args->shared->applied_lsn, a->batch_end_lsn);
 	atomic_store(&a->args->shared->applied_commit_time, a->batch_commit_time);
@@ -529,37 +570,18 @@ commit_batch(Apply *a)
 			  a->batch_txns, a->batch_changes, lsn);
 	return true;
 
-sendfail:
-	log_error("could not send to the target: %s", PQerrorMessage(a->conn));
-	a->fail_status = failure_kind(a);
-	return false;
 }
 
 /*
- * Move ApplyShared.flushed_lsn up to the last committed batch whose target
- * commit is flushed. Only between batches (nothing in the pipeline). At most
- * every 20 ms unless `force`.
+ * The target's WAL is flushed up to `flush`: publish the last committed
+ * batch whose commit lies before it as ApplyShared.flushed_lsn.
  */
-static bool
-advance_flushed(Apply *a, bool force)
+static void
+note_flushed(Apply *a, uint64_t flush)
 {
-	PGresult   *res;
-	uint64_t	flush = 0;
 	int			k = 0;
 
-	if (a->fq_len == 0 || a->in_batch)
-		return true;
-	if (!force && repl_now_us() - a->last_flush_check_us < 20000)
-		return true;
 	a->last_flush_check_us = repl_now_us();
-	res = query_now(a, "read the target's flushed WAL position",
-					"SELECT pg_catalog.pg_current_wal_flush_lsn()::text", 0, NULL);
-	if (res == NULL || !pg_lsn_parse(PQgetvalue(res, 0, 0), &flush))
-	{
-		PQclear(res);
-		return false;
-	}
-	PQclear(res);
 	while (k < a->fq_len && a->fq_tgt[k] <= flush)
 		k++;
 	if (k > 0)
@@ -569,6 +591,32 @@ advance_flushed(Apply *a, bool force)
 		memmove(a->fq_src, a->fq_src + k, sizeof(uint64_t) * (size_t) (a->fq_len - k));
 		a->fq_len -= k;
 	}
+}
+
+/*
+ * Move ApplyShared.flushed_lsn up to the last committed batch whose target
+ * commit is flushed. Only between batches (nothing in the pipeline). At most
+ * every 20 ms unless `force` (each commit also reads the flushed position).
+ */
+static bool
+advance_flushed(Apply *a, bool force)
+{
+	PGresult   *res;
+	uint64_t	flush = 0;
+
+	if (a->fq_len == 0 || a->in_batch)
+		return true;
+	if (!force && repl_now_us() - a->last_flush_check_us < 20000)
+		return true;
+	res = query_now(a, "read the target's flushed WAL position",
+					"SELECT pg_catalog.pg_current_wal_flush_lsn()::text", 0, NULL);
+	if (res == NULL || !pg_lsn_parse(PQgetvalue(res, 0, 0), &flush))
+	{
+		PQclear(res);
+		return false;
+	}
+	PQclear(res);
+	note_flushed(a, flush);
 	return true;
 }
 
@@ -1499,6 +1547,24 @@ setup_session(Apply *a, const char *encoding)
 
 	free(enc);
 	free(sql);
+	for (size_t i = 0; ok && i < sizeof(batch_statements) / sizeof(batch_statements[0]); i++)
+	{
+		PGresult   *res;
+
+		if (batch_statements[i].origin_only && !a->args->use_origin)
+			continue;
+		res = PQprepare(a->conn, batch_statements[i].name, batch_statements[i].sql,
+						batch_statements[i].nparams, NULL);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		{
+			char	   *e = pg_result_error_text(res, a->conn);
+
+			log_error("could not prepare the apply session's statements: %s", e);
+			free(e);
+			ok = false;
+		}
+		PQclear(res);
+	}
 	if (ok && a->args->use_origin)
 	{
 		const char *params[1] = {a->args->cfg->name};

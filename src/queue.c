@@ -52,7 +52,7 @@ deadline_in(struct timespec *ts, int ms)
 }
 
 QueueResult
-queue_push(Queue *q, uint64_t lsn, const char *data, size_t len, int wait_ms)
+queue_push(Queue *q, uint64_t lsn, const char *data, size_t len, int wait_ms, bool wake)
 {
 	QueueItem  *it;
 	struct timespec ts;
@@ -86,7 +86,8 @@ queue_push(Queue *q, uint64_t lsn, const char *data, size_t len, int wait_ms)
 	q->bytes += len;
 	q->count++;
 	q->consumer_idle = false;
-	pthread_cond_signal(&q->not_empty);
+	if (wake || q->count >= QUEUE_WAKE_ITEMS || q->bytes >= q->max_bytes / 8)
+		pthread_cond_signal(&q->not_empty);
 	pthread_mutex_unlock(&q->lock);
 	return QUEUE_OK;
 }

@@ -54,8 +54,15 @@ typedef enum QueueResult
 
 void		queue_init(Queue *q, size_t max_bytes);
 void		queue_release(Queue *q);	/* frees items left */
-/* Copy `len` bytes in. Waits up to wait_ms for room. */
-QueueResult queue_push(Queue *q, uint64_t lsn, const char *data, size_t len, int wait_ms);
+/*
+ * Copy `len` bytes in. Waits up to wait_ms for room. A waiting consumer is
+ * woken only if `wake`, or once QUEUE_WAKE_ITEMS items or an eighth of the
+ * budget are queued: the receiver wakes apply at the end of a transaction,
+ * not for each of its rows (apply cannot commit before the end, and every
+ * wake-up is a context switch on a machine the source's load keeps busy).
+ */
+#define QUEUE_WAKE_ITEMS 128
+QueueResult queue_push(Queue *q, uint64_t lsn, const char *data, size_t len, int wait_ms, bool wake);
 /* Take the next item (caller frees it). Waits up to wait_ms. */
 QueueResult queue_pop(Queue *q, QueueItem **item, int wait_ms);
 /* No more items will come; wakes the consumer. */

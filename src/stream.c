@@ -60,7 +60,9 @@ push(Receiver *r, const ReplFrame *f)
 {
 	for (;;)
 	{
-		QueueResult q = queue_push(r->args->queue, f->wal_start, f->data, f->len, 500);
+		/* rows and the messages before them: apply has nothing to do until the commit */
+		bool		wake = f->len == 0 || f->data[0] == '\0' || strchr("BRYOIUDT", f->data[0]) == NULL;
+		QueueResult q = queue_push(r->args->queue, f->wal_start, f->data, f->len, 500, wake);
 
 		if (q == QUEUE_OK)
 			return true;
