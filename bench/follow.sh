@@ -9,7 +9,9 @@
 # 10), DURATION (seconds of each pgbench load, 60), ROUNDS (3), CLIENTS
 # (pgbench clients, 4), JOBS (ferry's clone --jobs, 2), BIG_ROWS (rows of the
 # big transaction, 1000000), TOOLS ("ferry native"), TIMEOUT (longest wait
-# for any catch-up, 1800 s), LOGS (keep every run's logs in this directory),
+# for any catch-up, 1800 s), SAMPLE_S (seconds between lag samples, 0.2),
+# LOGS (keep every run's logs in this directory), LIVE_ONLY (1: only the
+# sync and live phases, for quick lag experiments),
 # FERRY (build/ferry; copied at start so a rebuild cannot swap it mid-run),
 # PGBIN (/usr/lib/postgresql/15/bin), TMPDIR (where the servers live).
 #
@@ -24,7 +26,7 @@
 #            WITH (copy_data = true)
 # and measures, after the initial sync (sync):
 #   live_n, live_tpcb  pgbench -N, then the TPC-B script, CLIENTS clients for
-#            DURATION s with replication running; lag sampled every second;
+#            DURATION s with replication running; lag sampled every SAMPLE_S s;
 #            then the catch-up time after the load ends
 #   drain    replication stopped (ferry: SIGTERM; native: ALTER SUBSCRIPTION
 #            DISABLE), pgbench TPC-B for DURATION s builds a backlog, the
@@ -62,6 +64,7 @@ JOBS=${JOBS:-2}
 BIG_ROWS=${BIG_ROWS:-1000000}
 TOOLS=${TOOLS:-$ALL_TOOLS}
 TIMEOUT=${TIMEOUT:-1800}
+SAMPLE_S=${SAMPLE_S:-0.2}
 LOGS=${LOGS:-}
 FERRY=${FERRY:-$ROOT/build/ferry}
 
@@ -90,6 +93,7 @@ done
 for t in $TOOLS; do
   case " $ALL_TOOLS " in *" $t "*) ;; *) echo "follow.sh: unknown tool $t (known: $ALL_TOOLS)" >&2; exit 2 ;; esac
 done
+case "$SAMPLE_S" in ''|*[!0-9.]*|*.*.*) echo "follow.sh: SAMPLE_S must be a number of seconds" >&2; exit 2 ;; esac
 case "$FERRY" in /*) ;; *) FERRY="$PWD/$FERRY" ;; esac
 
 # shellcheck source=bench/lib.sh
@@ -264,7 +268,7 @@ ferry_teardown() {
 ferry_sample_sql() {
   cat <<SQL
 SELECT round(extract(epoch FROM clock_timestamp())::numeric, 3), s.lag_bytes,
-       round(s.lag_s::numeric, 3), NULL, NULL, s.window_bytes
+       round(s.lag_s::numeric, 4), NULL, NULL, s.window_bytes
   FROM bench_sample('SELECT applied_lsn, extract(epoch FROM now() - commit_time)
                        FROM ferry.apply_progress WHERE migration = ''bench''') s
 SQL
@@ -328,10 +332,10 @@ native_teardown() {
 native_sample_sql() {
   cat <<SQL
 SELECT round(extract(epoch FROM clock_timestamp())::numeric, 3), s.lag_bytes,
-       round(s.lag_s::numeric, 3),
+       round(s.lag_s::numeric, 4),
        (SELECT greatest(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint
           FROM pg_stat_replication WHERE application_name = 'benchsub'),
-       (SELECT round(COALESCE(extract(epoch FROM replay_lag), 0)::numeric, 3)
+       (SELECT round(COALESCE(extract(epoch FROM replay_lag), 0)::numeric, 4)
           FROM pg_stat_replication WHERE application_name = 'benchsub'),
        s.window_bytes
   FROM bench_sample('SELECT (SELECT remote_lsn FROM pg_replication_origin_status
@@ -345,8 +349,8 @@ SQL
 native_slot_active() { bq source $DB "SELECT active FROM pg_replication_slots WHERE slot_name = 'benchsub'" 2>/dev/null; }
 
 # --------------------------------------------------------------- phases
-# sampler_start TOOL FILE: one psql session on the source writes a sample a
-# second into FILE ("time lag_bytes lag_s replay_lsn_lag_bytes replay_lag_s
+# sampler_start TOOL FILE: one psql session on the source writes a sample
+# every SAMPLE_S seconds into FILE ("time lag_bytes lag_s replay_lsn_lag_bytes replay_lag_s
 # window_bytes", "-" when unknown), the first after one second of load;
 # sampler_stop FILE ends it
 sampler_start() {
@@ -355,7 +359,7 @@ sampler_start() {
     echo "\\pset fieldsep ' '"
     echo "SELECT dblink_connect('t', 'host=$TARGET_SOCK port=$TARGET_PORT dbname=$DB user=postgres') \\gset"
     echo 'SELECT pg_sleep(1) \gset'
-    "${1}_sample_sql"; echo ' \watch 1'
+    "${1}_sample_sql"; echo " \\watch $SAMPLE_S"
   } > "$2.sql"
   setsid psql -XAtq -h "$SOURCE_SOCK" -p "$SOURCE_PORT" -U postgres -d postgres -f "$2.sql" > "$2" 2> "$2.err" &
   SAMPLER_PID=$!
@@ -474,13 +478,13 @@ phase_live() {  # phase_live TOOL MEAS [pgbench options]
   add "$tool" "$meas" txns "$PGB_TXNS"; add "$tool" "$meas" tps "$PGB_TPS"
   read -r mx mean n <<< "$(stats "$f" 2 0)"
   add "$tool" "$meas" lag_max_bytes "$mx"; add "$tool" "$meas" lag_mean_bytes "$mean"
-  read -r mx mean n <<< "$(stats "$f" 3)"
+  read -r mx mean n <<< "$(stats "$f" 3 4)"
   add "$tool" "$meas" lag_max_s "$mx"; add "$tool" "$meas" lag_mean_s "$mean"
   add "$tool" "$meas" samples "$n"
   if [ "$tool" = native ]; then
     read -r mx mean n <<< "$(stats "$f" 4 0)"
     add "$tool" "$meas" replay_lsn_lag_max_bytes "$mx"; add "$tool" "$meas" replay_lsn_lag_mean_bytes "$mean"
-    read -r mx mean n <<< "$(stats "$f" 5)"
+    read -r mx mean n <<< "$(stats "$f" 5 4)"
     add "$tool" "$meas" replay_lag_max_s "$mx"; add "$tool" "$meas" replay_lag_mean_s "$mean"
   fi
   [ -n "$LOGS" ] && cp "$f" "$LOGS/r${ROUND}-${tool}-samples-${meas}.txt"
@@ -609,7 +613,7 @@ done
 # ---------------------------------------------------------------- report
 median() {  # numbers on stdin -> median or empty
   tr ' ' '\n' | grep -E '^-?[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END {
-    if (NR == 0) exit; if (NR % 2) printf "%s", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    if (NR == 0) exit; if (NR % 2) printf "%s", v[(NR + 1) / 2]; else printf "%.6g", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b }'; }
 med() { echo "${VAL["$1|$2|$3"]:-}" | median; }
