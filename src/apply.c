@@ -47,19 +47,22 @@ static const char TARGET_COLUMNS_SQL[] =
 	" WHERE c.oid = pg_catalog.to_regclass($1)"
 	" ORDER BY a.attnum";
 
-static const char PROGRESS_UPDATE_SQL[] =
-	"UPDATE ferry.apply_progress"
-	"   SET applied_lsn = $2::pg_catalog.pg_lsn,"
-	"       commit_time = pg_catalog.to_timestamp(946684800 + $3::float8 / 1000000),"
-	"       applied_at = pg_catalog.now(),"
+#define PROGRESS_UPDATE \
+	"UPDATE ferry.apply_progress" \
+	"   SET applied_lsn = $2::pg_catalog.pg_lsn," \
+	"       commit_time = pg_catalog.to_timestamp(946684800 + $3::float8 / 1000000)," \
+	"       applied_at = pg_catalog.now()," \
 	"       changes = changes + $4::bigint, txns = txns + $5::bigint"
-	" WHERE migration = $1";
 
-static const char ORIGIN_ADVANCE_SQL[] =
-	"SELECT pg_catalog.pg_replication_origin_xact_setup($1::pg_catalog.pg_lsn,"
-	" pg_catalog.to_timestamp(946684800 + $2::float8 / 1000000))";
+static const char PROGRESS_UPDATE_SQL[] = PROGRESS_UPDATE " WHERE migration = $1";
 
-/* read right after each COMMIT: where it ended, and what is flushed */
+/* the same, and the replication origin advances with the commit */
+static const char PROGRESS_ORIGIN_SQL[] =
+	"WITH o AS (SELECT pg_catalog.pg_replication_origin_xact_setup($2::pg_catalog.pg_lsn,"
+	"                  pg_catalog.to_timestamp(946684800 + $3::float8 / 1000000)))"
+	PROGRESS_UPDATE " FROM o WHERE migration = $1";
+
+/* where the target's WAL ends (after a COMMIT: beyond it) and what is flushed */
 static const char WAL_POSITIONS_SQL[] =
 	"SELECT pg_catalog.pg_current_wal_insert_lsn()::text || ' ' || pg_catalog.pg_current_wal_flush_lsn()::text";
 
@@ -67,20 +70,19 @@ static const char WAL_POSITIONS_SQL[] =
  * The statements of every batch, prepared once per session (named "ferry_*",
  * apart from the per-relation ones): parsing and planning them for each
  * target transaction was a third of the target backend's CPU under a
- * stream of small transactions.
+ * stream of small transactions. (ferry_progress is PROGRESS_ORIGIN_SQL when
+ * the replication origin is used.)
  */
 static const struct
 {
 	const char *name;
 	const char *sql;
 	int			nparams;
-	bool		origin_only;
 }			batch_statements[] = {
-	{"ferry_begin", "BEGIN", 0, false},
-	{"ferry_commit", "COMMIT", 0, false},
-	{"ferry_progress", PROGRESS_UPDATE_SQL, 5, false},
-	{"ferry_origin", ORIGIN_ADVANCE_SQL, 2, true},
-	{"ferry_wal", WAL_POSITIONS_SQL, 0, false},
+	{"ferry_begin", "BEGIN", 0},
+	{"ferry_commit", "COMMIT", 0},
+	{"ferry_progress", PROGRESS_UPDATE_SQL, 5},
+	{"ferry_wal", WAL_POSITIONS_SQL, 0},
 };
 
 /* two tuples of at most 1600 columns (MaxTupleAttributeNumber) */
@@ -175,6 +177,8 @@ typedef struct Apply
 	int			fq_len;
 	int			fq_cap;
 	int64_t		last_flush_check_us;
+	uint64_t	unmarked_src;	/* batches committed since the last WAL position read: the last one's end */
+	int64_t		last_wal_read_us;
 	uint32_t   *pending;		/* relids with waiting inserts */
 	int			npending;
 	int			pendcap;
@@ -470,7 +474,7 @@ query_now(Apply *a, const char *what, const char *sql, int n, const char *const 
 /* batches                                                              */
 
 static bool flush_all_inserts(Apply *a);
-static void note_flushed(Apply *a, uint64_t flush);
+static bool note_positions(Apply *a, char *text);
 static void drop_pending_inserts(Apply *a);
 static bool flush_updates(Apply *a, ApplyRel *r);
 static const char *update_variant(Apply *a, ApplyRel *r, const char *mask, char *name, size_t namesize);
@@ -500,6 +504,7 @@ commit_batch(Apply *a)
 				nch[32],
 				ntx[32];
 	const char *params[5];
+	bool		read_wal;
 
 	if (!a->in_batch)
 		return true;
@@ -522,45 +527,18 @@ commit_batch(Apply *a)
 	params[2] = ts;
 	params[3] = nch;
 	params[4] = ntx;
-	if (!send_named(a, "ferry_progress", 5, params, "recording the applied position"))
-		return false;
-	if (a->args->use_origin)
-	{
-		const char *op[2] = {lsn, ts};
-
-		if (!send_named(a, "ferry_origin", 2, op, "advancing the replication origin"))
-			return false;
-	}
-	if (!send_named(a, "ferry_commit", 0, NULL, "committing") ||
-		!send_named(a, "ferry_wal", 0, NULL, "reading the target's WAL position"))
+	read_wal = repl_now_us() - a->last_wal_read_us >= APPLY_WAL_READ_MS * 1000;
+	if (!send_named(a, "ferry_progress", 5, params, "recording the applied position") ||
+		!send_named(a, "ferry_commit", 0, NULL, "committing") ||
+		(read_wal && !send_named(a, "ferry_wal", 0, NULL, "reading the target's WAL position")))
 		return false;
 	a->last_value[0] = '\0';
 	if (!sync_pipeline(a))
 		return false;
 	a->in_batch = false;
-	{
-		uint64_t	tgt = 0,
-					flush = 0;
-		char	   *sp = strchr(a->last_value, ' ');
-
-		if (sp == NULL || (*sp = '\0', !pg_lsn_parse(a->last_value, &tgt)) || !pg_lsn_parse(sp + 1, &flush))
-		{
-			log_error("internal error: no WAL position after commit (\"%s\")", a->last_value);
-			a->fail_status = APPLY_FAILED;
-			return false;
-		}
-		if (a->fq_len == a->fq_cap)
-		{
-			a->fq_cap = a->fq_cap ? a->fq_cap * 2 : 64;
-			a->fq_tgt = xrealloc(a->fq_tgt, sizeof(uint64_t) * (size_t) a->fq_cap);
-			a->fq_src = xrealloc(a->fq_src, sizeof(uint64_t) * (size_t) a->fq_cap);
-		}
-		a->fq_tgt[a->fq_len] = tgt;
-		a->fq_src[a->fq_len] = a->batch_end_lsn;
-		a->fq_len++;
-		/* earlier commits that are on disk by now (no round trip of its own) */
-		note_flushed(a, flush);
-	}
+	a->unmarked_src = a->batch_end_lsn;
+	if (read_wal && !note_positions(a, a->last_value))
+		return false;
 	atomic_store(&a->args->shared->applied_lsn, a->batch_end_lsn);
 	atomic_store(&a->args->shared->applied_commit_time, a->batch_commit_time);
 	atomic_store(&a->args->shared->applied_at, repl_now_us());
@@ -569,7 +547,6 @@ commit_batch(Apply *a)
 	log_debug("committed %" PRId64 " source transactions (%" PRId64 " changes) up to %s",
 			  a->batch_txns, a->batch_changes, lsn);
 	return true;
-
 }
 
 /*
@@ -594,6 +571,49 @@ note_flushed(Apply *a, uint64_t flush)
 }
 
 /*
+ * A WAL_POSITIONS_SQL result read after the last commit: its insert position
+ * is beyond the commits of every batch committed since the previous read
+ * (unmarked_src), so they are durable once the flushed position passes it.
+ */
+static bool
+note_positions(Apply *a, char *text)
+{
+	uint64_t	tgt = 0,
+				flush = 0;
+	char	   *sp = strchr(text, ' ');
+
+	if (sp == NULL || (*sp = '\0', !pg_lsn_parse(text, &tgt)) || !pg_lsn_parse(sp + 1, &flush))
+	{
+		log_error("internal error: no WAL position after commit (\"%s\")", text);
+		a->fail_status = APPLY_FAILED;
+		return false;
+	}
+	a->last_wal_read_us = repl_now_us();
+	if (a->unmarked_src != 0)
+	{
+		if (a->fq_len == a->fq_cap)
+		{
+			a->fq_cap = a->fq_cap ? a->fq_cap * 2 : 64;
+			a->fq_tgt = xrealloc(a->fq_tgt, sizeof(uint64_t) * (size_t) a->fq_cap);
+			a->fq_src = xrealloc(a->fq_src, sizeof(uint64_t) * (size_t) a->fq_cap);
+		}
+		a->fq_tgt[a->fq_len] = tgt;
+		a->fq_src[a->fq_len] = a->unmarked_src;
+		a->fq_len++;
+		a->unmarked_src = 0;
+	}
+	note_flushed(a, flush);
+	return true;
+}
+
+/* Committed batches not yet known to be on the target's disk? */
+static bool
+flush_unknown(const Apply *a)
+{
+	return a->fq_len > 0 || a->unmarked_src != 0;
+}
+
+/*
  * Move ApplyShared.flushed_lsn up to the last committed batch whose target
  * commit is flushed. Only between batches (nothing in the pipeline). At most
  * every 20 ms unless `force` (each commit also reads the flushed position).
@@ -602,22 +622,18 @@ static bool
 advance_flushed(Apply *a, bool force)
 {
 	PGresult   *res;
-	uint64_t	flush = 0;
+	bool		ok;
 
-	if (a->fq_len == 0 || a->in_batch)
+	if (!flush_unknown(a) || a->in_batch)
 		return true;
 	if (!force && repl_now_us() - a->last_flush_check_us < 20000)
 		return true;
-	res = query_now(a, "read the target's flushed WAL position",
-					"SELECT pg_catalog.pg_current_wal_flush_lsn()::text", 0, NULL);
-	if (res == NULL || !pg_lsn_parse(PQgetvalue(res, 0, 0), &flush))
-	{
-		PQclear(res);
+	res = query_now(a, "read the target's WAL positions", WAL_POSITIONS_SQL, 0, NULL);
+	if (res == NULL)
 		return false;
-	}
+	ok = note_positions(a, PQgetvalue(res, 0, 0));
 	PQclear(res);
-	note_flushed(a, flush);
-	return true;
+	return ok;
 }
 
 static void
@@ -1549,12 +1565,12 @@ setup_session(Apply *a, const char *encoding)
 	free(sql);
 	for (size_t i = 0; ok && i < sizeof(batch_statements) / sizeof(batch_statements[0]); i++)
 	{
+		const char *stmt = batch_statements[i].sql;
 		PGresult   *res;
 
-		if (batch_statements[i].origin_only && !a->args->use_origin)
-			continue;
-		res = PQprepare(a->conn, batch_statements[i].name, batch_statements[i].sql,
-						batch_statements[i].nparams, NULL);
+		if (stmt == PROGRESS_UPDATE_SQL && a->args->use_origin)
+			stmt = PROGRESS_ORIGIN_SQL;
+		res = PQprepare(a->conn, batch_statements[i].name, stmt, batch_statements[i].nparams, NULL);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		{
 			char	   *e = pg_result_error_text(res, a->conn);
@@ -1617,11 +1633,11 @@ apply_main(void *p)
 		{
 			status = commit_batch(&a) ? APPLY_STOPPED : a.fail_status;
 			/* let the last commits reach disk so the final feedback covers them */
-			for (int i = 0; status == APPLY_STOPPED && a.fq_len > 0 && i < 40; i++)
+			for (int i = 0; status == APPLY_STOPPED && flush_unknown(&a) && i < 40; i++)
 			{
 				if (!advance_flushed(&a, true))
 					break;
-				if (a.fq_len > 0)
+				if (flush_unknown(&a))
 					usleep(50000);
 			}
 			break;
@@ -1632,7 +1648,7 @@ apply_main(void *p)
 
 			wait_ms = age_ms >= APPLY_BATCH_MS ? 0 : (int) (APPLY_BATCH_MS - age_ms);
 		}
-		else if (!a.in_batch && a.fq_len > 0)
+		else if (!a.in_batch && flush_unknown(&a))
 			wait_ms = 20;		/* commits waiting to be known flushed */
 		qr = queue_pop(args->queue, &it, wait_ms);
 		if (qr == QUEUE_CLOSED)

@@ -75,6 +75,7 @@
 #define APPLY_BATCH_CHANGES 20000
 #define APPLY_BATCH_MS 200
 #define APPLY_SYNC_EVERY 1000
+#define APPLY_WAL_READ_MS 5			/* read the target's WAL positions after a commit at most this often */
 #define APPLY_INSERT_BATCH 100		/* rows per multi-row INSERT */
 #define APPLY_INSERT_BYTES (1024 * 1024)	/* or fewer, once they hold this much */
 
