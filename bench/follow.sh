@@ -37,10 +37,11 @@
 # After each phase the target is checked against the source (row count and
 # balance sums of the 4 pgbench tables, row count of big): FAIL otherwise.
 #
-# Lag (bench/README.md has the exact SQL): bytes = source pg_current_wal_lsn()
-# - the target's applied position (ferry.apply_progress.applied_lsn; native:
-# its replication origin's remote_lsn), seconds = now() - source commit time
-# of the last applied transaction; for native also pg_stat_replication's
+# Lag (bench/README.md has the exact SQL), read the same way for both: bytes
+# = source pg_current_wal_lsn() - the target's applied position (the tool's
+# replication origin's remote_lsn), seconds = now() - source commit time of
+# the last applied transaction (the target's commit timestamp, which records
+# the origin's timestamp); for native also pg_stat_replication's
 # replay_lsn and replay_lag. Sampled by one psql session in the source's
 # postgres database (CREATE EXTENSION dblink there). Catch-up times two ways:
 # LSN (the applied position reaches the source's end-of-load LSN) and rows
@@ -226,8 +227,8 @@ ferry_synced() {  # the clone is done and ferry is streaming (2: ferry died)
   [ "$(bq target $DB "SELECT to_regclass('ferry.apply_progress') IS NOT NULL" 2>/dev/null)" = t ] \
     && [ "$(bq target $DB "SELECT phase FROM ferry.migration WHERE name = 'bench'" 2>/dev/null)" = following ]
 }
-ferry_applied_ge() {  # LSN: t when ferry has applied everything up to it
-  bq target $DB "SELECT applied_lsn >= '$1' FROM ferry.apply_progress WHERE migration = 'bench'" 2>/dev/null
+ferry_applied_ge() {  # LSN: t when ferry has applied everything up to it (its origin, as for lag)
+  bq target $DB "SELECT remote_lsn >= '$1' FROM pg_replication_origin_status WHERE external_id = 'bench'" 2>/dev/null
 }
 # pids of the pipeline, "client walsender target-backends": ferry's process
 # (native has none), the source walsender of the slot, and the target
@@ -262,17 +263,38 @@ ferry_teardown() {
     || bench_log "  WARNING: could not drop replication slot bench on the source"
   bq source $DB "DROP PUBLICATION IF EXISTS bench, bench_insert_only" >/dev/null 2>&1
 }
-# sampler query (source, postgres database; dblink connection t = target):
-# time, lag bytes, lag seconds, replay_lsn lag bytes, replay_lag seconds,
-# bytes the source wrote while the sample was taken
-ferry_sample_sql() {
+# sampler query (source, postgres database; dblink connection t = target),
+# the same for both tools: time, lag bytes, lag seconds, replay_lsn lag
+# bytes, replay_lag seconds (of walsender APPNAME, when given), bytes the
+# source wrote while the sample was taken. The target's applied position is
+# the tool's replication origin ORIGIN (remote_lsn: end LSN of the last
+# source transaction committed on the target; ferry's origin is named after
+# the migration and advances with every target transaction, its
+# ferry.apply_progress row only every 25 ms under load). Lag seconds: with
+# track_commit_timestamp on the target, both tools' commits record the
+# source's commit time (the origin timestamp); read only when the target's
+# last commit is the tool's. For native also the walsender's view:
+# pg_stat_replication replay_lsn (as the apply worker last reported it) and
+# replay_lag.
+origin_sample_sql() {
+  local origin=$1 app=${2:-}
   cat <<SQL
 SELECT round(extract(epoch FROM clock_timestamp())::numeric, 3), s.lag_bytes,
-       round(s.lag_s::numeric, 4), NULL, NULL, s.window_bytes
-  FROM bench_sample('SELECT applied_lsn, extract(epoch FROM now() - commit_time)
-                       FROM ferry.apply_progress WHERE migration = ''bench''') s
+       round(s.lag_s::numeric, 4),
+       (SELECT greatest(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint
+          FROM pg_stat_replication WHERE application_name = '$app'),
+       (SELECT round(COALESCE(extract(epoch FROM replay_lag), 0)::numeric, 4)
+          FROM pg_stat_replication WHERE application_name = '$app'),
+       s.window_bytes
+  FROM bench_sample('SELECT (SELECT remote_lsn FROM pg_replication_origin_status
+                              WHERE external_id = ''$origin''),
+                            (SELECT extract(epoch FROM now() - x.timestamp)
+                               FROM pg_last_committed_xact() x
+                               JOIN pg_replication_origin o ON o.roident = x.roident
+                              WHERE o.roname = ''$origin'')') s
 SQL
 }
+ferry_sample_sql() { origin_sample_sql bench; }
 ferry_slot_active() { bq source $DB "SELECT active FROM pg_replication_slots WHERE slot_name = 'bench'" 2>/dev/null; }
 
 # --------------------------------------------------------- tool: native
@@ -321,31 +343,7 @@ native_teardown() {
   bq source $DB "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots" >/dev/null 2>&1
   bq source $DB "DROP PUBLICATION IF EXISTS benchpub" >/dev/null 2>&1
 }
-# The target's applied position is the subscription's replication origin
-# (remote_lsn: end LSN of the last source transaction committed on the
-# target, what ferry.apply_progress.applied_lsn is for ferry). Lag seconds:
-# with track_commit_timestamp on the target, the apply worker's commits
-# record the source's commit time (the origin timestamp); read only when the
-# target's last commit is the subscription's. Also the walsender's view:
-# pg_stat_replication replay_lsn (as the apply worker last reported it) and
-# replay_lag.
-native_sample_sql() {
-  cat <<SQL
-SELECT round(extract(epoch FROM clock_timestamp())::numeric, 3), s.lag_bytes,
-       round(s.lag_s::numeric, 4),
-       (SELECT greatest(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint
-          FROM pg_stat_replication WHERE application_name = 'benchsub'),
-       (SELECT round(COALESCE(extract(epoch FROM replay_lag), 0)::numeric, 4)
-          FROM pg_stat_replication WHERE application_name = 'benchsub'),
-       s.window_bytes
-  FROM bench_sample('SELECT (SELECT remote_lsn FROM pg_replication_origin_status
-                              WHERE external_id = ''$NATIVE_ORIGIN''),
-                            (SELECT extract(epoch FROM now() - x.timestamp)
-                               FROM pg_last_committed_xact() x
-                               JOIN pg_replication_origin o ON o.roident = x.roident
-                              WHERE o.roname = ''$NATIVE_ORIGIN'')') s
-SQL
-}
+native_sample_sql() { origin_sample_sql "$NATIVE_ORIGIN" benchsub; }
 native_slot_active() { bq source $DB "SELECT active FROM pg_replication_slots WHERE slot_name = 'benchsub'" 2>/dev/null; }
 
 # --------------------------------------------------------------- phases
@@ -692,8 +690,8 @@ while IFS='|' read -r meas metric label sc rt; do
 done <<< "$ROWS"
 echo
 echo "ratios are ferry/native: below 1 ferry lags less / catches up faster, except drain rate (above 1: ferry drains faster)"
-echo "lag (bytes): source pg_current_wal_lsn() - the target's applied position (ferry: ferry.apply_progress.applied_lsn; native: its origin's remote_lsn)"
-echo "lag (s): now() - source commit time of the last applied transaction (ferry: apply_progress.commit_time; native: target commit timestamp)"
+echo "lag (bytes): source pg_current_wal_lsn() - the target's applied position (the tool's replication origin's remote_lsn)"
+echo "lag (s): now() - source commit time of the last applied transaction (the target's commit timestamp of the tool's last commit)"
 echo "replay_lsn / replay_lag: the subscription's walsender in pg_stat_replication (native only; as the apply worker reported it)"
 echo "catch-up / drain / apply times: LSN = the tool's applied position (native: replay_lsn) reached the source's LSN at the end; rows = every transaction visible on the target"
 echo

@@ -56,7 +56,12 @@ static const char TARGET_COLUMNS_SQL[] =
 
 static const char PROGRESS_UPDATE_SQL[] = PROGRESS_UPDATE " WHERE migration = $1";
 
-/* the same, and the replication origin advances with the commit */
+/* the replication origin advances with the commit */
+static const char ORIGIN_ADVANCE_SQL[] =
+	"SELECT pg_catalog.pg_replication_origin_xact_setup($1::pg_catalog.pg_lsn,"
+	" pg_catalog.to_timestamp(946684800 + $2::float8 / 1000000))";
+
+/* both in one statement */
 static const char PROGRESS_ORIGIN_SQL[] =
 	"WITH o AS (SELECT pg_catalog.pg_replication_origin_xact_setup($2::pg_catalog.pg_lsn,"
 	"                  pg_catalog.to_timestamp(946684800 + $3::float8 / 1000000)))"
@@ -71,7 +76,7 @@ static const char WAL_POSITIONS_SQL[] =
  * apart from the per-relation ones): parsing and planning them for each
  * target transaction was a third of the target backend's CPU under a
  * stream of small transactions. (ferry_progress is PROGRESS_ORIGIN_SQL when
- * the replication origin is used.)
+ * the replication origin is used; ferry_origin only exists then.)
  */
 static const struct
 {
@@ -82,6 +87,7 @@ static const struct
 	{"ferry_begin", "BEGIN", 0},
 	{"ferry_commit", "COMMIT", 0},
 	{"ferry_progress", PROGRESS_UPDATE_SQL, 5},
+	{"ferry_origin", ORIGIN_ADVANCE_SQL, 2},
 	{"ferry_wal", WAL_POSITIONS_SQL, 0},
 };
 
@@ -161,6 +167,14 @@ typedef struct Apply
 	int64_t		batch_commit_time;
 	int64_t		batch_changes;
 	int64_t		batch_txns;
+	bool		batch_message;	/* holds a logical message (a switchover's probe or sentinel, a heartbeat) */
+	/* ferry.apply_progress: with an origin, written only every APPLY_PROGRESS_MS (see commit_batch) */
+	uint64_t	row_lsn;		/* what the row says */
+	uint64_t	applied_lsn;	/* the last committed batch's end */
+	int64_t		applied_commit_time;
+	int64_t		row_changes;	/* counted since the row was written */
+	int64_t		row_txns;
+	int64_t		row_written_us;
 	int64_t		batch_started_us;
 	int			unsynced;		/* statements sent since the last sync */
 	const char *what[APPLY_SYNC_EVERY + 16];	/* for error messages */
@@ -489,6 +503,7 @@ begin_batch(Apply *a)
 	a->in_batch = true;
 	a->batch_changes = 0;
 	a->batch_txns = 0;
+	a->batch_message = false;
 	a->batch_end_lsn = 0;
 	a->batch_started_us = repl_now_us();
 	queue_set_idle(a->args->queue, false);
@@ -504,7 +519,8 @@ commit_batch(Apply *a)
 				nch[32],
 				ntx[32];
 	const char *params[5];
-	bool		read_wal;
+	bool		read_wal,
+				write_row;
 
 	if (!a->in_batch)
 		return true;
@@ -518,17 +534,30 @@ commit_batch(Apply *a)
 		a->in_batch = false;
 		return true;
 	}
+	/*
+	 * The position commits with the data: in the replication origin (the
+	 * commit record carries it) and, every APPLY_PROGRESS_MS or when the
+	 * batch holds a logical message that someone may be waiting for, in
+	 * ferry.apply_progress too; without an origin, in the row every time.
+	 * Updating that one row for every target transaction was a fifth of
+	 * the target's CPU under small transactions (a HOT chain to walk and
+	 * prune); the origin costs no write. apply_prepare_target resumes from
+	 * the later of the two.
+	 */
+	write_row = !a->args->use_origin || a->batch_message ||
+		repl_now_us() - a->row_written_us >= APPLY_PROGRESS_MS * 1000;
 	pg_lsn_format(a->batch_end_lsn, lsn, sizeof(lsn));
 	snprintf(ts, sizeof(ts), "%" PRId64, a->batch_commit_time);
-	snprintf(nch, sizeof(nch), "%" PRId64, a->batch_changes);
-	snprintf(ntx, sizeof(ntx), "%" PRId64, a->batch_txns);
+	snprintf(nch, sizeof(nch), "%" PRId64, a->row_changes + a->batch_changes);
+	snprintf(ntx, sizeof(ntx), "%" PRId64, a->row_txns + a->batch_txns);
 	params[0] = a->args->cfg->name;
 	params[1] = lsn;
 	params[2] = ts;
 	params[3] = nch;
 	params[4] = ntx;
 	read_wal = repl_now_us() - a->last_wal_read_us >= APPLY_WAL_READ_MS * 1000;
-	if (!send_named(a, "ferry_progress", 5, params, "recording the applied position") ||
+	if ((write_row && !send_named(a, "ferry_progress", 5, params, "recording the applied position")) ||
+		(!write_row && !send_named(a, "ferry_origin", 2, params + 1, "advancing the replication origin")) ||
 		!send_named(a, "ferry_commit", 0, NULL, "committing") ||
 		(read_wal && !send_named(a, "ferry_wal", 0, NULL, "reading the target's WAL position")))
 		return false;
@@ -537,6 +566,19 @@ commit_batch(Apply *a)
 		return false;
 	a->in_batch = false;
 	a->unmarked_src = a->batch_end_lsn;
+	a->applied_lsn = a->batch_end_lsn;
+	a->applied_commit_time = a->batch_commit_time;
+	if (write_row)
+	{
+		a->row_lsn = a->batch_end_lsn;
+		a->row_changes = a->row_txns = 0;
+		a->row_written_us = repl_now_us();
+	}
+	else
+	{
+		a->row_changes += a->batch_changes;
+		a->row_txns += a->batch_txns;
+	}
 	if (read_wal && !note_positions(a, a->last_value))
 		return false;
 	atomic_store(&a->args->shared->applied_lsn, a->batch_end_lsn);
@@ -546,6 +588,42 @@ commit_batch(Apply *a)
 	atomic_fetch_add(&a->args->shared->txns, a->batch_txns);
 	log_debug("committed %" PRId64 " source transactions (%" PRId64 " changes) up to %s",
 			  a->batch_txns, a->batch_changes, lsn);
+	return true;
+}
+
+/*
+ * Between batches: bring ferry.apply_progress up to the last committed batch
+ * if commit_batch left it behind (the origin already has it), so that what
+ * `status`, `verify` and the tests read is exact whenever apply is idle.
+ */
+static bool
+write_progress_row(Apply *a)
+{
+	char		lsn[32],
+				ts[32],
+				nch[32],
+				ntx[32];
+	const char *params[5];
+	PGresult   *res;
+
+	if (a->in_batch || a->row_lsn >= a->applied_lsn)
+		return true;
+	pg_lsn_format(a->applied_lsn, lsn, sizeof(lsn));
+	snprintf(ts, sizeof(ts), "%" PRId64, a->applied_commit_time);
+	snprintf(nch, sizeof(nch), "%" PRId64, a->row_changes);
+	snprintf(ntx, sizeof(ntx), "%" PRId64, a->row_txns);
+	params[0] = a->args->cfg->name;
+	params[1] = lsn;
+	params[2] = ts;
+	params[3] = nch;
+	params[4] = ntx;
+	res = query_now(a, "record the applied position", PROGRESS_UPDATE_SQL, 5, params);
+	if (res == NULL)
+		return false;
+	PQclear(res);
+	a->row_lsn = a->applied_lsn;
+	a->row_changes = a->row_txns = 0;
+	a->row_written_us = repl_now_us();
 	return true;
 }
 
@@ -1525,7 +1603,10 @@ handle(Apply *a, const PgoMessage *m)
 		case 'Y':
 			return true;
 		case 'M':
-			return true;		/* heartbeats: their commit moves the position */
+			/* heartbeats: their commit moves the position; probes and sentinels are waited for */
+			if (!a->skip_txn)
+				a->batch_message = true;
+			return true;
 		case 'I':
 		case 'U':
 		case 'D':
@@ -1568,6 +1649,8 @@ setup_session(Apply *a, const char *encoding)
 		const char *stmt = batch_statements[i].sql;
 		PGresult   *res;
 
+		if (stmt == ORIGIN_ADVANCE_SQL && !a->args->use_origin)
+			continue;
 		if (stmt == PROGRESS_UPDATE_SQL && a->args->use_origin)
 			stmt = PROGRESS_ORIGIN_SQL;
 		res = PQprepare(a->conn, batch_statements[i].name, stmt, batch_statements[i].nparams, NULL);
@@ -1605,6 +1688,7 @@ apply_main(void *p)
 	memset(&a, 0, sizeof(a));
 	a.args = args;
 	a.skip_until = args->start_lsn;
+	a.row_lsn = a.applied_lsn = args->start_lsn;
 	a.fail_status = APPLY_FAILED;
 	strbuf_init(&a.arena);
 	a.dec = pgo_decoder_new(args->proto_version);
@@ -1631,7 +1715,7 @@ apply_main(void *p)
 
 		if (atomic_load(&args->shared->stop) && !a.in_src_txn)
 		{
-			status = commit_batch(&a) ? APPLY_STOPPED : a.fail_status;
+			status = commit_batch(&a) && write_progress_row(&a) ? APPLY_STOPPED : a.fail_status;
 			/* let the last commits reach disk so the final feedback covers them */
 			for (int i = 0; status == APPLY_STOPPED && flush_unknown(&a) && i < 40; i++)
 			{
@@ -1648,7 +1732,7 @@ apply_main(void *p)
 
 			wait_ms = age_ms >= APPLY_BATCH_MS ? 0 : (int) (APPLY_BATCH_MS - age_ms);
 		}
-		else if (!a.in_batch && flush_unknown(&a))
+		else if (!a.in_batch && (flush_unknown(&a) || a.row_lsn < a.applied_lsn))
 			wait_ms = 20;		/* commits waiting to be known flushed */
 		qr = queue_pop(args->queue, &it, wait_ms);
 		if (qr == QUEUE_CLOSED)
@@ -1660,7 +1744,7 @@ apply_main(void *p)
 			 */
 			if (a.in_src_txn)
 				abort_batch(&a);
-			else if (!commit_batch(&a))
+			else if (!commit_batch(&a) || !write_progress_row(&a))
 			{
 				status = a.fail_status;
 				break;
@@ -1682,7 +1766,7 @@ apply_main(void *p)
 				status = a.fail_status;
 				break;
 			}
-			if (!a.in_batch && !advance_flushed(&a, false))
+			if (!a.in_batch && (!write_progress_row(&a) || !advance_flushed(&a, false)))
 			{
 				status = a.fail_status;
 				break;
@@ -1762,20 +1846,23 @@ apply_prepare_target(const FerryConfig *cfg, bool *use_origin, uint64_t *applied
 	const char *params[1] = {cfg->name};
 	PGresult   *res;
 	bool		ok = false;
+	bool		fresh;
 
 	if (conn == NULL)
 		return false;
 	res = pg_query(conn, "create the apply position",
 				   "INSERT INTO ferry.apply_progress (migration, applied_lsn)"
 				   " SELECT name, start_lsn FROM ferry.migration WHERE name = $1"
-				   " ON CONFLICT (migration) DO NOTHING", 1, params);
+				   " ON CONFLICT (migration) DO NOTHING RETURNING 1", 1, params);
 	if (res == NULL)
 		goto done;
+	fresh = PQntuples(res) == 1;
 	PQclear(res);
 	/*
 	 * The row was committed asynchronously and may not be on disk yet; the
 	 * stream will confirm this position to the source at once. One commit
-	 * with synchronous_commit on flushes all WAL before it, so it is durable.
+	 * with synchronous_commit on flushes all WAL before it, so it is durable
+	 * (and so are the origin positions of earlier asynchronous commits).
 	 */
 	if (!pg_exec(conn, "make the apply position durable", "SET synchronous_commit = on"))
 		goto done;
@@ -1790,19 +1877,46 @@ apply_prepare_target(const FerryConfig *cfg, bool *use_origin, uint64_t *applied
 		!pg_lsn_parse(PQgetvalue(res, 0, 0), applied_lsn))
 		goto done;
 	PQclear(res);
-	/* the origin marks ferry's writes (for reverse replication) and advances with them */
+	/*
+	 * The origin marks ferry's writes (for reverse replication) and advances
+	 * with every target transaction; the row may lag behind it. One left by
+	 * an earlier migration of the same name (a new position row) is dropped.
+	 */
 	{
-		PGresult   *o = PQexecParams(conn,
-									 "SELECT pg_catalog.pg_replication_origin_create(n)"
-									 "  FROM (SELECT $1::text AS n) x"
-									 " WHERE pg_catalog.pg_replication_origin_oid(n) IS NULL",
-									 1, NULL, params, NULL, NULL, 0);
+		PGresult   *o;
 
+		if (fresh)
+			PQclear(PQexecParams(conn,
+								 "SELECT pg_catalog.pg_replication_origin_drop(n)"
+								 "  FROM (SELECT $1::text AS n) x"
+								 " WHERE pg_catalog.pg_replication_origin_oid(n) IS NOT NULL",
+								 1, NULL, params, NULL, NULL, 0));
+		o = PQexecParams(conn,
+						 "SELECT pg_catalog.pg_replication_origin_create(n)"
+						 "  FROM (SELECT $1::text AS n) x"
+						 " WHERE pg_catalog.pg_replication_origin_oid(n) IS NULL",
+						 1, NULL, params, NULL, NULL, 0);
 		*use_origin = PQresultStatus(o) == PGRES_TUPLES_OK;
 		if (!*use_origin)
 			log_notice("not using a replication origin on the target (%s); the applied position is kept in ferry.apply_progress only",
 					   PQresultErrorField(o, PG_DIAG_MESSAGE_PRIMARY) ? PQresultErrorField(o, PG_DIAG_MESSAGE_PRIMARY) : "no permission");
 		PQclear(o);
+	}
+	if (*use_origin)
+	{
+		uint64_t	origin = 0;
+
+		res = pg_query(conn, "read the replication origin's position",
+					   "SELECT COALESCE(pg_catalog.pg_replication_origin_progress($1, false), '0/0')::text",
+					   1, params);
+		if (res == NULL || !pg_check_shape(res, 1, 1, "the origin position") ||
+			!pg_lsn_parse(PQgetvalue(res, 0, 0), &origin))
+			goto done;
+		PQclear(res);
+		if (origin > *applied_lsn)
+		{
+			*applied_lsn = origin;
+		}
 	}
 	res = NULL;
 	ok = true;

@@ -11,19 +11,28 @@
  * queue is empty (caught up: commit now, so lag stays low). A large source
  * transaction is streamed through as it arrives; it is never held in memory.
  *
- * Exactly once. Every target transaction ends with an UPDATE of
- * ferry.apply_progress (and, when the target user may, a replication origin
- * position) naming the end LSN of the last source transaction it contains,
- * so data and position commit together. On restart, streaming resumes after
- * that LSN and any transaction that ends at or before it is skipped.
+ * Exactly once. Every target transaction records the end LSN of the last
+ * source transaction it contains, atomically with the data: in the
+ * replication origin named after the migration
+ * (pg_replication_origin_xact_setup: the commit record carries it, as for
+ * PostgreSQL's own apply worker) when the target user may use origins, and
+ * in ferry.apply_progress. With an origin the row is only written every
+ * APPLY_PROGRESS_MS, for a batch holding a logical message (a switchover's
+ * probe or sentinel, a heartbeat: whoever waits for one reads the row), and
+ * whenever apply falls idle; updating that one row per target transaction
+ * cost a fifth of the target's CPU under small transactions. Without an
+ * origin the row is written by every target transaction. On restart,
+ * streaming resumes after the later of the two positions and any
+ * transaction that ends at or before it is skipped.
  * Target transactions commit asynchronously (synchronous_commit = off, as
  * PostgreSQL's own apply worker does: no fsync wait per commit), so a
- * committed batch is not yet durable: after each COMMIT apply notes the
- * target's WAL insert position, and a batch counts as flushed once the
- * target's pg_current_wal_flush_lsn() has passed it. The stream confirms to
+ * committed batch is not yet durable: after a COMMIT (at most every
+ * APPLY_WAL_READ_MS) apply reads the target's WAL insert position, and the
+ * batches committed before it count as flushed once the target's
+ * pg_current_wal_flush_lsn() has passed it. The stream confirms to
  * the source (flush LSN) only flushed batches, so the slot never moves past
  * a change the target could still lose in a crash; if it does crash, the
- * progress row is lost with the data and both are streamed again.
+ * position is lost with the data and both are streamed again.
  *
  * Tables copied at a later snapshot. A table whose ferry.copy_item rows say
  * it was copied as of LSN L skips changes of transactions that committed
@@ -76,6 +85,7 @@
 #define APPLY_BATCH_MS 200
 #define APPLY_SYNC_EVERY 1000
 #define APPLY_WAL_READ_MS 5			/* read the target's WAL positions after a commit at most this often */
+#define APPLY_PROGRESS_MS 25		/* with an origin, ferry.apply_progress is written this often under load */
 #define APPLY_INSERT_BATCH 100		/* rows per multi-row INSERT */
 #define APPLY_INSERT_BYTES (1024 * 1024)	/* or fewer, once they hold this much */
 

@@ -165,6 +165,15 @@ wait_applied() {
   return 1
 }
 
+# applied_position [NAME]: what the target has applied: the later of
+# ferry.apply_progress and the migration's replication origin (the origin
+# advances with every target transaction, the row at most every 25 ms while
+# changes flow, and as soon as apply is idle)
+applied_position() {
+  q target "SELECT GREATEST(p.applied_lsn, pg_replication_origin_progress(p.migration, false))
+              FROM ferry.apply_progress p WHERE p.migration = '${1:-ferry}'"
+}
+
 # pgbench on the source: pgload SECONDS CLIENTS script[@weight]...
 pgload() {
   local secs=$1 clients=$2; shift 2

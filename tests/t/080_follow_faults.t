@@ -46,7 +46,7 @@ sleep 3
 f2=$(slot_flush)
 is "$f2" "$f1" "while the target is down the slot does not advance, though the source keeps writing"
 pg_restart target >/dev/null 2>&1 || as_pg "$PGBIN/pg_ctl" -D "$TARGET_DATA" -l "$TARGET_DATA/server.log" -w start >/dev/null
-is "$(q target "SELECT '$f2'::pg_lsn <= applied_lsn FROM ferry.apply_progress")" "t" \
+is "$(q target "SELECT '$f2'::pg_lsn <= '$(applied_position)'::pg_lsn")" "t" \
    "what the slot confirmed was committed on the target"
 pgload 3 2 "$SQL/load/mixed.sql" >/dev/null 2>&1
 wait_applied ferry 90
@@ -61,7 +61,7 @@ pg_stop target immediate
 wait "$LP"
 crash_flush=$(slot_flush)
 pg_restart target >/dev/null 2>&1
-is "$(q target "SELECT '$crash_flush'::pg_lsn <= applied_lsn FROM ferry.apply_progress")" "t" \
+is "$(q target "SELECT '$crash_flush'::pg_lsn <= '$(applied_position)'::pg_lsn")" "t" \
    "after a target crash, the slot was confirmed no further than what the target kept"
 wait_applied ferry 90
 ok $? "after the target crash, ferry catches up"
