@@ -30,12 +30,16 @@ static const char PRIOR_SQL[] =
 	"  FROM pg_catalog.pg_database d, pg_catalog.pg_roles r"
 	" WHERE d.datname = pg_catalog.current_database() AND r.rolname = current_user";
 
-/* Client sessions that may write: everything on the database but ferry's and ours. */
+/*
+ * Client sessions that may write: everything on the database but ours and
+ * ferry's (`ferry start`'s, named ferry* and logged in as the same role: an
+ * application session that merely calls itself ferry is ended like any).
+ */
 #define OTHER_SESSIONS \
 	" FROM pg_catalog.pg_stat_activity a" \
 	" WHERE a.datname = pg_catalog.current_database() AND a.pid <> pg_catalog.pg_backend_pid()" \
 	"   AND a.backend_type = 'client backend'" \
-	"   AND a.application_name NOT LIKE 'ferry%'"
+	"   AND NOT (a.application_name LIKE 'ferry%' AND a.usename = current_user)"
 
 void
 freeze_release_record(Freeze *fz)

@@ -146,8 +146,15 @@ files:
 YAML
 pgload 3 2 "$SQL/load/mixed.sql" >/dev/null 2>&1
 echo "late" >"$TEST_TMP/up/b.txt"
+# an application session that calls itself ferry is not taken for one of ferry's own
+PGAPPNAME=ferry-impostor "$PGBIN/psql" -XAtq -h "$SOURCE_SOCK" -p "$SOURCE_PORT" -U appuser -d app \
+  -c "SELECT pg_sleep(120)" >"$TEST_TMP/impostor.out" 2>&1 &
+IMP=$!
+sleep 0.5
 "${F[@]}" --config "$CFG" switchover --yes --verify --no-reverse >"$TEST_TMP/o8" 2>"$TEST_TMP/e8"; rc=$?
 is "$rc" 0 "switchover without ferry start running, with --verify" || diag "$(tail -10 "$TEST_TMP/e8")"
+kill "$IMP" 2>/dev/null; wait "$IMP" 2>/dev/null
+like "$(cat "$TEST_TMP/impostor.out")" "terminating connection" "the freeze ended an application session named ferry-impostor too"
 like "$(cat "$TEST_TMP/e8")" "ferry start is not running" "it applied the changes itself"
 like "$(cat "$TEST_TMP/o8")" "identical" "verify ran while frozen"
 is "$(cat "$TEST_TMP/up-new/a.txt" "$TEST_TMP/up-new/b.txt" 2>&1)" "hello
