@@ -253,6 +253,27 @@ check_passes(const FerryConfig *cfg)
 }
 
 /* Preconditions on both servers; false (logged with the fix). */
+/*
+ * A prepared transaction survives the freeze (ending sessions does not end
+ * it) and could commit after the drain: its changes would never reach the
+ * other side. Checked before freezing and again once frozen (one could have
+ * been prepared in between, by a pre_freeze hook or the application).
+ */
+static bool
+no_prepared_xacts(PGconn *conn, const char *side)
+{
+	PGresult   *res = pg_query(conn, "look for prepared transactions",
+								"SELECT count(*) FROM pg_catalog.pg_prepared_xacts WHERE database = pg_catalog.current_database()",
+								0, NULL);
+	bool		ok = res != NULL && strcmp(PQgetvalue(res, 0, 0), "0") == 0;
+
+	if (res != NULL && !ok)
+		log_error("the %s database has %s prepared transactions: they would commit after the freeze and be lost. Fix: COMMIT PREPARED or ROLLBACK PREPARED them first (pg_prepared_xacts)",
+				  side, PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return ok;
+}
+
 static bool
 preconditions(Sw *s)
 {
@@ -278,16 +299,9 @@ preconditions(Sw *s)
 		goto done;
 	}
 	PQclear(res);
-	res = pg_query(s->src, "look for prepared transactions",
-				   "SELECT count(*) FROM pg_catalog.pg_prepared_xacts WHERE database = pg_catalog.current_database()", 0, NULL);
-	if (res == NULL)
-		return false;
-	if (strcmp(PQgetvalue(res, 0, 0), "0") != 0)
-	{
-		log_error("the source database has %s prepared transactions: they would commit after the freeze and be lost. Fix: COMMIT PREPARED or ROLLBACK PREPARED them first (pg_prepared_xacts)",
-				  PQgetvalue(res, 0, 0));
+	res = NULL;
+	if (!no_prepared_xacts(s->src, "source"))
 		goto done;
-	}
 	/* background workers (a subscription's apply, a scheduler) are not ended by the freeze */
 	PQclear(res);
 	res = pg_query(s->src, "look for background writers",
@@ -807,6 +821,8 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 		goto abort;
 	save_freeze(s.tgt, cfg->name, "source_freeze", &s.fz);	/* with the roles revoked */
 	fault_point("switchover.after-freeze");
+	if (!no_prepared_xacts(s.src, "source"))
+		goto abort;
 	log_info("source frozen in %.3f s", now_s() - t_freeze);
 
 	/* 4. drain */
@@ -1023,6 +1039,8 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 		goto abort;
 	save_freeze(s.tgt, cfg->name, "target_freeze", &s.fz);
 	fault_point("rollback.after-freeze");
+	if (!no_prepared_xacts(s.tgt, "target"))
+		goto abort;
 
 	/* 3. drain the reverse stream into the source */
 	log_info("step 3/6: draining the target's last changes into the source");

@@ -9,7 +9,7 @@
 . "$(dirname "$0")/../lib/pg.sh"
 SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
 
-pg_start source
+pg_start source "max_prepared_transactions = 5"
 pg_start target
 qf source "$SQL/follow_schema.sql" >/dev/null || bail "schema failed"
 SRC="$SOURCE_CONN password=sekrit-pw"
@@ -34,6 +34,20 @@ is "$rc" 1 "a failing pre_freeze hook fails the switchover"
 like "$(cat "$TEST_TMP/e1")" "the pre_freeze hook failed \(exit status 3\)" "naming the hook and its status"
 source_writable; ok $? "the source takes writes and replication runs"
 is "$(migration_phase)" "following" "phase stays following"
+
+# 1b. a transaction prepared after the checks, before the freeze (here by the pre_freeze hook):
+# it would commit after the drain and never reach the target, so the frozen source is checked again
+cat >"$CFG" <<YAML
+hooks:
+  pre_freeze: "$PSQL_S -c \"BEGIN; INSERT INTO kv VALUES (-7777, 'prepared', 0); PREPARE TRANSACTION 'late'\""
+YAML
+"${F[@]}" --config "$CFG" switchover --yes >"$TEST_TMP/o1b" 2>"$TEST_TMP/e1b"; rc=$?
+is "$rc" 1 "a transaction prepared just before the freeze fails the switchover"
+like "$(cat "$TEST_TMP/e1b")" "the source database has 1 prepared transactions" "naming the prepared transaction"
+like "$(cat "$TEST_TMP/e1b")" "switchover aborted" "and it is aborted"
+q source "ROLLBACK PREPARED 'late'" >/dev/null
+source_writable; ok $? "the source takes writes again and replication runs"
+is "$(migration_phase)" "following" "phase back to following"
 
 # 2. a failing switch hook, after freeze, drain, sequences, reverse slot: all undone
 cat >"$CFG" <<YAML
