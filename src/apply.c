@@ -738,6 +738,40 @@ abort_batch(Apply *a)
 /* relations and statements                                             */
 
 /*
+ * Drop the prepared statements of a relation's current generation. The
+ * walsender sends a Relation message again after every invalidation of the
+ * table's cache entry (ALTER TABLE, but also each VACUUM or ANALYZE of it),
+ * and each one starts a new generation: over weeks of following, the
+ * target's apply session would otherwise pile up prepared statements.
+ * Sent in the pipeline; the next sync reads the results.
+ */
+static bool
+deallocate_statements(Apply *a, const ApplyRel *r)
+{
+	char		sql[96];
+	bool		ok = true;
+
+#define DEALLOCATE_ONE(...) \
+	do { \
+		int			n_ = snprintf(sql, sizeof(sql), "DEALLOCATE "); \
+		snprintf(sql + n_, sizeof(sql) - (size_t) n_, __VA_ARGS__); \
+		ok = ok && send_simple(a, sql, "dropping a prepared statement"); \
+	} while (0)
+	if (r->ins_prepared)
+		DEALLOCATE_ONE("i%u_%d", r->relid, r->gen);
+	if (r->multi_prepared)
+		DEALLOCATE_ONE("I%u_%d", r->relid, r->gen);
+	if (r->umulti_prepared)
+		DEALLOCATE_ONE("U%u_%d", r->relid, r->gen);
+	if (r->del_prepared)
+		DEALLOCATE_ONE("d%u_%d", r->relid, r->gen);
+	for (int i = 0; i < r->nupd; i++)
+		DEALLOCATE_ONE("u%u_%d_%d", r->relid, r->gen, r->upd[i].id);
+#undef DEALLOCATE_ONE
+	return ok;
+}
+
+/*
  * A Relation message: remember it, and check the target table has the same
  * columns. Returns false with fail_status APPLY_FAILED_SCHEMA on a mismatch.
  */
@@ -808,6 +842,12 @@ handle_relation(Apply *a, const PgoRelation *msg)
 	if (r)
 	{
 		gen = r->gen + 1;
+		if (!deallocate_statements(a, r))
+		{
+			PQclear(res);
+			free(qual);
+			return false;
+		}
 		rel_clear(r);
 	}
 	else

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The apply session's prepared statements do not pile up: the walsender sends
+# a Relation message again after every invalidation of a table (ALTER TABLE,
+# VACUUM, ANALYZE), and each starts a new generation of statements; the old
+# generation is deallocated. Counted in the target's apply backend with
+# pg_log_backend_memory_contexts (one CachedPlanSource per prepared statement).
+. "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../lib/pg.sh"
+SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
+
+pg_start source
+pg_start target
+qf source "$SQL/follow_schema.sql" >/dev/null || bail "schema failed"
+"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start --jobs 2 >"$TEST_TMP/out" 2>"$TEST_TMP/err" &
+FP=$!
+wait_following ferry 60; ok $? "ferry start follows"
+
+# 30 new generations of kv's statements: insert, update and delete each time
+for i in $(seq 1 30); do
+  q source "INSERT INTO kv VALUES ($((900000 + i)), 'x', 0); UPDATE kv SET n = n + 1 WHERE id = $((900000 + i));
+            DELETE FROM kv WHERE id = $((900000 + i)) - 1; ALTER TABLE kv ALTER COLUMN v SET STATISTICS $((100 + i))" >/dev/null
+done
+wait_applied ferry 60; ok $? "the target catches up"
+is "$(db_checksum target)" "$(db_checksum source)" "contents equal across 30 Relation messages for the same table"
+
+pids=$(QDB=postgres q target "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE application_name LIKE 'ferry%'")
+for p in $pids; do QDB=postgres q target "SELECT pg_log_backend_memory_contexts($p)" >/dev/null; done
+n=0
+for _ in $(seq 1 50); do   # the backends log at their next interrupt check
+  n=$(grep -c 'CachedPlanSource.*"public"\."kv"' "$TARGET_DATA/server.log")
+  [ "$n" -ge 3 ] && break
+  sleep 0.1
+done
+is "$n" 3 "the apply session holds one insert, one update and one delete statement for kv, not one per generation"
+
+kill -TERM "$FP"; wait "$FP"; is $? 0 "ferry start stops cleanly"
+unlike "$(cat "$TEST_TMP/err")" "runtime error|LeakSanitizer" "no sanitizer reports"
+done_testing
