@@ -743,7 +743,9 @@ abort_batch(Apply *a)
  * table's cache entry (ALTER TABLE, but also each VACUUM or ANALYZE of it),
  * and each one starts a new generation: over weeks of following, the
  * target's apply session would otherwise pile up prepared statements.
- * Sent in the pipeline; the next sync reads the results.
+ * Sent in the pipeline; the next sync reads the results. The names are
+ * quoted: unquoted, "I16385_0" (a multi-row INSERT) is folded to the
+ * single-row "i16385_0".
  */
 static bool
 deallocate_statements(Apply *a, const ApplyRel *r)
@@ -753,8 +755,9 @@ deallocate_statements(Apply *a, const ApplyRel *r)
 
 #define DEALLOCATE_ONE(...) \
 	do { \
-		int			n_ = snprintf(sql, sizeof(sql), "DEALLOCATE "); \
-		snprintf(sql + n_, sizeof(sql) - (size_t) n_, __VA_ARGS__); \
+		int			n_ = snprintf(sql, sizeof(sql), "DEALLOCATE \""); \
+		n_ += snprintf(sql + n_, sizeof(sql) - (size_t) n_, __VA_ARGS__); \
+		snprintf(sql + n_, sizeof(sql) - (size_t) n_, "\""); \
 		ok = ok && send_simple(a, sql, "dropping a prepared statement"); \
 	} while (0)
 	if (r->ins_prepared)

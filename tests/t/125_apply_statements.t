@@ -15,10 +15,13 @@ qf source "$SQL/follow_schema.sql" >/dev/null || bail "schema failed"
 FP=$!
 wait_following ferry 60; ok $? "ferry start follows"
 
-# 30 new generations of kv's statements: insert, update and delete each time
+# 30 new generations of kv's statements: single-row insert, multi-row insert
+# (150 rows: one batch of 100 and single rows), update and delete each time
 for i in $(seq 1 30); do
   q source "INSERT INTO kv VALUES ($((900000 + i)), 'x', 0); UPDATE kv SET n = n + 1 WHERE id = $((900000 + i));
-            DELETE FROM kv WHERE id = $((900000 + i)) - 1; ALTER TABLE kv ALTER COLUMN v SET STATISTICS $((100 + i))" >/dev/null
+            DELETE FROM kv WHERE id = $((900000 + i)) - 1;
+            INSERT INTO kv SELECT g, 'bulk', 0 FROM generate_series($((1000000 + i * 1000)), $((1000000 + i * 1000 + 149))) g;
+            ALTER TABLE kv ALTER COLUMN v SET STATISTICS $((100 + i))" >/dev/null
 done
 wait_applied ferry 60; ok $? "the target catches up"
 is "$(db_checksum target)" "$(db_checksum source)" "contents equal across 30 Relation messages for the same table"
@@ -28,10 +31,11 @@ for p in $pids; do QDB=postgres q target "SELECT pg_log_backend_memory_contexts(
 n=0
 for _ in $(seq 1 50); do   # the backends log at their next interrupt check
   n=$(grep -c 'CachedPlanSource.*"public"\."kv"' "$TARGET_DATA/server.log")
-  [ "$n" -ge 3 ] && break
+  [ "$n" -ge 4 ] && break
   sleep 0.1
 done
-is "$n" 3 "the apply session holds one insert, one update and one delete statement for kv, not one per generation"
+is "$n" 4 "the apply session holds one single-row and one multi-row insert, one update and one delete statement for kv, not one per generation"
+unlike "$(cat "$TEST_TMP/err")" "does not exist" "every statement it drops exists"
 
 kill -TERM "$FP"; wait "$FP"; is $? 0 "ferry start stops cleanly"
 unlike "$(cat "$TEST_TMP/err")" "runtime error|LeakSanitizer" "no sanitizer reports"
