@@ -1097,13 +1097,16 @@ unfreeze_source:
 abort:
 	rep->aborted = true;
 	follower_stop(&s.fol);
-	log_warn("rollback aborted: the target takes writes again");
 	s.tgt = reconnect(s.tgt, cfg->target, "target");
 	if (s.tgt && freeze_release(s.tgt, cfg, "target", &s.fz))
 	{
 		save_freeze(s.tgt, cfg->name, "target_freeze", NULL);
 		state_set(s.tgt, cfg->name, "phase", "switched");
+		log_warn("rollback aborted: the target takes writes again");
 	}
+	else
+		log_error("rollback aborted, and the target may still be frozen (%s): ferry could not undo that. Fix: once the target is reachable run ferry rollback again (it continues from the freeze record it saved), or reopen the target by hand (ALTER DATABASE ... RESET default_transaction_read_only, or your unfreeze hook)",
+				  s.fz.mode ? s.fz.mode : "frozen");
 	if (s.src && state_table_exists(s.src, "migration") == 1)
 		state_set(s.src, s.rcfg->name, "phase", "following");
 done:
