@@ -56,16 +56,16 @@ static const char TARGET_COLUMNS_SQL[] =
 
 static const char PROGRESS_UPDATE_SQL[] = PROGRESS_UPDATE " WHERE migration = $1";
 
-/* the replication origin advances with the commit */
-static const char ORIGIN_ADVANCE_SQL[] =
-	"SELECT pg_catalog.pg_replication_origin_xact_setup($1::pg_catalog.pg_lsn,"
-	" pg_catalog.to_timestamp(946684800 + $2::float8 / 1000000))";
+/* the replication origin advances with the commit (LSN, source commit time in us since 2000) */
+#define ORIGIN_SETUP(lsn, us) \
+	"pg_catalog.pg_replication_origin_xact_setup(" lsn "::pg_catalog.pg_lsn," \
+	" pg_catalog.to_timestamp(946684800 + " us "::float8 / 1000000))"
+
+static const char ORIGIN_ADVANCE_SQL[] = "SELECT " ORIGIN_SETUP("$1", "$2");
 
 /* both in one statement */
 static const char PROGRESS_ORIGIN_SQL[] =
-	"WITH o AS (SELECT pg_catalog.pg_replication_origin_xact_setup($2::pg_catalog.pg_lsn,"
-	"                  pg_catalog.to_timestamp(946684800 + $3::float8 / 1000000)))"
-	PROGRESS_UPDATE " FROM o WHERE migration = $1";
+	"WITH o AS (SELECT " ORIGIN_SETUP("$2", "$3") ") " PROGRESS_UPDATE " FROM o WHERE migration = $1";
 
 /* where the target's WAL ends (after a COMMIT: beyond it) and what is flushed */
 static const char WAL_POSITIONS_SQL[] =
@@ -419,6 +419,33 @@ send_simple(Apply *a, const char *sql, const char *what)
 	return true;
 }
 
+/*
+ * The parameters of the progress statements (PROGRESS_UPDATE_SQL and
+ * PROGRESS_ORIGIN_SQL; ORIGIN_ADVANCE_SQL takes v + 1), formatted in place.
+ */
+typedef struct ProgressParams
+{
+	char		lsn[32],
+				ts[32],
+				nch[32],
+				ntx[32];
+	const char *v[5];
+} ProgressParams;
+
+static void
+progress_params(const Apply *a, ProgressParams *pp, uint64_t lsn, int64_t commit_time, int64_t changes, int64_t txns)
+{
+	pg_lsn_format(lsn, pp->lsn, sizeof(pp->lsn));
+	snprintf(pp->ts, sizeof(pp->ts), "%" PRId64, commit_time);
+	snprintf(pp->nch, sizeof(pp->nch), "%" PRId64, changes);
+	snprintf(pp->ntx, sizeof(pp->ntx), "%" PRId64, txns);
+	pp->v[0] = a->args->cfg->name;
+	pp->v[1] = pp->lsn;
+	pp->v[2] = pp->ts;
+	pp->v[3] = pp->nch;
+	pp->v[4] = pp->ntx;
+}
+
 /* One of batch_statements[] (prepared by setup_session). */
 static bool
 send_named(Apply *a, const char *name, int n, const char *const *params, const char *what)
@@ -514,11 +541,7 @@ begin_batch(Apply *a)
 static bool
 commit_batch(Apply *a)
 {
-	char		lsn[32],
-				ts[32],
-				nch[32],
-				ntx[32];
-	const char *params[5];
+	ProgressParams pp;
 	bool		read_wal,
 				write_row;
 
@@ -546,18 +569,11 @@ commit_batch(Apply *a)
 	 */
 	write_row = !a->args->use_origin || a->batch_message ||
 		repl_now_us() - a->row_written_us >= APPLY_PROGRESS_MS * 1000;
-	pg_lsn_format(a->batch_end_lsn, lsn, sizeof(lsn));
-	snprintf(ts, sizeof(ts), "%" PRId64, a->batch_commit_time);
-	snprintf(nch, sizeof(nch), "%" PRId64, a->row_changes + a->batch_changes);
-	snprintf(ntx, sizeof(ntx), "%" PRId64, a->row_txns + a->batch_txns);
-	params[0] = a->args->cfg->name;
-	params[1] = lsn;
-	params[2] = ts;
-	params[3] = nch;
-	params[4] = ntx;
+	progress_params(a, &pp, a->batch_end_lsn, a->batch_commit_time,
+					a->row_changes + a->batch_changes, a->row_txns + a->batch_txns);
 	read_wal = repl_now_us() - a->last_wal_read_us >= APPLY_WAL_READ_MS * 1000;
-	if ((write_row && !send_named(a, "ferry_progress", 5, params, "recording the applied position")) ||
-		(!write_row && !send_named(a, "ferry_origin", 2, params + 1, "advancing the replication origin")) ||
+	if ((write_row && !send_named(a, "ferry_progress", 5, pp.v, "recording the applied position")) ||
+		(!write_row && !send_named(a, "ferry_origin", 2, pp.v + 1, "advancing the replication origin")) ||
 		!send_named(a, "ferry_commit", 0, NULL, "committing") ||
 		(read_wal && !send_named(a, "ferry_wal", 0, NULL, "reading the target's WAL position")))
 		return false;
@@ -587,7 +603,7 @@ commit_batch(Apply *a)
 	atomic_fetch_add(&a->args->shared->changes, a->batch_changes);
 	atomic_fetch_add(&a->args->shared->txns, a->batch_txns);
 	log_debug("committed %" PRId64 " source transactions (%" PRId64 " changes) up to %s",
-			  a->batch_txns, a->batch_changes, lsn);
+			  a->batch_txns, a->batch_changes, pp.lsn);
 	return true;
 }
 
@@ -599,25 +615,13 @@ commit_batch(Apply *a)
 static bool
 write_progress_row(Apply *a)
 {
-	char		lsn[32],
-				ts[32],
-				nch[32],
-				ntx[32];
-	const char *params[5];
+	ProgressParams pp;
 	PGresult   *res;
 
 	if (a->in_batch || a->row_lsn >= a->applied_lsn)
 		return true;
-	pg_lsn_format(a->applied_lsn, lsn, sizeof(lsn));
-	snprintf(ts, sizeof(ts), "%" PRId64, a->applied_commit_time);
-	snprintf(nch, sizeof(nch), "%" PRId64, a->row_changes);
-	snprintf(ntx, sizeof(ntx), "%" PRId64, a->row_txns);
-	params[0] = a->args->cfg->name;
-	params[1] = lsn;
-	params[2] = ts;
-	params[3] = nch;
-	params[4] = ntx;
-	res = query_now(a, "record the applied position", PROGRESS_UPDATE_SQL, 5, params);
+	progress_params(a, &pp, a->applied_lsn, a->applied_commit_time, a->row_changes, a->row_txns);
+	res = query_now(a, "record the applied position", PROGRESS_UPDATE_SQL, 5, pp.v);
 	if (res == NULL)
 		return false;
 	PQclear(res);
@@ -738,6 +742,22 @@ abort_batch(Apply *a)
 /* relations and statements                                             */
 
 /*
+ * The name of one of a relation's prepared statements: kind 'i' single-row
+ * INSERT, 'I' multi-row INSERT, 'U' multi-row UPDATE, 'd' DELETE, 'u' the
+ * UPDATE variant `variant`; per generation (bumped by each Relation message).
+ * Mixed case: quote it (pg_quote_ident) wherever it appears in SQL text.
+ */
+static const char *
+stmt_name(char *buf, size_t size, char kind, const ApplyRel *r, int variant)
+{
+	if (kind == 'u')
+		snprintf(buf, size, "u%u_%d_%d", r->relid, r->gen, variant);
+	else
+		snprintf(buf, size, "%c%u_%d", kind, r->relid, r->gen);
+	return buf;
+}
+
+/*
  * Drop the prepared statements of a relation's current generation. The
  * walsender sends a Relation message again after every invalidation of the
  * table's cache entry (ALTER TABLE, but also each VACUUM or ANALYZE of it),
@@ -748,29 +768,28 @@ abort_batch(Apply *a)
  * single-row "i16385_0".
  */
 static bool
+deallocate_one(Apply *a, char kind, const ApplyRel *r, int variant)
+{
+	char		name[64];
+	char	   *q = pg_quote_ident(stmt_name(name, sizeof(name), kind, r, variant));
+	char	   *sql = xasprintf("DEALLOCATE %s", q);
+	bool		ok = send_simple(a, sql, "dropping a prepared statement");
+
+	free(sql);
+	free(q);
+	return ok;
+}
+
+static bool
 deallocate_statements(Apply *a, const ApplyRel *r)
 {
-	char		sql[96];
-	bool		ok = true;
+	bool		ok = (!r->ins_prepared || deallocate_one(a, 'i', r, 0)) &&
+		(!r->multi_prepared || deallocate_one(a, 'I', r, 0)) &&
+		(!r->umulti_prepared || deallocate_one(a, 'U', r, 0)) &&
+		(!r->del_prepared || deallocate_one(a, 'd', r, 0));
 
-#define DEALLOCATE_ONE(...) \
-	do { \
-		int			n_ = snprintf(sql, sizeof(sql), "DEALLOCATE \""); \
-		n_ += snprintf(sql + n_, sizeof(sql) - (size_t) n_, __VA_ARGS__); \
-		snprintf(sql + n_, sizeof(sql) - (size_t) n_, "\""); \
-		ok = ok && send_simple(a, sql, "dropping a prepared statement"); \
-	} while (0)
-	if (r->ins_prepared)
-		DEALLOCATE_ONE("i%u_%d", r->relid, r->gen);
-	if (r->multi_prepared)
-		DEALLOCATE_ONE("I%u_%d", r->relid, r->gen);
-	if (r->umulti_prepared)
-		DEALLOCATE_ONE("U%u_%d", r->relid, r->gen);
-	if (r->del_prepared)
-		DEALLOCATE_ONE("d%u_%d", r->relid, r->gen);
-	for (int i = 0; i < r->nupd; i++)
-		DEALLOCATE_ONE("u%u_%d_%d", r->relid, r->gen, r->upd[i].id);
-#undef DEALLOCATE_ONE
+	for (int i = 0; ok && i < r->nupd; i++)
+		ok = deallocate_one(a, 'u', r, r->upd[i].id);
 	return ok;
 }
 
@@ -1136,14 +1155,14 @@ flush_inserts(Apply *a, ApplyRel *r)
 		return true;
 	if (r->npend == r->batch_rows && r->batch_rows > 1)
 	{
-		snprintf(name, sizeof(name), "I%u_%d", r->relid, r->gen);
+		stmt_name(name, sizeof(name), 'I', r, 0);
 		if (!r->multi_prepared && !(r->multi_prepared = prepare_insert(a, r, name, r->batch_rows)))
 			return false;
 		ok = send_pending(a, r, name, 0, r->batch_rows);
 	}
 	else
 	{
-		snprintf(name, sizeof(name), "i%u_%d", r->relid, r->gen);
+		stmt_name(name, sizeof(name), 'i', r, 0);
 		if (!r->ins_prepared && !(r->ins_prepared = prepare_insert(a, r, name, 1)))
 			return false;
 		for (int k = 0; ok && k < r->npend; k++)
@@ -1261,7 +1280,7 @@ apply_delete(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *old)
 		a->fail_status = APPLY_FAILED;
 		return false;
 	}
-	snprintf(name, sizeof(name), "d%u_%d", r->relid, r->gen);
+	stmt_name(name, sizeof(name), 'd', r, 0);
 	if (!r->del_prepared)
 	{
 		StrBuf		sql;
@@ -1309,7 +1328,7 @@ update_variant(Apply *a, ApplyRel *r, const char *mask, char *name, size_t names
 		v = &r->upd[r->nupd];
 		v->mask = xstrdup(mask);
 		v->id = r->nupd++;
-		snprintf(name, namesize, "u%u_%d_%d", r->relid, r->gen, v->id);
+		stmt_name(name, namesize, 'u', r, v->id);
 		strbuf_init(&sql);
 		strbuf_addf(&sql, "UPDATE %s%s SET ", r->partitioned ? "" : "ONLY ", r->qualname);
 		for (int i = 0; i < r->rel->ncols; i++)
@@ -1334,8 +1353,7 @@ update_variant(Apply *a, ApplyRel *r, const char *mask, char *name, size_t names
 		}
 		strbuf_release(&sql);
 	}
-	snprintf(name, namesize, "u%u_%d_%d", r->relid, r->gen, v->id);
-	return name;
+	return stmt_name(name, namesize, 'u', r, v->id);
 }
 
 /* Send the updates waiting for r: a full batch as one statement, else one by one. */
@@ -1350,7 +1368,7 @@ flush_updates(Apply *a, ApplyRel *r)
 		return true;
 	if (r->nupend == r->batch_rows && r->batch_rows > 1)
 	{
-		snprintf(name, sizeof(name), "U%u_%d", r->relid, r->gen);
+		stmt_name(name, sizeof(name), 'U', r, 0);
 		if (!r->umulti_prepared)
 		{
 			StrBuf		sql;
@@ -1776,7 +1794,7 @@ apply_main(void *p)
 			wait_ms = age_ms >= APPLY_BATCH_MS ? 0 : (int) (APPLY_BATCH_MS - age_ms);
 		}
 		else if (!a.in_batch && (flush_unknown(&a) || a.row_lsn < a.applied_lsn))
-			wait_ms = 20;		/* commits waiting to be known flushed */
+			wait_ms = 20;		/* commits to be known flushed, or a progress row behind */
 		qr = queue_pop(args->queue, &it, wait_ms);
 		if (qr == QUEUE_CLOSED)
 		{
@@ -1957,9 +1975,7 @@ apply_prepare_target(const FerryConfig *cfg, bool *use_origin, uint64_t *applied
 			goto done;
 		PQclear(res);
 		if (origin > *applied_lsn)
-		{
 			*applied_lsn = origin;
-		}
 	}
 	res = NULL;
 	ok = true;
