@@ -3,7 +3,9 @@
  */
 #include "apply.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include "mem.h"
 #include "pgoutput.h"
 #include "pgsql.h"
+#include "stream.h"
 
 /* Which snapshot LSN each copied table (and partition root) was copied at. */
 static const char TABLE_SNAPSHOTS_SQL[] =
@@ -141,6 +144,32 @@ typedef struct ApplyRel
 	int			nupd;
 } ApplyRel;
 
+/*
+ * What was sent to the target and whose results are still to be read, in
+ * order (a ring). A COMMIT's entry carries its batch, published as applied
+ * once the COMMIT's result says it succeeded; the WAL positions query's
+ * entry feeds note_positions.
+ */
+typedef enum SentKind
+{
+	SENT_STATEMENT,
+	SENT_COMMIT,
+	SENT_WAL,
+	SENT_SYNC,
+} SentKind;
+
+typedef struct Sent
+{
+	SentKind	kind;
+	bool		failed;			/* an error or "pipeline aborted" came for it */
+	const char *what;			/* for error messages */
+	char	   *owned;			/* ... when it is an allocated string */
+	uint64_t	end_lsn;		/* SENT_COMMIT: the batch */
+	int64_t		commit_time;
+	int64_t		changes;
+	int64_t		txns;
+} Sent;
+
 typedef struct TableSnap
 {
 	char	   *nspname;
@@ -176,15 +205,18 @@ typedef struct Apply
 	int64_t		row_txns;
 	int64_t		row_written_us;
 	int64_t		batch_started_us;
-	int			unsynced;		/* statements sent since the last sync */
-	const char *what[APPLY_SYNC_EVERY + 16];	/* for error messages */
-	char	   *what_owned[APPLY_SYNC_EVERY + 16];
+	Sent	   *sent;			/* ring of nsent entries from sent_first */
+	int			sent_first;
+	int			nsent;
+	int			sent_cap;
+	int			since_sync;		/* statements sent since the last sync */
+	bool		pipe_failed;	/* an error was read: nothing after it ran */
 	StrBuf		arena;			/* parameter values of the current statement */
 	size_t		poffs[APPLY_MAX_PARAMS];	/* their offsets in the arena */
 	const char *params[APPLY_MAX_PARAMS];
 	uint64_t	skip_until;		/* applied LSN at start */
-	char		last_value[64];	/* last one-value result read by sync_pipeline */
-	char		last_sqlstate[8];	/* of the first error of the last sync */
+	char		last_value[64];	/* the WAL positions query's result */
+	char		last_sqlstate[8];	/* of the first error read */
 	/* committed batches not yet known flushed: target WAL position, source end */
 	uint64_t   *fq_tgt;
 	uint64_t   *fq_src;
@@ -193,10 +225,16 @@ typedef struct Apply
 	int64_t		last_flush_check_us;
 	uint64_t	unmarked_src;	/* batches committed since the last WAL position read: the last one's end */
 	int64_t		last_wal_read_us;
+	bool		wal_read_due;	/* a COMMIT was sent since the last WAL position read */
 	uint32_t   *pending;		/* relids with waiting inserts */
 	int			npending;
 	int			pendcap;
 	ApplyStatus fail_status;
+	Source		src;			/* the source's change stream */
+	ReplFrame	stash;			/* a message read ahead (see apply_main) */
+	SourceResult stash_result;
+	bool		stashed;
+	bool		aborted;		/* a batch was rolled back: what it held must come again */
 } Apply;
 
 /* ------------------------------------------------------------------ */
@@ -291,20 +329,55 @@ load_snapshots(Apply *a)
 /* ------------------------------------------------------------------ */
 /* pipeline bookkeeping                                                 */
 
+static Sent *
+sent_push(Apply *a, SentKind kind, const char *what, char *owned)
+{
+	Sent	   *e;
+
+	if (a->nsent == a->sent_cap)
+	{
+		Sent	   *ring = xcalloc((size_t) (a->sent_cap ? a->sent_cap * 2 : 256), sizeof(Sent));
+
+		for (int i = 0; i < a->nsent; i++)
+			ring[i] = a->sent[(a->sent_first + i) % a->sent_cap];
+		free(a->sent);
+		a->sent = ring;
+		a->sent_first = 0;
+		a->sent_cap = a->sent_cap ? a->sent_cap * 2 : 256;
+	}
+	e = &a->sent[(a->sent_first + a->nsent) % a->sent_cap];
+	memset(e, 0, sizeof(*e));
+	e->kind = kind;
+	e->what = owned ? owned : what;
+	e->owned = owned;
+	a->nsent++;
+	if (kind != SENT_SYNC)
+		a->since_sync++;
+	return e;
+}
+
+/* A statement was sent: remember it (`owned`, if given, describes it). */
 static void
 note_sent(Apply *a, const char *what, char *owned)
 {
-	a->what[a->unsynced] = what;
-	a->what_owned[a->unsynced] = owned;
-	a->unsynced++;
+	(void) sent_push(a, SENT_STATEMENT, what, owned);
 }
 
 static void
+sent_pop(Apply *a)
+{
+	free(a->sent[a->sent_first].owned);
+	a->sent_first = (a->sent_first + 1) % a->sent_cap;
+	a->nsent--;
+}
+
+/* Forget everything in flight (the connection is being given up). */
+static void
 clear_sent(Apply *a)
 {
-	for (int i = 0; i < a->unsynced; i++)
-		free(a->what_owned[i]);
-	a->unsynced = 0;
+	while (a->nsent > 0)
+		sent_pop(a);
+	a->since_sync = 0;
 }
 
 /*
@@ -338,72 +411,168 @@ failure_kind(Apply *a)
 	return APPLY_FAILED;
 }
 
-/*
- * Send a sync and read every result up to it. Returns false (logged) if any
- * statement failed; the target transaction is then aborted and must be
- * rolled back by the caller.
- */
-static bool
-sync_pipeline(Apply *a)
+static bool note_positions(Apply *a, char *text);
+static void batch_committed(Apply *a, const Sent *e);
+
+/* The connection broke or a send failed: nothing in flight will answer. */
+static void
+pipe_broken(Apply *a, const char *msg)
 {
-	int			idx = 0;
-	bool		ok = true;
-	bool		logged = false;
+	if (!a->pipe_failed)
+		log_error("%s: %s", msg, PQerrorMessage(a->conn));
+	a->fail_status = PQstatus(a->conn) != CONNECTION_OK ? APPLY_FAILED_CONN : failure_kind(a);
+	a->pipe_failed = true;
+	clear_sent(a);
+}
 
-	if (PQpipelineSync(a->conn) != 1)
+/* One result of the oldest entry in flight. */
+static void
+take_result(Apply *a, Sent *e, PGresult *res)
+{
+	ExecStatusType st = PQresultStatus(res);
+
+	if (st == PGRES_TUPLES_OK && e->kind == SENT_WAL && PQntuples(res) == 1)
+		snprintf(a->last_value, sizeof(a->last_value), "%s", PQgetvalue(res, 0, 0));
+	else if (st == PGRES_COMMAND_OK && e->kind == SENT_COMMIT && strcmp(PQcmdStatus(res), "COMMIT") != 0)
 	{
-		log_error("could not send to the target: %s", PQerrorMessage(a->conn));
-		a->fail_status = failure_kind(a);
-		clear_sent(a);
-		return false;
+		/* cannot happen: an error before it would have been read, and stopped everything */
+		log_error("internal error: the target answered %s to a batch's COMMIT", PQcmdStatus(res));
+		e->failed = true;
+		a->pipe_failed = true;
+		a->fail_status = APPLY_FAILED;
 	}
-	for (;;)
+	else if (st == PGRES_FATAL_ERROR)
 	{
-		PGresult   *res = PQgetResult(a->conn);
-		ExecStatusType st;
-
-		if (res == NULL)
+		if (!a->pipe_failed)
 		{
-			if (PQstatus(a->conn) != CONNECTION_OK)
-			{
-				log_error("lost the connection to the target: %s", PQerrorMessage(a->conn));
-				a->fail_status = APPLY_FAILED_CONN;
-				ok = false;
-				break;
-			}
-			idx++;				/* end of one statement's results */
-			continue;
-		}
-		st = PQresultStatus(res);
-		if (st == PGRES_PIPELINE_SYNC)
-		{
-			PQclear(res);
-			break;
-		}
-		if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 1)
-			snprintf(a->last_value, sizeof(a->last_value), "%s", PQgetvalue(res, 0, 0));
-		if (st == PGRES_FATAL_ERROR && !logged)
-		{
-			char	   *e = pg_result_error_text(res, a->conn);
+			char	   *err = pg_result_error_text(res, a->conn);
 			const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
 			snprintf(a->last_sqlstate, sizeof(a->last_sqlstate), "%s", code ? code : "");
 			if (pg_interrupted())
-				log_info("apply interrupted while %s", idx < a->unsynced ? a->what[idx] : "committing");
+				log_info("apply interrupted while %s", e->what);
 			else
-				log_error("could not apply to the target while %s: %s",
-						  idx < a->unsynced ? a->what[idx] : "committing", e);
-			free(e);
-			logged = true;
-			ok = false;
+				log_error("could not apply to the target while %s: %s", e->what, err);
+			free(err);
 			a->fail_status = pg_interrupted() ? APPLY_STOPPED : failure_kind(a);
 		}
-		else if (st == PGRES_FATAL_ERROR || st == PGRES_PIPELINE_ABORTED)
-			ok = false;
+		e->failed = true;
+		a->pipe_failed = true;
+	}
+	else if (st == PGRES_PIPELINE_ABORTED)
+	{
+		e->failed = true;
+		a->pipe_failed = true;
+	}
+}
+
+/*
+ * Wait up to a second for the target to answer, keeping the source's
+ * connection alive meanwhile (a long statement or a lock wait on the target
+ * must not let the source drop us for wal_sender_timeout). False if the
+ * target connection broke.
+ */
+static bool
+wait_target(Apply *a)
+{
+	struct pollfd pfd = {PQsocket(a->conn), POLLIN, 0};
+	int			rc = poll(&pfd, 1, 1000);
+
+	if (a->src.conn != NULL)
+		(void) source_keepalive(&a->src, atomic_load(&a->args->shared->flushed_lsn), false, false);
+	if (rc < 0 && errno != EINTR)
+		return false;
+	return rc <= 0 || PQconsumeInput(a->conn) == 1;
+}
+
+/*
+ * Read the results that came back, in the order the statements were sent
+ * (Apply.sent). With `wait`, read until nothing is in flight; the last
+ * thing sent must then be a sync (the server holds results back until a
+ * sync or a flush request). Without, take only what arrived and return.
+ * A COMMIT that succeeded publishes its batch (batch_committed).
+ *
+ * False (logged once) if a statement failed or the connection broke. After
+ * an error the server skips everything up to the next sync, so no later
+ * statement or COMMIT ran; the caller gives up the session (abort_batch).
+ * This is why a sync is only ever sent with `wait` right after it: a sync
+ * would end the skipping, and a failed COMMIT must not let the next batch
+ * run before ferry has seen the failure.
+ */
+static bool
+read_results(Apply *a, bool wait)
+{
+	if (!wait && a->nsent > 0 && PQconsumeInput(a->conn) != 1)
+	{
+		pipe_broken(a, "lost the connection to the target");
+		return false;
+	}
+	while (a->nsent > 0)
+	{
+		Sent	   *e = &a->sent[a->sent_first];
+		PGresult   *res;
+
+		if (PQisBusy(a->conn))
+		{
+			if (!wait)
+				break;
+			if (!wait_target(a))
+			{
+				pipe_broken(a, "lost the connection to the target");
+				break;
+			}
+			continue;
+		}
+		res = PQgetResult(a->conn);
+		if (res == NULL)
+		{
+			if (PQstatus(a->conn) != CONNECTION_OK)
+			{
+				pipe_broken(a, "lost the connection to the target");
+				break;
+			}
+			/* the end of one statement's results */
+			if (e->kind == SENT_COMMIT && !e->failed)
+				batch_committed(a, e);
+			else if (e->kind == SENT_WAL && !e->failed && !note_positions(a, a->last_value))
+				a->pipe_failed = true;
+			sent_pop(a);
+			continue;
+		}
+		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
+			sent_pop(a);		/* no NULL follows a sync's result */
+		else
+			take_result(a, e, res);
 		PQclear(res);
 	}
-	clear_sent(a);
-	return ok;
+	return !a->pipe_failed;
+}
+
+/*
+ * Send a sync and read every result up to it. False (logged) if anything
+ * failed; the target transaction is then aborted and must be rolled back
+ * by the caller.
+ */
+static bool
+sync_pipeline(Apply *a)
+{
+	if (PQpipelineSync(a->conn) != 1)
+	{
+		pipe_broken(a, "could not send to the target");
+		return false;
+	}
+	(void) sent_push(a, SENT_SYNC, "syncing", NULL);
+	a->since_sync = 0;
+	return read_results(a, true);
+}
+
+/* Read every result in flight (a sync if anything was sent since the last). */
+static bool
+drain_pipeline(Apply *a)
+{
+	if (a->nsent == 0 && a->since_sync == 0)
+		return !a->pipe_failed;
+	return sync_pipeline(a);
 }
 
 static bool
@@ -411,8 +580,7 @@ send_simple(Apply *a, const char *sql, const char *what)
 {
 	if (PQsendQueryParams(a->conn, sql, 0, NULL, NULL, NULL, NULL, 0) != 1)
 	{
-		log_error("could not send to the target: %s", PQerrorMessage(a->conn));
-		a->fail_status = failure_kind(a);
+		pipe_broken(a, "could not send to the target");
 		return false;
 	}
 	note_sent(a, what, NULL);
@@ -452,20 +620,26 @@ send_named(Apply *a, const char *name, int n, const char *const *params, const c
 {
 	if (PQsendQueryPrepared(a->conn, name, n, params, NULL, NULL, 0) != 1)
 	{
-		log_error("could not send to the target: %s", PQerrorMessage(a->conn));
-		a->fail_status = failure_kind(a);
+		pipe_broken(a, "could not send to the target");
 		return false;
 	}
 	note_sent(a, what, NULL);
 	return true;
 }
 
+/*
+ * After each statement: read what came back, and once APPLY_SYNC_EVERY
+ * statements are unanswered (a large transaction, or a slow target), wait
+ * for them all. This bounds what is in flight and reports a failure early.
+ */
 static bool
 maybe_sync(Apply *a)
 {
-	if (a->unsynced >= APPLY_SYNC_EVERY)
-		return sync_pipeline(a);
-	return true;
+	if (a->nsent < APPLY_SYNC_EVERY)
+		return true;
+	if (!read_results(a, false))
+		return false;
+	return a->nsent < APPLY_SYNC_EVERY || sync_pipeline(a);
 }
 
 /* Outside the pipeline (it must be drained): run one query synchronously. */
@@ -474,7 +648,7 @@ query_now(Apply *a, const char *what, const char *sql, int n, const char *const 
 {
 	PGresult   *res;
 
-	if (a->unsynced > 0 && !sync_pipeline(a))
+	if (!drain_pipeline(a))
 		return NULL;
 	if (PQexitPipelineMode(a->conn) != 1)
 	{
@@ -527,23 +701,48 @@ begin_batch(Apply *a)
 		return true;
 	if (!send_named(a, "ferry_begin", 0, NULL, "starting a transaction"))
 		return false;
+	/*
+	 * Where the target's WAL ends, read at most every APPLY_WAL_READ_MS:
+	 * here, it lies beyond the commit records of the batches before
+	 * (note_positions). Read inside this transaction, not after the last
+	 * COMMIT: a statement after it would open an implicit transaction that
+	 * stays open until the next sync.
+	 */
+	if (a->wal_read_due && repl_now_us() - a->last_wal_read_us >= APPLY_WAL_READ_MS * 1000)
+	{
+		if (PQsendQueryPrepared(a->conn, "ferry_wal", 0, NULL, NULL, NULL, 0) != 1)
+		{
+			pipe_broken(a, "could not send to the target");
+			return false;
+		}
+		(void) sent_push(a, SENT_WAL, "reading the target's WAL position", NULL);
+		a->last_wal_read_us = repl_now_us();
+		a->wal_read_due = false;
+	}
 	a->in_batch = true;
 	a->batch_changes = 0;
 	a->batch_txns = 0;
 	a->batch_message = false;
 	a->batch_end_lsn = 0;
 	a->batch_started_us = repl_now_us();
-	queue_set_idle(a->args->queue, false);
 	return true;
 }
 
-/* Commit the open target transaction with its position; publish it. */
+/*
+ * Send the COMMIT of the open target transaction, with its position, and do
+ * not wait for it: the next batch follows it in the pipeline while the
+ * target works, and read_results publishes the batch when the COMMIT's
+ * result comes back (batch_committed). Waiting for each commit's round
+ * trip before sending more was most of ferry's own share of the lag under
+ * a stream of small transactions. A flush request makes the server send
+ * the results without a sync (see read_results for why not a sync).
+ */
 static bool
 commit_batch(Apply *a)
 {
 	ProgressParams pp;
-	bool		read_wal,
-				write_row;
+	bool		write_row;
+	Sent	   *e;
 
 	if (!a->in_batch)
 		return true;
@@ -571,19 +770,23 @@ commit_batch(Apply *a)
 		repl_now_us() - a->row_written_us >= APPLY_PROGRESS_MS * 1000;
 	progress_params(a, &pp, a->batch_end_lsn, a->batch_commit_time,
 					a->row_changes + a->batch_changes, a->row_txns + a->batch_txns);
-	read_wal = repl_now_us() - a->last_wal_read_us >= APPLY_WAL_READ_MS * 1000;
 	if ((write_row && !send_named(a, "ferry_progress", 5, pp.v, "recording the applied position")) ||
-		(!write_row && !send_named(a, "ferry_origin", 2, pp.v + 1, "advancing the replication origin")) ||
-		!send_named(a, "ferry_commit", 0, NULL, "committing") ||
-		(read_wal && !send_named(a, "ferry_wal", 0, NULL, "reading the target's WAL position")))
+		(!write_row && !send_named(a, "ferry_origin", 2, pp.v + 1, "advancing the replication origin")))
 		return false;
-	a->last_value[0] = '\0';
-	if (!sync_pipeline(a))
+	if (PQsendQueryPrepared(a->conn, "ferry_commit", 0, NULL, NULL, NULL, 0) != 1 ||
+		PQsendFlushRequest(a->conn) != 1 || PQflush(a->conn) != 0)
+	{
+		pipe_broken(a, "could not send to the target");
 		return false;
+	}
+	e = sent_push(a, SENT_COMMIT, "committing", NULL);
+	e->end_lsn = a->batch_end_lsn;
+	e->commit_time = a->batch_commit_time;
+	e->changes = a->batch_changes;
+	e->txns = a->batch_txns;
 	a->in_batch = false;
-	a->unmarked_src = a->batch_end_lsn;
-	a->applied_lsn = a->batch_end_lsn;
-	a->applied_commit_time = a->batch_commit_time;
+	a->wal_read_due = true;
+	/* the row's bookkeeping is for what is sent: if this COMMIT fails, the session ends */
 	if (write_row)
 	{
 		a->row_lsn = a->batch_end_lsn;
@@ -595,16 +798,29 @@ commit_batch(Apply *a)
 		a->row_changes += a->batch_changes;
 		a->row_txns += a->batch_txns;
 	}
-	if (read_wal && !note_positions(a, a->last_value))
-		return false;
-	atomic_store(&a->args->shared->applied_lsn, a->batch_end_lsn);
-	atomic_store(&a->args->shared->applied_commit_time, a->batch_commit_time);
+	return read_results(a, false);
+}
+
+/* A batch's COMMIT succeeded (read_results): publish it. */
+static void
+batch_committed(Apply *a, const Sent *e)
+{
+	char		lsn[32];
+
+	a->unmarked_src = e->end_lsn;
+	a->applied_lsn = e->end_lsn;
+	a->applied_commit_time = e->commit_time;
+	atomic_store(&a->args->shared->applied_lsn, e->end_lsn);
+	atomic_store(&a->args->shared->applied_commit_time, e->commit_time);
 	atomic_store(&a->args->shared->applied_at, repl_now_us());
-	atomic_fetch_add(&a->args->shared->changes, a->batch_changes);
-	atomic_fetch_add(&a->args->shared->txns, a->batch_txns);
-	log_debug("committed %" PRId64 " source transactions (%" PRId64 " changes) up to %s",
-			  a->batch_txns, a->batch_changes, pp.lsn);
-	return true;
+	atomic_fetch_add(&a->args->shared->changes, e->changes);
+	atomic_fetch_add(&a->args->shared->txns, e->txns);
+	if (log_get_level() == LOG_DEBUG)
+	{
+		pg_lsn_format(e->end_lsn, lsn, sizeof(lsn));
+		log_debug("committed %" PRId64 " source transactions (%" PRId64 " changes) up to %s",
+				  e->txns, e->changes, lsn);
+	}
 }
 
 /*
@@ -696,6 +912,17 @@ flush_unknown(const Apply *a)
 }
 
 /*
+ * Everything received so far is applied and durable (nothing open, nothing
+ * in flight, nothing rolled back): the source may then be told it has all
+ * of it (stream.h).
+ */
+static bool
+caught_up(const Apply *a)
+{
+	return !a->in_batch && !a->in_src_txn && a->nsent == 0 && !a->aborted && !a->stashed && !flush_unknown(a);
+}
+
+/*
  * Move ApplyShared.flushed_lsn up to the last committed batch whose target
  * commit is flushed. Only between batches (nothing in the pipeline). At most
  * every 20 ms unless `force` (each commit also reads the flushed position).
@@ -724,11 +951,11 @@ abort_batch(Apply *a)
 	PGresult   *r;
 
 	drop_pending_inserts(a);
+	a->aborted = true;
 	if (PQstatus(a->conn) != CONNECTION_OK)
 		return;
 	/* drain whatever is pending, then roll back outside the pipeline */
-	if (a->unsynced > 0)
-		(void) sync_pipeline(a);
+	(void) drain_pipeline(a);
 	while ((r = PQgetResult(a->conn)) != NULL)
 		PQclear(r);
 	if (PQpipelineStatus(a->conn) != PQ_PIPELINE_OFF)
@@ -995,12 +1222,10 @@ prepare(Apply *a, const char *name, const char *sql, int nparams)
 {
 	if (PQsendPrepare(a->conn, name, sql, nparams, NULL) != 1)
 	{
-		log_error("could not send to the target: %s", PQerrorMessage(a->conn));
-		a->fail_status = failure_kind(a);
+		pipe_broken(a, "could not send to the target");
 		return false;
 	}
 	note_sent(a, "preparing a statement", xasprintf("preparing %s", sql));
-	a->what[a->unsynced - 1] = a->what_owned[a->unsynced - 1];
 	return true;
 }
 
@@ -1033,12 +1258,10 @@ send_prepared(Apply *a, const char *name, int n, const char *what, const ApplyRe
 		a->params[i] = a->poffs[i] == SIZE_MAX ? NULL : a->arena.data + a->poffs[i];
 	if (PQsendQueryPrepared(a->conn, name, n, a->params, NULL, NULL, 0) != 1)
 	{
-		log_error("could not send to the target: %s", PQerrorMessage(a->conn));
-		a->fail_status = failure_kind(a);
+		pipe_broken(a, "could not send to the target");
 		return false;
 	}
 	note_sent(a, what, xasprintf("%s %s", what, r->qualname));
-	a->what[a->unsynced - 1] = a->what_owned[a->unsynced - 1];
 	a->batch_changes++;
 	return maybe_sync(a);
 }
@@ -1107,12 +1330,10 @@ send_pending(Apply *a, ApplyRel *r, const char *name, int first, int rows)
 		a->params[i] = offs[i] == SIZE_MAX ? NULL : r->pend.data + offs[i];
 	if (PQsendQueryPrepared(a->conn, name, n, a->params, NULL, NULL, 0) != 1)
 	{
-		log_error("could not send to the target: %s", PQerrorMessage(a->conn));
-		a->fail_status = failure_kind(a);
+		pipe_broken(a, "could not send to the target");
 		return false;
 	}
 	note_sent(a, "inserting into", xasprintf("inserting %d rows into %s", rows, r->qualname));
-	a->what[a->unsynced - 1] = a->what_owned[a->unsynced - 1];
 	a->batch_changes += rows;
 	return maybe_sync(a);
 }
@@ -1134,8 +1355,7 @@ send_offsets(Apply *a, const char *name, const char *base, const size_t *offs, c
 	}
 	if (PQsendQueryPrepared(a->conn, name, n, a->params, NULL, NULL, 0) != 1)
 	{
-		log_error("could not send to the target: %s", PQerrorMessage(a->conn));
-		a->fail_status = failure_kind(a);
+		pipe_broken(a, "could not send to the target");
 		free(what);
 		return false;
 	}
@@ -1767,16 +1987,25 @@ apply_main(void *p)
 	}
 	rels_grow(&a);
 
+	if (!source_start(&a.src, args->cfg, args->slot, args->publications, args->start_lsn,
+					  args->proto_version, args->messages))
+	{
+		status = a.src.status == STREAM_FAILED ? APPLY_FAILED : APPLY_FAILED_CONN;
+		goto done;
+	}
+
 	for (;;)
 	{
-		QueueItem  *it = NULL;
+		ReplFrame	f;
 		PgoMessage	m;
 		int			wait_ms = 1000;
-		QueueResult qr;
+		SourceResult sr;
 
+		atomic_store(&args->shared->received_lsn, a.src.received);
+		atomic_store(&args->shared->confirmed_lsn, a.src.confirmed);
 		if (atomic_load(&args->shared->stop) && !a.in_src_txn)
 		{
-			status = commit_batch(&a) && write_progress_row(&a) ? APPLY_STOPPED : a.fail_status;
+			status = commit_batch(&a) && drain_pipeline(&a) && write_progress_row(&a) ? APPLY_STOPPED : a.fail_status;
 			/* let the last commits reach disk so the final feedback covers them */
 			for (int i = 0; status == APPLY_STOPPED && flush_unknown(&a) && i < 40; i++)
 			{
@@ -1795,8 +2024,25 @@ apply_main(void *p)
 		}
 		else if (!a.in_batch && (flush_unknown(&a) || a.row_lsn < a.applied_lsn))
 			wait_ms = 20;		/* commits to be known flushed, or a progress row behind */
-		qr = queue_pop(args->queue, &it, wait_ms);
-		if (qr == QUEUE_CLOSED)
+		if (a.stashed)
+		{
+			sr = a.stash_result;
+			f = a.stash;
+			a.stashed = false;
+		}
+		else					/* with results in flight, wake for them too */
+			sr = source_next(&a.src, &f, wait_ms, a.nsent > 0 ? PQsocket(a.conn) : -1,
+							 atomic_load(&args->shared->flushed_lsn), caught_up(&a));
+		if (sr == SOURCE_READABLE)
+		{
+			if (!read_results(&a, false))
+			{
+				status = a.fail_status;
+				break;
+			}
+			continue;
+		}
+		if (sr == SOURCE_END)
 		{
 			/*
 			 * The stream ended. Between transactions the batch commits; inside
@@ -1805,15 +2051,15 @@ apply_main(void *p)
 			 */
 			if (a.in_src_txn)
 				abort_batch(&a);
-			else if (!commit_batch(&a) || !write_progress_row(&a))
+			else if (!commit_batch(&a) || !drain_pipeline(&a) || !write_progress_row(&a))
 			{
 				status = a.fail_status;
 				break;
 			}
-			status = APPLY_STOPPED;
+			status = a.src.status == STREAM_FAILED ? APPLY_FAILED : APPLY_FAILED_CONN;
 			break;
 		}
-		if (qr == QUEUE_TIMEOUT)
+		if (sr == SOURCE_TIMEOUT)
 		{
 			if (atomic_load(&args->shared->stop) && a.in_src_txn)
 			{
@@ -1827,37 +2073,44 @@ apply_main(void *p)
 				status = a.fail_status;
 				break;
 			}
-			if (!a.in_batch && (!write_progress_row(&a) || !advance_flushed(&a, false)))
+			/* idle: collect every result, end the server's pipeline state */
+			if (!a.in_batch && (!drain_pipeline(&a) || !write_progress_row(&a) || !advance_flushed(&a, false)))
 			{
 				status = a.fail_status;
 				break;
 			}
-			if (!a.in_batch)
-				queue_set_idle(args->queue, true);
 			continue;
 		}
-		if (!pgo_decode(a.dec, it->data, it->len, &m, err, sizeof(err)))
+		if (!pgo_decode(a.dec, f.data, f.len, &m, err, sizeof(err)))
 		{
 			log_error("could not decode a change from the source at %X/%X: %s",
-					  (unsigned) (it->lsn >> 32), (unsigned) it->lsn, err);
-			free(it);
+					  (unsigned) (f.wal_start >> 32), (unsigned) f.wal_start, err);
 			status = APPLY_FAILED;
 			break;
 		}
 		if (!handle(&a, &m))
 		{
-			free(it);
 			status = a.fail_status;
 			break;
 		}
-		free(it);
-		/* a complete source transaction: commit the batch if it is full or we caught up */
-		if (m.kind == 'C' && a.in_batch &&
-			(a.batch_changes >= APPLY_BATCH_CHANGES ||
-			 (repl_now_us() - a.batch_started_us) / 1000 >= APPLY_BATCH_MS ||
-			 queue_length(args->queue) == 0))
+		/*
+		 * A complete source transaction: commit the batch if it is full, or
+		 * if nothing more has arrived (caught up: commit now, so lag stays
+		 * low). To know, read ahead one message and keep it for the next turn.
+		 */
+		if (m.kind == 'C' && a.in_batch)
 		{
-			if (!commit_batch(&a) || !advance_flushed(&a, false))
+			bool		commit = a.batch_changes >= APPLY_BATCH_CHANGES ||
+				(repl_now_us() - a.batch_started_us) / 1000 >= APPLY_BATCH_MS;
+
+			if (!commit)
+			{
+				a.stash_result = source_next(&a.src, &a.stash, 0, -1,
+											 atomic_load(&args->shared->flushed_lsn), caught_up(&a));
+				a.stashed = a.stash_result != SOURCE_TIMEOUT;
+				commit = a.stash_result != SOURCE_MESSAGE;
+			}
+			if (commit && !commit_batch(&a))
 			{
 				status = a.fail_status;
 				break;
@@ -1875,6 +2128,7 @@ apply_main(void *p)
 
 done:
 	clear_sent(&a);
+	free(a.sent);
 	if (a.rels)
 	{
 		for (int i = 0; i < a.relcap; i++)
@@ -1895,8 +2149,11 @@ done:
 	pgo_decoder_free(a.dec);
 	pg_finish(a.conn);
 	atomic_store(&args->shared->status, (int) status);
-	/* wake the stream thread if it waits to push */
-	queue_close(args->queue);
+	/* the last word to the source: what is durable now */
+	if (a.src.conn && a.src.status == STREAM_RUNNING)
+		(void) source_keepalive(&a.src, atomic_load(&args->shared->flushed_lsn), caught_up(&a), true);
+	atomic_store(&args->shared->confirmed_lsn, a.src.confirmed);
+	source_finish(&a.src);
 	return NULL;
 }
 

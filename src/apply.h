@@ -7,9 +7,17 @@
  * Order and grouping. Messages arrive in commit order (pgoutput protocol 1
  * sends a transaction only once it committed). Consecutive source
  * transactions are grouped into one target transaction, closed when it
- * holds APPLY_BATCH_CHANGES changes, or has been open APPLY_BATCH_MS, or the
- * queue is empty (caught up: commit now, so lag stays low). A large source
- * transaction is streamed through as it arrives; it is never held in memory.
+ * holds APPLY_BATCH_CHANGES changes, or has been open APPLY_BATCH_MS, or
+ * nothing more has arrived from the source (caught up: commit now, so lag
+ * stays low). A large source transaction is streamed through as it arrives;
+ * it is never held in memory. The apply thread reads the source itself
+ * (stream.h): no hand-over between threads per transaction.
+ *
+ * Pipelining. Statements go to the target in libpq pipeline mode and a
+ * batch's COMMIT is not waited for: the next batch follows it at once and
+ * the COMMIT's result, read when it comes, publishes the batch. No sync is
+ * sent between batches (read_results explains why), so after any error the
+ * target runs nothing more until ferry has seen it.
  *
  * Exactly once. Every target transaction records the end LSN of the last
  * source transaction it contains, atomically with the data: in the
@@ -26,10 +34,10 @@
  * transaction that ends at or before it is skipped.
  * Target transactions commit asynchronously (synchronous_commit = off, as
  * PostgreSQL's own apply worker does: no fsync wait per commit), so a
- * committed batch is not yet durable: after a COMMIT (at most every
- * APPLY_WAL_READ_MS) apply reads the target's WAL insert position, and the
- * batches committed before it count as flushed once the target's
- * pg_current_wal_flush_lsn() has passed it. The stream confirms to
+ * committed batch is not yet durable: at the start of the next batch (at
+ * most every APPLY_WAL_READ_MS), or when idle, apply reads the target's WAL
+ * insert position, and the batches committed before it count as flushed
+ * once the target's pg_current_wal_flush_lsn() has passed it. Apply confirms to
  * the source (flush LSN) only flushed batches, so the slot never moves past
  * a change the target could still lose in a crash; if it does crash, the
  * position is lost with the data and both are streamed again.
@@ -40,8 +48,8 @@
  *
  * Statements. Per relation, prepared INSERT / DELETE / UPDATE statements
  * with text parameters, sent in libpq pipeline mode (no round trip per row;
- * results are read at every sync point, every APPLY_SYNC_EVERY statements and
- * at commit). UPDATE has one prepared variant per set of columns left out
+ * results are read as they come, and waited for once APPLY_SYNC_EVERY
+ * statements are unanswered). UPDATE has one prepared variant per set of columns left out
  * of SET: unchanged TOAST values (keeping the target's value), an unchanged
  * key, GENERATED ALWAYS identity columns (INSERT uses OVERRIDING SYSTEM
  * VALUE for them). Rows are
@@ -79,7 +87,6 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "queue.h"
 
 #define APPLY_BATCH_CHANGES 20000
 #define APPLY_BATCH_MS 200
@@ -92,13 +99,13 @@
 typedef enum ApplyStatus
 {
 	APPLY_RUNNING = 0,
-	APPLY_STOPPED,				/* asked to stop, or the queue closed: clean */
-	APPLY_FAILED_CONN,			/* the target went away: retry with backoff */
+	APPLY_STOPPED,				/* asked to stop: clean */
+	APPLY_FAILED_CONN,			/* the target or the source went away: retry with backoff */
 	APPLY_FAILED_SCHEMA,		/* source and target tables differ: retry later */
 	APPLY_FAILED,				/* anything else: stop */
 } ApplyStatus;
 
-/* Shared between the apply thread, the stream thread and the coordinator. */
+/* Shared between the apply thread and the coordinator. */
 typedef struct ApplyShared
 {
 	_Atomic uint64_t applied_lsn;	/* end LSN of the last committed source txn */
@@ -107,15 +114,19 @@ typedef struct ApplyShared
 	_Atomic int64_t applied_at;	/* when it was applied on the target, us since 2000 */
 	_Atomic int64_t changes;	/* rows applied since start */
 	_Atomic int64_t txns;		/* source transactions applied since start */
-	_Atomic bool stop;			/* coordinator asks the threads to finish */
+	_Atomic uint64_t received_lsn;	/* the source's stream, as far as read */
+	_Atomic uint64_t confirmed_lsn;	/* flush position last confirmed to the source */
+	_Atomic bool stop;			/* coordinator asks the apply thread to finish */
 	_Atomic int status;			/* ApplyStatus of the apply thread */
 } ApplyShared;
 
 typedef struct ApplyArgs
 {
 	const FerryConfig *cfg;
-	Queue	   *queue;
 	ApplyShared *shared;
+	const char *slot;			/* stream from this slot (stream.h) */
+	const char *publications;	/* comma-separated, quoted names */
+	bool		messages;		/* ask for logical messages (14+) */
 	int			proto_version;
 	uint64_t	start_lsn;		/* skip transactions ending at or before this */
 	const char *source_encoding;	/* pgoutput sends text in it */

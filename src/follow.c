@@ -19,12 +19,7 @@
 #include "pgoutput.h"
 #include "pgsql.h"
 #include "publication.h"
-#include "queue.h"
 #include "state.h"
-#include "stream.h"
-
-/* the receive queue: bounded so ferry's memory stays small for any transaction */
-#define FOLLOW_QUEUE_BYTES (8 * 1024 * 1024)
 
 static const char RATE_UPDATE_SQL[] =
 	"UPDATE ferry.apply_progress SET changes_per_second = $2::float8, txns_per_second = $3::float8,"
@@ -139,7 +134,7 @@ heartbeat(Follow *f)
 }
 
 static void
-report(Follow *f, ApplyShared *sh, StreamArgs *st, int64_t *last_changes, int64_t *last_txns, int64_t *last_us)
+report(Follow *f, ApplyShared *sh, int64_t *last_changes, int64_t *last_txns, int64_t *last_us)
 {
 	int64_t		now = repl_now_us();
 	int64_t		changes = atomic_load(&sh->changes);
@@ -148,7 +143,7 @@ report(Follow *f, ApplyShared *sh, StreamArgs *st, int64_t *last_changes, int64_
 	double		crate = secs > 0 ? (double) (changes - *last_changes) / secs : 0;
 	double		trate = secs > 0 ? (double) (txns - *last_txns) / secs : 0;
 	uint64_t	applied = atomic_load(&sh->applied_lsn);
-	uint64_t	received = atomic_load(&st->received_lsn);
+	uint64_t	received = atomic_load(&sh->received_lsn);
 	int64_t		ct = atomic_load(&sh->applied_commit_time);
 	char		a[32],
 				r[32],
@@ -203,18 +198,15 @@ phase_moved(Follow *f)
 }
 
 /*
- * One streaming session: start both threads at the applied position, wait
- * until they end, return how they ended.
+ * One streaming session: start the apply thread (which also reads the
+ * source's stream) at the applied position, wait until it ends, return how.
  */
 static ApplyStatus
 session(Follow *f, FollowResult *out, bool *ran_long)
 {
-	Queue		q;
 	ApplyShared sh;
 	ApplyArgs	aa;
-	StreamArgs	sa;
-	pthread_t	at,
-				stt;
+	pthread_t	at;
 	uint64_t	applied;
 	bool		use_origin = false;
 	int64_t		started = repl_now_us();
@@ -223,43 +215,31 @@ session(Follow *f, FollowResult *out, bool *ran_long)
 				last_us = started,
 				last_report = started - 8 * 1000000LL;	/* first report after 2 s */
 	ApplyStatus as;
-	StreamStatus ss;
 
 	if (!apply_prepare_target(f->cfg, &use_origin, &applied))
 		return APPLY_FAILED_CONN;
-	queue_init(&q, FOLLOW_QUEUE_BYTES);
 	memset(&sh, 0, sizeof(sh));
 	atomic_store(&sh.applied_lsn, applied);
 	atomic_store(&sh.flushed_lsn, applied);	/* read back from the target: durable */
+	atomic_store(&sh.received_lsn, applied);
 	memset(&aa, 0, sizeof(aa));
 	aa.cfg = f->cfg;
-	aa.queue = &q;
 	aa.shared = &sh;
+	aa.slot = f->cfg->name;
+	aa.publications = f->publications;
+	aa.messages = f->messages;
 	aa.proto_version = f->proto;
 	aa.start_lsn = applied;
 	aa.source_encoding = f->encoding;
 	aa.use_origin = use_origin;
 	aa.skip_origin = f->skip_origin;
-	memset(&sa, 0, sizeof(sa));
-	sa.cfg = f->cfg;
-	sa.queue = &q;
-	sa.shared = &sh;
-	sa.slot = f->cfg->name;
-	sa.publications = f->publications;
-	sa.start_lsn = applied;
-	sa.proto_version = f->proto;
-	sa.messages = f->messages;
-	atomic_store(&sa.received_lsn, applied);
-	atomic_store(&sa.confirmed_lsn, 0);
-
 	pthread_create(&at, NULL, apply_main, &aa);
-	pthread_create(&stt, NULL, stream_main, &sa);
 	for (;;)
 	{
 		usleep(100000);
 		if (should_stop())
 			atomic_store(&sh.stop, true);
-		if (atomic_load(&sh.status) != APPLY_RUNNING || atomic_load(&sa.status) != STREAM_RUNNING)
+		if (atomic_load(&sh.status) != APPLY_RUNNING)
 			atomic_store(&sh.stop, true);
 		if (atomic_load(&sh.stop))
 			break;
@@ -279,29 +259,20 @@ session(Follow *f, FollowResult *out, bool *ran_long)
 							out->changes + atomic_load(&sh.changes), out->txns + atomic_load(&sh.txns));
 		if (repl_now_us() - last_report >= 10 * 1000000LL)
 		{
-			report(f, &sh, &sa, &last_changes, &last_txns, &last_us);
+			report(f, &sh, &last_changes, &last_txns, &last_us);
 			last_report = repl_now_us();
 		}
 	}
-	pthread_join(stt, NULL);
 	pthread_join(at, NULL);
 	as = (ApplyStatus) atomic_load(&sh.status);
-	ss = (StreamStatus) atomic_load(&sa.status);
-	log_debug("streaming session ended: apply status %d, stream status %d", (int) as, (int) ss);
+	log_debug("streaming session ended: apply status %d", (int) as);
 	out->applied_lsn = atomic_load(&sh.applied_lsn);
 	out->changes += atomic_load(&sh.changes);
 	out->txns += atomic_load(&sh.txns);
 	*ran_long = repl_now_us() - started > 60 * 1000000LL;
-	queue_release(&q);
-
-	/* the more specific failure wins */
-	if (as == APPLY_FAILED || ss == STREAM_FAILED)
-		return APPLY_FAILED;
-	if (as == APPLY_FAILED_SCHEMA)
-		return APPLY_FAILED_SCHEMA;
-	if (as == APPLY_FAILED_CONN || ss == STREAM_FAILED_CONN)
-		return should_stop() ? APPLY_STOPPED : APPLY_FAILED_CONN;
-	return APPLY_STOPPED;
+	if (as == APPLY_FAILED_CONN && should_stop())
+		return APPLY_STOPPED;
+	return as;
 }
 
 static bool

@@ -2,10 +2,11 @@
  * follow.h: `ferry start`: clone if needed, then stream every change from the
  * slot to the target until stopped, surviving restarts of either server.
  *
- * Threads: this coordinator, one stream thread (stream.h) and one apply
- * thread (apply.h) joined by a bounded queue (queue.h). The coordinator
- * emits heartbeats on the source, records the apply rate for `status`,
- * watches for SIGINT/SIGTERM, and restarts both threads after a failure:
+ * Threads: this coordinator and one apply thread (apply.h), which reads the
+ * source's change stream itself (stream.h) and applies each message as it
+ * comes. The coordinator emits heartbeats on the source, records the apply
+ * rate for `status`, watches for SIGINT/SIGTERM, and restarts the apply
+ * thread after a failure:
  * lost connections with exponential backoff (1 s doubling to 30 s), a
  * source/target schema difference every 10 s until it is fixed; any other
  * failure ends `start` with exit status 1. A stop request lets apply commit

@@ -1,6 +1,6 @@
 /*
- * stream.c: the receiver thread (see stream.h for the protocol and the
- * confirmation invariant).
+ * stream.c: reading the source slot (see stream.h for the protocol, the
+ * threading and the confirmation invariant).
  */
 #include "stream.h"
 
@@ -12,67 +12,44 @@
 
 #include "log.h"
 #include "mem.h"
-#include "pgoutput.h"
 #include "pgsql.h"
 
-typedef struct Receiver
-{
-	StreamArgs *args;
-	PGconn	   *conn;
-	uint64_t	received;
-	int64_t		last_feedback_us;
-} Receiver;
-
 static bool
-send_feedback(Receiver *r, bool reply)
+send_feedback(Source *s, uint64_t flushed, bool caught_up, bool reply)
 {
 	char		buf[REPL_STATUS_SIZE];
-	uint64_t	flush = atomic_load(&r->args->shared->flushed_lsn);
-	uint64_t	applied = atomic_load(&r->args->shared->applied_lsn);
-	uint64_t	confirmed = atomic_load(&r->args->confirmed_lsn);
+	uint64_t	flush = flushed;
+	uint64_t	write;
 
 	/* all received is applied, and all applied is durable: confirm it all */
-	if (queue_drained(r->args->queue) && flush >= applied && r->received > flush)
-		flush = r->received;
-	if (flush < confirmed)
-		flush = confirmed;		/* never move backwards */
-	repl_build_status(buf, r->received > flush ? r->received : flush, flush, flush, repl_now_us(), reply);
-	if (PQputCopyData(r->conn, buf, REPL_STATUS_SIZE) != 1 || PQflush(r->conn) != 0)
+	if (caught_up && s->received > flush)
+		flush = s->received;
+	if (flush < s->confirmed)
+		flush = s->confirmed;	/* never move backwards */
+	write = s->received > flush ? s->received : flush;
+	repl_build_status(buf, write, flush, flush, repl_now_us(), reply);
+	if (PQputCopyData(s->conn, buf, REPL_STATUS_SIZE) != 1 || PQflush(s->conn) != 0)
 	{
-		log_error("could not send feedback to the source: %s", PQerrorMessage(r->conn));
+		log_error("could not send feedback to the source: %s", PQerrorMessage(s->conn));
+		s->status = STREAM_FAILED_CONN;
 		return false;
 	}
-	atomic_store(&r->args->confirmed_lsn, flush);
-	r->last_feedback_us = repl_now_us();
+	if (flush != s->confirmed)
+		log_debug("confirming %X/%X to the source", (unsigned) (flush >> 32), (unsigned) flush);
+	s->confirmed = flush;
+	s->reported_write = write;
+	s->last_feedback_us = repl_now_us();
 	return true;
 }
 
-static bool
-should_stop(Receiver *r)
+bool
+source_keepalive(Source *s, uint64_t flushed, bool caught_up, bool force)
 {
-	return atomic_load(&r->args->shared->stop) ||
-		atomic_load(&r->args->shared->status) != APPLY_RUNNING;
-}
-
-/* Push a message, answering the server while apply catches up. */
-static bool
-push(Receiver *r, const ReplFrame *f)
-{
-	for (;;)
-	{
-		/* rows and the messages before them: apply has nothing to do until the commit */
-		bool		wake = f->len == 0 || f->data[0] == '\0' || strchr("BRYOIUDT", f->data[0]) == NULL;
-		QueueResult q = queue_push(r->args->queue, f->wal_start, f->data, f->len, 500, wake);
-
-		if (q == QUEUE_OK)
-			return true;
-		if (q == QUEUE_CLOSED || should_stop(r))
-			return false;
-		if (!send_feedback(r, false))
-			return false;
-		/* keep the socket drained of keepalives is not needed: the server
-		 * only needs our status updates to keep the connection alive */
-	}
+	if (s->conn == NULL)
+		return false;
+	if (!force && repl_now_us() - s->last_feedback_us < STREAM_FEEDBACK_MS * 1000LL)
+		return true;
+	return send_feedback(s, flushed, caught_up, false);
 }
 
 /*
@@ -93,142 +70,176 @@ stream_end_status(const PGresult *res)
 	return STREAM_FAILED_CONN;
 }
 
-static StreamStatus
-receive_loop(Receiver *r)
+static SourceResult
+lost(Source *s)
 {
+	log_error("lost the replication connection to the source: %s", PQerrorMessage(s->conn));
+	s->status = STREAM_FAILED_CONN;
+	return SOURCE_END;
+}
+
+SourceResult
+source_next(Source *s, ReplFrame *f, int wait_ms, int fd, uint64_t flushed, bool caught_up)
+{
+	int64_t		deadline = repl_now_us() + (int64_t) wait_ms * 1000;
+	bool		fresh = false;	/* input read from the socket since the last wait */
 	char		err[256];
 
+	if (s->buf)
+	{
+		PQfreemem(s->buf);
+		s->buf = NULL;
+	}
 	for (;;)
 	{
 		char	   *buf = NULL;
 		int			n;
-		ReplFrame	f;
 
-		if (should_stop(r))
-		{
-			send_feedback(r, false);
-			return STREAM_STOPPED;
-		}
-		if (repl_now_us() - r->last_feedback_us >= STREAM_FEEDBACK_MS * 1000LL && !send_feedback(r, false))
-			return STREAM_FAILED_CONN;
-
-		n = PQgetCopyData(r->conn, &buf, 1);
+		if (repl_now_us() - s->last_feedback_us >= STREAM_FEEDBACK_MS * 1000LL &&
+			!send_feedback(s, flushed, caught_up, false))
+			return SOURCE_END;
+		n = PQgetCopyData(s->conn, &buf, 1);
 		if (n == 0)
 		{
-			struct pollfd pfd = {PQsocket(r->conn), POLLIN, 0};
-			int			rc = poll(&pfd, 1, 200);
+			struct pollfd pfd[2] = {{PQsocket(s->conn), POLLIN, 0}, {fd, POLLIN, 0}};
+			int64_t		left = deadline - repl_now_us();
+			int			rc;
 
+			if (!fresh)
+			{
+				/* whatever arrived in the meantime, without waiting */
+				fresh = true;
+				if (PQconsumeInput(s->conn) != 1)
+					return lost(s);
+				continue;
+			}
+			if (left <= 0)
+				return SOURCE_TIMEOUT;
+			rc = poll(pfd, fd >= 0 ? 2 : 1, (int) ((left + 999) / 1000));
 			if (rc < 0 && errno != EINTR)
 			{
 				log_error("could not wait for the source: %s", strerror(errno));
-				return STREAM_FAILED_CONN;
+				s->status = STREAM_FAILED_CONN;
+				return SOURCE_END;
 			}
-			if (rc > 0 && PQconsumeInput(r->conn) != 1)
-			{
-				log_error("lost the replication connection to the source: %s", PQerrorMessage(r->conn));
-				return STREAM_FAILED_CONN;
-			}
+			if (rc > 0 && pfd[0].revents != 0 && PQconsumeInput(s->conn) != 1)
+				return lost(s);
+			if (rc > 0 && fd >= 0 && pfd[1].revents != 0 && pfd[0].revents == 0)
+				return SOURCE_READABLE;
 			continue;
 		}
 		if (n == -1)
 		{
-			PGresult   *res = PQgetResult(r->conn);
-			StreamStatus st = stream_end_status(res);
-			char	   *e = pg_result_error_text(res, r->conn);
+			PGresult   *res = PQgetResult(s->conn);
+			char	   *e = pg_result_error_text(res, s->conn);
 
-			log_msg(st == STREAM_FAILED ? LOG_ERROR : LOG_WARNING, "the source ended the change stream: %s",
+			s->status = stream_end_status(res);
+			log_msg(s->status == STREAM_FAILED ? LOG_ERROR : LOG_WARNING, "the source ended the change stream: %s",
 					e[0] ? e : "server shut down or restarted");
 			free(e);
 			PQclear(res);
-			return st;
+			return SOURCE_END;
 		}
 		if (n < 0)
-		{
-			log_error("lost the replication connection to the source: %s", PQerrorMessage(r->conn));
-			return STREAM_FAILED_CONN;
-		}
-		if (!repl_parse_frame(buf, (size_t) n, &f, err, sizeof(err)))
+			return lost(s);
+		if (!repl_parse_frame(buf, (size_t) n, f, err, sizeof(err)))
 		{
 			log_error("could not parse a message from the source: %s", err);
 			PQfreemem(buf);
-			return STREAM_FAILED;
+			s->status = STREAM_FAILED;
+			return SOURCE_END;
 		}
-		if (f.kind == REPL_KEEPALIVE)
+		if (f->kind == REPL_KEEPALIVE)
 		{
-			if (f.wal_end > r->received)
-				r->received = f.wal_end;
+			bool		ahead = f->wal_end > s->reported_write;
+
+			if (f->wal_end > s->received)
+				s->received = f->wal_end;
 			PQfreemem(buf);
-			if (f.reply_requested && !send_feedback(r, false))
-				return STREAM_FAILED_CONN;
+			/*
+			 * Answer when asked, and when the server is ahead of what we
+			 * reported, as PostgreSQL's own apply worker does: a walsender
+			 * that waits for WAL while the receiver's reported write position
+			 * is behind what it sent pings again every time it wakes
+			 * (WalSndWaitForWal), thousands of times a second under small
+			 * transactions, each ping a wake-up of ferry. Such an answer only
+			 * reports the write position: a caught-up receiver confirms the
+			 * received position only in the periodic update, so the slot
+			 * does not run ahead of the target's recorded position by a
+			 * keepalive's worth at every turn (a keepalive's position can lie
+			 * inside a transaction still running on the source).
+			 */
+			if ((f->reply_requested || ahead) &&
+				!send_feedback(s, flushed, caught_up && f->reply_requested, false))
+				return SOURCE_END;
 			continue;
 		}
-		if (!push(r, &f))
-		{
-			PQfreemem(buf);
-			return should_stop(r) ? STREAM_STOPPED : STREAM_FAILED_CONN;
-		}
-		if (f.wal_end > r->received)
-			r->received = f.wal_end;
-		if (f.wal_start > r->received)
-			r->received = f.wal_start;
-		atomic_store(&r->args->received_lsn, r->received);
-		PQfreemem(buf);
+		if (f->wal_end > s->received)
+			s->received = f->wal_end;
+		if (f->wal_start > s->received)
+			s->received = f->wal_start;
+		s->buf = buf;
+		return SOURCE_MESSAGE;
 	}
 }
 
-void *
-stream_main(void *p)
+bool
+source_start(Source *s, const FerryConfig *cfg, const char *slot, const char *publications,
+			 uint64_t start_lsn, int proto_version, bool messages)
 {
-	StreamArgs *args = p;
-	Receiver	r;
 	char		lsn[32];
-	char	   *qslot = pg_quote_ident(args->slot);
-	char	   *pubs = pg_quote_literal(args->publications);
+	char	   *qslot = pg_quote_ident(slot);
+	char	   *pubs = pg_quote_literal(publications);
 	char	   *sql;
 	PGresult   *res;
-	StreamStatus status;
+	bool		ok = false;
 
-	log_set_role("stream");
-	memset(&r, 0, sizeof(r));
-	r.args = args;
-	r.received = args->start_lsn;
-	pg_lsn_format(args->start_lsn, lsn, sizeof(lsn));
+	memset(s, 0, sizeof(*s));
+	s->received = s->reported_write = start_lsn;
+	s->status = STREAM_RUNNING;
+	s->last_feedback_us = repl_now_us();
+	pg_lsn_format(start_lsn, lsn, sizeof(lsn));
 	sql = xasprintf("START_REPLICATION SLOT %s LOGICAL %s (proto_version '%d', publication_names %s%s)",
-					qslot, lsn, args->proto_version, pubs, args->messages ? ", messages 'true'" : "");
-	r.conn = pg_connect(args->cfg->source, "source", PG_CONN_REPLICATION, NULL);
-	if (r.conn == NULL)
+					qslot, lsn, proto_version, pubs, messages ? ", messages 'true'" : "");
+	s->conn = pg_connect(cfg->source, "source", PG_CONN_REPLICATION, NULL);
+	if (s->conn == NULL)
+		s->status = STREAM_FAILED_CONN;
+	else
 	{
-		status = STREAM_FAILED_CONN;
-		goto done;
-	}
-	res = PQexec(r.conn, sql);
-	if (PQresultStatus(res) != PGRES_COPY_BOTH)
-	{
-		char	   *e = pg_result_error_text(res, r.conn);
+		res = PQexec(s->conn, sql);
+		if (PQresultStatus(res) != PGRES_COPY_BOTH)
+		{
+			char	   *e = pg_result_error_text(res, s->conn);
 
-		log_error("could not start streaming from slot %s: %s", args->slot, e);
-		free(e);
-		status = PQstatus(r.conn) == CONNECTION_OK ? stream_end_status(res) : STREAM_FAILED_CONN;
+			log_error("could not start streaming from slot %s: %s", slot, e);
+			free(e);
+			s->status = PQstatus(s->conn) == CONNECTION_OK ? stream_end_status(res) : STREAM_FAILED_CONN;
+		}
+		else
+		{
+			log_info("streaming changes from slot %s at %s", slot, lsn);
+			ok = true;
+		}
 		PQclear(res);
-		goto done;
 	}
-	PQclear(res);
-	log_info("streaming changes from slot %s at %s", args->slot, lsn);
-	status = receive_loop(&r);
-	/*
-	 * No CopyDone on the way out: after one, the walsender stops reading
-	 * its socket and would hold the slot "active" until its next keepalive
-	 * (wal_sender_timeout / 2). The final status update was sent; closing
-	 * the connection (libpq's Terminate) ends the walsender at once.
-	 */
-
-done:
 	free(sql);
 	free(qslot);
 	free(pubs);
-	pg_finish(r.conn);
-	atomic_store(&args->status, (int) status);
-	/* apply must not wait for messages that will not come */
-	queue_close(args->queue);
-	return NULL;
+	return ok;
+}
+
+void
+source_finish(Source *s)
+{
+	if (s->buf)
+		PQfreemem(s->buf);
+	s->buf = NULL;
+	/*
+	 * No CopyDone on the way out: after one, the walsender stops reading
+	 * its socket and would hold the slot "active" until its next keepalive
+	 * (wal_sender_timeout / 2). The caller sent the final status update;
+	 * closing the connection (libpq's Terminate) ends the walsender at once.
+	 */
+	pg_finish(s->conn);
+	s->conn = NULL;
 }

@@ -115,6 +115,6 @@ PY
 like "$(cat "$TEST_TMP/jsoncheck")" "^ok [0-9]+$" "--log-format json: every stderr line is a JSON object with ts, level, role, pid, msg"
 like "$(cat "$TEST_TMP/err")" '"role":"coordinator","pid":[0-9]+,"msg":"serving metrics at http://127.0.0.1:'"$MPORT"'/metrics"' \
    "the endpoint's address is logged"
-like "$(cat "$TEST_TMP/err")" '"role":"stream","pid":[0-9]+,"msg":"streaming changes from slot ferry' "other threads log with their own role"
+like "$(cat "$TEST_TMP/err")" '"role":"apply","pid":[0-9]+,"msg":"streaming changes from slot ferry' "other threads log with their own role"
 unlike "$(cat "$TEST_TMP/err")" "Sekr1tPw|runtime error|LeakSanitizer" "no password and no sanitizer reports in the logs"
 done_testing

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Apply does not wait for a batch's COMMIT before sending the next batch down
+# the pipeline. A COMMIT that fails on the target (here a deferred trigger,
+# which only fires at commit) must stop everything behind it: no later source
+# transaction may be applied, the position must not move past the failed
+# batch, and the slot must not be confirmed past what the target has. Once
+# the cause is gone, a new `ferry start` applies everything exactly once.
+. "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../lib/pg.sh"
+SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
+
+pg_start source
+pg_start target
+qf source "$SQL/follow_schema.sql" >/dev/null || bail "schema failed"
+"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start --jobs 2 >"$TEST_TMP/out" 2>"$TEST_TMP/err" &
+FP=$!
+wait_following ferry 60; ok $? "ferry start follows"
+
+# on the target only, and ENABLE ALWAYS so that it fires in apply's replica
+# mode: fails at COMMIT, half a second late, so that the transactions behind
+# it are already sent when the failure comes back
+q target "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS \$\$
+          BEGIN
+            IF NEW.v = 'boom' THEN PERFORM pg_sleep(0.5); RAISE EXCEPTION 'boom at commit'; END IF;
+            RETURN NULL;
+          END \$\$;
+          CREATE CONSTRAINT TRIGGER boom AFTER INSERT ON kv DEFERRABLE INITIALLY DEFERRED
+            FOR EACH ROW EXECUTE FUNCTION boom();
+          ALTER TABLE kv ENABLE ALWAYS TRIGGER boom" >/dev/null || bail "trigger failed"
+q source "INSERT INTO kv VALUES (7000001, 'before', 0)" >/dev/null
+wait_applied ferry 60; ok $? "a transaction before the failure is applied"
+# then 28 transactions 5 ms apart, one session, each flushed at commit (the
+# test servers run with synchronous_commit off): each arrives alone and goes
+# down the pipeline as its own batch while the failing COMMIT still runs
+# (a sync between batches would let them commit after the failure). The
+# first line out is a WAL position inside the failing transaction: its
+# commit lies beyond it.
+sql="SET synchronous_commit = on; BEGIN; INSERT INTO kv VALUES (7000002, 'boom', 0) RETURNING pg_current_wal_insert_lsn(); COMMIT;"
+for i in $(seq 3 30); do
+  sql="$sql SELECT pg_sleep(0.005); BEGIN; INSERT INTO kv VALUES ($((7000000 + i)), 'after', 0); COMMIT;"
+done
+boom_in=$(q source "$sql" | head -n 1)
+for _ in $(seq 1 300); do kill -0 "$FP" 2>/dev/null || break; sleep 0.1; done
+wait "$FP"; is $? 1 "ferry start stops with an error"
+like "$(cat "$TEST_TMP/err")" "could not apply to the target while committing: .*boom at commit" "the error names the failed commit and its cause"
+is "$(q target "SELECT count(*) FROM kv WHERE id BETWEEN 7000002 AND 7000030")" 0 \
+   "neither the failed transaction nor any transaction behind it reached the target"
+is "$(q target "SELECT count(*) FROM kv WHERE id = 7000001")" 1 "the transaction before it stays applied"
+is "$(q target "SELECT '$(applied_position)'::pg_lsn <= '$boom_in'::pg_lsn")" t \
+   "the applied position is before the failed transaction"
+slot=$(QDB=postgres q source "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'ferry'")
+is "$(q target "SELECT '$slot'::pg_lsn <= '$(applied_position)'::pg_lsn")" t "the slot is not confirmed past the target"
+
+q target "DROP TRIGGER boom ON kv" >/dev/null
+"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start --jobs 2 >>"$TEST_TMP/out" 2>>"$TEST_TMP/err" &
+FP=$!
+wait_applied ferry 60; ok $? "with the trigger gone, ferry start catches up"
+is "$(db_checksum target)" "$(db_checksum source)" "contents equal: every transaction applied exactly once"
+kill -TERM "$FP"; wait "$FP"; is $? 0 "ferry start stops cleanly"
+unlike "$(cat "$TEST_TMP/err")" "runtime error|LeakSanitizer" "no sanitizer reports"
+done_testing
