@@ -210,6 +210,7 @@ typedef struct Apply
 	int			nsent;
 	int			sent_cap;
 	int			since_sync;		/* statements sent since the last sync */
+	int			commits_in_flight;	/* SENT_COMMIT entries in sent */
 	bool		pipe_failed;	/* an error was read: nothing after it ran */
 	StrBuf		arena;			/* parameter values of the current statement */
 	size_t		poffs[APPLY_MAX_PARAMS];	/* their offsets in the arena */
@@ -351,6 +352,8 @@ sent_push(Apply *a, SentKind kind, const char *what, char *owned)
 	e->what = owned ? owned : what;
 	e->owned = owned;
 	a->nsent++;
+	if (kind == SENT_COMMIT)
+		a->commits_in_flight++;
 	if (kind != SENT_SYNC)
 		a->since_sync++;
 	return e;
@@ -366,6 +369,8 @@ note_sent(Apply *a, const char *what, char *owned)
 static void
 sent_pop(Apply *a)
 {
+	if (a->sent[a->sent_first].kind == SENT_COMMIT)
+		a->commits_in_flight--;
 	free(a->sent[a->sent_first].owned);
 	a->sent_first = (a->sent_first + 1) % a->sent_cap;
 	a->nsent--;
@@ -2016,6 +2021,16 @@ apply_main(void *p)
 			}
 			break;
 		}
+		/*
+		 * Between source transactions with nothing more read ahead: commit,
+		 * unless the target still runs the previous COMMIT (then the batch
+		 * grows until its result is read, see below).
+		 */
+		if (a.in_batch && !a.in_src_txn && !a.stashed && a.commits_in_flight == 0 && !commit_batch(&a))
+		{
+			status = a.fail_status;
+			break;
+		}
 		if (a.in_batch && !a.in_src_txn)
 		{
 			int64_t		age_ms = (repl_now_us() - a.batch_started_us) / 1000;
@@ -2095,20 +2110,34 @@ apply_main(void *p)
 		}
 		/*
 		 * A complete source transaction: commit the batch if it is full, or
-		 * if nothing more has arrived (caught up: commit now, so lag stays
-		 * low). To know, read ahead one message and keep it for the next turn.
+		 * (at the top of the loop) if nothing more has arrived (caught up:
+		 * commit now, so lag stays low) and the target is not still busy
+		 * with the previous COMMIT. To know whether more arrived, read ahead
+		 * one message and keep it for the next turn. While a COMMIT is in
+		 * flight the batch stays open and grows, and is committed as soon as
+		 * that COMMIT's result comes back (SOURCE_READABLE): committing it earlier
+		 * would not make it visible sooner, since the target runs the
+		 * COMMITs one after the other, but would cost the target a commit
+		 * for every source transaction where a backlog drains (batches of
+		 * one transaction doubled the target's CPU per transaction).
 		 */
 		if (m.kind == 'C' && a.in_batch)
 		{
 			bool		commit = a.batch_changes >= APPLY_BATCH_CHANGES ||
 				(repl_now_us() - a.batch_started_us) / 1000 >= APPLY_BATCH_MS;
 
+			/* has the COMMIT in flight come back? (read without waiting) */
+			if (!commit && a.commits_in_flight > 0 && !read_results(&a, false))
+			{
+				status = a.fail_status;
+				break;
+			}
 			if (!commit)
 			{
 				a.stash_result = source_next(&a.src, &a.stash, 0, -1,
 											 atomic_load(&args->shared->flushed_lsn), caught_up(&a));
 				a.stashed = a.stash_result != SOURCE_TIMEOUT;
-				commit = a.stash_result != SOURCE_MESSAGE;
+				commit = a.stash_result == SOURCE_END;	/* else see the top of the loop */
 			}
 			if (commit && !commit_batch(&a))
 			{

@@ -30,11 +30,12 @@ q target "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS \$\$
 q source "INSERT INTO kv VALUES (7000001, 'before', 0)" >/dev/null
 wait_applied ferry 60; ok $? "a transaction before the failure is applied"
 # then 28 transactions 5 ms apart, one session, each flushed at commit (the
-# test servers run with synchronous_commit off): each arrives alone and goes
-# down the pipeline as its own batch while the failing COMMIT still runs
-# (a sync between batches would let them commit after the failure). The
-# first line out is a WAL position inside the failing transaction: its
-# commit lies beyond it.
+# test servers run with synchronous_commit off). They go down the pipeline
+# while the failing COMMIT still runs: apply holds a batch while a COMMIT is
+# in flight, but for at most APPLY_BATCH_MS (200 ms), less than the 0.5 s the
+# failing COMMIT takes (a sync between batches would let them commit after
+# the failure). The first line out is a WAL position inside the failing
+# transaction: its commit lies beyond it.
 sql="SET synchronous_commit = on; BEGIN; INSERT INTO kv VALUES (7000002, 'boom', 0) RETURNING pg_current_wal_insert_lsn(); COMMIT;"
 for i in $(seq 3 30); do
   sql="$sql SELECT pg_sleep(0.005); BEGIN; INSERT INTO kv VALUES ($((7000000 + i)), 'after', 0); COMMIT;"
