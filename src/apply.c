@@ -162,8 +162,15 @@ typedef struct Sent
 {
 	SentKind	kind;
 	bool		failed;			/* an error or "pipeline aborted" came for it */
-	const char *what;			/* for error messages */
+	/*
+	 * For error messages, put together only if one comes (describe_sent):
+	 * `what`, or "what rows link table" for a change to relation relid.
+	 */
+	const char *what;
 	char	   *owned;			/* ... when it is an allocated string */
+	uint32_t	relid;			/* 0: not a change */
+	int			rows;			/* with link: "inserting 100 rows into" */
+	const char *link;
 	uint64_t	end_lsn;		/* SENT_COMMIT: the batch */
 	int64_t		commit_time;
 	int64_t		changes;
@@ -366,6 +373,17 @@ note_sent(Apply *a, const char *what, char *owned)
 	(void) sent_push(a, SENT_STATEMENT, what, owned);
 }
 
+/* A change to relation r was sent: "VERB [ROWS LINK] TABLE" in an error. */
+static void
+note_change(Apply *a, const char *verb, const ApplyRel *r, int rows, const char *link)
+{
+	Sent	   *e = sent_push(a, SENT_STATEMENT, verb, NULL);
+
+	e->relid = r->relid;
+	e->rows = rows;
+	e->link = link;
+}
+
 static void
 sent_pop(Apply *a)
 {
@@ -430,6 +448,24 @@ pipe_broken(Apply *a, const char *msg)
 	clear_sent(a);
 }
 
+static void
+describe_sent(Apply *a, const Sent *e, char *buf, size_t size)
+{
+	const ApplyRel *r = e->relid ? rel_lookup(a, e->relid, false) : NULL;
+	char		rel[64];
+
+	if (e->relid == 0)
+	{
+		snprintf(buf, size, "%s", e->what);
+		return;
+	}
+	snprintf(rel, sizeof(rel), "relation %u", e->relid);
+	if (e->rows > 0)
+		snprintf(buf, size, "%s %d %s %s", e->what, e->rows, e->link, r ? r->qualname : rel);
+	else
+		snprintf(buf, size, "%s %s", e->what, r ? r->qualname : rel);
+}
+
 /* One result of the oldest entry in flight. */
 static void
 take_result(Apply *a, Sent *e, PGresult *res)
@@ -454,10 +490,13 @@ take_result(Apply *a, Sent *e, PGresult *res)
 			const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
 			snprintf(a->last_sqlstate, sizeof(a->last_sqlstate), "%s", code ? code : "");
+			char		what[512];
+
+			describe_sent(a, e, what, sizeof(what));
 			if (pg_interrupted())
-				log_info("apply interrupted while %s", e->what);
+				log_info("apply interrupted while %s", what);
 			else
-				log_error("could not apply to the target while %s: %s", e->what, err);
+				log_error("could not apply to the target while %s: %s", what, err);
 			free(err);
 			a->fail_status = pg_interrupted() ? APPLY_STOPPED : failure_kind(a);
 		}
@@ -1266,7 +1305,7 @@ send_prepared(Apply *a, const char *name, int n, const char *what, const ApplyRe
 		pipe_broken(a, "could not send to the target");
 		return false;
 	}
-	note_sent(a, what, xasprintf("%s %s", what, r->qualname));
+	note_change(a, what, r, 0, NULL);
 	a->batch_changes++;
 	return maybe_sync(a);
 }
@@ -1338,19 +1377,19 @@ send_pending(Apply *a, ApplyRel *r, const char *name, int first, int rows)
 		pipe_broken(a, "could not send to the target");
 		return false;
 	}
-	note_sent(a, "inserting into", xasprintf("inserting %d rows into %s", rows, r->qualname));
+	note_change(a, "inserting", r, rows, "rows into");
 	a->batch_changes += rows;
 	return maybe_sync(a);
 }
 
 /*
- * Send a prepared statement whose n parameters are values in `base` at
- * offsets offs[order[i]] (order NULL: offs[i]). `changes` is added to the
- * batch's change count.
+ * Send a prepared UPDATE of r (of `rows` rows, 0: one) whose n parameters
+ * are values in `base` at offsets offs[order[i]] (order NULL: offs[i]).
+ * `changes` is added to the batch's change count.
  */
 static bool
 send_offsets(Apply *a, const char *name, const char *base, const size_t *offs, const int *order, int n,
-			 char *what, int changes)
+			 const ApplyRel *r, int rows, int changes)
 {
 	for (int i = 0; i < n; i++)
 	{
@@ -1361,10 +1400,9 @@ send_offsets(Apply *a, const char *name, const char *base, const size_t *offs, c
 	if (PQsendQueryPrepared(a->conn, name, n, a->params, NULL, NULL, 0) != 1)
 	{
 		pipe_broken(a, "could not send to the target");
-		free(what);
 		return false;
 	}
-	note_sent(a, what, what);
+	note_change(a, "updating", r, rows, "rows of");
 	a->batch_changes += changes;
 	return maybe_sync(a);
 }
@@ -1643,7 +1681,7 @@ flush_updates(Apply *a, ApplyRel *r)
 				return false;
 		}
 		ok = send_offsets(a, name, r->upend.data, r->upend_offs, NULL, r->nupend * ncols,
-						  xasprintf("updating %d rows of %s", r->nupend, r->qualname), 0);
+						  r, r->nupend, 0);
 	}
 	else
 	{
@@ -1665,7 +1703,7 @@ flush_updates(Apply *a, ApplyRel *r)
 			return false;
 		for (int k = 0; ok && k < r->nupend; k++)
 			ok = send_offsets(a, name, r->upend.data, r->upend_offs + (size_t) k * (size_t) ncols, order, n,
-							  xasprintf("updating %s", r->qualname), 0);
+							  r, 0, 0);
 	}
 	for (int k = 0; k < r->nupend; k++)
 	{

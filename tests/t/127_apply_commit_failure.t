@@ -57,6 +57,21 @@ q target "DROP TRIGGER boom ON kv" >/dev/null
 FP=$!
 wait_applied ferry 60; ok $? "with the trigger gone, ferry start catches up"
 is "$(db_checksum target)" "$(db_checksum source)" "contents equal: every transaction applied exactly once"
+
+# a statement (not the COMMIT) that fails: the error names what was being
+# done and to which table (put together only when an error comes)
+q target "ALTER TABLE kv ADD CONSTRAINT n_small CHECK (n < 1000)" >/dev/null || bail "constraint failed"
+q source "UPDATE kv SET n = 5000 WHERE id = 7000001" >/dev/null
+for _ in $(seq 1 300); do kill -0 "$FP" 2>/dev/null || break; sleep 0.1; done
+wait "$FP"; is $? 1 "a failed update stops ferry start with an error"
+like "$(cat "$TEST_TMP/err")" 'could not apply to the target while updating "public"\."kv": .*n_small' \
+   "the error names the statement's kind, its table and the cause"
+is "$(q target "SELECT n FROM kv WHERE id = 7000001")" 0 "the failed update is not applied"
+q target "ALTER TABLE kv DROP CONSTRAINT n_small" >/dev/null
+"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start --jobs 2 >>"$TEST_TMP/out" 2>>"$TEST_TMP/err" &
+FP=$!
+wait_applied ferry 60; ok $? "with the constraint gone, ferry start catches up again"
+is "$(db_checksum target)" "$(db_checksum source)" "contents equal after the second failure"
 kill -TERM "$FP"; wait "$FP"; is $? 0 "ferry start stops cleanly"
 unlike "$(cat "$TEST_TMP/err")" "runtime error|LeakSanitizer" "no sanitizer reports"
 done_testing
