@@ -531,27 +531,31 @@ wait_target(Apply *a)
 
 /*
  * Read the results that came back, in the order the statements were sent
- * (Apply.sent). With `wait`, read until nothing is in flight; the last
- * thing sent must then be a sync (the server holds results back until a
- * sync or a flush request). Without, take only what arrived and return.
+ * (Apply.sent). With keep >= 0, wait until at most `keep` statements are
+ * unanswered; the last thing sent must then be a sync or a flush request
+ * (the server holds results back until one, or until its output buffer
+ * fills). With keep < 0, take only what arrived and return.
  * A COMMIT that succeeded publishes its batch (batch_committed).
  *
  * False (logged once) if a statement failed or the connection broke. After
  * an error the server skips everything up to the next sync, so no later
  * statement or COMMIT ran; the caller gives up the session (abort_batch).
- * This is why a sync is only ever sent with `wait` right after it: a sync
+ * This is why a sync is only ever sent with a wait for nothing left right
+ * after it (sync_pipeline): a sync
  * would end the skipping, and a failed COMMIT must not let the next batch
  * run before ferry has seen the failure.
  */
 static bool
-read_results(Apply *a, bool wait)
+read_results(Apply *a, int keep)
 {
+	bool		wait = keep >= 0;
+
 	if (!wait && a->nsent > 0 && PQconsumeInput(a->conn) != 1)
 	{
 		pipe_broken(a, "lost the connection to the target");
 		return false;
 	}
-	while (a->nsent > 0)
+	while (a->nsent > (keep > 0 ? keep : 0))
 	{
 		Sent	   *e = &a->sent[a->sent_first];
 		PGresult   *res;
@@ -607,7 +611,7 @@ sync_pipeline(Apply *a)
 	}
 	(void) sent_push(a, SENT_SYNC, "syncing", NULL);
 	a->since_sync = 0;
-	return read_results(a, true);
+	return read_results(a, 0);
 }
 
 /* Read every result in flight (a sync if anything was sent since the last). */
@@ -672,18 +676,28 @@ send_named(Apply *a, const char *name, int n, const char *const *params, const c
 }
 
 /*
- * After each statement: read what came back, and once APPLY_SYNC_EVERY
- * statements are unanswered (a large transaction, or a slow target), wait
- * for them all. This bounds what is in flight and reports a failure early.
+ * After each statement: once APPLY_SYNC_EVERY statements are unanswered (a
+ * large transaction, or a slow target), wait until half of them are. This
+ * bounds what is in flight and reports a failure early, without draining
+ * the target: it keeps the other half to work on while apply goes back to
+ * the source (a full sync here left the walsender and the target idle in
+ * turn during a large transaction). No sync: see read_results.
  */
 static bool
 maybe_sync(Apply *a)
 {
 	if (a->nsent < APPLY_SYNC_EVERY)
 		return true;
-	if (!read_results(a, false))
+	if (!read_results(a, -1))
 		return false;
-	return a->nsent < APPLY_SYNC_EVERY || sync_pipeline(a);
+	if (a->nsent < APPLY_SYNC_EVERY)
+		return true;
+	if (PQsendFlushRequest(a->conn) != 1 || PQflush(a->conn) != 0)
+	{
+		pipe_broken(a, "could not send to the target");
+		return false;
+	}
+	return read_results(a, APPLY_SYNC_EVERY / 2);
 }
 
 /* Outside the pipeline (it must be drained): run one query synchronously. */
@@ -842,7 +856,7 @@ commit_batch(Apply *a)
 		a->row_changes += a->batch_changes;
 		a->row_txns += a->batch_txns;
 	}
-	return read_results(a, false);
+	return read_results(a, -1);
 }
 
 /* A batch's COMMIT succeeded (read_results): publish it. */
@@ -2088,7 +2102,7 @@ apply_main(void *p)
 							 atomic_load(&args->shared->flushed_lsn), caught_up(&a));
 		if (sr == SOURCE_READABLE)
 		{
-			if (!read_results(&a, false))
+			if (!read_results(&a, -1))
 			{
 				status = a.fail_status;
 				break;
@@ -2165,7 +2179,7 @@ apply_main(void *p)
 				(repl_now_us() - a.batch_started_us) / 1000 >= APPLY_BATCH_MS;
 
 			/* has the COMMIT in flight come back? (read without waiting) */
-			if (!commit && a.commits_in_flight > 0 && !read_results(&a, false))
+			if (!commit && a.commits_in_flight > 0 && !read_results(&a, -1))
 			{
 				status = a.fail_status;
 				break;
