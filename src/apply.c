@@ -373,17 +373,6 @@ note_sent(Apply *a, const char *what, char *owned)
 	(void) sent_push(a, SENT_STATEMENT, what, owned);
 }
 
-/* A change to relation r was sent: "VERB [ROWS LINK] TABLE" in an error. */
-static void
-note_change(Apply *a, const char *verb, const ApplyRel *r, int rows, const char *link)
-{
-	Sent	   *e = sent_push(a, SENT_STATEMENT, verb, NULL);
-
-	e->relid = r->relid;
-	e->rows = rows;
-	e->link = link;
-}
-
 static void
 sent_pop(Apply *a)
 {
@@ -662,17 +651,16 @@ progress_params(const Apply *a, ProgressParams *pp, uint64_t lsn, int64_t commit
 	pp->v[4] = pp->ntx;
 }
 
-/* One of batch_statements[] (prepared by setup_session). */
-static bool
-send_named(Apply *a, const char *name, int n, const char *const *params, const char *what)
+/* One of batch_statements[] (prepared by setup_session): its entry in sent, or NULL (failed). */
+static Sent *
+send_named(Apply *a, const char *name, int n, const char *const *params, SentKind kind, const char *what)
 {
 	if (PQsendQueryPrepared(a->conn, name, n, params, NULL, NULL, 0) != 1)
 	{
 		pipe_broken(a, "could not send to the target");
-		return false;
+		return NULL;
 	}
-	note_sent(a, what, NULL);
-	return true;
+	return sent_push(a, kind, what, NULL);
 }
 
 /*
@@ -757,7 +745,7 @@ begin_batch(Apply *a)
 {
 	if (a->in_batch)
 		return true;
-	if (!send_named(a, "ferry_begin", 0, NULL, "starting a transaction"))
+	if (!send_named(a, "ferry_begin", 0, NULL, SENT_STATEMENT, "starting a transaction"))
 		return false;
 	/*
 	 * Where the target's WAL ends, read at most every APPLY_WAL_READ_MS:
@@ -768,12 +756,8 @@ begin_batch(Apply *a)
 	 */
 	if (a->wal_read_due && repl_now_us() - a->last_wal_read_us >= APPLY_WAL_READ_MS * 1000)
 	{
-		if (PQsendQueryPrepared(a->conn, "ferry_wal", 0, NULL, NULL, NULL, 0) != 1)
-		{
-			pipe_broken(a, "could not send to the target");
+		if (!send_named(a, "ferry_wal", 0, NULL, SENT_WAL, "reading the target's WAL position"))
 			return false;
-		}
-		(void) sent_push(a, SENT_WAL, "reading the target's WAL position", NULL);
 		a->last_wal_read_us = repl_now_us();
 		a->wal_read_due = false;
 	}
@@ -828,16 +812,15 @@ commit_batch(Apply *a)
 		repl_now_us() - a->row_written_us >= APPLY_PROGRESS_MS * 1000;
 	progress_params(a, &pp, a->batch_end_lsn, a->batch_commit_time,
 					a->row_changes + a->batch_changes, a->row_txns + a->batch_txns);
-	if ((write_row && !send_named(a, "ferry_progress", 5, pp.v, "recording the applied position")) ||
-		(!write_row && !send_named(a, "ferry_origin", 2, pp.v + 1, "advancing the replication origin")))
+	if ((write_row && !send_named(a, "ferry_progress", 5, pp.v, SENT_STATEMENT, "recording the applied position")) ||
+		(!write_row && !send_named(a, "ferry_origin", 2, pp.v + 1, SENT_STATEMENT, "advancing the replication origin")) ||
+		(e = send_named(a, "ferry_commit", 0, NULL, SENT_COMMIT, "committing")) == NULL)
 		return false;
-	if (PQsendQueryPrepared(a->conn, "ferry_commit", 0, NULL, NULL, NULL, 0) != 1 ||
-		PQsendFlushRequest(a->conn) != 1 || PQflush(a->conn) != 0)
+	if (PQsendFlushRequest(a->conn) != 1 || PQflush(a->conn) != 0)
 	{
 		pipe_broken(a, "could not send to the target");
 		return false;
 	}
-	e = sent_push(a, SENT_COMMIT, "committing", NULL);
 	e->end_lsn = a->batch_end_lsn;
 	e->commit_time = a->batch_commit_time;
 	e->changes = a->batch_changes;
@@ -1309,19 +1292,37 @@ identity_params(Apply *a, const ApplyRel *r, char oldkind, const PgoTuple *old, 
 	}
 }
 
+/*
+ * Send the prepared change statement `name` of r with the n parameters in
+ * a->params; `changes` rows count in the batch. An error on it reads
+ * "VERB [ROWS LINK] TABLE" (describe_sent).
+ */
 static bool
-send_prepared(Apply *a, const char *name, int n, const char *what, const ApplyRel *r)
+send_change(Apply *a, const char *name, int n, const ApplyRel *r, const char *verb, int rows, const char *link,
+			int changes)
 {
-	for (int i = 0; i < n; i++)
-		a->params[i] = a->poffs[i] == SIZE_MAX ? NULL : a->arena.data + a->poffs[i];
+	Sent	   *e;
+
 	if (PQsendQueryPrepared(a->conn, name, n, a->params, NULL, NULL, 0) != 1)
 	{
 		pipe_broken(a, "could not send to the target");
 		return false;
 	}
-	note_change(a, what, r, 0, NULL);
-	a->batch_changes++;
+	e = sent_push(a, SENT_STATEMENT, verb, NULL);
+	e->relid = r->relid;
+	e->rows = rows;
+	e->link = link;
+	a->batch_changes += changes;
 	return maybe_sync(a);
+}
+
+/* A one-row statement whose parameters are in the arena (a->poffs). */
+static bool
+send_prepared(Apply *a, const char *name, int n, const char *what, const ApplyRel *r)
+{
+	for (int i = 0; i < n; i++)
+		a->params[i] = a->poffs[i] == SIZE_MAX ? NULL : a->arena.data + a->poffs[i];
+	return send_change(a, name, n, r, what, 0, NULL, 1);
 }
 
 /* The column list "(a, b, c)" of a relation, owned. */
@@ -1386,14 +1387,7 @@ send_pending(Apply *a, ApplyRel *r, const char *name, int first, int rows)
 
 	for (int i = 0; i < n; i++)
 		a->params[i] = offs[i] == SIZE_MAX ? NULL : r->pend.data + offs[i];
-	if (PQsendQueryPrepared(a->conn, name, n, a->params, NULL, NULL, 0) != 1)
-	{
-		pipe_broken(a, "could not send to the target");
-		return false;
-	}
-	note_change(a, "inserting", r, rows, "rows into");
-	a->batch_changes += rows;
-	return maybe_sync(a);
+	return send_change(a, name, n, r, "inserting", rows, "rows into", rows);
 }
 
 /*
@@ -1411,14 +1405,7 @@ send_offsets(Apply *a, const char *name, const char *base, const size_t *offs, c
 
 		a->params[i] = o == SIZE_MAX ? NULL : base + o;
 	}
-	if (PQsendQueryPrepared(a->conn, name, n, a->params, NULL, NULL, 0) != 1)
-	{
-		pipe_broken(a, "could not send to the target");
-		return false;
-	}
-	note_change(a, "updating", r, rows, "rows of");
-	a->batch_changes += changes;
-	return maybe_sync(a);
+	return send_change(a, name, n, r, "updating", rows, "rows of", changes);
 }
 
 /* Send the inserts waiting for r: a full batch at once, a partial one row by row. */
@@ -2059,7 +2046,6 @@ apply_main(void *p)
 		SourceResult sr;
 
 		atomic_store(&args->shared->received_lsn, a.src.received);
-		atomic_store(&args->shared->confirmed_lsn, a.src.confirmed);
 		if (atomic_load(&args->shared->stop) && !a.in_src_txn)
 		{
 			status = commit_batch(&a) && drain_pipeline(&a) && write_progress_row(&a) ? APPLY_STOPPED : a.fail_status;
@@ -2233,7 +2219,6 @@ done:
 	/* the last word to the source: what is durable now */
 	if (a.src.conn && a.src.status == STREAM_RUNNING)
 		(void) source_keepalive(&a.src, atomic_load(&args->shared->flushed_lsn), caught_up(&a), true);
-	atomic_store(&args->shared->confirmed_lsn, a.src.confirmed);
 	source_finish(&a.src);
 	return NULL;
 }

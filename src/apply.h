@@ -115,7 +115,6 @@ typedef struct ApplyShared
 	_Atomic int64_t changes;	/* rows applied since start */
 	_Atomic int64_t txns;		/* source transactions applied since start */
 	_Atomic uint64_t received_lsn;	/* the source's stream, as far as read */
-	_Atomic uint64_t confirmed_lsn;	/* flush position last confirmed to the source */
 	_Atomic bool stop;			/* coordinator asks the apply thread to finish */
 	_Atomic int status;			/* ApplyStatus of the apply thread */
 } ApplyShared;
