@@ -7,13 +7,18 @@
 # Usage: bench/lag_ab.sh BINARY|native ...
 #   e.g. bench/lag_ab.sh /tmp/ferry-before build/ferry native
 # Environment: ROUNDS (3), DUR (seconds of load per run, 20), LOAD (pgbench
-# option: -N (default) or "" for TPC-B), SCALE (10), PGBIN.
+# option: -N (default) or "" for TPC-B), SCALE (10), PGBIN, ON_LOAD (a shell
+# command run once the load has run 2 s, with PID set to the process that
+# applies: ferry, or native's apply worker; its output goes to stderr, e.g.
+# ON_LOAD='perf stat -e task-clock,context-switches -p $PID -- sleep 10').
 #
 # Each run: a fresh target database, the tool follows the source (ferry
 # start / CREATE SUBSCRIPTION), pgbench LOAD with 4 clients for DUR seconds,
 # lag sampled every 0.2 s as now() on the target minus the source commit time
 # of the tool's last commit there (its replication origin's timestamp, as
-# bench/follow.sh reads it). Prints one line per run: mean lag and source tps.
+# bench/follow.sh reads it). Prints one line per run: mean, median and 90th
+# percentile of the lag samples, and source tps. LOAD="-N -R 1000" runs a
+# rate-limited load that leaves the machine some idle CPU.
 set -uo pipefail
 ROUNDS=${ROUNDS:-3}; DUR=${DUR:-20}; LOAD=${LOAD--N}; SCALE=${SCALE:-10}
 [ $# -gt 0 ] || { sed -n '2,/^set -uo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 2; }
@@ -40,7 +45,7 @@ for b in "$@"; do
 done
 
 run_one() {  # run_one INDEX BINARY|native
-  local idx=$1 b=$2 origin pid="" pb tps
+  local idx=$1 b=$2 origin pid="" pb tps hook=
   bq target postgres "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
   bq target postgres "CREATE DATABASE $DB" >/dev/null
   if [ "$b" = native ]; then
@@ -67,6 +72,12 @@ run_one() {  # run_one INDEX BINARY|native
   pb=$!
   bench_track "$pb"
   sleep 1
+  if [ -n "${ON_LOAD:-}" ]; then
+    local apid=$pid
+    [ "$b" = native ] && apid=$(bq target $DB "SELECT pid FROM pg_stat_subscription WHERE subname = 'ab' AND relid IS NULL")
+    ( sleep 1; PID=$apid bash -c "$ON_LOAD" >&2 ) &
+    hook=$!
+  fi
   {
     echo "SELECT dblink_connect('t', 'host=$TARGET_SOCK port=$TARGET_PORT dbname=$DB user=postgres') \\gset"
     for _ in $(seq 1 $(( (DUR - 2) * 5 ))); do
@@ -77,10 +88,12 @@ run_one() {  # run_one INDEX BINARY|native
   } | psql -XAtq -h "$SOURCE_SOCK" -p "$SOURCE_PORT" -U postgres postgres 2>/dev/null \
     | grep -E '^[0-9.]+$' >"$BENCH_TMP/lag.txt"
   wait "$pb"; bench_untrack "$pb"
+  [ -n "$hook" ] && wait "$hook"
   tps=$(grep -o 'tps = [0-9.]*' "$BENCH_TMP/pgbench.log" | head -n 1)
-  awk -v n="$idx:$(basename "$b")" -v t="$tps" \
-    '{ s += $1; c++ } END { printf "%-24s mean lag %.2f ms over %d samples, source %s\n", n, c ? s / c * 1000 : -1, c, t }' \
-    "$BENCH_TMP/lag.txt"
+  sort -g "$BENCH_TMP/lag.txt" | awk -v n="$idx:$(basename "$b")" -v t="$tps" '
+    { v[c++] = $1; s += $1 }
+    END { printf "%-24s mean lag %.2f ms, median %.2f, p90 %.2f over %d samples, source %s\n", n,
+          c ? s / c * 1000 : -1, c ? v[int(c / 2)] * 1000 : -1, c ? v[int(c * 0.9)] * 1000 : -1, c, t }'
   if [ "$b" = native ]; then
     bq target $DB "DROP SUBSCRIPTION ab" >/dev/null
   else

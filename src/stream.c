@@ -82,7 +82,6 @@ SourceResult
 source_next(Source *s, ReplFrame *f, int wait_ms, int fd, uint64_t flushed, bool caught_up)
 {
 	int64_t		deadline = repl_now_us() + (int64_t) wait_ms * 1000;
-	bool		fresh = false;	/* input read from the socket since the last wait */
 	char		err[256];
 
 	if (s->buf)
@@ -105,27 +104,30 @@ source_next(Source *s, ReplFrame *f, int wait_ms, int fd, uint64_t flushed, bool
 			int64_t		left = deadline - repl_now_us();
 			int			rc;
 
-			if (!fresh)
-			{
-				/* whatever arrived in the meantime, without waiting */
-				fresh = true;
-				if (PQconsumeInput(s->conn) != 1)
-					return lost(s);
-				continue;
-			}
-			if (left <= 0)
-				return SOURCE_TIMEOUT;
-			rc = poll(pfd, fd >= 0 ? 2 : 1, (int) ((left + 999) / 1000));
+			if (wait_ms < 0)
+				return SOURCE_TIMEOUT;	/* only what libpq already holds */
+			/*
+			 * poll first, then read only a socket that has input: reading
+			 * first to catch what arrived meanwhile cost a read that found
+			 * nothing, most of the time, on top of the poll.
+			 */
+			rc = poll(pfd, fd >= 0 ? 2 : 1, left <= 0 ? 0 : (int) ((left + 999) / 1000));
 			if (rc < 0 && errno != EINTR)
 			{
 				log_error("could not wait for the source: %s", strerror(errno));
 				s->status = STREAM_FAILED_CONN;
 				return SOURCE_END;
 			}
-			if (rc > 0 && pfd[0].revents != 0 && PQconsumeInput(s->conn) != 1)
-				return lost(s);
-			if (rc > 0 && fd >= 0 && pfd[1].revents != 0 && pfd[0].revents == 0)
+			if (rc > 0 && pfd[0].revents != 0)
+			{
+				if (PQconsumeInput(s->conn) != 1)
+					return lost(s);
+				continue;
+			}
+			if (rc > 0 && fd >= 0 && pfd[1].revents != 0)
 				return SOURCE_READABLE;
+			if (left <= 0)
+				return SOURCE_TIMEOUT;
 			continue;
 		}
 		if (n == -1)

@@ -77,7 +77,8 @@ bool		source_start(Source *s, const FerryConfig *cfg, const char *slot, const ch
 
 /*
  * The next XLogData message, waiting up to wait_ms (0: only what already
- * arrived); with fd >= 0, also returns SOURCE_READABLE once fd has input.
+ * arrived on the socket; -1: only what libpq already read, no system call);
+ * with fd >= 0, also returns SOURCE_READABLE once fd has input.
  * Keepalives are handled inside. `flushed` and `caught_up` say what may be
  * confirmed (see the invariant above).
  */
