@@ -27,7 +27,11 @@
 # and measures, after the initial sync (sync):
 #   live_n, live_tpcb  pgbench -N, then the TPC-B script, CLIENTS clients for
 #            DURATION s with replication running; lag sampled every SAMPLE_S s;
-#            then the catch-up time after the load ends
+#            then the catch-up time after the load ends. These saturate a
+#            small machine (load, both servers and the tool share its cores)
+#   live_rate  the same with pgbench -N -R RATE (default 1000 tx/s, 0 skips
+#            it): a steady load that leaves CPU idle, as on a production
+#            source that is not at its limit
 #   drain    replication stopped (ferry: SIGTERM; native: ALTER SUBSCRIPTION
 #            DISABLE), pgbench TPC-B for DURATION s builds a backlog, the
 #            source goes idle, replication restarts: time until caught up,
@@ -63,6 +67,7 @@ ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-4}
 JOBS=${JOBS:-2}
 BIG_ROWS=${BIG_ROWS:-1000000}
+RATE=${RATE:-1000}
 TOOLS=${TOOLS:-$ALL_TOOLS}
 TIMEOUT=${TIMEOUT:-1800}
 SAMPLE_S=${SAMPLE_S:-0.2}
@@ -79,6 +84,7 @@ while [ $# -gt 0 ]; do
     --clients) CLIENTS=$2; shift 2 ;;    --clients=*) CLIENTS=${1#*=}; shift ;;
     --jobs) JOBS=$2; shift 2 ;;          --jobs=*) JOBS=${1#*=}; shift ;;
     --big-rows) BIG_ROWS=$2; shift 2 ;;  --big-rows=*) BIG_ROWS=${1#*=}; shift ;;
+    --rate) RATE=$2; shift 2 ;;          --rate=*) RATE=${1#*=}; shift ;;
     --tools) TOOLS=$2; shift 2 ;;        --tools=*) TOOLS=${1#*=}; shift ;;
     --timeout) TIMEOUT=$2; shift 2 ;;    --timeout=*) TIMEOUT=${1#*=}; shift ;;
     --logs) LOGS=$2; shift 2 ;;          --logs=*) LOGS=${1#*=}; shift ;;
@@ -94,6 +100,7 @@ done
 for t in $TOOLS; do
   case " $ALL_TOOLS " in *" $t "*) ;; *) echo "follow.sh: unknown tool $t (known: $ALL_TOOLS)" >&2; exit 2 ;; esac
 done
+case "$RATE" in ''|*[!0-9]*) echo "follow.sh: RATE must be a number of transactions per second (0: no live_rate phase)" >&2; exit 2 ;; esac
 case "$SAMPLE_S" in ''|*[!0-9.]*|*.*.*) echo "follow.sh: SAMPLE_S must be a number of seconds" >&2; exit 2 ;; esac
 case "$FERRY" in /*) ;; *) FERRY="$PWD/$FERRY" ;; esac
 
@@ -397,6 +404,10 @@ cpu_add() {  # cpu_add TOOL MEAS "BEFORE" "AFTER": record the differences
 }
 
 # stats FILE COLUMN [DECIMALS]: "max mean n" over the known values
+median() {  # numbers on stdin -> median or empty
+  tr ' ' '\n' | grep -E '^-?[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) exit; if (NR % 2) printf "%s", v[(NR + 1) / 2]; else printf "%.6g", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 stats() {
   awk -v c="$2" -v d="${3:-3}" '$c != "-" && $c != "" { n++; s += $c; if (n == 1 || $c + 0 > m + 0) m = $c }
     END { if (n) printf "%s %.*f %d", m, d, s / n, n; else printf "- - 0" }' "$1" 2>/dev/null
@@ -478,6 +489,7 @@ phase_live() {  # phase_live TOOL MEAS [pgbench options]
   add "$tool" "$meas" lag_max_bytes "$mx"; add "$tool" "$meas" lag_mean_bytes "$mean"
   read -r mx mean n <<< "$(stats "$f" 3 4)"
   add "$tool" "$meas" lag_max_s "$mx"; add "$tool" "$meas" lag_mean_s "$mean"
+  add "$tool" "$meas" lag_median_s "$(awk '$3 != "-" && $3 != "" { print $3 }' "$f" | median | awk '{ printf "%.4f", $1 }')"
   add "$tool" "$meas" samples "$n"
   if [ "$tool" = native ]; then
     read -r mx mean n <<< "$(stats "$f" 4 0)"
@@ -563,6 +575,7 @@ run_tool() {  # run_tool TOOL ROUND
       bq source postgres "CHECKPOINT" >/dev/null; bq target postgres "CHECKPOINT" >/dev/null
       phase_live "$tool" live_n -N
       phase_live "$tool" live_tpcb
+      [ "$RATE" -gt 0 ] && phase_live "$tool" live_rate -N -R "$RATE"
       if [ -z "${LIVE_ONLY:-}" ]; then  # LIVE_ONLY=1: only the live phases (quick lag experiments)
         phase_drain "$tool"
         phase_big "$tool"
@@ -609,10 +622,6 @@ for s in source target; do
 done
 
 # ---------------------------------------------------------------- report
-median() {  # numbers on stdin -> median or empty
-  tr ' ' '\n' | grep -E '^-?[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END {
-    if (NR == 0) exit; if (NR % 2) printf "%s", v[(NR + 1) / 2]; else printf "%.6g", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b }'; }
 med() { echo "${VAL["$1|$2|$3"]:-}" | median; }
 status() {  # tool meas -> ok / FAIL / - (not run)
@@ -628,6 +637,7 @@ live_n|lag_max_bytes|lag max (bytes)|1|r
 live_n|lag_mean_bytes|lag mean (bytes)|1|r
 live_n|lag_max_s|lag max (s)|1|r
 live_n|lag_mean_s|lag mean (s)|1|r
+live_n|lag_median_s|lag median (s)|1|r
 live_n|replay_lsn_lag_max_bytes|replay_lsn lag max (bytes)|1|
 live_n|replay_lsn_lag_mean_bytes|replay_lsn lag mean (bytes)|1|
 live_n|replay_lag_max_s|replay_lag max (s)|1|
@@ -639,12 +649,25 @@ live_tpcb|lag_max_bytes|lag max (bytes)|1|r
 live_tpcb|lag_mean_bytes|lag mean (bytes)|1|r
 live_tpcb|lag_max_s|lag max (s)|1|r
 live_tpcb|lag_mean_s|lag mean (s)|1|r
+live_tpcb|lag_median_s|lag median (s)|1|r
 live_tpcb|replay_lsn_lag_max_bytes|replay_lsn lag max (bytes)|1|
 live_tpcb|replay_lsn_lag_mean_bytes|replay_lsn lag mean (bytes)|1|
 live_tpcb|replay_lag_max_s|replay_lag max (s)|1|
 live_tpcb|replay_lag_mean_s|replay_lag mean (s)|1|
 live_tpcb|catchup_s|catch-up, LSN (s)|1|r
 live_tpcb|catchup_rows_s|catch-up, rows (s)|1|r
+live_rate|tps|source tps|1|
+live_rate|lag_max_bytes|lag max (bytes)|1|r
+live_rate|lag_mean_bytes|lag mean (bytes)|1|r
+live_rate|lag_max_s|lag max (s)|1|r
+live_rate|lag_mean_s|lag mean (s)|1|r
+live_rate|lag_median_s|lag median (s)|1|r
+live_rate|replay_lsn_lag_max_bytes|replay_lsn lag max (bytes)|1|
+live_rate|replay_lsn_lag_mean_bytes|replay_lsn lag mean (bytes)|1|
+live_rate|replay_lag_max_s|replay_lag max (s)|1|
+live_rate|replay_lag_mean_s|replay_lag mean (s)|1|
+live_rate|catchup_s|catch-up, LSN (s)|1|r
+live_rate|catchup_rows_s|catch-up, rows (s)|1|r
 drain|txns|backlog (txns)|1|
 drain|backlog_bytes|backlog (WAL bytes)|1|
 drain|drain_s|drain time, rows (s)|1|r
@@ -697,11 +720,11 @@ echo "catch-up / drain / apply times: LSN = the tool's applied position (native:
 echo
 
 json_arr() { echo "${VAL["$1|$2|$3"]:-}" | xargs | sed 's/ /,/g; s/\(^\|,\)-\(,\|$\)/\1null\2/g; s/\(^\|,\)-\(,\|$\)/\1null\2/g'; }
-for meas in sync live_n live_tpcb drain big rss; do
+for meas in sync live_n live_tpcb live_rate drain big rss; do
   j="{\"bench\":\"follow\",\"measurement\":\"$meas\",\"scale\":$SCALE,\"duration_s\":$DURATION,\"clients\":$CLIENTS,\"rounds\":$ROUNDS"
   [ "$meas" = big ] && j="$j,\"big_rows\":$BIG_ROWS"
   metrics=$(echo "$ROWS" | awk -F'|' -v m="$meas" '$1 == m { print $2 }')
-  for meas2 in live_n live_tpcb; do [ "$meas" = "$meas2" ] && metrics="$metrics txns samples"; done
+  for meas2 in live_n live_tpcb live_rate; do [ "$meas" = "$meas2" ] && metrics="$metrics txns samples"; done
   [ "$meas" = drain ] && metrics="$metrics tps"
   for tool in $TOOLS; do
     j="$j,\"$tool\":{\"status\":\"$(status "$tool" "$meas" | sed 's/FAIL/failed/; s/^-$/n\/a/')\""
