@@ -38,6 +38,7 @@ send_feedback(Source *s, uint64_t flushed, bool caught_up, bool reply)
 		log_debug("confirming %X/%X to the source", (unsigned) (flush >> 32), (unsigned) flush);
 	s->confirmed = flush;
 	s->reported_write = write;
+	s->reply_owed = s->reply_requested = false;
 	s->last_feedback_us = repl_now_us();
 	return true;
 }
@@ -106,6 +107,9 @@ source_next(Source *s, ReplFrame *f, int wait_ms, int fd, uint64_t flushed, bool
 
 			if (wait_ms < 0)
 				return SOURCE_TIMEOUT;	/* only what libpq already holds */
+			/* about to wait: now answer the keepalive that came (see below) */
+			if (s->reply_owed && !send_feedback(s, flushed, caught_up && s->reply_requested, false))
+				return SOURCE_END;
 			/*
 			 * poll first, then read only a socket that has input: reading
 			 * first to catch what arrived meanwhile cost a read that found
@@ -171,9 +175,18 @@ source_next(Source *s, ReplFrame *f, int wait_ms, int fd, uint64_t flushed, bool
 			 * keepalive's worth at every turn (a keepalive's position can lie
 			 * inside a transaction still running on the source).
 			 */
-			if ((f->reply_requested || ahead) &&
-				!send_feedback(s, flushed, caught_up && f->reply_requested, false))
-				return SOURCE_END;
+			if (f->reply_requested || ahead)
+			{
+				/*
+				 * The answer goes out when we next wait for the source, not
+				 * now: the keepalive usually follows a transaction's Commit,
+				 * and that transaction should reach the target first (the
+				 * send wakes the walsender, which on a busy machine may take
+				 * the core from us).
+				 */
+				s->reply_owed = true;
+				s->reply_requested |= f->reply_requested;
+			}
 			continue;
 		}
 		if (f->wal_end > s->received)

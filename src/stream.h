@@ -56,6 +56,8 @@ typedef struct Source
 	uint64_t	reported_write; /* write position of the last status update */
 	uint64_t	confirmed;		/* flush position of the last status update */
 	int64_t		last_feedback_us;
+	bool		reply_owed;		/* a keepalive to answer before the next wait */
+	bool		reply_requested;	/* ... that asked for a reply */
 	char	   *buf;			/* libpq's buffer of the last message returned */
 	StreamStatus status;		/* why source_next returned SOURCE_END */
 } Source;
