@@ -631,43 +631,20 @@ status() {  # tool meas -> ok / FAIL / - (not run)
 has() { case " $TOOLS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 # rows: measurement|metric|label|scale (1 or 1024 for KB->MB)|ratio?
+LIVE_ROWS='live|tps|source tps|1|
+live|lag_max_bytes|lag max (bytes)|1|r
+live|lag_mean_bytes|lag mean (bytes)|1|r
+live|lag_max_s|lag max (s)|1|r
+live|lag_mean_s|lag mean (s)|1|r
+live|lag_median_s|lag median (s)|1|r
+live|replay_lsn_lag_max_bytes|replay_lsn lag max (bytes)|1|
+live|replay_lsn_lag_mean_bytes|replay_lsn lag mean (bytes)|1|
+live|replay_lag_max_s|replay_lag max (s)|1|
+live|replay_lag_mean_s|replay_lag mean (s)|1|
+live|catchup_s|catch-up, LSN (s)|1|r
+live|catchup_rows_s|catch-up, rows (s)|1|r'
 ROWS="sync|sync_s|initial sync (s)|1|
-live_n|tps|source tps|1|
-live_n|lag_max_bytes|lag max (bytes)|1|r
-live_n|lag_mean_bytes|lag mean (bytes)|1|r
-live_n|lag_max_s|lag max (s)|1|r
-live_n|lag_mean_s|lag mean (s)|1|r
-live_n|lag_median_s|lag median (s)|1|r
-live_n|replay_lsn_lag_max_bytes|replay_lsn lag max (bytes)|1|
-live_n|replay_lsn_lag_mean_bytes|replay_lsn lag mean (bytes)|1|
-live_n|replay_lag_max_s|replay_lag max (s)|1|
-live_n|replay_lag_mean_s|replay_lag mean (s)|1|
-live_n|catchup_s|catch-up, LSN (s)|1|r
-live_n|catchup_rows_s|catch-up, rows (s)|1|r
-live_tpcb|tps|source tps|1|
-live_tpcb|lag_max_bytes|lag max (bytes)|1|r
-live_tpcb|lag_mean_bytes|lag mean (bytes)|1|r
-live_tpcb|lag_max_s|lag max (s)|1|r
-live_tpcb|lag_mean_s|lag mean (s)|1|r
-live_tpcb|lag_median_s|lag median (s)|1|r
-live_tpcb|replay_lsn_lag_max_bytes|replay_lsn lag max (bytes)|1|
-live_tpcb|replay_lsn_lag_mean_bytes|replay_lsn lag mean (bytes)|1|
-live_tpcb|replay_lag_max_s|replay_lag max (s)|1|
-live_tpcb|replay_lag_mean_s|replay_lag mean (s)|1|
-live_tpcb|catchup_s|catch-up, LSN (s)|1|r
-live_tpcb|catchup_rows_s|catch-up, rows (s)|1|r
-live_rate|tps|source tps|1|
-live_rate|lag_max_bytes|lag max (bytes)|1|r
-live_rate|lag_mean_bytes|lag mean (bytes)|1|r
-live_rate|lag_max_s|lag max (s)|1|r
-live_rate|lag_mean_s|lag mean (s)|1|r
-live_rate|lag_median_s|lag median (s)|1|r
-live_rate|replay_lsn_lag_max_bytes|replay_lsn lag max (bytes)|1|
-live_rate|replay_lsn_lag_mean_bytes|replay_lsn lag mean (bytes)|1|
-live_rate|replay_lag_max_s|replay_lag max (s)|1|
-live_rate|replay_lag_mean_s|replay_lag mean (s)|1|
-live_rate|catchup_s|catch-up, LSN (s)|1|r
-live_rate|catchup_rows_s|catch-up, rows (s)|1|r
+$(for m in live_n live_tpcb live_rate; do echo "${LIVE_ROWS//live|/$m|}"; done)
 drain|txns|backlog (txns)|1|
 drain|backlog_bytes|backlog (WAL bytes)|1|
 drain|drain_s|drain time, rows (s)|1|r
