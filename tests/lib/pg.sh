@@ -17,6 +17,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export PGCONNECT_TIMEOUT=10
 unset PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD FERRY_SOURCE FERRY_TARGET FERRY_NAME
 
+TESTS_SQL=$(cd "$(dirname "${BASH_SOURCE[0]}")/../sql" && pwd)
 TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/ferry-test.XXXXXX")
 chmod 755 "$TEST_TMP"
 PG_SERVERS=""
@@ -146,6 +147,21 @@ WHERE (c.relkind = 'r' OR (c.relkind = 'm' AND c.relispopulated)) AND n.nspname 
 ORDER BY n.nspname, c.relname
 \gexec
 SQL
+}
+
+# follow_servers [SOURCE_SETTING...]: a source with tests/sql/follow_schema.sql
+# (started with those settings) and an empty target
+follow_servers() {
+  pg_start source "$@"
+  pg_start target
+  qf source "$TESTS_SQL/follow_schema.sql" >/dev/null || bail "schema failed"
+}
+
+# ferry_start [OPTION...]: `ferry start OPTION...` in the background, its pid
+# in FP, its output appended to $TEST_TMP/out and $TEST_TMP/err
+ferry_start() {
+  "$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start "$@" >>"$TEST_TMP/out" 2>>"$TEST_TMP/err" &
+  FP=$!
 }
 
 # slot_count NAME: replication slots on that server

@@ -6,15 +6,12 @@
 . "$(dirname "$0")/../lib/pg.sh"
 SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
 
-pg_start source
-pg_start target
-qf source "$SQL/follow_schema.sql" >/dev/null || bail "schema failed"
+follow_servers
 # a replication origin named like the migration, left far ahead by something
 # earlier on the target: a new migration must not resume from it
 q target "SELECT pg_replication_origin_create('ferry'); SELECT pg_replication_origin_advance('ferry', 'FF/0')" >/dev/null
 
-"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start --jobs 2 >"$TEST_TMP/out" 2>"$TEST_TMP/err" &
-FP=$!
+ferry_start --jobs 2
 # load while the clone runs and after
 pgload 6 4 "$SQL/load/mixed.sql@10" "$SQL/load/churn.sql@3" "$SQL/load/truncate.sql@1" >"$TEST_TMP/load1" 2>&1 &
 LP=$!

@@ -12,17 +12,13 @@ pg_start source
 pg_start target "wal_writer_delay = 5000ms"
 qf source "$SQL/follow_schema.sql" >/dev/null || bail "schema failed"
 
-start_ferry() {
-  "$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start --jobs 2 >>"$TEST_TMP/out" 2>>"$TEST_TMP/err" &
-  FP=$!
-}
 slot_flush() { QDB=postgres q source "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'ferry'"; }
 
 # --- kill -9 at random moments while the source is being written ---------
 pgload 25 3 "$SQL/load/mixed.sql@10" "$SQL/load/churn.sql@3" "$SQL/load/truncate.sql@1" >"$TEST_TMP/load1" 2>&1 &
 LP=$!
 for round in $(seq 1 8); do
-  start_ferry
+  ferry_start --jobs 2
   delay=$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.2f", 0.3 + rand() * 2.2 }')
   sleep "$delay"
   kill -KILL "$FP" 2>/dev/null; wait "$FP" 2>/dev/null
@@ -31,7 +27,7 @@ for round in $(seq 1 8); do
 done
 wait "$LP"
 like "$(cat "$TEST_TMP/load1")" "number of failed transactions: 0" "the load ran without errors during the kills"
-start_ferry
+ferry_start --jobs 2
 wait_applied ferry 120
 ok $? "after 8 kills -9 under load, ferry start catches up"
 diff <(db_checksum source) <(db_checksum target) >"$TEST_TMP/diff"

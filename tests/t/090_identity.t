@@ -14,8 +14,7 @@ q source "CREATE TABLE keyed (id int PRIMARY KEY, v text);
           INSERT INTO nokey SELECT g % 10, 'b' FROM generate_series(1, 100) g;"
 
 # default: insert-only publication for nokey, the application keeps working
-"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start >"$TEST_TMP/out" 2>"$TEST_TMP/err" &
-FP=$!
+ferry_start
 until [ "$(q target "SELECT phase FROM ferry.migration" 2>/dev/null)" = following ]; do sleep 0.2; done
 q source "UPDATE nokey SET b = 'changed' WHERE a = 1; DELETE FROM nokey WHERE a = 2; INSERT INTO nokey VALUES (99, 'new')" >/dev/null
 ok $? "UPDATE and DELETE on a table without a key still work on the source"

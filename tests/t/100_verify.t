@@ -6,9 +6,7 @@
 . "$(dirname "$0")/../lib/pg.sh"
 SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
 
-pg_start source
-pg_start target
-qf source "$SQL/follow_schema.sql" >/dev/null || bail "schema failed"
+follow_servers
 # a keyed table with a dropped column (so attnums differ on the target), a
 # table without a key holding duplicates, a text key, a partitioned table
 q source "CREATE TABLE big (id int PRIMARY KEY, junk int, v text, f float8, at timestamptz);

@@ -16,8 +16,7 @@ objects() {
        "schema=$(q target "SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry'")"
 }
 
-"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start >"$TEST_TMP/out" 2>"$TEST_TMP/err" &
-FP=$!
+ferry_start
 wait_applied ferry 60 || bail "start did not catch up"
 is "$(objects)" "slots=1 pubs=2 origins=1 schema=1" "a running migration has its slot, publications, origin and state"
 

@@ -16,8 +16,7 @@ q source "CREATE TABLE wide (id int PRIMARY KEY $cols);
           CREATE TABLE scratch (id int PRIMARY KEY);
           CREATE TABLE narrow (id int PRIMARY KEY, s varchar(10), c char(4), b bit(3));
           INSERT INTO swap VALUES (1, 1), (2, 2)"
-"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start >"$TEST_TMP/out" 2>"$TEST_TMP/err" &
-FP=$!
+ferry_start
 until [ "$(q target "SELECT phase FROM ferry.migration" 2>/dev/null)" = following ]; do sleep 0.2; done
 
 q source "INSERT INTO wide SELECT g $vals FROM generate_series(1, 500) g; UPDATE wide SET c1 = c1 + 1" >/dev/null

@@ -8,11 +8,8 @@
 . "$(dirname "$0")/../lib/pg.sh"
 SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
 
-pg_start source
-pg_start target
-qf source "$SQL/follow_schema.sql" >/dev/null || bail "schema failed"
-"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start --jobs 2 >"$TEST_TMP/out" 2>"$TEST_TMP/err" &
-FP=$!
+follow_servers
+ferry_start --jobs 2
 wait_following ferry 60; ok $? "ferry start follows"
 
 # 30 new generations of kv's statements: single-row insert, multi-row insert

@@ -9,11 +9,8 @@
 . "$(dirname "$0")/../lib/pg.sh"
 SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
 
-pg_start source
-pg_start target
-qf source "$SQL/follow_schema.sql" >/dev/null || bail "schema failed"
-"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start --jobs 2 >"$TEST_TMP/out" 2>"$TEST_TMP/err" &
-FP=$!
+follow_servers
+ferry_start --jobs 2
 wait_following ferry 60; ok $? "ferry start follows"
 
 # on the target only, and ENABLE ALWAYS so that it fires in apply's replica
@@ -53,8 +50,7 @@ slot=$(QDB=postgres q source "SELECT confirmed_flush_lsn FROM pg_replication_slo
 is "$(q target "SELECT '$slot'::pg_lsn <= '$(applied_position)'::pg_lsn")" t "the slot is not confirmed past the target"
 
 q target "DROP TRIGGER boom ON kv" >/dev/null
-"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start --jobs 2 >>"$TEST_TMP/out" 2>>"$TEST_TMP/err" &
-FP=$!
+ferry_start --jobs 2
 wait_applied ferry 60; ok $? "with the trigger gone, ferry start catches up"
 is "$(db_checksum target)" "$(db_checksum source)" "contents equal: every transaction applied exactly once"
 
@@ -68,8 +64,7 @@ like "$(cat "$TEST_TMP/err")" 'could not apply to the target while updating "pub
    "the error names the statement's kind, its table and the cause"
 is "$(q target "SELECT n FROM kv WHERE id = 7000001")" 0 "the failed update is not applied"
 q target "ALTER TABLE kv DROP CONSTRAINT n_small" >/dev/null
-"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start --jobs 2 >>"$TEST_TMP/out" 2>>"$TEST_TMP/err" &
-FP=$!
+ferry_start --jobs 2
 wait_applied ferry 60; ok $? "with the constraint gone, ferry start catches up again"
 is "$(db_checksum target)" "$(db_checksum source)" "contents equal after the second failure"
 kill -TERM "$FP"; wait "$FP"; is $? 0 "ferry start stops cleanly"

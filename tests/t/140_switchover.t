@@ -6,9 +6,7 @@
 . "$(dirname "$0")/../lib/pg.sh"
 SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
 
-pg_start source
-pg_start target
-qf source "$SQL/follow_schema.sql" >/dev/null || bail "schema failed"
+follow_servers
 # a keyless table (UNIQUE, no primary key: inserts only) that a foreign key references:
 # its re-copy at switchover cannot TRUNCATE it
 q source "CREATE TABLE codes (code text UNIQUE, label text);

@@ -8,15 +8,12 @@
 . "$(dirname "$0")/../lib/pg.sh"
 SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
 
-pg_start source
-pg_start target
-qf source "$SQL/follow_schema.sql" >/dev/null || bail "schema failed"
+follow_servers
 F=("$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN")
 CFG="$TEST_TMP/ferry.yaml"
 
 
-"${F[@]}" start --jobs 2 >"$TEST_TMP/start.out" 2>"$TEST_TMP/start.err" &
-FP=$!
+ferry_start --jobs 2
 wait_following ferry 60
 is "$(migration_phase)" "following" "ferry start follows"
 
@@ -95,5 +92,5 @@ ok $? "the source takes writes"
 is "$(q source "SELECT v FROM kv WHERE id = -5001")" "on target again" "with the target's writes on it"
 
 kill -TERM "$FP"; wait "$FP"
-unlike "$(cat "$TEST_TMP"/start.err "$TEST_TMP"/e*)" "runtime error|LeakSanitizer" "no sanitizer reports"
+unlike "$(cat "$TEST_TMP"/e*)" "runtime error|LeakSanitizer" "no sanitizer reports"
 done_testing
