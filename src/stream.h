@@ -11,7 +11,10 @@
  * apply, time, reply) at least every STREAM_FEEDBACK_MS, whenever a
  * keepalive asks for one (the server drops a receiver that stays silent
  * for wal_sender_timeout), and when a keepalive shows the server sent more
- * than we last reported (see source_next).
+ * than we last reported (see source_next). A keepalive is answered when
+ * apply next waits for the source, not when it is read: the one that
+ * follows a transaction must not delay that transaction's trip to the
+ * target.
  *
  * One thread. Receiving and applying run in the same thread: a separate
  * receiver thread handing each transaction over through a queue cost a
