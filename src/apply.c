@@ -2024,6 +2024,14 @@ apply_main(void *p)
 		status = APPLY_FAILED_CONN;
 		goto done;
 	}
+	/*
+	 * SIGINT/SIGTERM cancel what the target is running: a statement waiting
+	 * for a lock on the target (or a long one) would otherwise hold up the
+	 * stop for as long as it waits. The batch is then abandoned (take_result:
+	 * "apply interrupted") and rolled back when the connection closes; its
+	 * position was not recorded, so the next start applies it again.
+	 */
+	pg_cancel_register(a.conn);
 	if (!setup_session(&a, args->source_encoding) || !load_snapshots(&a) ||
 		PQenterPipelineMode(a.conn) != 1)
 	{
