@@ -164,6 +164,12 @@ ferry_start() {
   FP=$!
 }
 
+# stop_cleanly: SIGTERM to ferry start ($FP): exit 0, no sanitizer report in its log
+stop_cleanly() {
+  kill -TERM "$FP"; wait "$FP"; is $? 0 "ferry start stops cleanly"
+  unlike "$(cat "$TEST_TMP/err")" "runtime error|LeakSanitizer" "no sanitizer reports"
+}
+
 # slot_count NAME: replication slots on that server
 slot_count() { QDB=postgres q "$1" "SELECT count(*) FROM pg_replication_slots"; }
 

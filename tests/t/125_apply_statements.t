@@ -34,6 +34,5 @@ done
 is "$n" 4 "the apply session holds one single-row and one multi-row insert, one update and one delete statement for kv, not one per generation"
 unlike "$(cat "$TEST_TMP/err")" "does not exist" "every statement it drops exists"
 
-kill -TERM "$FP"; wait "$FP"; is $? 0 "ferry start stops cleanly"
-unlike "$(cat "$TEST_TMP/err")" "runtime error|LeakSanitizer" "no sanitizer reports"
+stop_cleanly
 done_testing

@@ -53,6 +53,5 @@ is "$(q target "SELECT count(*) FROM kv WHERE id >= 8000002")" 0 "nothing of the
 ferry_start --jobs 2
 wait_applied ferry 120; ok $? "after the lock, a new ferry start catches up"
 is "$(db_checksum target)" "$(db_checksum source)" "contents equal: every transaction applied exactly once"
-kill -TERM "$FP"; wait "$FP"; is $? 0 "ferry start stops cleanly"
-unlike "$(cat "$TEST_TMP/err")" "runtime error|LeakSanitizer" "no sanitizer reports"
+stop_cleanly
 done_testing
