@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "mem.h"
@@ -78,25 +79,76 @@ const char	STATE_MARK_STEP_SQL[] =
 /* 'ferr' as a 32-bit number: the advisory lock class for ferry */
 #define FERRY_LOCK_CLASS "1718773362"
 
+/*
+ * Take the migration's advisory lock in this session. Held by another
+ * session: if that one is running a statement, wait for it (up to
+ * STATE_LOCK_WAIT_S): a ferry killed a moment ago leaves its session, and
+ * the lock, until the statement it was running ends. An idle holder is a
+ * live ferry: refuse at once. The error names the holder and the fix.
+ */
+#define STATE_LOCK_WAIT_S 15
+
 bool
 state_lock(PGconn *target, const char *name)
 {
 	const char *params[1] = {name};
-	PGresult   *res = pg_query(target, "take the migration lock",
-							   "SELECT pg_catalog.pg_try_advisory_lock(" FERRY_LOCK_CLASS ", pg_catalog.hashtext($1))",
-							   1, params);
-	bool		got;
 
-	if (res == NULL || !pg_check_shape(res, 1, 1, "the advisory lock"))
+	for (int i = 0;; i++)
 	{
+		PGresult   *res = pg_query(target, "take the migration lock",
+								   "SELECT pg_catalog.pg_try_advisory_lock(" FERRY_LOCK_CLASS ", pg_catalog.hashtext($1))",
+								   1, params);
+		bool		got,
+					active;
+		char	   *who;
+
+		if (res == NULL || !pg_check_shape(res, 1, 1, "the advisory lock"))
+		{
+			PQclear(res);
+			return false;
+		}
+		got = PQgetvalue(res, 0, 0)[0] == 't';
+		PQclear(res);
+		if (got)
+			return true;
+		res = pg_query(target, "find the session holding the migration lock",
+					   "SELECT a.pid, a.state = 'active', format('pid %s, application %L, %s for %s s', a.pid,"
+					   " a.application_name, a.state, round(extract(epoch FROM now() - a.state_change)))"
+					   " FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
+					   " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = " FERRY_LOCK_CLASS "::oid"
+					   " AND l.objid = pg_catalog.hashtext($1)::oid AND l.objsubid = 2 LIMIT 1",
+					   1, params);
+		if (res == NULL || !pg_check_shape(res, -1, 3, "the lock holder"))
+		{
+			PQclear(res);
+			return false;
+		}
+		if (PQntuples(res) == 0 && i < 10)
+		{
+			PQclear(res);		/* let go just now: try again */
+			continue;
+		}
+		active = PQntuples(res) == 1 && PQgetvalue(res, 0, 1)[0] == 't';
+		who = xstrdup(PQntuples(res) == 1 ? PQgetvalue(res, 0, 2) : "unknown session");
+		if (active && i < STATE_LOCK_WAIT_S * 10)
+		{
+			if (i == 0)
+				log_info("migration \"%s\" is held by a busy session on the target (%s): waiting up to %d s for it to end "
+						 "(a ferry killed a moment ago keeps its session until the statement it ran finishes)",
+						 name, who, STATE_LOCK_WAIT_S);
+			free(who);
+			PQclear(res);
+			usleep(100000);
+			continue;
+		}
+		log_error("another ferry process is driving migration \"%s\" on this target (its session: %s). "
+				  "Fix: stop that ferry first; if it was killed, its session ends when its statement does, "
+				  "or end it now on the target with SELECT pg_terminate_backend(%s)",
+				  name, who, PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "<pid>");
+		free(who);
 		PQclear(res);
 		return false;
 	}
-	got = PQgetvalue(res, 0, 0)[0] == 't';
-	PQclear(res);
-	if (!got)
-		log_error("another ferry process is already driving migration \"%s\" on this target. Fix: wait for it to finish or stop it first", name);
-	return got;
 }
 
 int

@@ -72,8 +72,42 @@ for round in 1 2 3; do
       --split-tables-larger-than 1MB >/dev/null 2>&1 & wait $! ) 2>/dev/null
   clone; rc=$?
   is "$rc" 0 "random kill round $round (after ${delay}s): the rerun finishes"
+  [ "$rc" = 0 ] || diag "$(tail -5 "$TEST_TMP/err")"
   is "$(db_checksum target)" "$SRC_SUM" "random kill round $round: contents equal"
 done
 wait_temp_slots_gone
 is "$(slot_count source)" "1" "no temporary slot left behind"
+
+# A rerun right after a kill -9 can find the killed ferry's target session
+# still holding the migration lock: the server ends that session only when
+# the statement it was running finishes. A busy holder is waited for; an
+# idle one is a live ferry, refused at once with its pid and the fix.
+LOCK_SQL="SELECT pg_advisory_lock(1718773362, hashtext('ferry'))"
+lock_held() {
+  for _ in $(seq 1 50); do
+    [ "$(q target "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = 1718773362")" = 1 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+reset_all
+"$PGBIN/psql" -XAtq -h "$TARGET_SOCK" -p "$TARGET_PORT" -U postgres app -c "$LOCK_SQL, pg_sleep(2)" >/dev/null 2>&1 &
+HOLDER=$!
+lock_held; ok $? "a busy session holds the migration lock"
+clone; rc=$?
+is "$rc" 0 "clone waits for a busy holder of the migration lock to end, then runs"
+like "$(cat "$TEST_TMP/err")" "held by a busy session on the target \(pid [0-9]+.*waiting up to" "saying what it waits for"
+is "$(db_checksum target)" "$SRC_SUM" "and copies everything"
+wait "$HOLDER"
+reset_all
+{ echo "$LOCK_SQL;"; sleep 4; } | "$PGBIN/psql" -XAtq -h "$TARGET_SOCK" -p "$TARGET_PORT" -U postgres app >/dev/null 2>&1 &
+HOLDER=$!
+lock_held; ok $? "an idle session holds the migration lock"
+t0=$(date +%s)
+clone; rc=$?
+is "$rc" 1 "clone is refused while an idle session (a live ferry) holds the migration lock"
+ok "$([ $(( $(date +%s) - t0 )) -lt 3 ]; echo $?)" "at once"
+like "$(cat "$TEST_TMP/err")" "another ferry process is driving migration \"ferry\" on this target \(its session: pid [0-9]+, application .*idle.*pg_terminate_backend\([0-9]+\)" \
+  "the error names the holding session and the fix"
+wait "$HOLDER"
 done_testing

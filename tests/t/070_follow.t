@@ -56,7 +56,7 @@ is "$(q target "SELECT applied_lsn = pg_replication_origin_progress('ferry', fal
 # a second ferry start for the same migration is refused (ferry start holds the migration's lock)
 "$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start >/dev/null 2>"$TEST_TMP/err-second"; rc=$?
 is "$rc" 1 "a second ferry start for the same migration exits 1"
-like "$(cat "$TEST_TMP/err-second")" "another ferry process is already driving migration" "saying another process drives it"
+like "$(cat "$TEST_TMP/err-second")" "another ferry process is driving migration" "saying another process drives it"
 
 kill -TERM "$FP"; wait "$FP"; rc=$?
 is "$rc" 0 "SIGTERM stops ferry start with exit 0"
