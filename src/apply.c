@@ -477,10 +477,9 @@ take_result(Apply *a, Sent *e, PGresult *res)
 		{
 			char	   *err = pg_result_error_text(res, a->conn);
 			const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-
-			snprintf(a->last_sqlstate, sizeof(a->last_sqlstate), "%s", code ? code : "");
 			char		what[512];
 
+			snprintf(a->last_sqlstate, sizeof(a->last_sqlstate), "%s", code ? code : "");
 			describe_sent(a, e, what, sizeof(what));
 			if (pg_interrupted())
 				log_info("apply interrupted while %s", what);
@@ -2228,7 +2227,7 @@ done:
 	pg_finish(a.conn);
 	atomic_store(&args->shared->status, (int) status);
 	/* the last word to the source: what is durable now */
-	if (a.src.conn && a.src.status == STREAM_RUNNING)
+	if (a.src.status == STREAM_RUNNING)
 		(void) source_keepalive(&a.src, atomic_load(&args->shared->flushed_lsn), caught_up(&a), true);
 	source_finish(&a.src);
 	return NULL;

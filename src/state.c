@@ -79,6 +79,9 @@ const char	STATE_MARK_STEP_SQL[] =
 /* 'ferr' as a 32-bit number: the advisory lock class for ferry */
 #define FERRY_LOCK_CLASS "1718773362"
 
+static const char TRY_LOCK_SQL[] =
+	"SELECT pg_catalog.pg_try_advisory_lock(" FERRY_LOCK_CLASS ", pg_catalog.hashtext($1))";
+
 /*
  * Take the migration's advisory lock in this session. Held by another
  * session: if that one is running a statement, wait for it (up to
@@ -95,10 +98,9 @@ state_lock(PGconn *target, const char *name)
 
 	for (int i = 0;; i++)
 	{
-		PGresult   *res = pg_query(target, "take the migration lock",
-								   "SELECT pg_catalog.pg_try_advisory_lock(" FERRY_LOCK_CLASS ", pg_catalog.hashtext($1))",
-								   1, params);
+		PGresult   *res = pg_query(target, "take the migration lock", TRY_LOCK_SQL, 1, params);
 		bool		got,
+					found,
 					active;
 		char	   *who;
 
@@ -123,13 +125,14 @@ state_lock(PGconn *target, const char *name)
 			PQclear(res);
 			return false;
 		}
-		if (PQntuples(res) == 0 && i < 10)
+		found = PQntuples(res) == 1;
+		if (!found && i < 10)
 		{
 			PQclear(res);		/* let go just now: try again */
 			continue;
 		}
-		active = PQntuples(res) == 1 && PQgetvalue(res, 0, 1)[0] == 't';
-		who = xstrdup(PQntuples(res) == 1 ? PQgetvalue(res, 0, 2) : "unknown session");
+		active = found && PQgetvalue(res, 0, 1)[0] == 't';
+		who = xstrdup(found ? PQgetvalue(res, 0, 2) : "unknown session");
 		if (active && i < STATE_LOCK_WAIT_S * 10)
 		{
 			if (i == 0)
@@ -144,7 +147,7 @@ state_lock(PGconn *target, const char *name)
 		log_error("another ferry process is driving migration \"%s\" on this target (its session: %s). "
 				  "Fix: stop that ferry first; if it was killed, its session ends when its statement does, "
 				  "or end it now on the target with SELECT pg_terminate_backend(%s)",
-				  name, who, PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "<pid>");
+				  name, who, found ? PQgetvalue(res, 0, 0) : "<pid>");
 		free(who);
 		PQclear(res);
 		return false;
@@ -171,9 +174,7 @@ int
 state_lock_held(PGconn *conn, const char *name)
 {
 	const char *params[1] = {name};
-	PGresult   *res = pg_query(conn, "probe the migration lock",
-							   "SELECT pg_catalog.pg_try_advisory_lock(" FERRY_LOCK_CLASS ", pg_catalog.hashtext($1))",
-							   1, params);
+	PGresult   *res = pg_query(conn, "probe the migration lock", TRY_LOCK_SQL, 1, params);
 	int			held;
 
 	if (res == NULL || !pg_check_shape(res, 1, 1, "the advisory lock"))

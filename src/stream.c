@@ -95,8 +95,7 @@ source_next(Source *s, ReplFrame *f, int wait_ms, int fd, uint64_t flushed, bool
 		char	   *buf = NULL;
 		int			n;
 
-		if (repl_now_us() - s->last_feedback_us >= STREAM_FEEDBACK_MS * 1000LL &&
-			!send_feedback(s, flushed, caught_up, false))
+		if (!source_keepalive(s, flushed, caught_up, false))
 			return SOURCE_END;
 		n = PQgetCopyData(s->conn, &buf, 1);
 		if (n == 0)
@@ -173,17 +172,14 @@ source_next(Source *s, ReplFrame *f, int wait_ms, int fd, uint64_t flushed, bool
 			 * received position only in the periodic update, so the slot
 			 * does not run ahead of the target's recorded position by a
 			 * keepalive's worth at every turn (a keepalive's position can lie
-			 * inside a transaction still running on the source).
+			 * inside a transaction still running on the source). The answer
+			 * goes out when we next wait for the source, not now: the
+			 * keepalive usually follows a transaction's Commit, and that
+			 * transaction should reach the target first (the send wakes the
+			 * walsender, which on a busy machine may take the core from us).
 			 */
 			if (f->reply_requested || ahead)
 			{
-				/*
-				 * The answer goes out when we next wait for the source, not
-				 * now: the keepalive usually follows a transaction's Commit,
-				 * and that transaction should reach the target first (the
-				 * send wakes the walsender, which on a busy machine may take
-				 * the core from us).
-				 */
 				s->reply_owed = true;
 				s->reply_requested |= f->reply_requested;
 			}

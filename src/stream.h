@@ -47,7 +47,6 @@
 typedef enum StreamStatus
 {
 	STREAM_RUNNING = 0,
-	STREAM_STOPPED,				/* stop requested */
 	STREAM_FAILED_CONN,			/* connection lost or refused: retry */
 	STREAM_FAILED,				/* the server refused the stream: stop */
 } StreamStatus;

@@ -17,7 +17,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export PGCONNECT_TIMEOUT=10
 unset PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD FERRY_SOURCE FERRY_TARGET FERRY_NAME
 
-TESTS_SQL=$(cd "$(dirname "${BASH_SOURCE[0]}")/../sql" && pwd)
+SQL=$(cd "$(dirname "${BASH_SOURCE[0]}")/../sql" && pwd)   # tests/sql: fixtures and load scripts
 TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/ferry-test.XXXXXX")
 chmod 755 "$TEST_TMP"
 PG_SERVERS=""
@@ -154,7 +154,7 @@ SQL
 follow_servers() {
   pg_start source "$@"
   pg_start target
-  qf source "$TESTS_SQL/follow_schema.sql" >/dev/null || bail "schema failed"
+  qf source "$SQL/follow_schema.sql" >/dev/null || bail "schema failed"
 }
 
 # ferry_start [OPTION...]: `ferry start OPTION...` in the background, its pid
@@ -162,6 +162,12 @@ follow_servers() {
 ferry_start() {
   "$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" start "$@" >>"$TEST_TMP/out" 2>>"$TEST_TMP/err" &
   FP=$!
+}
+
+# start_following: ferry_start --jobs 2, and assert that it reaches "following"
+start_following() {
+  ferry_start --jobs 2
+  wait_following ferry 60; ok $? "ferry start follows"
 }
 
 # stop_cleanly: SIGTERM to ferry start ($FP): exit 0, no sanitizer report in its log

@@ -4,7 +4,6 @@
 # keys do not fire on the target; stop with SIGTERM is clean.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/pg.sh"
-SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
 
 follow_servers
 # a replication origin named like the migration, left far ahead by something

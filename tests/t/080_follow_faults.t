@@ -4,7 +4,6 @@
 # lost or applied twice, and the slot never moves past what the target has.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/pg.sh"
-SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
 
 pg_start source
 # a lazy WAL writer keeps async commits unflushed for seconds: the crash test below

@@ -4,7 +4,6 @@
 # and does not mistake replication lag for differences while ferry start runs.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/pg.sh"
-SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
 
 follow_servers
 # a keyed table with a dropped column (so attnums differ on the target), a

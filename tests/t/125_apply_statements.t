@@ -6,11 +6,9 @@
 # pg_log_backend_memory_contexts (one CachedPlanSource per prepared statement).
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/pg.sh"
-SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
 
 follow_servers
-ferry_start --jobs 2
-wait_following ferry 60; ok $? "ferry start follows"
+start_following
 
 # 30 new generations of kv's statements: single-row insert, multi-row insert
 # (150 rows: one batch of 100 and single rows), update and delete each time

@@ -7,11 +7,9 @@
 # the cause is gone, a new `ferry start` applies everything exactly once.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/pg.sh"
-SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
 
 follow_servers
-ferry_start --jobs 2
-wait_following ferry 60; ok $? "ferry start follows"
+start_following
 
 # on the target only, and ENABLE ALWAYS so that it fires in apply's replica
 # mode: fails at COMMIT, half a second late, so that the transactions behind

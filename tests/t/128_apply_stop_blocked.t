@@ -8,8 +8,7 @@
 . "$(dirname "$0")/../lib/pg.sh"
 
 follow_servers
-ferry_start --jobs 2
-wait_following ferry 60; ok $? "ferry start follows"
+start_following
 q source "INSERT INTO kv VALUES (8000001, 'before', 0)" >/dev/null
 wait_applied ferry 60; ok $? "a transaction before the lock is applied"
 

@@ -4,7 +4,6 @@
 # application's writes land on the target and come back on rollback.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/pg.sh"
-SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
 
 follow_servers
 # a keyless table (UNIQUE, no primary key: inserts only) that a foreign key references:

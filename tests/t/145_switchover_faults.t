@@ -7,7 +7,6 @@
 # running ferry start.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/pg.sh"
-SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
 
 pg_start source "max_prepared_transactions = 5"
 pg_start target

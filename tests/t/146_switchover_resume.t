@@ -6,7 +6,6 @@
 # revoke must record the roles before it takes their LOGIN.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/pg.sh"
-SQL="$(cd "$(dirname "$0")/../sql" && pwd)"
 
 follow_servers
 F=("$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN")
