@@ -953,14 +953,24 @@ flush_unknown(const Apply *a)
 }
 
 /*
- * Everything received so far is applied and durable (nothing open, nothing
- * in flight, nothing rolled back): the source may then be told it has all
- * of it (stream.h).
+ * The one rule for confirming more than flushed_lsn: may the source be told
+ * it has everything received so far (the stream's position, which runs
+ * ahead of the last applied transaction over WAL that holds nothing for
+ * us)? Only when everything received is applied and durable: nothing open,
+ * nothing in flight, nothing read ahead, nothing whose flush is unknown,
+ * and nothing failed or rolled back in this apply session. The last two are
+ * sticky (pipe_failed and aborted are never reset): after a failure or a
+ * cancel (a stop while the target made apply wait) the sent list is
+ * cleared and no batch is open, which looks idle, but what was received may
+ * not be on the target. Every feedback passes through here (stream.h's
+ * send_feedback confirms `received` only when this is true), including the
+ * last word after the loop.
  */
 static bool
 caught_up(const Apply *a)
 {
-	return !a->in_batch && !a->in_src_txn && a->nsent == 0 && !a->aborted && !a->stashed && !flush_unknown(a);
+	return !a->pipe_failed && !a->aborted && !a->in_batch && !a->in_src_txn && a->nsent == 0 &&
+		!a->stashed && !flush_unknown(a);
 }
 
 /*
@@ -2200,7 +2210,12 @@ apply_main(void *p)
 			break;
 		}
 	}
-	if (status != APPLY_STOPPED && a.conn)
+	/*
+	 * A failure, or a stop that cancelled a statement (take_result: "apply
+	 * interrupted", fail_status APPLY_STOPPED): roll back whatever the
+	 * target still holds open; caught_up() stays false from here on.
+	 */
+	if ((status != APPLY_STOPPED || a.pipe_failed) && a.conn)
 		abort_batch(&a);
 
 done:
