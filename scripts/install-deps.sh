@@ -5,9 +5,9 @@
 set -euo pipefail
 
 BUILD_PKGS="gcc make pkg-config libpq-dev libyaml-dev libjansson-dev libmicrohttpd-dev"
-# rsync: files: entries (switchover); man-db and groff-base: tests/t/136_docs.t
+# rsync: files: entries (switchover); python3-psycopg2: a real driver writes through the freeze (147); man-db and groff-base: tests/t/136_docs.t
 # renders the manual page; curl scrapes metrics; systemd: systemd-analyze verify
-TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib perl util-linux procps python3 rsync man-db groff-base curl systemd"
+TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib perl util-linux procps python3 rsync man-db groff-base curl systemd python3-psycopg2"
 BENCH_PKGS="pgcopydb time"
 
 want="$BUILD_PKGS $TEST_PKGS"

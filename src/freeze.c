@@ -13,6 +13,7 @@
 #include "hooks.h"
 #include "log.h"
 #include "pgsql.h"
+#include "publication.h"
 
 /* The database-wide (any role) setting of default_transaction_read_only. */
 static const char PRIOR_SQL[] =
@@ -41,9 +42,42 @@ static const char PRIOR_SQL[] =
 	"   AND a.backend_type = 'client backend'" \
 	"   AND NOT (a.application_name LIKE 'ferry%' AND a.usename = current_user)"
 
+/*
+ * Can this user see and end the application's sessions? Without
+ * pg_read_all_stats, pg_stat_activity hides other roles' backend_type (the
+ * freeze then ended nobody); without pg_signal_backend it may not end them;
+ * a superuser's session only a superuser may end.
+ */
+static const char SESSION_RIGHTS_SQL[] =
+	"SELECT r.rolsuper OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE'),"
+	"       r.rolsuper OR pg_catalog.pg_has_role('pg_signal_backend', 'USAGE'),"
+	"       (SELECT pg_catalog.string_agg(pg_catalog.format('pid %s (%s, %s)', a.pid, a.usename, a.application_name), ', ')"
+	"          FROM pg_catalog.pg_stat_activity a JOIN pg_catalog.pg_roles x ON x.oid = a.usesysid"
+	"         WHERE a.datname = pg_catalog.current_database() AND a.pid <> pg_catalog.pg_backend_pid()"
+	"           AND x.rolsuper AND NOT r.rolsuper AND a.application_name NOT LIKE 'ferry%')"
+	"  FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
+
+/*
+ * The fence's tables: those of the migration's two publications ($1), as
+ * quoted names; how many of them this user may not lock in EXCLUSIVE mode
+ * (that takes UPDATE, DELETE or TRUNCATE), and which.
+ */
+static const char FENCE_TABLES_SQL[] =
+	"SELECT pg_catalog.string_agg(q, ', ' ORDER BY q),"
+	"       pg_catalog.count(*) FILTER (WHERE NOT may),"
+	"       pg_catalog.string_agg(q, ', ' ORDER BY q) FILTER (WHERE NOT may)"
+	"  FROM (SELECT q, pg_catalog.has_table_privilege(q, 'UPDATE, DELETE, TRUNCATE') AS may"
+	"          FROM (SELECT DISTINCT pg_catalog.quote_ident(schemaname) || '.' || pg_catalog.quote_ident(tablename) AS q"
+	"                  FROM pg_catalog.pg_publication_tables"
+	"                 WHERE pubname IN ($1::text, $1::text || '" PUBLICATION_INSERT_ONLY_SUFFIX "')) p) t";
+
+#define FENCE_LOCK_TIMEOUT "1s"
+
 void
 freeze_release_record(Freeze *fz)
 {
+	pg_finish(fz->fence);
+	free(fz->pubname);
 	free(fz->mode);
 	free(fz->dbname);
 	free(fz->prior);
@@ -52,8 +86,54 @@ freeze_release_record(Freeze *fz)
 	memset(fz, 0, sizeof(*fz));
 }
 
+/*
+ * Before anything is frozen: can this user end the application's sessions
+ * and take the fence on `side`? False (logged with the GRANT that fixes
+ * it) when not.
+ */
+static bool
+freeze_rights(PGconn *conn, const char *side, const char *pubname)
+{
+	PGresult   *res = pg_query(conn, "check what the freeze may do", SESSION_RIGHTS_SQL, 0, NULL);
+	bool		ok = false;
+
+	if (res == NULL || !pg_check_shape(res, 1, 3, "the freeze's rights"))
+		goto done;
+	if (PQgetvalue(res, 0, 0)[0] != 't' || PQgetvalue(res, 0, 1)[0] != 't')
+	{
+		log_error("on the %s, the ferry user cannot %s the application's sessions, so the freeze could not end them and their writes would go on. Fix: GRANT %s TO %s (or run as a superuser)",
+				  side, PQgetvalue(res, 0, 0)[0] != 't' ? "see" : "end",
+				  PQgetvalue(res, 0, 0)[0] != 't' && PQgetvalue(res, 0, 1)[0] != 't' ? "pg_read_all_stats, pg_signal_backend" :
+				  PQgetvalue(res, 0, 0)[0] != 't' ? "pg_read_all_stats" : "pg_signal_backend",
+				  PQuser(conn));
+		goto done;
+	}
+	if (!PQgetisnull(res, 0, 2))
+	{
+		log_error("on the %s, superuser sessions are connected that the ferry user may not end: %s. Fix: close them before the switchover, or run it as a superuser",
+				  side, PQgetvalue(res, 0, 2));
+		goto done;
+	}
+	PQclear(res);
+	res = pg_query(conn, "list the tables to fence", FENCE_TABLES_SQL, 1, &pubname);
+	if (res == NULL || !pg_check_shape(res, 1, 3, "the fence's tables"))
+		goto done;
+	if (strcmp(PQgetvalue(res, 0, 1), "0") != 0)
+	{
+		log_error("on the %s, the ferry user may not lock %s published tables (%.200s), which the freeze needs to hold every write, a session's BEGIN READ WRITE too (ferry writes nothing to them). Fix: GRANT pg_write_all_data TO %s (PostgreSQL 14+), or GRANT UPDATE ON those tables TO %s",
+				  side, PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2), PQuser(conn), PQuser(conn));
+		goto done;
+	}
+	ok = true;
+
+done:
+	PQclear(res);
+	return ok;
+}
+
 bool
-freeze_prepare(PGconn *conn, const FerryConfig *cfg, const char *mode, const char *side, Freeze *fz)
+freeze_prepare(PGconn *conn, const FerryConfig *cfg, const char *mode, const char *side,
+			   const char *pubname, Freeze *fz)
 {
 	PGresult   *res = pg_query(conn, "read the database's settings", PRIOR_SQL, 0, NULL);
 	bool		ok = false;
@@ -124,6 +204,9 @@ freeze_prepare(PGconn *conn, const FerryConfig *cfg, const char *mode, const cha
 		log_error("unknown freeze mode \"%s\". Fix: use readonly, revoke or hook", mode);
 		goto done;
 	}
+	if (strcmp(mode, "hook") != 0 && !freeze_rights(conn, side, pubname))
+		goto done;
+	fz->pubname = xstrdup(pubname);
 	ok = true;
 
 done:
@@ -189,8 +272,118 @@ done:
 	return ok;
 }
 
+/*
+ * A prepared transaction survives the freeze (ending sessions does not end
+ * it) and could commit after the drain: its changes would never reach the
+ * other side. Checked before freezing and again once frozen (one could have
+ * been prepared in between, by a pre_freeze hook or the application).
+ */
 bool
-freeze_apply(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *fz, int timeout_ms)
+freeze_no_prepared_xacts(PGconn *conn, const char *side)
+{
+	PGresult   *res = pg_query(conn, "look for prepared transactions",
+								"SELECT count(*) FROM pg_catalog.pg_prepared_xacts WHERE database = pg_catalog.current_database()",
+								0, NULL);
+	bool		ok = res != NULL && strcmp(PQgetvalue(res, 0, 0), "0") == 0;
+
+	if (res != NULL && !ok)
+		log_error("the %s database has %s prepared transactions: they would commit after the freeze and be lost. Fix: COMMIT PREPARED or ROLLBACK PREPARED them first (pg_prepared_xacts)",
+				  side, PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return ok;
+}
+
+/* End the sessions the mode freezes: every client's (readonly), the application roles' (revoke). */
+static bool
+end_frozen_sessions(PGconn *conn, const FerryConfig *cfg, const char *side, const Freeze *fz, int timeout_ms)
+{
+	char	   *arr;
+	bool		ok;
+
+	if (strcmp(fz->mode, "revoke") != 0)
+		return end_sessions(conn, side, "", 0, NULL, timeout_ms);
+	arr = pg_text_array(&cfg->freeze_roles);
+	ok = end_sessions(conn, side, " AND a.usename = ANY ($1::text[])", 1, (const char *[]) {arr}, timeout_ms);
+	free(arr);
+	return ok;
+}
+
+/*
+ * Take the fence (freeze.h): a new session from `conninfo` that locks every
+ * published table IN EXCLUSIVE MODE and stays in that transaction. A
+ * writer that got in since its session was ended holds the lock up: after
+ * FENCE_LOCK_TIMEOUT the sessions are ended again and the lock retried,
+ * until timeout_ms. On success fz->fence holds the locks; false (logged)
+ * otherwise.
+ */
+static bool
+fence_take(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const char *side, Freeze *fz, int timeout_ms)
+{
+	PGresult   *res = pg_query(conn, "list the tables to fence", FENCE_TABLES_SQL, 1, (const char *[]) {fz->pubname});
+	char	   *lock = NULL;
+	bool		ok = false;
+
+	if (res == NULL || !pg_check_shape(res, 1, 3, "the fence's tables"))
+		goto done;
+	if (PQgetisnull(res, 0, 0))
+	{
+		ok = true;				/* nothing published, nothing to hold */
+		goto done;
+	}
+	/* a prepared transaction holds its locks with no session to end: the fence would wait in vain */
+	if (!freeze_no_prepared_xacts(conn, side))
+		goto done;
+	lock = xasprintf("LOCK TABLE %s IN EXCLUSIVE MODE", PQgetvalue(res, 0, 0));
+	fz->fence = pg_connect(conninfo, side, PG_CONN_SQL, NULL);
+	if (fz->fence == NULL ||
+		!pg_exec(fz->fence, "set up the fence", "SET lock_timeout = '" FENCE_LOCK_TIMEOUT "'"))
+		goto done;
+	for (int waited = 0;; waited += 1000)
+	{
+		PGresult   *r;
+		const char *code;
+
+		if (!pg_exec(fz->fence, "begin the fence", "BEGIN"))
+			goto done;
+		r = PQexec(fz->fence, lock);
+		if (PQresultStatus(r) == PGRES_COMMAND_OK)
+		{
+			PQclear(r);
+			break;
+		}
+		code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+		if (code == NULL || strcmp(code, "55P03") != 0 || waited >= timeout_ms || pg_interrupted())
+		{
+			char	   *e = pg_result_error_text(r, fz->fence);
+
+			log_error("could not lock the published tables on the %s to hold their writes: %s", side, e);
+			free(e);
+			PQclear(r);
+			goto done;
+		}
+		PQclear(r);
+		log_info("writers still hold locks on the %s: ending their sessions again", side);
+		if (!pg_exec(fz->fence, "retry the fence", "ROLLBACK") ||
+			!end_frozen_sessions(conn, cfg, side, fz, timeout_ms - waited))
+			goto done;
+	}
+	log_info("holding every write to the published tables on the %s", side);
+	ok = true;
+
+done:
+	PQclear(res);
+	free(lock);
+	if (!ok)
+	{
+		pg_finish(fz->fence);
+		fz->fence = NULL;
+	}
+	return ok;
+}
+
+bool
+freeze_apply(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const char *side, Freeze *fz,
+			 int timeout_ms)
 {
 	PGresult   *res = pg_query(conn, "read the server time", "SELECT pg_catalog.clock_timestamp()::text", 0, NULL);
 
@@ -209,36 +402,48 @@ freeze_apply(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *fz,
 	{
 		if (!alter_database(conn, fz->dbname, "on"))
 			return false;
-		return end_sessions(conn, side, "", 0, NULL, timeout_ms);
 	}
-	/* revoke: the roles freeze_prepare() recorded as able to log in */
-	for (int i = 0; i < fz->revoked.n; i++)
+	else
 	{
-		char	   *qr = pg_quote_ident(fz->revoked.items[i]);
-		char	   *sql = xasprintf("ALTER ROLE %s NOLOGIN", qr);
-		bool		ok = pg_exec(conn, "revoke the application's login", sql);
+		/* revoke: the roles freeze_prepare() recorded as able to log in */
+		for (int i = 0; i < fz->revoked.n; i++)
+		{
+			char	   *qr = pg_quote_ident(fz->revoked.items[i]);
+			char	   *sql = xasprintf("ALTER ROLE %s NOLOGIN", qr);
+			bool		ok = pg_exec(conn, "revoke the application's login", sql);
 
-		free(sql);
-		free(qr);
-		if (!ok)
-			return false;
+			free(sql);
+			free(qr);
+			if (!ok)
+				return false;
+		}
+		fault_point("freeze.after-revoke");
 	}
-	fault_point("freeze.after-revoke");
-	{
-		char	   *arr = pg_text_array(&cfg->freeze_roles);
-		const char *params[1] = {arr};
-		bool		ok;
-
-		ok = end_sessions(conn, side, " AND a.usename = ANY ($1::text[])", 1, params, timeout_ms);
-		free(arr);
-		return ok;
-	}
+	return end_frozen_sessions(conn, cfg, side, fz, timeout_ms) &&
+		fence_take(conn, conninfo, cfg, side, fz, timeout_ms);
 }
 
 bool
-freeze_release(PGconn *conn, const FerryConfig *cfg, const char *side, const Freeze *fz)
+freeze_hand_over(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *fz)
 {
 	bool		ok = true;
+
+	if (fz->fence == NULL)
+		return true;
+	ok = end_frozen_sessions(conn, cfg, side, fz, 5000);
+	pg_finish(fz->fence);
+	fz->fence = NULL;
+	return ok;
+}
+
+bool
+freeze_release(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *fz)
+{
+	bool		ok = true;
+
+	/* writers queued behind the fence go on: the side is the primary again */
+	pg_finish(fz->fence);
+	fz->fence = NULL;
 
 	if (strcmp(fz->mode, "hook") == 0)
 	{

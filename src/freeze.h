@@ -13,9 +13,31 @@
  *             can log in, then end their sessions on that database.
  *   hook      the user's `freeze` hook; `unfreeze` undoes it.
  *
+ * The fence (readonly and revoke). Neither mode alone stops every write: a
+ * session may override a read-only database for itself (BEGIN READ WRITE,
+ * as psycopg2's set_session(readonly=False) sends; SET
+ * default_transaction_read_only = off), and sessions that connect again
+ * while the switch is under way may do so. So, once the application's
+ * sessions are ended, a ferry session (the fence) takes
+ * LOCK TABLE ... IN EXCLUSIVE MODE on every table of the migration's
+ * publications (partitions included) and holds it until the switch is done
+ * or undone: EXCLUSIVE conflicts with every write lock, superusers' too,
+ * and still lets ferry and everyone read. Taking it waits for the writers
+ * that slipped in (a lock_timeout, their sessions ended again, retried).
+ * At the switch (freeze_hand_over), every session still on the frozen side
+ * is ended while the fence holds (those queued behind it included, so a
+ * pool reconnects, to the new primary), then the fence is let go. The
+ * fence needs a lock privilege (UPDATE, DELETE or TRUNCATE) on each table,
+ * and ending sessions needs to see and signal them (pg_read_all_stats and
+ * pg_signal_backend, or superuser): freeze_prepare() refuses, before
+ * anything is frozen, with the GRANT that fixes it, instead of a freeze
+ * that would silently end nobody.
+ *
  * Invariant: once freeze_apply() returns true, every transaction that
- * wrote to the database has ended (committed or rolled back), so a
- * sentinel emitted afterwards is behind every change the application made.
+ * wrote to the database has ended (committed or rolled back) and no new
+ * one can commit a write to a published table until freeze_hand_over() or
+ * freeze_release(), so a sentinel emitted afterwards is behind every change
+ * the application made.
  *
  * Unfreezing restores exactly what was there (the database's earlier
  * setting, only the logins ferry revoked) and ends sessions that connected
@@ -42,6 +64,9 @@ typedef struct Freeze
 	char	   *prior;			/* readonly: its earlier default_transaction_read_only, or NULL */
 	StrList		revoked;		/* revoke: roles ferry takes LOGIN from (those that had it at freeze_prepare) */
 	char	   *frozen_at;		/* server time the freeze began, owned */
+	/* not saved: this process's own */
+	char	   *pubname;		/* the fence locks this publication's tables (and NAME_insert_only's) */
+	PGconn	   *fence;			/* holds the fence's locks, or NULL */
 } Freeze;
 
 /*
@@ -49,16 +74,33 @@ typedef struct Freeze
  * (reads the current setting or the roles' LOGIN); nothing changes yet.
  * False (logged with a fix) when this user cannot freeze that way.
  */
-bool		freeze_prepare(PGconn *conn, const FerryConfig *cfg, const char *mode, const char *side, Freeze *fz);
+bool		freeze_prepare(PGconn *conn, const FerryConfig *cfg, const char *mode, const char *side,
+						   const char *pubname, Freeze *fz);
 
 /*
- * Freeze writes; wait up to timeout_ms for the ended sessions to go.
+ * Freeze writes; wait up to timeout_ms for the ended sessions to go and
+ * the fence to be taken (a new session from `conninfo`, held in fz->fence).
  * False (logged) on failure: the caller then calls freeze_release().
  */
-bool		freeze_apply(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *fz, int timeout_ms);
+bool		freeze_apply(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const char *side,
+						 Freeze *fz, int timeout_ms);
+
+/*
+ * The switch is done and the frozen side stays frozen: end every session
+ * still on it but ferry's (queued behind the fence or connected meanwhile),
+ * then let the fence go. False (logged) if a session could not be ended.
+ */
+bool		freeze_hand_over(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *fz);
 
 /* Undo freeze_apply (also after a partial one). False (logged) on failure. */
-bool		freeze_release(PGconn *conn, const FerryConfig *cfg, const char *side, const Freeze *fz);
+bool		freeze_release(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *fz);
+
+/*
+ * No prepared transaction on conn's database? One survives a freeze (it
+ * has no session to end) and could commit after the drain. False (logged
+ * with the fix) if there is one.
+ */
+bool		freeze_no_prepared_xacts(PGconn *conn, const char *side);
 
 char	   *freeze_to_json(const Freeze *fz);
 bool		freeze_from_json(const char *json, Freeze *fz);

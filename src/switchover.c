@@ -253,26 +253,6 @@ check_passes(const FerryConfig *cfg)
 }
 
 /* Preconditions on both servers; false (logged with the fix). */
-/*
- * A prepared transaction survives the freeze (ending sessions does not end
- * it) and could commit after the drain: its changes would never reach the
- * other side. Checked before freezing and again once frozen (one could have
- * been prepared in between, by a pre_freeze hook or the application).
- */
-static bool
-no_prepared_xacts(PGconn *conn, const char *side)
-{
-	PGresult   *res = pg_query(conn, "look for prepared transactions",
-								"SELECT count(*) FROM pg_catalog.pg_prepared_xacts WHERE database = pg_catalog.current_database()",
-								0, NULL);
-	bool		ok = res != NULL && strcmp(PQgetvalue(res, 0, 0), "0") == 0;
-
-	if (res != NULL && !ok)
-		log_error("the %s database has %s prepared transactions: they would commit after the freeze and be lost. Fix: COMMIT PREPARED or ROLLBACK PREPARED them first (pg_prepared_xacts)",
-				  side, PQgetvalue(res, 0, 0));
-	PQclear(res);
-	return ok;
-}
 
 static bool
 preconditions(Sw *s)
@@ -300,7 +280,7 @@ preconditions(Sw *s)
 	}
 	PQclear(res);
 	res = NULL;
-	if (!no_prepared_xacts(s->src, "source"))
+	if (!freeze_no_prepared_xacts(s->src, "source"))
 		goto done;
 	/* background workers (a subscription's apply, a scheduler) are not ended by the freeze */
 	PQclear(res);
@@ -797,7 +777,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 	/* 1. preconditions */
 	log_info("step 1/10: preconditions");
 	if (!preconditions(&s) ||
-		!freeze_prepare(s.src, cfg, cfg->freeze_mode, "source", &s.fz) ||
+		!freeze_prepare(s.src, cfg, cfg->freeze_mode, "source", cfg->name, &s.fz) ||
 		!follower_ensure(&s.fol, s.tgt, cfg, false) ||
 		!wait_lag_ok(&s))
 		goto done;
@@ -817,11 +797,11 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 	s.freeze_saved = true;
 	t_freeze = now_s();
 	s.frozen = true;
-	if (!freeze_apply(s.src, cfg, "source", &s.fz, (int) ((s.deadline - now_s()) * 1000)))
+	if (!freeze_apply(s.src, cfg->source, cfg, "source", &s.fz, (int) ((s.deadline - now_s()) * 1000)))
 		goto abort;
 	save_freeze(s.tgt, cfg->name, "source_freeze", &s.fz);	/* with the roles revoked */
 	fault_point("switchover.after-freeze");
-	if (!no_prepared_xacts(s.src, "source"))
+	if (!freeze_no_prepared_xacts(s.src, "source"))
 		goto abort;
 	log_info("source frozen in %.3f s", now_s() - t_freeze);
 
@@ -885,6 +865,19 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 		log_error("%s before the switch. Fix: run ferry switchover again", pg_interrupted() ? "interrupted" : "--timeout reached");
 		goto abort;
 	}
+	/*
+	 * The last word from the stream before the switch: a second sentinel,
+	 * applied, shows that whatever reached the source since the first (the
+	 * fence lets nothing through; a hook's freeze might) is on the target.
+	 */
+	if (!emit(s.src, SWITCHOVER_SENTINEL_PREFIX, cfg->name, &sentinel) ||
+		(r = wait_applied(s.tgt, cfg->name, sentinel, s.deadline, &s.fol)) != 1)
+	{
+		if (r == 0)
+			log_error("the target did not apply the source's last changes before the switch within --timeout %d s. Fix: see ferry status, then try again",
+					  cfg->timeout);
+		goto abort;
+	}
 
 	/* 10. switch */
 	log_info("step 10/10: switch hook");
@@ -893,6 +886,9 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 		log_warn("if the switch hook pointed part of the application at the target, writes it made there are not on the source");
 		goto abort;
 	}
+	/* end what connected during the freeze (a pool reconnects, to the target now), then drop the fence */
+	if (!freeze_hand_over(s.src, cfg, "source", &s.fz))
+		log_warn("some sessions on the source could not be ended after the switch: they may write there (see above)");
 	rep->window_seconds = now_s() - t_freeze;
 	{
 		char		w[32];
@@ -1024,7 +1020,8 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	/* 1. the reverse follower and the target's freeze */
 	log_info("step 1/6: preconditions");
 	if ((s.fz.mode == NULL &&
-		 !freeze_prepare(s.tgt, cfg, strcmp(cfg->freeze_mode, "hook") == 0 ? "hook" : cfg->freeze_mode, "target", &s.fz)) ||
+		 !freeze_prepare(s.tgt, cfg, strcmp(cfg->freeze_mode, "hook") == 0 ? "hook" : cfg->freeze_mode, "target",
+						 s.rcfg->name, &s.fz)) ||
 		!follower_ensure(&s.fol, s.src, s.rcfg, true))
 		goto done;
 
@@ -1035,11 +1032,13 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 		goto done;
 	t_freeze = now_s();
 	s.frozen = true;
-	if (!freeze_apply(s.tgt, cfg, "target", &s.fz, (int) ((s.deadline - now_s()) * 1000)))
+	if (s.fz.pubname == NULL)
+		s.fz.pubname = xstrdup(s.rcfg->name);	/* a record carried on from an interrupted rollback */
+	if (!freeze_apply(s.tgt, cfg->target, cfg, "target", &s.fz, (int) ((s.deadline - now_s()) * 1000)))
 		goto abort;
 	save_freeze(s.tgt, cfg->name, "target_freeze", &s.fz);
 	fault_point("rollback.after-freeze");
-	if (!no_prepared_xacts(s.tgt, "target"))
+	if (!freeze_no_prepared_xacts(s.tgt, "target"))
 		goto abort;
 
 	/* 3. drain the reverse stream into the source */
@@ -1078,6 +1077,8 @@ unfreeze_source:
 	log_info("step 6/6: rollback hook");
 	if (!hook_run(cfg, "rollback"))
 		log_error("the rollback hook failed: the source takes writes again, but the application may still point at the target (which is read-only). Fix: point it at the source by hand");
+	if (!freeze_hand_over(s.tgt, cfg, "target", &s.fz))
+		log_warn("some sessions on the target could not be ended after the rollback: they may write there (see above)");
 	rep->window_seconds = now_s() - t_freeze;
 	{
 		char		w[32];
