@@ -118,7 +118,7 @@ classify_publication(PGconn *src, const FerryConfig *cfg, const TableList *table
 				ins = {NULL, 0, 0};
 	unsigned int *oids = xcalloc((size_t) tables->n + 1, sizeof(unsigned int));
 	char	   *arr;
-	char	   *sql = xasprintf(PUBLISHED_AS_SQL_FMT, PQserverVersion(src) >= 130000
+	char	   *sql = xasprintf(PUBLISHED_AS_SQL_FMT, PQserverVersion(src) >= PUBLICATION_VIA_ROOT_MIN_VERSION
 								? "CASE WHEN c.relispartition THEN pg_catalog.pg_partition_root(c.oid) ELSE c.oid END"
 								: "c.oid");
 	const char *params[1];
