@@ -408,11 +408,15 @@ target_is_empty(Clone *c)
  * each dumped permanent table, or its partition root, is published, and
  * nothing else. Both come from the same filters; this guards the corners
  * where ferry's reading of pg_dump's patterns and pg_dump's own could differ.
+ * Where roots are published (PUBLICATION_VIA_ROOT_MIN_VERSION) a dumped
+ * partitioned table counts too: one with no partition yet has nothing to
+ * copy, but is published so that the partitions made later are followed.
+ * %s: the partition root expression; the relkinds that count as dumped.
  */
 static const char PUBLICATION_COVERAGE_SQL_FMT[] =
 	"WITH dumped AS ("
 	"  SELECT c.oid, %s AS root FROM pg_catalog.pg_class c"
-	"   WHERE c.oid = ANY ($1::pg_catalog.oid[]) AND c.relkind = 'r' AND c.relpersistence = 'p'),"
+	"   WHERE c.oid = ANY ($1::pg_catalog.oid[]) AND c.relkind IN (%s) AND c.relpersistence = 'p'),"
 	" pub AS ("
 	"  SELECT pg_catalog.to_regclass(pg_catalog.quote_ident(schemaname) || '.' || pg_catalog.quote_ident(tablename))::pg_catalog.oid AS oid"
 	"    FROM pg_catalog.pg_publication_tables WHERE pubname IN ($2, $3))"
@@ -428,7 +432,8 @@ publication_covers_dump(Clone *c)
 	const char *arr = c->dump_oids;
 	char	   *insn = xasprintf("%s%s", c->cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
 	char	   *sql = xasprintf(PUBLICATION_COVERAGE_SQL_FMT,
-								PQserverVersion(c->src) >= 120000 ? "pg_catalog.pg_partition_root(c.oid)" : "c.oid");
+								PQserverVersion(c->src) >= 120000 ? "pg_catalog.pg_partition_root(c.oid)" : "c.oid",
+								PQserverVersion(c->src) >= PUBLICATION_VIA_ROOT_MIN_VERSION ? "'r', 'p'" : "'r'");
 	const char *params[3] = {arr, c->cfg->name, insn};
 	PGresult   *res = pg_query(c->src, "compare the publications with the schema dump", sql, 3, params);
 	bool		ok = res != NULL && PQntuples(res) == 0;
