@@ -54,7 +54,8 @@ static const char SESSION_RIGHTS_SQL[] =
 	"       (SELECT pg_catalog.string_agg(pg_catalog.format('pid %s (%s, %s)', a.pid, a.usename, a.application_name), ', ')"
 	"          FROM pg_catalog.pg_stat_activity a JOIN pg_catalog.pg_roles x ON x.oid = a.usesysid"
 	"         WHERE a.datname = pg_catalog.current_database() AND a.pid <> pg_catalog.pg_backend_pid()"
-	"           AND x.rolsuper AND NOT r.rolsuper AND a.application_name NOT LIKE 'ferry%')"
+	"           AND x.rolsuper AND NOT r.rolsuper"
+	"           AND NOT (a.application_name LIKE 'ferry%' AND a.usename = current_user))"
 	"  FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
 
 /*
