@@ -72,7 +72,9 @@ static const char FENCE_TABLES_SQL[] =
 	"                  FROM pg_catalog.pg_publication_tables"
 	"                 WHERE pubname IN ($1::text, $1::text || '" PUBLICATION_INSERT_ONLY_SUFFIX "')) p) t";
 
-#define FENCE_LOCK_TIMEOUT "1s"
+#define FENCE_LOCK_TIMEOUT_MS 1000
+#define FENCE_STR_(x) #x
+#define FENCE_STR(x) FENCE_STR_(x)
 
 void
 freeze_release_record(Freeze *fz)
@@ -96,17 +98,19 @@ static bool
 freeze_rights(PGconn *conn, const char *side, const char *pubname)
 {
 	PGresult   *res = pg_query(conn, "check what the freeze may do", SESSION_RIGHTS_SQL, 0, NULL);
-	bool		ok = false;
+	bool		ok = false,
+				see,
+				end;
 
 	if (res == NULL || !pg_check_shape(res, 1, 3, "the freeze's rights"))
 		goto done;
-	if (PQgetvalue(res, 0, 0)[0] != 't' || PQgetvalue(res, 0, 1)[0] != 't')
+	see = PQgetvalue(res, 0, 0)[0] == 't';
+	end = PQgetvalue(res, 0, 1)[0] == 't';
+	if (!see || !end)
 	{
-		log_error("on the %s, the ferry user cannot %s the application's sessions, so the freeze could not end them and their writes would go on. Fix: GRANT %s TO %s (or run as a superuser)",
-				  side, PQgetvalue(res, 0, 0)[0] != 't' ? "see" : "end",
-				  PQgetvalue(res, 0, 0)[0] != 't' && PQgetvalue(res, 0, 1)[0] != 't' ? "pg_read_all_stats, pg_signal_backend" :
-				  PQgetvalue(res, 0, 0)[0] != 't' ? "pg_read_all_stats" : "pg_signal_backend",
-				  PQuser(conn));
+		log_error("on the %s, the ferry user cannot %s the application's sessions, so the freeze could not end them and their writes would go on. Fix: GRANT %s%s%s TO %s (or run as a superuser)",
+				  side, see ? "end" : "see", see ? "" : "pg_read_all_stats", !see && !end ? ", " : "",
+				  end ? "" : "pg_signal_backend", PQuser(conn));
 		goto done;
 	}
 	if (!PQgetisnull(res, 0, 2))
@@ -313,7 +317,7 @@ end_frozen_sessions(PGconn *conn, const FerryConfig *cfg, const char *side, cons
  * Take the fence (freeze.h): a new session from `conninfo` that locks every
  * published table IN EXCLUSIVE MODE and stays in that transaction. A
  * writer that got in since its session was ended holds the lock up: after
- * FENCE_LOCK_TIMEOUT the sessions are ended again and the lock retried,
+ * FENCE_LOCK_TIMEOUT_MS the sessions are ended again and the lock retried,
  * until timeout_ms. On success fz->fence holds the locks; false (logged)
  * otherwise.
  */
@@ -331,15 +335,12 @@ fence_take(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const cha
 		ok = true;				/* nothing published, nothing to hold */
 		goto done;
 	}
-	/* a prepared transaction holds its locks with no session to end: the fence would wait in vain */
-	if (!freeze_no_prepared_xacts(conn, side))
-		goto done;
 	lock = xasprintf("LOCK TABLE %s IN EXCLUSIVE MODE", PQgetvalue(res, 0, 0));
 	fz->fence = pg_connect(conninfo, side, PG_CONN_SQL, NULL);
 	if (fz->fence == NULL ||
-		!pg_exec(fz->fence, "set up the fence", "SET lock_timeout = '" FENCE_LOCK_TIMEOUT "'"))
+		!pg_exec(fz->fence, "set up the fence", "SET lock_timeout = " FENCE_STR(FENCE_LOCK_TIMEOUT_MS)))
 		goto done;
-	for (int waited = 0;; waited += 1000)
+	for (int waited = 0;; waited += FENCE_LOCK_TIMEOUT_MS)
 	{
 		PGresult   *r;
 		const char *code;
@@ -398,7 +399,7 @@ freeze_apply(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const c
 	fz->frozen_at = xstrdup(PQgetvalue(res, 0, 0));
 	PQclear(res);
 	if (strcmp(fz->mode, "hook") == 0)
-		return hook_run(cfg, "freeze");
+		return hook_run(cfg, "freeze") && freeze_no_prepared_xacts(conn, side);
 	if (strcmp(fz->mode, "readonly") == 0)
 	{
 		if (!alter_database(conn, fz->dbname, "on"))
@@ -420,14 +421,16 @@ freeze_apply(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const c
 		}
 		fault_point("freeze.after-revoke");
 	}
+	/* a prepared transaction keeps its locks with no session to end: the fence would wait in vain */
 	return end_frozen_sessions(conn, cfg, side, fz, timeout_ms) &&
+		freeze_no_prepared_xacts(conn, side) &&
 		fence_take(conn, conninfo, cfg, side, fz, timeout_ms);
 }
 
 bool
 freeze_hand_over(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *fz)
 {
-	bool		ok = true;
+	bool		ok;
 
 	if (fz->fence == NULL)
 		return true;

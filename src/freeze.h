@@ -80,6 +80,8 @@ bool		freeze_prepare(PGconn *conn, const FerryConfig *cfg, const char *mode, con
 /*
  * Freeze writes; wait up to timeout_ms for the ended sessions to go and
  * the fence to be taken (a new session from `conninfo`, held in fz->fence).
+ * Fails too if a transaction is prepared on the frozen database (checked
+ * once frozen: one prepared by a pre_freeze hook survives the freeze).
  * False (logged) on failure: the caller then calls freeze_release().
  */
 bool		freeze_apply(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const char *side,

@@ -801,8 +801,6 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 		goto abort;
 	save_freeze(s.tgt, cfg->name, "source_freeze", &s.fz);	/* with the roles revoked */
 	fault_point("switchover.after-freeze");
-	if (!freeze_no_prepared_xacts(s.src, "source"))
-		goto abort;
 	log_info("source frozen in %.3f s", now_s() - t_freeze);
 
 	/* 4. drain */
@@ -1038,8 +1036,6 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 		goto abort;
 	save_freeze(s.tgt, cfg->name, "target_freeze", &s.fz);
 	fault_point("rollback.after-freeze");
-	if (!freeze_no_prepared_xacts(s.tgt, "target"))
-		goto abort;
 
 	/* 3. drain the reverse stream into the source */
 	log_info("step 3/6: draining the target's last changes into the source");

@@ -233,3 +233,33 @@ source_writable() {
   wait_applied ferry 60 || return 2
   [ "$(q target "SELECT count(*) FROM kv WHERE id = $id")" = 1 ] || return 3
 }
+
+# lock_target_kv: a session on the target (application_name locker) holds
+# kv IN ACCESS EXCLUSIVE MODE for 60 s; returns once the lock is granted.
+# Its psql's pid is in LOCKER; end it with release_target_kv.
+lock_target_kv() {
+  PGAPPNAME=locker "$PGBIN/psql" -XAtq -h "$TARGET_SOCK" -p "$TARGET_PORT" -U postgres app \
+    -c "BEGIN; LOCK TABLE kv IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;" >/dev/null 2>&1 &
+  LOCKER=$!
+  for _ in $(seq 1 50); do
+    [ "$(q target "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'locker' AND l.mode = 'AccessExclusiveLock' AND l.granted")" = 1 ] && break
+    sleep 0.1
+  done
+}
+release_target_kv() {
+  q target "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'locker'" >/dev/null
+  wait "$LOCKER" 2>/dev/null
+}
+# apply_lock_waits: how many of ferry's target sessions wait for a lock
+# (up to 10 s for one to)
+apply_lock_waits() {
+  local waiting=0
+  for _ in $(seq 1 100); do
+    waiting=$(q target "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'ferry%' AND wait_event_type = 'Lock'")
+    [ "$waiting" -ge 1 ] && break
+    sleep 0.1
+  done
+  echo "$waiting"
+}
+# order_ids SIDE: the ids in SIDE's orders table, sorted for comm
+order_ids() { q "$1" "SELECT id FROM orders" | sort; }

@@ -43,6 +43,13 @@ def connect(style):
     return conn
 
 
+def discard(conn):
+    try:
+        conn.close()
+    except Exception:
+        pass
+
+
 def writer(n):
     style = ["readwrite", "readwrite", "set_off", "plain"][n % 4]
     seq = 0
@@ -60,23 +67,17 @@ def writer(n):
             conn.commit()
             with lock:
                 acked.append(oid)
-        except psycopg2.OperationalError:
+        except psycopg2.Error as e:
             with lock:
                 failed[0] += 1
-            try:
-                conn.close()
-            except Exception:
-                pass
-            conn = None
-            time.sleep(0.01)
-        except psycopg2.Error:
-            # a read-only error: the connection is fine, try again
-            with lock:
-                failed[0] += 1
-            try:
-                conn.rollback()
-            except Exception:
+            if isinstance(e, psycopg2.OperationalError):
+                discard(conn)        # broken: open a new one
                 conn = None
+            else:
+                try:                 # a read-only error: the connection is fine
+                    conn.rollback()
+                except psycopg2.Error:
+                    conn = None
             time.sleep(0.01)
         time.sleep(0.002)
 

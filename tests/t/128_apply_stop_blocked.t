@@ -13,23 +13,12 @@ q source "INSERT INTO kv VALUES (8000001, 'before', 0)" >/dev/null
 wait_applied ferry 60; ok $? "a transaction before the lock is applied"
 
 # a session on the target holds kv for 60 s
-PGAPPNAME=locker "$PGBIN/psql" -XAtq -h "$TARGET_SOCK" -p "$TARGET_PORT" -U postgres app \
-  -c "BEGIN; LOCK TABLE kv IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;" >/dev/null 2>&1 &
-LOCKER=$!
-for _ in $(seq 1 50); do
-  [ "$(q target "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'locker' AND l.mode = 'AccessExclusiveLock' AND l.granted")" = 1 ] && break
-  sleep 0.1
-done
+lock_target_kv
 # a small transaction, then a large one (about 20 MB of statements: more than
 # the socket buffers hold, so apply also blocks sending)
 q source "INSERT INTO kv VALUES (8000002, 'blocked', 0)" >/dev/null
 q source "INSERT INTO kv SELECT g, repeat('x', 60), 0 FROM generate_series(8100001, 8300000) g" >/dev/null
-waiting=0
-for _ in $(seq 1 100); do
-  waiting=$(q target "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'ferry%' AND wait_event_type = 'Lock'")
-  [ "$waiting" -ge 1 ] && break
-  sleep 0.1
-done
+waiting=$(apply_lock_waits)
 is "$waiting" 1 "apply waits for the lock on the target"
 sleep 1
 
@@ -46,8 +35,7 @@ is "$(q target "SELECT count(*) FROM pg_stat_activity WHERE application_name LIK
 slot=$(QDB=postgres q source "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'ferry'")
 is "$(q target "SELECT '$slot'::pg_lsn <= '$(applied_position)'::pg_lsn")" t "the slot is not confirmed past the target"
 
-q target "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'locker'" >/dev/null
-wait "$LOCKER" 2>/dev/null
+release_target_kv
 is "$(q target "SELECT count(*) FROM kv WHERE id >= 8000002")" 0 "nothing of the abandoned transactions reached the target"
 ferry_start --jobs 2
 wait_applied ferry 120; ok $? "after the lock, a new ferry start catches up"

@@ -15,20 +15,9 @@ start_following
 
 for round in $(seq 1 "$ROUNDS"); do
   id=$((9000000 + round))
-  PGAPPNAME=locker "$PGBIN/psql" -XAtq -h "$TARGET_SOCK" -p "$TARGET_PORT" -U postgres app \
-    -c "BEGIN; LOCK TABLE kv IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;" >/dev/null 2>&1 &
-  LOCKER=$!
-  for _ in $(seq 1 50); do
-    [ "$(q target "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'locker' AND l.mode = 'AccessExclusiveLock' AND l.granted")" = 1 ] && break
-    sleep 0.1
-  done
+  lock_target_kv
   q source "INSERT INTO kv VALUES ($id, 'round $round', 0)" >/dev/null
-  waiting=0
-  for _ in $(seq 1 100); do
-    waiting=$(q target "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'ferry%' AND wait_event_type = 'Lock'")
-    [ "$waiting" -ge 1 ] && break
-    sleep 0.1
-  done
+  waiting=$(apply_lock_waits)
   is "$waiting" 1 "round $round: apply waits for the lock on the target"
   # vary the moment of the stop within the wait
   sleep "0.$((round * 2))"
@@ -39,8 +28,7 @@ for round in $(seq 1 "$ROUNDS"); do
   slot=$(QDB=postgres q source "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'ferry'")
   is "$(q target "SELECT '$slot'::pg_lsn <= '$(applied_position)'::pg_lsn")" t \
     "round $round: the slot is not confirmed past what the target applied ($slot)"
-  q target "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'locker'" >/dev/null
-  wait "$LOCKER" 2>/dev/null
+  release_target_kv
   ferry_start --jobs 2
   wait_applied ferry 60; ok $? "round $round: a new ferry start catches up"
   is "$(q target "SELECT count(*) FROM kv WHERE id = $id")" 1 "round $round: the row inserted during the lock wait is on the target, once"
