@@ -66,6 +66,9 @@ static const char PROGRESS_UPDATE_SQL[] = PROGRESS_UPDATE " WHERE migration = $1
 
 static const char ORIGIN_ADVANCE_SQL[] = "SELECT " ORIGIN_SETUP("$1", "$2");
 
+/* without an origin: the mark that opens each target transaction (APPLY_MARK_PREFIX in apply.h) */
+static const char MARK_SQL[] = "SELECT pg_catalog.pg_logical_emit_message(true, '" APPLY_MARK_PREFIX "', $1) IS NULL";
+
 /* both in one statement */
 static const char PROGRESS_ORIGIN_SQL[] =
 	"WITH o AS (SELECT " ORIGIN_SETUP("$2", "$3") ") " PROGRESS_UPDATE " FROM o WHERE migration = $1";
@@ -79,7 +82,8 @@ static const char WAL_POSITIONS_SQL[] =
  * apart from the per-relation ones): parsing and planning them for each
  * target transaction was a third of the target backend's CPU under a
  * stream of small transactions. (ferry_progress is PROGRESS_ORIGIN_SQL when
- * the replication origin is used; ferry_origin only exists then.)
+ * the replication origin is used; ferry_origin only exists then, ferry_mark
+ * only without one.)
  */
 static const struct
 {
@@ -91,6 +95,7 @@ static const struct
 	{"ferry_commit", "COMMIT", 0},
 	{"ferry_progress", PROGRESS_UPDATE_SQL, 5},
 	{"ferry_origin", ORIGIN_ADVANCE_SQL, 2},
+	{"ferry_mark", MARK_SQL, 1},
 	{"ferry_wal", WAL_POSITIONS_SQL, 0},
 };
 
@@ -744,7 +749,11 @@ begin_batch(Apply *a)
 {
 	if (a->in_batch)
 		return true;
-	if (!send_named(a, "ferry_begin", 0, NULL, SENT_STATEMENT, "starting a transaction"))
+	const char *name[1] = {a->args->cfg->name};
+
+	if (!send_named(a, "ferry_begin", 0, NULL, SENT_STATEMENT, "starting a transaction") ||
+		(!a->args->use_origin &&
+		 !send_named(a, "ferry_mark", 1, name, SENT_STATEMENT, "marking the transaction as ferry's")))
 		return false;
 	/*
 	 * Where the target's WAL ends, read at most every APPLY_WAL_READ_MS:
@@ -1938,6 +1947,16 @@ handle(Apply *a, const PgoMessage *m)
 		case 'Y':
 			return true;
 		case 'M':
+			/* reverse without an origin: the forward apply's mark (apply.h) */
+			if (a->args->skip_origin && a->in_src_txn && !a->skip_txn && m->u.message.transactional &&
+				strcmp(m->u.message.prefix, APPLY_MARK_PREFIX) == 0 &&
+				m->u.message.len == strlen(a->args->skip_origin) &&
+				memcmp(m->u.message.content, a->args->skip_origin, m->u.message.len) == 0)
+			{
+				log_debug("skipping a transaction marked as applied by migration %s", a->args->skip_origin);
+				a->skip_txn = true;
+				return true;
+			}
 			/* heartbeats: their commit moves the position; probes and sentinels are waited for */
 			if (!a->skip_txn)
 				a->batch_message = true;
@@ -1984,7 +2003,8 @@ setup_session(Apply *a, const char *encoding)
 		const char *stmt = batch_statements[i].sql;
 		PGresult   *res;
 
-		if (stmt == ORIGIN_ADVANCE_SQL && !a->args->use_origin)
+		if ((stmt == ORIGIN_ADVANCE_SQL && !a->args->use_origin) ||
+			(stmt == MARK_SQL && a->args->use_origin))
 			continue;
 		if (stmt == PROGRESS_UPDATE_SQL && a->args->use_origin)
 			stmt = PROGRESS_ORIGIN_SQL;

@@ -133,6 +133,21 @@ typedef struct ApplyArgs
 	const char *skip_origin;	/* skip transactions from this replication origin (reverse), or NULL */
 } ApplyArgs;
 
+/*
+ * The echo filter without an origin. Reverse replication must not send back
+ * what the forward apply wrote on the target. With a replication origin the
+ * stream names it (an Origin message); a target role that may not use the
+ * origin functions (a managed service's database owner) has none. So
+ * without an origin every target transaction the apply opens starts with a
+ * transactional logical message APPLY_MARK_PREFIX whose content is the
+ * migration's name: it commits or vanishes with the transaction, and the
+ * reverse decoder skips a transaction that carries its forward migration's
+ * mark exactly as one from its origin. (One small WAL record per target
+ * transaction, only without an origin; the reverse stream needs logical
+ * messages: servers 14+.)
+ */
+#define APPLY_MARK_PREFIX "ferry_apply"
+
 /* Thread entry: apply until stopped or failed; sets shared->status. */
 void	   *apply_main(void *args);
 

@@ -129,7 +129,7 @@ static const OptionDesc option_descs[] = {
 	{"table", 1, O_TABLE, OPT_VERIFY, "PATTERN", "verify only these tables: schema.table or table, with * and ? (repeatable)"},
 	{"lock-source", 0, O_LOCK_SOURCE, OPT_VERIFY, NULL, "while live, settle a persisting difference by briefly locking that source table (blocks its writers)"},
 	{"yes", 0, O_YES, OPT_SWITCHOVER | OPT_ROLLBACK, NULL, "do not ask for confirmation (required without a terminal)"},
-	{"max-lag", 1, O_MAX_LAG, OPT_SWITCHOVER, "SECONDS", "refuse to freeze unless the target is this close behind (default 10)"},
+	{"max-lag", 1, O_MAX_LAG, OPT_SWITCHOVER | OPT_ROLLBACK, "SECONDS", "refuse to freeze unless the other side is this close behind (default 10)"},
 	{"timeout", 1, O_TIMEOUT, OPT_SWITCHOVER | OPT_ROLLBACK, "SECONDS", "give up and unfreeze when the freeze and drain take longer (default 60)"},
 	{"verify", 0, O_VERIFY, OPT_SWITCHOVER, NULL, "compare every row while writes are frozen; abort on any difference"},
 	{"no-reverse", 0, O_NO_REVERSE, OPT_SWITCHOVER, NULL, "do not prepare reverse replication (no rollback afterwards)"},

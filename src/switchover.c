@@ -169,41 +169,47 @@ wait_applied(PGconn *state_conn, const char *name, uint64_t lsn, double until, F
 }
 
 /*
- * Precondition: the follower applies a probe within max_lag seconds; keep
+ * Precondition: the follower of migration `m` (the forward one, or the
+ * reverse one for a rollback) applies a probe emitted on `from` (the side
+ * it streams from) within max_lag seconds, its position read on `to`; keep
  * trying until the deadline (a follower that was down catches up first).
+ * Runs before anything is frozen: a stream that is broken (an apply error it
+ * keeps retrying) fails here, not inside the freeze window.
  */
 static bool
-wait_lag_ok(Sw *s)
+wait_lag_ok(Sw *s, PGconn *from, PGconn *to, const FerryConfig *m)
 {
+	const char *what = m == s->rcfg ? "reverse replication" : "replication";
+
 	for (int round = 0;; round++)
 	{
 		uint64_t	probe;
 		double		t0 = now_s();
 		int			r;
 
-		if (!emit(s->src, FOLLOW_HEARTBEAT_PREFIX, s->cfg->name, &probe))
+		if (!emit(from, FOLLOW_HEARTBEAT_PREFIX, m->name, &probe))
 			return false;
-		r = wait_applied(s->tgt, s->cfg->name, probe, t0 + (s->cfg->max_lag > 0 ? s->cfg->max_lag : 1), &s->fol);
+		r = wait_applied(to, m->name, probe, t0 + (s->cfg->max_lag > 0 ? s->cfg->max_lag : 1), &s->fol);
 		if (r < 0)
 			return false;
 		if (r == 1)
 		{
-			log_info("replication lag %.3f s (limit --max-lag %d s)", now_s() - t0, s->cfg->max_lag);
+			log_info("%s lag %.3f s (limit --max-lag %d s)", what, now_s() - t0, s->cfg->max_lag);
 			return true;
 		}
 		if (follower_failed(&s->fol) || pg_interrupted())
 		{
-			log_error("replication stopped while waiting for it to catch up (see above)");
+			log_error("%s stopped while waiting for it to catch up (see above); nothing was frozen. Fix: remove the cause of that error, then try again", what);
 			return false;
 		}
 		if (now_s() >= s->deadline)
 		{
-			log_error("replication lag stayed above --max-lag %d s for %d s; nothing was frozen. Fix: let ferry start catch up (ferry status shows the lag), or raise --max-lag / --timeout",
-					  s->cfg->max_lag, s->cfg->timeout);
+			log_error("%s lag stayed above --max-lag %d s for %d s; nothing was frozen. Fix: see the ferry start log for an error it keeps retrying (ferry status shows the lag), let it catch up, or raise --max-lag / --timeout",
+					  what, s->cfg->max_lag, s->cfg->timeout);
 			return false;
 		}
 		if (round == 0)
-			log_info("replication is more than %d s behind: waiting for it to catch up", s->cfg->max_lag);
+			log_info("%s is more than %d s behind: waiting for it to catch up", what, s->cfg->max_lag);
 	}
 }
 
@@ -779,7 +785,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 	if (!preconditions(&s) ||
 		!freeze_prepare(s.src, cfg, cfg->freeze_mode, "source", cfg->name, &s.fz) ||
 		!follower_ensure(&s.fol, s.tgt, cfg, false) ||
-		!wait_lag_ok(&s))
+		!wait_lag_ok(&s, s.src, s.tgt, s.cfg))
 		goto done;
 
 	/* 2. pre_freeze hook: nothing is frozen yet */
@@ -1020,7 +1026,8 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	if ((s.fz.mode == NULL &&
 		 !freeze_prepare(s.tgt, cfg, strcmp(cfg->freeze_mode, "hook") == 0 ? "hook" : cfg->freeze_mode, "target",
 						 s.rcfg->name, &s.fz)) ||
-		!follower_ensure(&s.fol, s.src, s.rcfg, true))
+		!follower_ensure(&s.fol, s.src, s.rcfg, true) ||
+		!wait_lag_ok(&s, s.tgt, s.src, s.rcfg))
 		goto done;
 
 	/* 2. freeze the target */
