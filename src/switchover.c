@@ -1021,13 +1021,18 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 		}
 	}
 
-	/* 1. the reverse follower and the target's freeze */
+	/*
+	 * 1. the reverse follower and the target's freeze; reverse replication
+	 * within --max-lag unless the target is frozen already (an interrupted
+	 * rollback carried on: the drain is the check then, and its abort
+	 * unfreezes the target)
+	 */
 	log_info("step 1/6: preconditions");
 	if ((s.fz.mode == NULL &&
 		 !freeze_prepare(s.tgt, cfg, strcmp(cfg->freeze_mode, "hook") == 0 ? "hook" : cfg->freeze_mode, "target",
 						 s.rcfg->name, &s.fz)) ||
 		!follower_ensure(&s.fol, s.src, s.rcfg, true) ||
-		!wait_lag_ok(&s, s.tgt, s.src, s.rcfg))
+		(strcmp(phase, "rolling_back") != 0 && !wait_lag_ok(&s, s.tgt, s.src, s.rcfg)))
 		goto done;
 
 	/* 2. freeze the target */
