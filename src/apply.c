@@ -17,14 +17,24 @@
 #include "pgsql.h"
 #include "stream.h"
 
-/* Which snapshot LSN each copied table (and partition root) was copied at. */
+/*
+ * Which snapshot LSN each copied table was copied at, and each partition
+ * root: a source of 13+ streams a partition's changes under its root
+ * (publish_via_partition_root), one before 13 under the partition itself.
+ * The clone copies every partition of one tree at one snapshot (clone.c
+ * redoes the tree on a resume that would split it), so a root's max is the
+ * snapshot of each of its partitions.
+ */
 static const char TABLE_SNAPSHOTS_SQL[] =
-	"SELECT COALESCE(rn.nspname, ci.nspname), COALESCE(rc.relname, ci.relname), max(ci.snapshot_lsn)::text"
+	"SELECT ci.nspname, ci.relname, max(ci.snapshot_lsn)::text"
+	"  FROM ferry.copy_item ci WHERE ci.migration = $1 GROUP BY 1, 2"
+	" UNION ALL "
+	"SELECT rn.nspname, rc.relname, max(ci.snapshot_lsn)::text"
 	"  FROM ferry.copy_item ci"
-	"  LEFT JOIN pg_catalog.pg_class rc ON rc.oid = pg_catalog.pg_partition_root("
+	"  JOIN pg_catalog.pg_class rc ON rc.oid = pg_catalog.pg_partition_root("
 	"         pg_catalog.to_regclass(pg_catalog.quote_ident(ci.nspname) || '.' || pg_catalog.quote_ident(ci.relname)))"
-	"  LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace"
-	" WHERE ci.migration = $1"
+	"  JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace"
+	" WHERE ci.migration = $1 AND rc.relkind = 'p'"
 	" GROUP BY 1, 2";
 
 /*

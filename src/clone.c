@@ -574,14 +574,78 @@ clone_read_done(PGconn *tgt, const char *name, const TableList *tables, bool *do
 	return true;
 }
 
-/* Which tables are done; truncate tables copied only in part. */
+/*
+ * Partitions copied before a resume whose tree is not all copied at that
+ * one snapshot: the change stream of a 13+ source names only the root, so
+ * one snapshot must hold for every partition of a tree (apply.c skips a
+ * root's changes up to it). $2, $3: schema and table names of the planned
+ * tables.
+ */
+static const char TREE_REDO_SQL[] =
+	"WITH planned AS ("
+	"  SELECT p.nspname, p.relname, pg_catalog.pg_partition_root(pg_catalog.to_regclass("
+	"           pg_catalog.quote_ident(p.nspname) || '.' || pg_catalog.quote_ident(p.relname))) AS root"
+	"    FROM unnest($2::text[], $3::text[]) AS p (nspname, relname)),"
+	" copied AS ("
+	"  SELECT nspname, relname, min(snapshot_lsn) AS lsn FROM ferry.copy_item"
+	"   WHERE migration = $1 GROUP BY 1, 2),"
+	" tree AS ("
+	"  SELECT pl.root, count(*) FILTER (WHERE c.lsn IS NULL) AS todo, count(DISTINCT c.lsn) AS snapshots"
+	"    FROM planned pl LEFT JOIN copied c USING (nspname, relname)"
+	"   WHERE pl.root IS NOT NULL GROUP BY pl.root)"
+	" SELECT pl.nspname, pl.relname FROM planned pl JOIN tree t USING (root) JOIN copied c USING (nspname, relname)"
+	"  WHERE t.todo > 0 OR t.snapshots > 1";
+
+/* Mark in redo[] the partitions TREE_REDO_SQL names. */
+static bool
+load_tree_redo(Clone *c, bool *redo)
+{
+	StrList		nsp = {0},
+				rel = {0};
+	const char *params[3];
+	char	   *nsp_array,
+			   *rel_array;
+	PGresult   *res;
+
+	for (int i = 0; i < c->tables.n; i++)
+	{
+		strlist_add(&nsp, c->tables.items[i].nspname);
+		strlist_add(&rel, c->tables.items[i].relname);
+	}
+	nsp_array = pg_text_array(&nsp);
+	rel_array = pg_text_array(&rel);
+	params[0] = c->cfg->name;
+	params[1] = nsp_array;
+	params[2] = rel_array;
+	res = pg_query(c->tgt, "find partition trees split across snapshots", TREE_REDO_SQL, 3, params);
+	free(nsp_array);
+	free(rel_array);
+	strlist_free(&nsp);
+	strlist_free(&rel);
+	if (res == NULL)
+		return false;
+	for (int r = 0; r < PQntuples(res); r++)
+		for (int i = 0; i < c->tables.n; i++)
+			if (strcmp(c->tables.items[i].nspname, PQgetvalue(res, r, 0)) == 0 &&
+				strcmp(c->tables.items[i].relname, PQgetvalue(res, r, 1)) == 0)
+				redo[i] = true;
+	PQclear(res);
+	return true;
+}
+
+/*
+ * Which tables are done; truncate tables copied only in part, and
+ * partitions whose tree would otherwise be copied at two snapshots.
+ */
 static bool
 load_done(Clone *c, bool **done_out)
 {
 	size_t		n = (size_t) (c->tables.n ? c->tables.n : 1);
 	bool	   *done = xcalloc(n, sizeof(bool));
 	bool	   *partial = xcalloc(n, sizeof(bool));
-	bool		ok = clone_read_done(c->tgt, c->cfg->name, &c->tables, done, partial);
+	bool	   *redo = xcalloc(n, sizeof(bool));
+	bool		ok = clone_read_done(c->tgt, c->cfg->name, &c->tables, done, partial) &&
+		load_tree_redo(c, redo);
 
 	for (int i = 0; ok && i < c->tables.n; i++)
 	{
@@ -591,9 +655,13 @@ load_done(Clone *c, bool **done_out)
 		char	   *trunc;
 		PGresult   *d;
 
-		if (!partial[i])
+		if (!partial[i] && !redo[i])
 			continue;
-		log_info("table %s was copied in part: copying it again", t->qualname);
+		if (partial[i])
+			log_info("table %s was copied in part: copying it again", t->qualname);
+		else
+			log_info("partition %s was copied at an earlier snapshot than the rest of its partition tree: copying it again", t->qualname);
+		done[i] = false;
 		trunc = xasprintf("BEGIN; TRUNCATE ONLY %s", t->qualname);
 		ok = pg_exec(c->tgt, "empty a partly copied table", trunc);
 		free(trunc);
@@ -609,6 +677,7 @@ load_done(Clone *c, bool **done_out)
 			pg_exec_quiet(c->tgt, "ROLLBACK", NULL);
 	}
 	free(partial);
+	free(redo);
 	if (!ok)
 	{
 		free(done);
