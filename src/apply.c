@@ -185,6 +185,8 @@ typedef struct Sent
 	char	   *owned;			/* ... when it is an allocated string */
 	uint32_t	relid;			/* 0: not a change */
 	int			rows;			/* with link: "inserting 100 rows into" */
+	int			expect;			/* UPDATE/DELETE: rows it must change (else: divergence) */
+	uint64_t	lsn;			/* ... the source transaction's commit LSN */
 	const char *link;
 	uint64_t	end_lsn;		/* SENT_COMMIT: the batch */
 	int64_t		commit_time;
@@ -470,13 +472,75 @@ describe_sent(Apply *a, const Sent *e, char *buf, size_t size)
 		snprintf(buf, size, "%s %s", e->what, r ? r->qualname : rel);
 }
 
+void
+apply_take_unmatched(ApplyShared *sh, StrList *tables, int64_t **counts, uint64_t **lsns)
+{
+	pthread_mutex_lock(&sh->unmatched_mu);
+	*tables = sh->unmatched_tables;
+	*counts = sh->unmatched_counts;
+	*lsns = sh->unmatched_lsns;
+	memset(&sh->unmatched_tables, 0, sizeof(StrList));
+	sh->unmatched_counts = NULL;
+	sh->unmatched_lsns = NULL;
+	pthread_mutex_unlock(&sh->unmatched_mu);
+}
+
+/*
+ * An UPDATE or DELETE changed `missing` rows fewer than the source did:
+ * the target lacks them (or holds them different). Counted per table for
+ * status and metrics (ApplyShared); with stop_on_unmatched apply stops
+ * here, before anything after this change is confirmed.
+ */
+static void
+unmatched(Apply *a, const Sent *e, int64_t missing)
+{
+	const ApplyRel *r = rel_lookup(a, e->relid, false);
+	const char *table = r ? r->qualname : "(unknown relation)";
+	ApplyShared *sh = a->args->shared;
+	int64_t		total = atomic_fetch_add(&sh->unmatched, missing) + missing;
+	int			i;
+	char		lsn[32];
+
+	pthread_mutex_lock(&sh->unmatched_mu);
+	for (i = 0; i < sh->unmatched_tables.n && strcmp(sh->unmatched_tables.items[i], table) != 0; i++)
+		;
+	if (i == sh->unmatched_tables.n)
+	{
+		strlist_add(&sh->unmatched_tables, table);
+		sh->unmatched_counts = xrealloc(sh->unmatched_counts, sizeof(int64_t) * (size_t) sh->unmatched_tables.n);
+		sh->unmatched_lsns = xrealloc(sh->unmatched_lsns, sizeof(uint64_t) * (size_t) sh->unmatched_tables.n);
+		sh->unmatched_counts[i] = 0;
+	}
+	sh->unmatched_counts[i] += missing;
+	sh->unmatched_lsns[i] = e->lsn;
+	pthread_mutex_unlock(&sh->unmatched_mu);
+	pg_lsn_format(e->lsn, lsn, sizeof(lsn));
+	if (a->args->cfg->stop_on_unmatched)
+	{
+		log_error("the target has diverged: %s %s from the source transaction committed at %s matched %lld fewer rows on the target than on the source (a row is missing or different there); stopping (stop_on_unmatched). Fix: repair the table on the target (ferry verify shows the rows), then start again",
+				  e->what, table, lsn, (long long) missing);
+		a->fail_status = APPLY_FAILED;
+		a->pipe_failed = true;
+	}
+	else if ((total & (total - 1)) == 0)	/* the 1st, 2nd, 4th, 8th ... */
+		log_warn("the target has diverged: %s %s from the source transaction committed at %s matched no row on the target (%lld such changes so far; ferry status lists them by table). Fix: repair the rows (ferry verify shows them); set stop_on_unmatched: true to stop apply on the first one",
+				 e->what, table, lsn, (long long) total);
+}
+
 /* One result of the oldest entry in flight. */
 static void
 take_result(Apply *a, Sent *e, PGresult *res)
 {
 	ExecStatusType st = PQresultStatus(res);
 
-	if (st == PGRES_TUPLES_OK && e->kind == SENT_WAL && PQntuples(res) == 1)
+	if (st == PGRES_COMMAND_OK && e->expect > 0 && !a->pipe_failed)
+	{
+		long		changed = strtol(PQcmdTuples(res), NULL, 10);
+
+		if (changed < e->expect)
+			unmatched(a, e, e->expect - changed);
+	}
+	else if (st == PGRES_TUPLES_OK && e->kind == SENT_WAL && PQntuples(res) == 1)
 		snprintf(a->last_value, sizeof(a->last_value), "%s", PQgetvalue(res, 0, 0));
 	else if (st == PGRES_COMMAND_OK && e->kind == SENT_COMMIT && strcmp(PQcmdStatus(res), "COMMIT") != 0)
 	{
@@ -1328,7 +1392,7 @@ identity_params(Apply *a, const ApplyRel *r, char oldkind, const PgoTuple *old, 
  */
 static bool
 send_change(Apply *a, const char *name, int n, const ApplyRel *r, const char *verb, int rows, const char *link,
-			int changes)
+			int changes, int expect)
 {
 	Sent	   *e;
 
@@ -1341,6 +1405,8 @@ send_change(Apply *a, const char *name, int n, const ApplyRel *r, const char *ve
 	e->relid = r->relid;
 	e->rows = rows;
 	e->link = link;
+	e->expect = expect;
+	e->lsn = a->txn_final_lsn;
 	a->batch_changes += changes;
 	return maybe_sync(a);
 }
@@ -1351,7 +1417,7 @@ send_prepared(Apply *a, const char *name, int n, const char *what, const ApplyRe
 {
 	for (int i = 0; i < n; i++)
 		a->params[i] = a->poffs[i] == SIZE_MAX ? NULL : a->arena.data + a->poffs[i];
-	return send_change(a, name, n, r, what, 0, NULL, 1);
+	return send_change(a, name, n, r, what, 0, NULL, 1, 1);
 }
 
 /* The column list "(a, b, c)" of a relation, owned. */
@@ -1416,7 +1482,7 @@ send_pending(Apply *a, ApplyRel *r, const char *name, int first, int rows)
 
 	for (int i = 0; i < n; i++)
 		a->params[i] = offs[i] == SIZE_MAX ? NULL : r->pend.data + offs[i];
-	return send_change(a, name, n, r, "inserting", rows, "rows into", rows);
+	return send_change(a, name, n, r, "inserting", rows, "rows into", rows, 0);
 }
 
 /*
@@ -1434,7 +1500,7 @@ send_offsets(Apply *a, const char *name, const char *base, const size_t *offs, c
 
 		a->params[i] = o == SIZE_MAX ? NULL : base + o;
 	}
-	return send_change(a, name, n, r, "updating", rows, "rows of", changes);
+	return send_change(a, name, n, r, "updating", rows, "rows of", changes, rows > 0 ? rows : 1);
 }
 
 /* Send the inserts waiting for r: a full batch at once, a partial one row by row. */

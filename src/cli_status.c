@@ -69,6 +69,7 @@ typedef struct Status
 	PGresult   *sr;				/* SOURCE_STATUS_SQL, or NULL */
 	PGresult   *files;			/* ferry.file_sync rows, or NULL */
 	PGresult   *rev;			/* reverse replication's progress on the source, or NULL */
+	PGresult   *unmatched;		/* ferry.unmatched rows (divergence), or NULL */
 	bool		source_reachable;
 	TableDelta *tables;
 	int			ntables;
@@ -145,6 +146,7 @@ status_release(Status *st)
 	PQclear(st->sr);
 	PQclear(st->files);
 	PQclear(st->rev);
+	PQclear(st->unmatched);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -224,6 +226,10 @@ status_collect(const FerryConfig *cfg, PGconn *tgt, PGconn *src, Status *st)
 		}
 		free(rname);
 	}
+	if (state_table_exists(tgt, "unmatched") == 1)
+		st->unmatched = pg_query(tgt, "read the changes that matched no row",
+								 "SELECT tablename, changes, last_lsn::text, last_at::text FROM ferry.unmatched"
+								 " WHERE migration = $1 ORDER BY changes DESC, tablename", 1, params);
 	plan = pg_query(tgt, "read the copy plan",
 					"SELECT p.nspname, p.relname, count(ci.chunk), COALESCE(max(ci.nchunks), 0)"
 					"  FROM ferry.copy_plan p LEFT JOIN ferry.copy_item ci"
@@ -293,6 +299,16 @@ status_render_json(const FerryConfig *cfg, const Status *st, bool compact, StrBu
 											"delta", t->src >= 0 && t->tgt >= 0 ? json_integer(t->src - t->tgt) : json_null()));
 	}
 	json_object_set_new(j, "tables", ta);
+	{
+		json_t	   *ua = json_array();
+
+		for (int i = 0; st->unmatched && i < PQntuples(st->unmatched); i++)
+			json_array_append_new(ua, json_pack("{s:s, s:I, s:s, s:s}", "table", PQgetvalue(st->unmatched, i, 0),
+												"changes", (json_int_t) strtoll(PQgetvalue(st->unmatched, i, 1), NULL, 10),
+												"last_lsn", PQgetvalue(st->unmatched, i, 2),
+												"last_at", PQgetvalue(st->unmatched, i, 3)));
+		json_object_set_new(j, "unmatched", ua);
+	}
 	json_object_set_new(j, "switchover", PQgetisnull(tr, 0, 16) ? json_null()
 						: json_pack("{s:s, s:f, s:b, s:o, s:o}", "switched_at", PQgetvalue(tr, 0, 16),
 									"write_downtime_seconds", strtod(PQgetvalue(tr, 0, 17), NULL),
@@ -396,6 +412,19 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 		if (!PQgetisnull(tr, 0, 19))
 			strbuf_addf(out, "  rollback rolled back at %s, write downtime %.3f s\n",
 						PQgetvalue(tr, 0, 19), strtod(PQgetvalue(tr, 0, 20), NULL));
+	}
+	if (st->unmatched && PQntuples(st->unmatched) > 0)
+	{
+		long long	total = 0;
+
+		for (int i = 0; i < PQntuples(st->unmatched); i++)
+			total += strtoll(PQgetvalue(st->unmatched, i, 1), NULL, 10);
+		strbuf_addf(out, "  DIVERGED %lld updates/deletes from the source matched no row on the target. Fix: repair those rows (ferry verify shows them); a verify that finds every table equal clears this\n",
+					total);
+		for (int i = 0; i < PQntuples(st->unmatched); i++)
+			strbuf_addf(out, "           %s: %s, the last in the source transaction committed at %s (seen %s)\n",
+						PQgetvalue(st->unmatched, i, 0), PQgetvalue(st->unmatched, i, 1),
+						PQgetvalue(st->unmatched, i, 2), PQgetvalue(st->unmatched, i, 3));
 	}
 	for (int i = 0; st->files && i < PQntuples(st->files); i++)
 		strbuf_addf(out, "  files    %s -> %s: %s, %s runs, last ok %s\n", PQgetvalue(st->files, i, 0),

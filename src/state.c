@@ -65,7 +65,15 @@ static const char STATE_DDL[] =
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS switched_at timestamptz;"
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS switch_window_ms double precision;"
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS rolled_back_at timestamptz;"
-	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS rollback_window_ms double precision;";
+	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS rollback_window_ms double precision;"
+	/* UPDATEs and DELETEs from the source that matched no row on the target, by table (apply.h) */
+	"CREATE TABLE IF NOT EXISTS ferry.unmatched ("
+	"  migration text NOT NULL REFERENCES ferry.migration ON DELETE CASCADE,"
+	"  tablename text NOT NULL,"
+	"  changes bigint NOT NULL,"
+	"  last_lsn pg_lsn NOT NULL,"
+	"  last_at timestamptz NOT NULL,"
+	"  PRIMARY KEY (migration, tablename));";
 
 const char	STATE_MARK_COPY_SQL[] =
 	"INSERT INTO ferry.copy_item"

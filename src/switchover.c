@@ -286,6 +286,23 @@ preconditions(Sw *s)
 	}
 	PQclear(res);
 	res = NULL;
+	/* a target that diverged (changes that matched no row there) must not become the primary */
+	if (state_table_exists(s->tgt, "unmatched") == 1)
+	{
+		res = pg_query(s->tgt, "look for divergence",
+					   "SELECT count(*), COALESCE(sum(changes), 0), string_agg(tablename, ', ' ORDER BY tablename)"
+					   "  FROM ferry.unmatched WHERE migration = $1", 1, params);
+		if (res == NULL)
+			goto done;
+		if (strcmp(PQgetvalue(res, 0, 0), "0") != 0)
+		{
+			log_error("the target has diverged: %s updates/deletes from the source matched no row there (%s); nothing was frozen. Fix: repair those rows (ferry verify shows them), then run ferry verify: when every table is equal it clears this",
+					  PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+			goto done;
+		}
+		PQclear(res);
+		res = NULL;
+	}
 	if (!freeze_no_prepared_xacts(s->src, "source"))
 		goto done;
 	/* background workers (a subscription's apply, a scheduler) are not ended by the freeze */
