@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The fence dies inside the freeze window (issue 12, the fence hole). The
+# fence (freeze.h) is one ferry session holding LOCK TABLE ... IN EXCLUSIVE
+# MODE on every published table; terminated (or its connection dropped), its
+# locks go with it and a pooled psycopg2 connection with BEGIN READ WRITE
+# (tests/lib/pool_app.py, as in 147) commits on the frozen source again.
+# Here the switch hook first terminates the fence, then lets those writes
+# through for a second before it points the pool at the target. The
+# switchover must notice (a round trip on the fence) and take the fence
+# again and drain what got through, so that every acknowledged write is on
+# the new primary. `ferry start` is not running: the switchover's own
+# follower stops right after the switch, so nothing applies a late write.
+. "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../lib/pg.sh"
+
+follow_servers
+for side in source target; do
+  q "$side" "CREATE ROLE app_rw LOGIN" >/dev/null
+done
+q source "CREATE TABLE orders (id bigint PRIMARY KEY, writer text NOT NULL, at timestamptz NOT NULL DEFAULT now());
+          GRANT SELECT, INSERT ON orders TO app_rw" >/dev/null
+F=("$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN")
+echo "host=$SOURCE_SOCK port=$SOURCE_PORT dbname=app user=app_rw" >"$TEST_TMP/conn"
+# the fence: ferry's session that holds the published tables' locks (named
+# "ferry fence"; before that name, the one whose last statement was LOCK TABLE)
+KILL_FENCE="SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+  WHERE datname = 'app' AND (application_name = 'ferry fence' OR (application_name LIKE 'ferry%' AND query LIKE 'LOCK TABLE%'))"
+cat >"$TEST_TMP/ferry.yaml" <<YAML
+hooks:
+  switch: "$PGBIN/psql -XAtq -h $SOURCE_SOCK -p $SOURCE_PORT -U postgres -d app -c \"$(echo $KILL_FENCE)\" >>$TEST_TMP/killed; sleep 1; echo 'host=$TARGET_SOCK port=$TARGET_PORT dbname=app user=app_rw' > $TEST_TMP/conn"
+YAML
+ferry_start --jobs 2
+wait_following; ok $? "ferry start follows"
+kill -TERM "$FP"; wait "$FP"
+
+/usr/bin/python3 "$(dirname "$0")/../lib/pool_app.py" "$TEST_TMP/conn" "$TEST_TMP/acked" 8 4 >"$TEST_TMP/app.out" 2>"$TEST_TMP/app.err" &
+AP=$!
+sleep 3
+"${F[@]}" --config "$TEST_TMP/ferry.yaml" switchover --yes --max-lag 5 --timeout 60 >"$TEST_TMP/sw.out" 2>"$TEST_TMP/sw.err"
+rc=$?; is $rc 0 "switchover exits 0"; [ $rc = 0 ] || tail -8 "$TEST_TMP/sw.err" >&2
+wait "$AP"
+diag "application: $(cat "$TEST_TMP/app.out") $(tail -3 "$TEST_TMP/app.err")"
+is "$(cat "$TEST_TMP/killed")" 1 "the switch hook terminated the fence"
+like "$(cat "$TEST_TMP/sw.err")" "the fence on the source is gone" "the switchover noticed"
+acked=$(wc -l <"$TEST_TMP/acked")
+ok "$([ "$acked" -gt 100 ]; echo $?)" "the application wrote through the switchover ($acked acknowledged writes)"
+order_ids source >"$TEST_TMP/src_ids"
+order_ids target >"$TEST_TMP/tgt_ids"
+sort "$TEST_TMP/acked" >"$TEST_TMP/acked_sorted"
+missing=$(comm -23 "$TEST_TMP/acked_sorted" "$TEST_TMP/tgt_ids" | wc -l)
+diag "acknowledged $acked, on the source $(wc -l <"$TEST_TMP/src_ids"), on the target $(wc -l <"$TEST_TMP/tgt_ids"), acknowledged but missing on the target $missing"
+is "$missing" 0 "every acknowledged write is on the new primary"
+is "$(comm -23 "$TEST_TMP/src_ids" "$TEST_TMP/tgt_ids" | wc -l)" 0 "no write committed on the old source is missing on the new primary"
+is "$(migration_phase)" "switched" "phase switched"
+unlike "$(cat "$TEST_TMP/sw.err")" "runtime error|LeakSanitizer" "no sanitizer reports"
+done_testing
