@@ -65,7 +65,9 @@ static const char STATE_DDL[] =
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS switched_at timestamptz;"
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS switch_window_ms double precision;"
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS rolled_back_at timestamptz;"
-	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS rollback_window_ms double precision;";
+	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS rollback_window_ms double precision;"
+	/* set just before the switch hook runs: from then on the switchover only goes forward (switchover.h) */
+	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS switch_hook_at timestamptz;";
 
 const char	STATE_MARK_COPY_SQL[] =
 	"INSERT INTO ferry.copy_item"
@@ -268,7 +270,7 @@ state_set(PGconn *target, const char *name, const char *column, const char *valu
 	/* column names come from our own code, never from input */
 	static const char *const allowed[] = {"start_lsn", "phase", "pre_data_done", "data_done",
 	"post_data_done", "clone_finished_at", "source_freeze", "target_freeze", "reverse", "switched_at",
-	"switch_window_ms", "rolled_back_at", "rollback_window_ms"};
+	"switch_window_ms", "rolled_back_at", "rollback_window_ms", "switch_hook_at"};
 	const char *params[2] = {name, value};
 	char	   *sql = NULL;
 	PGresult   *res;

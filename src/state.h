@@ -51,7 +51,7 @@ bool		state_load(PGconn *target, const char *name, MigrationState *st);
 void		state_release(MigrationState *st);
 /* Insert a fresh row in phase 'cloning'. */
 bool		state_create(PGconn *target, const char *name, const char *slot_name);
-/* Set one column: start_lsn, phase, or a *_done flag (true). */
+/* Set one column (start_lsn, phase, a *_done flag, ...; NULL value: SQL NULL). */
 bool		state_set(PGconn *target, const char *name, const char *column, const char *value);
 /* Forget a migration entirely (rows in all state tables). */
 bool		state_forget(PGconn *target, const char *name);
