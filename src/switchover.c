@@ -768,44 +768,51 @@ switch_intent(PGconn *tgt, const char *name)
 }
 
 /*
- * The last word from the source: a sentinel, applied on the target, with
- * the fence checked after it (freeze_fence_held): a fence that still
- * answers has held since before the sentinel, so every change committed on
- * the source is on the target, and none can commit until the hand-over. A
- * fence found gone (before the sentinel or after it) is taken again and the
- * drain repeated; *retaken is then set: writes reached the source while it
- * was down, which keyless tables and sequences do not carry. lost: the
- * fence is known to be gone, take it first. Waits until `until`. False
- * (logged) on failure or timeout.
+ * The last word from the frozen side (the source; the target if back, at
+ * rollback): a sentinel, applied on the other side, with the fence checked
+ * after it (freeze_fence_held): a fence that still answers has held since
+ * before the sentinel, so every change committed on the frozen side is on
+ * the other, and none can commit until the hand-over. A fence found gone
+ * (before the sentinel or after it) is taken again and the drain repeated;
+ * *retaken is then set: writes got through while it was down, which
+ * keyless tables and sequences do not carry. lost: the fence is known to be
+ * gone, take it first. Waits until `until`. False (logged) on failure or
+ * timeout.
  */
 static bool
-drain_fenced(Sw *s, double until, bool lost, bool *retaken)
+drain_fenced(Sw *s, bool back, double until, bool lost, bool *retaken)
 {
+	const char *side = back ? "target" : "source";
+	PGconn	   *frozen = back ? s->tgt : s->src;
+	const char *name = back ? s->rcfg->name : s->cfg->name;
+
 	for (int round = 0; round < 3; round++)
 	{
 		uint64_t	sentinel;
 		int			r;
 
-		if (lost || round > 0 || !freeze_fence_held(&s->fz, "source"))
+		if (lost || round > 0 || !freeze_fence_held(&s->fz, side))
 		{
-			if (!freeze_fence_retake(s->src, s->cfg->source, s->cfg, "source", &s->fz, ms_until(until)))
+			if (!freeze_fence_retake(frozen, back ? s->cfg->target : s->cfg->source, s->cfg, side, &s->fz,
+									 ms_until(until)))
 				return false;
 			*retaken = true;
 		}
-		if (!emit(s->src, SWITCHOVER_SENTINEL_PREFIX, s->cfg->name, &sentinel))
+		if (!emit(frozen, SWITCHOVER_SENTINEL_PREFIX, name, &sentinel))
 			return false;
-		r = wait_applied(s->tgt, s->cfg->name, sentinel, until, &s->fol);
+		r = wait_applied(back ? s->src : s->tgt, name, sentinel, until, &s->fol);
 		if (r != 1)
 		{
 			if (r == 0)
-				log_error("the target did not apply the source's last changes within --timeout %d s. Fix: see ferry status, then try again",
-						  s->cfg->timeout);
+				log_error("the %s did not apply the %s's last changes within --timeout %d s. Fix: see ferry status, then try again",
+						  back ? "source" : "target", side, s->cfg->timeout);
 			return false;
 		}
-		if (freeze_fence_held(&s->fz, "source"))
+		if (freeze_fence_held(&s->fz, side))
 			return true;
 	}
-	log_error("the fence on the source was lost three times in a row: something ends ferry's sessions there. Fix: find what (ferry status, the server log: pg_terminate_backend, idle_in_transaction_session_timeout, a proxy's idle timeout), then run ferry switchover again");
+	log_error("the fence on the %s was lost three times in a row: something ends ferry's sessions there. Fix: find what (the server log: pg_terminate_backend, idle_in_transaction_session_timeout, a proxy's idle timeout), then try again",
+			  side);
 	return false;
 }
 
@@ -829,7 +836,7 @@ finish_switch(Sw *s, SwitchReport *rep, double t_freeze)
 		bool		retaken = false;
 
 		log_warn("bringing over to the target what was written on the source while its fence was down");
-		if (round == 3 || !drain_fenced(s, now_s() + s->cfg->timeout, true, &retaken))
+		if (round == 3 || !drain_fenced(s, false, now_s() + s->cfg->timeout, true, &retaken))
 		{
 			log_error("the switch hook has run, but what the source took while its fence was down may not be on the target. Fix: run ferry switchover again: it finishes the switch (and runs the switch hook again)");
 			return false;
@@ -874,7 +881,7 @@ resume_switch(Sw *s, SwitchReport *rep, bool run_hook)
 	if (slot_exists(s->tgt, s->rcfg->name) == 1)
 		rep->reverse = true;
 	if (!follower_ensure(&s->fol, s->tgt, s->cfg, false) ||
-		!drain_fenced(s, s->deadline, true, &retaken))
+		!drain_fenced(s, false, s->deadline, true, &retaken))
 		return false;
 	fault_point("switchover.resume-drained");
 	if (run_hook && !hook_run(s->cfg, "switch"))
@@ -1048,7 +1055,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 	{
 		bool		retaken = false;
 
-		if (!drain_fenced(&s, s.deadline, false, &retaken))
+		if (!drain_fenced(&s, false, s.deadline, false, &retaken))
 			goto abort;
 		if (!retaken)
 			break;
@@ -1255,6 +1262,22 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 		!sync_sequences(s.tgt, s.src, cfg->sequence_gap, rep))
 		goto abort;
 
+	/* the last word from the target, with its fence checked after it (as at switchover) */
+	for (int round = 0;; round++)
+	{
+		bool		retaken = false;
+
+		if (!drain_fenced(&s, true, s.deadline, false, &retaken))
+			goto abort;
+		if (!retaken)
+			break;
+		if (round == 2)
+			goto abort;
+		if (!recopy_insert_only(s.tgt, s.src, s.rcfg, rep) ||
+			!sync_sequences(s.tgt, s.src, cfg->sequence_gap, rep))
+			goto abort;
+	}
+
 	/* 5. the source takes writes again */
 	log_info("step 5/6: unfreezing the source");
 	if (!state_set(s.src, s.rcfg->name, "phase", "rolled_back"))	/* the reverse follower stops */
@@ -1272,8 +1295,20 @@ unfreeze_source:
 	log_info("step 6/6: rollback hook");
 	if (!hook_run(cfg, "rollback"))
 		log_error("the rollback hook failed: the source takes writes again, but the application may still point at the target (which is read-only). Fix: point it at the source by hand");
-	if (!freeze_hand_over(s.tgt, cfg, "target", &s.fz))
-		log_warn("some sessions on the target could not be ended after the rollback: they may write there (see above)");
+	switch (freeze_hand_over(s.tgt, cfg, "target", &s.fz))
+	{
+		case HAND_OVER_DONE:
+			break;
+		case HAND_OVER_SESSIONS_LEFT:
+			log_warn("some sessions on the target could not be ended after the rollback: they may write there (see above)");
+			break;
+		case HAND_OVER_FENCE_LOST:
+			/* the reverse stream is stopped and the source takes writes: nothing to drain into */
+			log_error("the target's fence was lost after its last drain: writes a session made there meanwhile (BEGIN READ WRITE) are not on the source. Fix: compare the target with the source (ferry verify with --source and --target swapped) and carry them over by hand");
+			pg_finish(s.fz.fence);
+			s.fz.fence = NULL;
+			break;
+	}
 	rep->window_seconds = now_s() - t_freeze;
 	{
 		char		w[32];
