@@ -27,6 +27,9 @@
  * At the switch (freeze_hand_over), every session still on the frozen side
  * is ended while the fence holds (those queued behind it included, so a
  * pool reconnects, to the new primary), then the fence is let go. The
+ * fence (application_name "ferry fence") can die with its session; callers
+ * check it (freeze_fence_held) where they rely on it, and take it again
+ * (freeze_fence_retake). The
  * fence needs a lock privilege (UPDATE, DELETE or TRUNCATE) on each table,
  * and ending sessions needs to see and signal them (pg_read_all_stats and
  * pg_signal_backend, or superuser): freeze_prepare() refuses, before
