@@ -74,6 +74,11 @@ is "$rc" 137 "switchover killed after its switch hook"
 is "$(phase 2)" "switching" "phase switching is left behind"
 tq 2 "INSERT INTO kv VALUES (-202, 'on the target after the crash', 0)" >/dev/null
 ok $? "the application writes on the target"
+(FERRY_FAULT=switchover.resume-drained "${F[@]}" switchover --yes >/dev/null 2>"$TEST_TMP/e2r"; exit $?) 2>/dev/null; rc=$?
+is "$rc" 137 "the rerun is killed too, after its drain"
+is "$(phase 2)" "switching" "phase switching is still left behind"
+is "$(reverse_slot 2)" 1 "the reverse slot is kept"
+like "$(source_read_only -203)" "read-only" "the source is still frozen"
 "${F[@]}" switchover --yes >/dev/null 2>"$TEST_TMP/e2b"; rc=$?
 is "$rc" 0 "the rerun of switchover succeeds" || diag "$(tail -8 "$TEST_TMP/e2b")"
 unlike "$(cat "$TEST_TMP/e2b")" "undoing|aborted|accepts writes again" "without undoing it or unfreezing the source"

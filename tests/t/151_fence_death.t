@@ -52,5 +52,54 @@ diag "acknowledged $acked, on the source $(wc -l <"$TEST_TMP/src_ids"), on the t
 is "$missing" 0 "every acknowledged write is on the new primary"
 is "$(comm -23 "$TEST_TMP/src_ids" "$TEST_TMP/tgt_ids" | wc -l)" 0 "no write committed on the old source is missing on the new primary"
 is "$(migration_phase)" "switched" "phase switched"
-unlike "$(cat "$TEST_TMP/sw.err")" "runtime error|LeakSanitizer" "no sanitizer reports"
+
+# 2. the fence dies before the last sentinel: a watcher started by the pre_freeze
+# hook terminates it as soon as it holds its locks (a new migration m2 into the
+# target's database app2, the source writable again)
+q source "BEGIN READ WRITE; ALTER DATABASE app RESET default_transaction_read_only;
+          DELETE FROM orders; COMMIT" >/dev/null   # pool_app.py's ids start again
+QDB=postgres q target "CREATE DATABASE app2" >/dev/null
+TC2="host=$TARGET_SOCK port=$TARGET_PORT dbname=app2 user=postgres"
+F2=("$FERRY" --source "$SOURCE_CONN" --target "$TC2" --name m2)
+echo "host=$SOURCE_SOCK port=$SOURCE_PORT dbname=app user=app_rw" >"$TEST_TMP/conn"
+FENCE_HELD="SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+  WHERE (a.application_name = 'ferry fence' OR (a.application_name LIKE 'ferry%' AND a.query LIKE 'LOCK TABLE%'))
+    AND l.mode = 'ExclusiveLock' AND l.granted"
+cat >"$TEST_TMP/watch.sh" <<SH
+for i in \$(seq 1 3000); do
+  [ "\$($PGBIN/psql -XAtq -h $SOURCE_SOCK -p $SOURCE_PORT -U postgres -d app -c "$(echo $FENCE_HELD)")" -gt 0 ] 2>/dev/null && break
+  sleep 0.005
+done
+$PGBIN/psql -XAtq -h $SOURCE_SOCK -p $SOURCE_PORT -U postgres -d app -c "$(echo $KILL_FENCE)" >>$TEST_TMP/killed2
+SH
+cat >"$TEST_TMP/ferry2.yaml" <<YAML
+hooks:
+  pre_freeze: "sh $TEST_TMP/watch.sh >/dev/null 2>&1 </dev/null & echo \$! >$TEST_TMP/watch.pid"
+  switch: "echo 'host=$TARGET_SOCK port=$TARGET_PORT dbname=app2 user=app_rw' > $TEST_TMP/conn"
+YAML
+"${F2[@]}" start --jobs 2 >>"$TEST_TMP/out" 2>>"$TEST_TMP/err" &
+FP=$!
+QDB=app2 wait_following m2 60; ok $? "migration m2 follows"
+kill -TERM "$FP"; wait "$FP"
+rm -f "$TEST_TMP/acked"
+/usr/bin/python3 "$(dirname "$0")/../lib/pool_app.py" "$TEST_TMP/conn" "$TEST_TMP/acked" 8 4 >"$TEST_TMP/app2.out" 2>"$TEST_TMP/app2.err" &
+AP=$!
+sleep 3
+"${F2[@]}" --config "$TEST_TMP/ferry2.yaml" switchover --yes --max-lag 5 --timeout 60 >"$TEST_TMP/sw2.out" 2>"$TEST_TMP/sw2.err"
+rc=$?; is $rc 0 "switchover exits 0"; [ $rc = 0 ] || tail -8 "$TEST_TMP/sw2.err" >&2
+wait "$AP"
+kill "$(cat "$TEST_TMP/watch.pid")" 2>/dev/null
+diag "application: $(cat "$TEST_TMP/app2.out")"
+is "$(cat "$TEST_TMP/killed2")" 1 "the watcher terminated the fence"
+like "$(sed -n '/holding every write/,/running the switch hook/p' "$TEST_TMP/sw2.err")" "the fence on the source is gone" "the switchover noticed before the switch hook"
+like "$(cat "$TEST_TMP/sw2.err")" "re-copying tables without a key and setting sequences again" "and synced keyless tables and sequences again"
+acked=$(wc -l <"$TEST_TMP/acked")
+ok "$([ "$acked" -gt 100 ]; echo $?)" "the application wrote through the switchover ($acked acknowledged writes)"
+QDB=app2 q target "SELECT id FROM orders" | sort >"$TEST_TMP/tgt2_ids"
+sort "$TEST_TMP/acked" >"$TEST_TMP/acked2_sorted"
+missing=$(comm -23 "$TEST_TMP/acked2_sorted" "$TEST_TMP/tgt2_ids" | wc -l)
+diag "acknowledged $acked, acknowledged but missing on the new primary $missing"
+is "$missing" 0 "every acknowledged write is on the new primary"
+
+unlike "$(cat "$TEST_TMP"/sw*.err)" "runtime error|LeakSanitizer" "no sanitizer reports"
 done_testing
