@@ -39,8 +39,9 @@
  * Invariant: once freeze_apply() returns true, every transaction that
  * wrote to the database has ended (committed or rolled back) and no new
  * one can commit a write to a published table until freeze_hand_over() or
- * freeze_release(), so a sentinel emitted afterwards is behind every change
- * the application made.
+ * freeze_release() while the fence lives, so a sentinel emitted afterwards
+ * is behind every change the application made as long as
+ * freeze_fence_held() says so after it.
  *
  * Unfreezing restores exactly what was there (the database's earlier
  * setting, only the logins ferry revoked) and ends sessions that connected
