@@ -101,5 +101,28 @@ missing=$(comm -23 "$TEST_TMP/acked2_sorted" "$TEST_TMP/tgt2_ids" | wc -l)
 diag "acknowledged $acked, acknowledged but missing on the new primary $missing"
 is "$missing" 0 "every acknowledged write is on the new primary"
 
+# 3. rollback of m2: the target's fence dies as soon as it holds its locks, and
+# a BEGIN READ WRITE session writes on the target right then
+PSQL_T2="$PGBIN/psql -XAtq -h $TARGET_SOCK -p $TARGET_PORT -U postgres -d app2"
+(
+  for i in $(seq 1 3000); do
+    [ "$($PSQL_T2 -c "$(echo $FENCE_HELD)")" -gt 0 ] 2>/dev/null && break
+    sleep 0.005
+  done
+  $PSQL_T2 -c "$(echo $KILL_FENCE | sed "s/datname = 'app'/datname = 'app2'/")" >>"$TEST_TMP/killed3"
+  $PSQL_T2 -c "BEGIN READ WRITE; INSERT INTO orders VALUES (-1, 'after the fence died', now()); COMMIT" >"$TEST_TMP/late3" 2>&1
+) &
+WP=$!
+"${F2[@]}" rollback --yes >"$TEST_TMP/rb3.out" 2>"$TEST_TMP/sw3.err"; rc=$?
+wait "$WP"
+is "$rc" 0 "rollback exits 0" || tail -8 "$TEST_TMP/sw3.err" >&2
+is "$(cat "$TEST_TMP/killed3")" 1 "the watcher terminated the target's fence"
+like "$(cat "$TEST_TMP/sw3.err")" "the fence on the target is gone" "the rollback noticed"
+if [ "$(cat "$TEST_TMP/late3")" = "COMMIT" ]; then
+  is "$(q source "SELECT writer FROM orders WHERE id = -1")" "after the fence died" "the write that got in on the target is on the source"
+else
+  like "$(cat "$TEST_TMP/late3")" "read-only|terminat|connection" "the write on the target was refused (not acknowledged)"
+fi
+
 unlike "$(cat "$TEST_TMP"/sw*.err)" "runtime error|LeakSanitizer" "no sanitizer reports"
 done_testing
