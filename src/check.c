@@ -239,7 +239,6 @@ static const char SUBSCRIPTIONS_SQL[] =
 	" WHERE d.datname = current_database() ORDER BY 1";
 
 /* ferry's own state tables (state.c): a schema holding only these is ours */
-static const char *const STATE_TABLES[] = {"migration", "copy_item", "copy_plan", "apply_progress", "schema_step", "file_sync"};
 
 /* PostgreSQL's reserved key words: identifiers that must be quoted. */
 static const char *const RESERVED_WORDS[] = {
@@ -1191,7 +1190,7 @@ check_ferry_schema(CheckCtx *ctx)
 			only_state = false;	/* an empty schema: someone made it */
 			continue;
 		}
-		for (size_t j = 0; j < sizeof(STATE_TABLES) / sizeof(STATE_TABLES[0]); j++)
+		for (int j = 0; STATE_TABLES[j] != NULL; j++)
 			known |= strcmp(PQgetvalue(res, i, 0), STATE_TABLES[j]) == 0;
 		only_state &= known;
 	}

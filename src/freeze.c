@@ -73,6 +73,7 @@ static const char FENCE_TABLES_SQL[] =
 	"                 WHERE pubname IN ($1::text, $1::text || '" PUBLICATION_INSERT_ONLY_SUFFIX "')) p) t";
 
 #define FENCE_LOCK_TIMEOUT_MS 1000
+#define FENCE_APPLICATION_NAME "ferry fence"
 #define FENCE_STR_(x) #x
 #define FENCE_STR(x) FENCE_STR_(x)
 
@@ -337,8 +338,10 @@ fence_take(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const cha
 	}
 	lock = xasprintf("LOCK TABLE %s IN EXCLUSIVE MODE", PQgetvalue(res, 0, 0));
 	fz->fence = pg_connect(conninfo, side, PG_CONN_SQL, NULL);
+	/* named, so that a DBA (and test 151) can tell it apart; still ferry*, so the freeze spares it */
 	if (fz->fence == NULL ||
-		!pg_exec(fz->fence, "set up the fence", "SET lock_timeout = " FENCE_STR(FENCE_LOCK_TIMEOUT_MS)))
+		!pg_exec(fz->fence, "set up the fence",
+				 "SET lock_timeout = " FENCE_STR(FENCE_LOCK_TIMEOUT_MS) "; SET application_name = '" FENCE_APPLICATION_NAME "'"))
 		goto done;
 	for (int waited = 0;; waited += FENCE_LOCK_TIMEOUT_MS)
 	{
@@ -428,16 +431,55 @@ freeze_apply(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const c
 }
 
 bool
-freeze_hand_over(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *fz)
+freeze_fence_held(Freeze *fz, const char *side)
 {
-	bool		ok;
+	PGresult   *res;
+	bool		held;
+	char	   *e;
 
 	if (fz->fence == NULL)
 		return true;
-	ok = end_frozen_sessions(conn, cfg, side, fz, 5000);
+	res = PQexec(fz->fence, "SELECT 1");
+	held = PQresultStatus(res) == PGRES_TUPLES_OK && PQtransactionStatus(fz->fence) == PQTRANS_INTRANS;
+	if (!held)
+	{
+		e = pg_result_error_text(res, fz->fence);
+		e[strcspn(e, "\n")] = '\0';	/* libpq's "server closed the connection unexpectedly" goes on */
+		log_warn("the fence on the %s is gone (%s): its locks went with it, so a session that overrides the read-only database may have written there since",
+				 side, e && *e ? e : "its transaction ended");
+		free(e);
+	}
+	PQclear(res);
+	return held;
+}
+
+bool
+freeze_fence_retake(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const char *side, Freeze *fz,
+					int timeout_ms)
+{
 	pg_finish(fz->fence);
 	fz->fence = NULL;
-	return ok;
+	if (strcmp(fz->mode, "hook") == 0)
+		return true;
+	log_info("taking the fence on the %s again", side);
+	return end_frozen_sessions(conn, cfg, side, fz, timeout_ms) &&
+		freeze_no_prepared_xacts(conn, side) &&
+		fence_take(conn, conninfo, cfg, side, fz, timeout_ms);
+}
+
+HandOver
+freeze_hand_over(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *fz)
+{
+	bool		ended;
+
+	if (fz->fence == NULL)
+		return HAND_OVER_DONE;
+	ended = end_frozen_sessions(conn, cfg, side, fz, 5000);
+	if (!freeze_fence_held(fz, side))
+		return HAND_OVER_FENCE_LOST;
+	pg_finish(fz->fence);
+	fz->fence = NULL;
+	return ended ? HAND_OVER_DONE : HAND_OVER_SESSIONS_LEFT;
 }
 
 bool

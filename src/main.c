@@ -68,13 +68,16 @@ static const Command commands[] = {
 		"source's value plus --sequence-gap, optionally verifies every row, prepares\n"
 		"reverse replication (target to source) for rollback, runs the switch hook and\n"
 		"reports the write downtime. Any failure before the switch unfreezes the source\n"
-		"and leaves replication running. Works with or without ferry start running.",
+		"and leaves replication running. Killed in or after the switch hook, a rerun\n"
+		"finishes forward (the hook runs again: hooks must be idempotent). Works with or\n"
+		"without ferry start running.",
 	OPT_SWITCHOVER, cli_switchover},
 	{"rollback", "move the application back to the source after a switchover",
 		"Freezes the target, drains the reverse replication into the source, sets the\n"
 		"source's sequences past the target's, unfreezes the source, runs the rollback\n"
-		"hook and reports the write downtime. After an interrupted switchover (phase\n"
-		"switching) it unfreezes the source and returns to following.",
+		"hook and reports the write downtime. After a switchover interrupted before its\n"
+		"switch hook it unfreezes the source and returns to following; interrupted in\n"
+		"or after the hook, it finishes the switch, then rolls back.",
 	OPT_ROLLBACK, cli_rollback},
 	{"cleanup", "drop the migration's slots, publications, origins and state",
 		"Removes what ferry created for this migration on both servers: replication\n"

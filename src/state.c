@@ -66,6 +66,8 @@ static const char STATE_DDL[] =
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS switch_window_ms double precision;"
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS rolled_back_at timestamptz;"
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS rollback_window_ms double precision;"
+	/* set just before the switch hook runs: from then on the switchover only goes forward (switchover.h) */
+	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS switch_hook_at timestamptz;"
 	/* UPDATEs and DELETEs from the source that matched no row on the target, by table (apply.h) */
 	"CREATE TABLE IF NOT EXISTS ferry.unmatched ("
 	"  migration text NOT NULL REFERENCES ferry.migration ON DELETE CASCADE,"
@@ -74,6 +76,11 @@ static const char STATE_DDL[] =
 	"  last_lsn pg_lsn NOT NULL,"
 	"  last_at timestamptz NOT NULL,"
 	"  PRIMARY KEY (migration, tablename));";
+
+/* Every table ferry creates in schema ferry (STATE_DDL, and hooks.c the file sync's), NULL-ended; keep in step: check.c tells ferry's own schema from a user's by it. */
+const char *const STATE_TABLES[] = {
+	"migration", "copy_item", "copy_plan", "apply_progress", "schema_step", "file_sync", "unmatched", NULL
+};
 
 const char	STATE_MARK_COPY_SQL[] =
 	"INSERT INTO ferry.copy_item"
@@ -276,7 +283,7 @@ state_set(PGconn *target, const char *name, const char *column, const char *valu
 	/* column names come from our own code, never from input */
 	static const char *const allowed[] = {"start_lsn", "phase", "pre_data_done", "data_done",
 	"post_data_done", "clone_finished_at", "source_freeze", "target_freeze", "reverse", "switched_at",
-	"switch_window_ms", "rolled_back_at", "rollback_window_ms"};
+	"switch_window_ms", "rolled_back_at", "rollback_window_ms", "switch_hook_at"};
 	const char *params[2] = {name, value};
 	char	   *sql = NULL;
 	PGresult   *res;

@@ -51,11 +51,13 @@ bool		state_load(PGconn *target, const char *name, MigrationState *st);
 void		state_release(MigrationState *st);
 /* Insert a fresh row in phase 'cloning'. */
 bool		state_create(PGconn *target, const char *name, const char *slot_name);
-/* Set one column: start_lsn, phase, or a *_done flag (true). */
+/* Set one column (start_lsn, phase, a *_done flag, ...; NULL value: SQL NULL). */
 bool		state_set(PGconn *target, const char *name, const char *column, const char *value);
 /* Forget a migration entirely (rows in all state tables). */
 bool		state_forget(PGconn *target, const char *name);
 
+/* The names of ferry's state tables, NULL-ended. */
+extern const char *const STATE_TABLES[];
 /* SQL run inside a copy transaction to mark an item done ($1..$8, see state.c). */
 extern const char STATE_MARK_COPY_SQL[];
 /* SQL run inside a schema step's transaction ($1 migration, $2 step key). */
