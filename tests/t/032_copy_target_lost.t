@@ -78,6 +78,7 @@ ok "$([ "$MS" -lt 5000 ]; echo $?)" "(a) within 5 s (took $MS ms)"
 is "$SPIN" 0 "(a) no copy worker left spinning (CPU ticks in a second while hung: $SPIN)"
 like "$(grep ' ERROR: ' "$TEST_TMP/err" | head -1)" "copy worker 1 ERROR: .*(target|lost).*big|big.*target" \
   "(a) a one-line error naming the target and the table"
+diag "$(grep ' ERROR: ' "$TEST_TMP/err")"
 unlike "$(cat "$TEST_TMP/err")" "runtime error|LeakSanitizer|AddressSanitizer" "(a) no sanitizer report"
 clone_fg; rc=$?
 is "$rc" 0 "(a) a rerun of the clone finishes"
@@ -96,6 +97,7 @@ is "$RC" 1 "(b) target restarted mid-copy: ferry exits with EXIT_FAILED (1)"
 ok "$([ "$MS" -lt 8000 ]; echo $?)" "(b) within 8 s of the restart's start (took $MS ms)"
 is "$SPIN" 0 "(b) no copy worker left spinning (CPU ticks in a second while hung: $SPIN)"
 like "$(grep ' ERROR: ' "$TEST_TMP/err" | head -1)" "ERROR: .*target" "(b) the first error names the target"
+diag "$(grep ' ERROR: ' "$TEST_TMP/err")"
 clone_fg; rc=$?
 is "$rc" 0 "(b) a rerun of the clone finishes"
 [ "$rc" = 0 ] || diag "$(tail -5 "$TEST_TMP/err2")"
@@ -118,6 +120,7 @@ for side in target source; do
   is "$RC" 1 "(c $side) SIGTERM with a silent $side backend: ferry exits with EXIT_FAILED (1)"
   ok "$([ "$MS" -lt 3500 ]; echo $?)" "(c $side) within 3.5 s of SIGTERM (took $MS ms)"
   like "$(cat "$TEST_TMP/err")" "clone interrupted; run it again to resume" "(c $side) saying the clone was interrupted"
+  diag "$(grep -E ' (ERROR|WARN|INFO): .*(stop|interrupt)' "$TEST_TMP/err")"
   unlike "$(cat "$TEST_TMP/err")" "runtime error|LeakSanitizer|AddressSanitizer" "(c $side) no sanitizer report"
   clone_fg; rc=$?
   is "$rc" 0 "(c $side) a rerun of the clone finishes"
