@@ -1434,7 +1434,7 @@ program_version(const char *path, int *code, char **version, char **why)
 		return false;
 	}
 	close(fd);
-	rc = proc_run(argv, NULL, tmp, &err);
+	rc = proc_run(argv, NULL, tmp, pg_interrupted, &err);
 	if (rc != 0)
 	{
 		*why = xasprintf("could not run %s%s%s", path, err && err[0] ? ": " : "", err ? err : "");

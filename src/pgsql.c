@@ -341,6 +341,37 @@ pg_conninfo_safe(const char *conninfo)
 }
 
 char *
+pg_conninfo_for_child(const char *conninfo)
+{
+	char	   *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+	char	   *safe;
+	StrBuf		sb;
+
+	if (opts == NULL)
+	{
+		PQfreemem(err);
+		return NULL;
+	}
+	safe = pg_conninfo_safe(conninfo);
+	strbuf_init(&sb);
+	strbuf_addstr(&sb, safe ? safe : "");
+	for (const PgTcpDefault *d = PG_TCP_DEFAULTS; d->key; d++)
+	{
+		bool		set = false;
+
+		for (PQconninfoOption *o = opts; o->keyword; o++)
+			if (strcmp(o->keyword, d->key) == 0 && o->val && o->val[0])
+				set = true;
+		if (!set)
+			conninfo_add(&sb, d->key, d->val);
+	}
+	free(safe);
+	PQconninfoFree(opts);
+	return strbuf_detach(&sb);
+}
+
+char *
 pg_conninfo_password(const char *conninfo)
 {
 	char	   *err = NULL;

@@ -65,6 +65,12 @@ char	   *pg_text_array(const StrList *l);
  * (URIs are parsed too). Returns NULL if conninfo does not parse.
  */
 char	   *pg_conninfo_safe(const char *conninfo);
+/*
+ * pg_conninfo_safe() plus the TCP keepalive settings ferry's own
+ * connections get, where conninfo does not set them: for pg_dump. Owned;
+ * NULL if conninfo does not parse.
+ */
+char	   *pg_conninfo_for_child(const char *conninfo);
 /* The password in conninfo, or NULL when it has none (owned). */
 char	   *pg_conninfo_password(const char *conninfo);
 /* A short "host:port/dbname" description of a live connection (owned). */
