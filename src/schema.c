@@ -407,7 +407,7 @@ schema_restore_pre_data(PGconn *target, const FerryConfig *cfg, const SchemaDump
 	log_info("restoring the schema (pre-data, %zu bytes of SQL) on the target", script.len);
 	if (!pg_exec(target, "start the schema transaction", "BEGIN"))
 		goto cleanup;
-	res = PQexec(target, script.data);
+	res = pg_execute(target, script.data, 0, NULL);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		char	   *e = pg_result_error_text(res, target);
