@@ -24,6 +24,15 @@
  * every column is binary-safe (catalog.c); text otherwise. Both sides use
  * the source's encoding as client_encoding, so text passes through unchanged.
  * Generated columns are not copied: the target computes them.
+ *
+ * Failure. The relay (copy_stream, shared with the switchover's re-copy of
+ * keyless tables) never blocks: both sessions are nonblocking and every
+ * wait polls their sockets in short slices, watching the target's input
+ * (a terminated backend or a restarting server says so there) and the stop
+ * flag. One abort path ends both COPYs, bounded by COPY_ABORT_WAIT_MS: a
+ * CopyFail on the target, a cancel and a drain on the source; a side that
+ * does not finish is closed. The item's target transaction rolls back, the
+ * clone fails with one line naming the side, and a rerun resumes.
  */
 #ifndef FERRY_COPY_H
 #define FERRY_COPY_H

@@ -4,7 +4,10 @@
  * Conventions (STYLE.md 7): values are passed as parameters or quoted with
  * pg_quote_ident()/pg_quote_literal(), never pasted raw; every connection gets
  * fallback_application_name=ferry, an empty search_path and settings that make
- * text output exact and portable (ISO dates, UTC, extra_float_digits=3).
+ * text output exact and portable (ISO dates, UTC, extra_float_digits=3),
+ * and TCP keepalives plus tcp_user_timeout unless its conninfo sets them.
+ * Every wait for a result polls the socket and watches the stop flag (see
+ * "Waiting and stopping" below); use pg_execute(), not PQexec().
  * Errors are logged once, here, on one line with the server's detail and hint;
  * callers just return false.
  */
