@@ -260,6 +260,7 @@ typedef struct Apply
 	SourceResult stash_result;
 	bool		stashed;
 	bool		aborted;		/* a batch was rolled back: what it held must come again */
+	int64_t		stop_wait_ms;	/* when a wait for the target first saw a stop, 0 = not yet */
 } Apply;
 
 /* ------------------------------------------------------------------ */
@@ -581,13 +582,26 @@ take_result(Apply *a, Sent *e, PGresult *res)
  * Wait up to a second for the target to answer, keeping the source's
  * connection alive meanwhile (a long statement or a lock wait on the target
  * must not let the source drop us for wal_sender_timeout). False if the
- * target connection broke.
+ * target connection broke, or was abandoned PG_STOP_GRACE_MS after a stop.
  */
 static bool
 wait_target(Apply *a)
 {
 	struct pollfd pfd = {PQsocket(a->conn), POLLIN, 0};
-	int			rc = poll(&pfd, 1, 1000);
+	int			rc;
+
+	/* a stop's cancel may never be answered: give the target its grace, no more */
+	if (pg_interrupted())
+	{
+		if (a->stop_wait_ms == 0)
+			a->stop_wait_ms = pg_now_ms();
+		else if (pg_now_ms() - a->stop_wait_ms > PG_STOP_GRACE_MS)
+		{
+			pg_abandon(a->conn, "ferry is stopping and the target did not answer in time; connection closed");
+			return false;
+		}
+	}
+	rc = poll(&pfd, 1, pg_interrupted() ? 100 : 1000);
 
 	if (a->src.conn != NULL)
 		(void) source_keepalive(&a->src, atomic_load(&a->args->shared->flushed_lsn), false, false);
@@ -786,7 +800,7 @@ query_now(Apply *a, const char *what, const char *sql, int n, const char *const 
 		a->fail_status = APPLY_FAILED;
 		return NULL;
 	}
-	res = PQexecParams(a->conn, sql, n, NULL, params, NULL, NULL, 0);
+	res = pg_execute(a->conn, sql, n, params);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
 	{
 		char	   *e = pg_result_error_text(res, a->conn);
@@ -1090,7 +1104,7 @@ abort_batch(Apply *a)
 		return;
 	/* drain whatever is pending, then roll back outside the pipeline */
 	(void) drain_pipeline(a);
-	while ((r = PQgetResult(a->conn)) != NULL)
+	while ((r = pg_get_result(a->conn)) != NULL)
 		PQclear(r);
 	if (PQpipelineStatus(a->conn) != PQ_PIPELINE_OFF)
 		PQexitPipelineMode(a->conn);
@@ -2391,16 +2405,16 @@ apply_prepare_target(const FerryConfig *cfg, bool *use_origin, uint64_t *applied
 		PGresult   *o;
 
 		if (fresh)
-			PQclear(PQexecParams(conn,
+			PQclear(pg_execute(conn,
 								 "SELECT pg_catalog.pg_replication_origin_drop(n)"
 								 "  FROM (SELECT $1::text AS n) x"
 								 " WHERE pg_catalog.pg_replication_origin_oid(n) IS NOT NULL",
-								 1, NULL, params, NULL, NULL, 0));
-		o = PQexecParams(conn,
+								 1, params));
+		o = pg_execute(conn,
 						 "SELECT pg_catalog.pg_replication_origin_create(n)"
 						 "  FROM (SELECT $1::text AS n) x"
 						 " WHERE pg_catalog.pg_replication_origin_oid(n) IS NULL",
-						 1, NULL, params, NULL, NULL, 0);
+						 1, params);
 		*use_origin = PQresultStatus(o) == PGRES_TUPLES_OK;
 		if (!*use_origin)
 			log_notice("not using a replication origin on the target (%s); the applied position is kept in ferry.apply_progress only",

@@ -628,7 +628,7 @@ static PGresult *
 run_query(CheckCtx *ctx, Server *srv, const char *check, const char *sql,
 		  int nparams, const char *const *params, int nrows, int ncols)
 {
-	PGresult   *res = PQexecParams(srv->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	PGresult   *res = pg_execute(srv->conn, sql, nparams, params);
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
@@ -1433,7 +1433,7 @@ program_version(const char *path, int *code, char **version, char **why)
 		return false;
 	}
 	close(fd);
-	rc = proc_run(argv, NULL, tmp, &err);
+	rc = proc_run(argv, NULL, tmp, pg_interrupted, &err);
 	if (rc != 0)
 	{
 		*why = xasprintf("could not run %s%s%s", path, err && err[0] ? ": " : "", err ? err : "");
@@ -1547,12 +1547,12 @@ static void
 check_target_apply_role(CheckCtx *ctx)
 {
 	Server	   *t = &ctx->tgt;
-	PGresult   *res = PQexec(t->conn, "BEGIN; SET LOCAL session_replication_role = replica");
+	PGresult   *res = pg_execute(t->conn, "BEGIN; SET LOCAL session_replication_role = replica", 0, NULL);
 	bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 	char	   *e = ok ? NULL : pg_result_error_text(res, t->conn);
 
 	PQclear(res);
-	res = PQexec(t->conn, "ROLLBACK");
+	res = pg_execute(t->conn, "ROLLBACK", 0, NULL);
 	PQclear(res);
 	if (ok)
 		row(ctx, CHECK_OK, t, "apply role", NULL,
@@ -1994,7 +1994,7 @@ check_run(const FerryConfig *cfg, CheckReport *report)
 	if (src_ok)
 	{
 		const char *params[1] = {cfg->name};
-		PGresult   *res = PQexecParams(s->conn, SLOT_SQL, 1, NULL, params, NULL, NULL, 0);
+		PGresult   *res = pg_execute(s->conn, SLOT_SQL, 1, params);
 
 		/* a resumed migration already has its slot: it needs no free one */
 		own_slot = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&

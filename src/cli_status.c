@@ -110,7 +110,7 @@ count_rows(PGconn *conn, TableDelta *t, int n, bool source)
 	for (int i = 0; i < n; i++)
 	{
 		char	   *sql = xasprintf("SELECT count(*) FROM ONLY %s", t[i].qual);
-		PGresult   *res = conn ? PQexec(conn, sql) : NULL;
+		PGresult   *res = conn ? pg_execute(conn, sql, 0, NULL) : NULL;
 		long long	v = -1;
 
 		if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)

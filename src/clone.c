@@ -164,7 +164,7 @@ step_worker_run(void *ctx, void *wstate, int i)
 
 		if (!pg_exec(conn, "begin a schema step", "BEGIN"))
 			return false;
-		res = PQexec(conn, s->sql);
+		res = pg_execute(conn, s->sql, 0, NULL);
 		if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK)
 		{
 			PQclear(res);

@@ -117,9 +117,9 @@ heartbeat(Follow *f)
 	f->last_heartbeat_us = repl_now_us();
 	if (f->src == NULL || PQstatus(f->src) != CONNECTION_OK)
 		return;
-	res = PQexecParams(f->src,
+	res = pg_execute(f->src,
 					   "SELECT pg_catalog.pg_logical_emit_message(true, '" FOLLOW_HEARTBEAT_PREFIX "', $1)",
-					   1, NULL, params, NULL, NULL, 0);
+					   1, params);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -236,7 +236,7 @@ report(Follow *f, ApplyShared *sh, int64_t *last_changes, int64_t *last_txns, in
 	if (f->tgt && PQstatus(f->tgt) == CONNECTION_OK)
 	{
 		const char *params[4] = {f->cfg->name, cr, tr, pid};
-		PGresult   *res = PQexecParams(f->tgt, RATE_UPDATE_SQL, 4, NULL, params, NULL, NULL, 0);
+		PGresult   *res = pg_execute(f->tgt, RATE_UPDATE_SQL, 4, params);
 
 		PQclear(res);
 	}
@@ -262,7 +262,7 @@ phase_moved(Follow *f)
 	if (repl_now_us() - f->last_phase_check_us < 1000000)
 		return f->phase_moved;
 	f->last_phase_check_us = repl_now_us();
-	res = PQexecParams(f->tgt, "SELECT phase FROM ferry.migration WHERE name = $1", 1, NULL, params, NULL, NULL, 0);
+	res = pg_execute(f->tgt, "SELECT phase FROM ferry.migration WHERE name = $1", 1, params);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)
 	{
 		const char *ph = PQntuples(res) ? PQgetvalue(res, 0, 0) : "";

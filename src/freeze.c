@@ -350,7 +350,7 @@ fence_take(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const cha
 
 		if (!pg_exec(fz->fence, "begin the fence", "BEGIN"))
 			goto done;
-		r = PQexec(fz->fence, lock);
+		r = pg_execute(fz->fence, lock, 0, NULL);
 		if (PQresultStatus(r) == PGRES_COMMAND_OK)
 		{
 			PQclear(r);

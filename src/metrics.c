@@ -365,7 +365,7 @@ metrics_poll_source(PGconn *src, const char *slot)
 		uint64_t	lsn;
 
 		last_lsn = now;
-		res = PQexec(src, SOURCE_LSN_SQL);
+		res = pg_execute(src, SOURCE_LSN_SQL, 0, NULL);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
 			pg_lsn_parse(PQgetvalue(res, 0, 0), &lsn))
 			metrics_set_source_lsn(lsn);
@@ -376,7 +376,7 @@ metrics_poll_source(PGconn *src, const char *slot)
 		const char *params[1] = {slot};
 
 		last_retained = now;
-		res = PQexecParams(src, RETAINED_SQL, 1, NULL, params, NULL, NULL, 0);
+		res = pg_execute(src, RETAINED_SQL, 1, params);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
 			metrics_set_retained(strtoll(PQgetvalue(res, 0, 0), NULL, 10));
 		PQclear(res);
@@ -391,7 +391,7 @@ metrics_load_copy_state(PGconn *tgt, const char *name)
 
 	if (tgt == NULL || PQstatus(tgt) != CONNECTION_OK)
 		return;
-	res = PQexecParams(tgt, COPY_STATE_SQL, 1, NULL, params, NULL, NULL, 0);
+	res = pg_execute(tgt, COPY_STATE_SQL, 1, params);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQnfields(res) == 4)
 		for (int i = 0; i < PQntuples(res); i++)
 			metrics_table_set(PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),

@@ -4,7 +4,10 @@
  * Conventions (STYLE.md 7): values are passed as parameters or quoted with
  * pg_quote_ident()/pg_quote_literal(), never pasted raw; every connection gets
  * fallback_application_name=ferry, an empty search_path and settings that make
- * text output exact and portable (ISO dates, UTC, extra_float_digits=3).
+ * text output exact and portable (ISO dates, UTC, extra_float_digits=3),
+ * and TCP keepalives plus tcp_user_timeout unless its conninfo sets them.
+ * Every wait for a result polls the socket and watches the stop flag (see
+ * "Waiting and stopping" below); use pg_execute(), not PQexec().
  * Errors are logged once, here, on one line with the server's detail and hint;
  * callers just return false.
  */
@@ -65,6 +68,12 @@ char	   *pg_text_array(const StrList *l);
  * (URIs are parsed too). Returns NULL if conninfo does not parse.
  */
 char	   *pg_conninfo_safe(const char *conninfo);
+/*
+ * pg_conninfo_safe() plus the TCP keepalive settings ferry's own
+ * connections get, where conninfo does not set them: for pg_dump. Owned;
+ * NULL if conninfo does not parse.
+ */
+char	   *pg_conninfo_for_child(const char *conninfo);
 /* The password in conninfo, or NULL when it has none (owned). */
 char	   *pg_conninfo_password(const char *conninfo);
 /* A short "host:port/dbname" description of a live connection (owned). */
@@ -74,8 +83,58 @@ char	   *pg_conn_describe(PGconn *conn);
 bool		pg_lsn_parse(const char *s, uint64_t *lsn);
 void		pg_lsn_format(uint64_t lsn, char *buf, size_t size);
 
+/*
+ * Waiting and stopping (see the essay in pgsql.c). Every wait for a server
+ * polls the socket in slices of 100 ms and watches the stop flag that
+ * SIGINT/SIGTERM set: PG_STOP_GRACE_MS after the stop (or after the wait's
+ * own start, for a clean-up statement run after it) a wait gives up and the
+ * connection is abandoned (closed under libpq, which then reports it
+ * broken; pg_result_error_text says why). So ferry ends within a couple
+ * of seconds of a stop whatever its servers do.
+ */
+#define PG_STOP_GRACE_MS 1500
+
+typedef enum PgWait
+{
+	PG_WAIT_READY,				/* the socket is ready (or broken: libpq will say) */
+	PG_WAIT_TIMEOUT,			/* deadline_ms passed */
+	PG_WAIT_STOPPED,			/* a stop was requested and its grace is over */
+} PgWait;
+
+/* Monotonic clock in milliseconds. */
+int64_t		pg_now_ms(void);
+/*
+ * Wait until conn's socket is readable (or writable, for_write), until
+ * deadline_ms (pg_now_ms() time, INT64_MAX = none) or the stop grace.
+ */
+PgWait		pg_wait_socket(PGconn *conn, bool for_write, int64_t deadline_ms);
+/*
+ * Give up conn: shut its socket down so that every later libpq call on it
+ * fails at once (CONNECTION_BAD); `why` (static) becomes its error text.
+ * The caller still pg_finish()es it.
+ */
+void		pg_abandon(PGconn *conn, const char *why);
+/*
+ * PQgetResult() that waits on the socket (flushing first on a nonblocking
+ * connection) until deadline_ms; on timeout or stop the connection is
+ * abandoned and its error result returned. Ownership as PQgetResult().
+ */
+PGresult   *pg_get_result_until(PGconn *conn, int64_t deadline_ms);
+PGresult   *pg_get_result(PGconn *conn);
+/*
+ * PQexec()/PQexecParams() (text parameters, text results) built on those
+ * waits: sending cannot block either. Never NULL; caller PQclear()s.
+ */
+PGresult   *pg_execute(PGconn *conn, const char *sql, int nparams, const char *const *params);
+
+/*
+ * Send a cancel request for conn's query from a thread of its own (detached;
+ * a server that does not answer holds only that thread).
+ */
+void		pg_cancel_async(PGconn *conn);
+
 /* Cancellation: in-flight queries on registered connections are cancelled
- * when SIGINT/SIGTERM arrive (pg_signals_install). */
+ * when SIGINT/SIGTERM arrive (pg_signals_install), by a watcher thread. */
 void		pg_signals_install(void);
 bool		pg_interrupted(void);
 void		pg_cancel_register(PGconn *conn);

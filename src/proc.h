@@ -17,9 +17,13 @@
  * (NULL-terminated). If password is not NULL the child gets PGPASSWORD.
  * Its stdout goes to stdout_path (or /dev/null when NULL); its stderr is
  * collected (up to 8 kB) into *errout (owned, may be NULL when errout is).
- * Returns the exit status, or -1 if the program could not be started.
+ * The child runs in its own process group; as soon as stop() (may be NULL)
+ * returns true the group gets SIGTERM, then SIGKILL two seconds later.
+ * Returns the exit status (128 + signal when killed by one), or -1 if the
+ * program could not be started.
  */
-int			proc_run(char *const argv[], const char *password, const char *stdout_path, char **errout);
+int			proc_run(char *const argv[], const char *password, const char *stdout_path,
+					 bool (*stop) (void), char **errout);
 
 /*
  * Find a PostgreSQL client program: in `bindir` if given, else the newest

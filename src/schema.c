@@ -44,10 +44,12 @@ static bool
 run_tool(char **argv, const char *password, const char *out_path, const char *what)
 {
 	char	   *err = NULL;
-	int			rc = proc_run(argv, password, out_path, &err);
+	int			rc = proc_run(argv, password, out_path, pg_interrupted, &err);
 	bool		ok = rc == 0;
 
-	if (rc < 0)
+	if (pg_interrupted())
+		log_info("stopped %s: ferry is stopping", argv[0]);
+	else if (rc < 0)
 		log_error("could not run %s: %s. Fix: install the PostgreSQL client programs (postgresql-client-N for the source's version N) or pass --pg-bin DIR",
 				  argv[0], err && err[0] ? err : "not found");
 	else if (rc != 0)
@@ -110,7 +112,7 @@ schema_dump(const FerryConfig *cfg, int source_major, const char *snapshot, Sche
 {
 	const char *tmp = getenv("TMPDIR") && getenv("TMPDIR")[0] ? getenv("TMPDIR") : "/tmp";
 	char	   *dirtmpl = xasprintf("%s/ferry-%d-XXXXXX", tmp, (int) getpid());
-	char	   *safe = pg_conninfo_safe(cfg->source);
+	char	   *safe = pg_conninfo_for_child(cfg->source);
 	char	   *password = pg_conninfo_password(cfg->source);
 	char	   *pg_dump = proc_find_pg_program(cfg->pg_bin, "pg_dump", source_major);
 	StrList		args = {0};
@@ -405,7 +407,7 @@ schema_restore_pre_data(PGconn *target, const FerryConfig *cfg, const SchemaDump
 	log_info("restoring the schema (pre-data, %zu bytes of SQL) on the target", script.len);
 	if (!pg_exec(target, "start the schema transaction", "BEGIN"))
 		goto cleanup;
-	res = PQexec(target, script.data);
+	res = pg_execute(target, script.data, 0, NULL);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		char	   *e = pg_result_error_text(res, target);

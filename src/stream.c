@@ -135,7 +135,7 @@ source_next(Source *s, ReplFrame *f, int wait_ms, int fd, uint64_t flushed, bool
 		}
 		if (n == -1)
 		{
-			PGresult   *res = PQgetResult(s->conn);
+			PGresult   *res = pg_get_result(s->conn);
 			char	   *e = pg_result_error_text(res, s->conn);
 
 			s->status = stream_end_status(res);
@@ -217,7 +217,7 @@ source_start(Source *s, const FerryConfig *cfg, const char *slot, const char *pu
 		s->status = STREAM_FAILED_CONN;
 	else
 	{
-		res = PQexec(s->conn, sql);
+		res = pg_execute(s->conn, sql, 0, NULL);
 		if (PQresultStatus(res) != PGRES_COPY_BOTH)
 		{
 			char	   *e = pg_result_error_text(res, s->conn);

@@ -391,7 +391,7 @@ reconnect(PGconn *conn, const char *conninfo, const char *label)
 {
 	if (conn && PQstatus(conn) == CONNECTION_OK)
 	{
-		PGresult   *res = PQexec(conn, "SELECT 1");
+		PGresult   *res = pg_execute(conn, "SELECT 1", 0, NULL);
 		bool		alive = PQresultStatus(res) == PGRES_TUPLES_OK;
 
 		PQclear(res);
@@ -525,10 +525,7 @@ recopy_table(PGconn *from, PGconn *to, const char *qname, long long *rows)
 	char	   *out_sql,
 			   *in_sql,
 			   *trunc;
-	PGresult   *res;
 	bool		ok = false;
-	char	   *buf;
-	char	   *batch;
 	int64_t		bytes;
 
 	if (cols == NULL)
@@ -552,53 +549,23 @@ recopy_table(PGconn *from, PGconn *to, const char *qname, long long *rows)
 						  referenced ? "DELETE FROM" : "TRUNCATE", qname);
 	}
 	if (!pg_exec(to, "empty the table before its re-copy", trunc))
-		goto done;
-	res = PQexec(from, out_sql);
-	if (PQresultStatus(res) != PGRES_COPY_OUT)
-	{
-		log_error("could not read %s: %s", qname, PQerrorMessage(from));
-		PQclear(res);
 		goto rollback;
-	}
-	PQclear(res);
-	res = PQexec(to, in_sql);
-	if (PQresultStatus(res) != PGRES_COPY_IN)
 	{
-		log_error("could not write %s: %s", qname, PQerrorMessage(to));
-		PQclear(res);
-		while (PQgetCopyData(from, &buf, 0) > 0)
-			PQfreemem(buf);
-		goto rollback;
-	}
-	PQclear(res);
-	batch = xmalloc(COPY_BATCH_BYTES);
-	ok = copy_relay(from, to, batch, qname, "read the table to re-copy", NULL, NULL, &bytes);
-	free(batch);
-	while ((res = PQgetResult(from)) != NULL)
-	{
-		ok &= PQresultStatus(res) == PGRES_COMMAND_OK;
-		if (PQresultStatus(res) == PGRES_COMMAND_OK)
-			*rows = strtoll(PQcmdTuples(res), NULL, 10);
-		PQclear(res);
-	}
-	PQputCopyEnd(to, ok ? NULL : "source read failed");
-	while ((res = PQgetResult(to)) != NULL)
-	{
-		if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		{
-			if (ok)
-				log_error("could not re-copy %s: %s", qname, PQresultErrorMessage(res));
-			ok = false;
-		}
-		PQclear(res);
+		CopyStream	cs = {from, out_sql, to, in_sql, qname, xmalloc(COPY_BATCH_BYTES), NULL, NULL};
+		int64_t		n = 0;
+
+		ok = copy_stream(&cs, &n, &bytes);
+		free(cs.batch);
+		if (ok)
+			*rows = (long long) n;
 	}
 	if (ok)
 		ok = pg_exec(to, "commit the re-copy", "COMMIT");
 
 rollback:
-	if (!ok)
+	/* the failed re-copy's transaction (a lost session has none left) */
+	if (!ok && PQstatus(to) == CONNECTION_OK)
 		pg_exec_quiet(to, "ROLLBACK", NULL);
-done:
 	free(cols);
 	free(out_sql);
 	free(in_sql);

@@ -339,7 +339,7 @@ pair_query(VerifyRun *run, VerifyWorker *w, const char *what, const char *sql,
 		{
 			PGresult   *x;
 
-			while ((x = PQgetResult(c[s])) != NULL)
+			while ((x = pg_get_result(c[s])) != NULL)
 			{
 				if (r[s] == NULL && PQresultStatus(x) == PGRES_TUPLES_OK && PQnfields(x) == ncols)
 				{
@@ -380,8 +380,8 @@ same_fast_hash(PGconn *src, PGconn *tgt)
 
 	if (PQserverVersion(src) < 110000 || PQserverVersion(tgt) < 110000)
 		return false;
-	a = PQexec(src, probe);
-	b = PQexec(tgt, probe);
+	a = pg_execute(src, probe, 0, NULL);
+	b = pg_execute(tgt, probe, 0, NULL);
 	same = PQresultStatus(a) == PGRES_TUPLES_OK && PQresultStatus(b) == PGRES_TUPLES_OK &&
 		strcmp(PQgetvalue(a, 0, 0), PQgetvalue(b, 0, 0)) == 0;
 	PQclear(a);

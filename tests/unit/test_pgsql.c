@@ -304,12 +304,32 @@ test_connect_fix(void)
 			"pg_connect_fix: case-sensitive \"replication\", and PG 16 says \"WAL sender\"");
 }
 
+/* pg_dump's conninfo: no password, ferry's TCP settings unless the user's */
+static void
+test_conninfo_for_child(void)
+{
+	char	   *s;
+
+	s = pg_conninfo_for_child("host=db1 dbname=app password=S3cretPw");
+	is_str(s, "dbname='app' host='db1' keepalives='1' keepalives_idle='30' keepalives_interval='10'"
+		   " keepalives_count='3' tcp_user_timeout='60000'",
+		   "child conninfo: no password, every TCP default added");
+	free(s);
+	s = pg_conninfo_for_child("postgresql://db1/app?keepalives_idle=5&tcp_user_timeout=0");
+	is_str(s, "dbname='app' host='db1' keepalives_idle='5' tcp_user_timeout='0' keepalives='1'"
+		   " keepalives_interval='10' keepalives_count='3'",
+		   "child conninfo: the user's own keepalives_idle and tcp_user_timeout win");
+	free(s);
+	ok(pg_conninfo_for_child("host='x") == NULL, "child conninfo: unparsable gives NULL");
+}
+
 int
 main(void)
 {
 	test_quote();
 	test_conninfo_safe();
 	test_conninfo_password();
+	test_conninfo_for_child();
 	test_lsn();
 	test_connect_fix();
 	return done_testing();
