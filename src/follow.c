@@ -20,6 +20,7 @@
 #include "pgsql.h"
 #include "publication.h"
 #include "state.h"
+#include "watch.h"
 
 static const char RATE_UPDATE_SQL[] =
 	"UPDATE ferry.apply_progress SET changes_per_second = $2::float8, txns_per_second = $3::float8,"
@@ -55,6 +56,7 @@ typedef struct Follow
 	bool		locked;			/* tgt holds the migration's advisory lock */
 	bool		lock_refused;	/* another process holds it */
 	int64_t		last_phase_check_us;
+	int64_t		last_watch_us;	/* reverse: the last look at the old source (watch.h) */
 	bool		phase_moved;	/* the migration left the phase this follower serves */
 	PGconn	   *src;			/* heartbeats, publications */
 	PGconn	   *tgt;			/* state and rate */
@@ -275,6 +277,42 @@ phase_moved(Follow *f)
 }
 
 /*
+ * Reverse: every WATCH_INTERVAL_MS, look at the old source's watch slot
+ * (the forward slot, kept after the switch) for writes that reached it
+ * after the switchover (watch.h). f->tgt is the old source here, f->src
+ * the new primary that holds the migration's state.
+ */
+static void
+watch_tick(Follow *f)
+{
+	FerryConfig fwd;
+	char	   *pubs;
+	char	   *rname;
+
+	if (repl_now_us() - f->last_watch_us < WATCH_INTERVAL_MS * 1000LL)
+		return;
+	f->last_watch_us = repl_now_us();
+	{
+		const char *params[1] = {f->skip_origin};
+		PGresult   *res = pg_query(f->tgt, "look up the watch slot",
+								   "SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", 1, params);
+		bool		idle = res && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 'f';
+
+		PQclear(res);
+		if (!idle)
+			return;				/* none (--no-reverse, cleaned up), or the forward stream still stops */
+	}
+	fwd = *f->cfg;
+	fwd.name = f->skip_origin;
+	pubs = publication_names(f->tgt, &fwd);
+	rname = xstrdup(f->cfg->name);
+	if (pubs != NULL)
+		(void) watch_poll(f->tgt, f->src, f->skip_origin, pubs, rname);
+	free(pubs);
+	free(rname);
+}
+
+/*
  * One streaming session: start the apply thread (which also reads the
  * source's stream) at the applied position, wait until it ends, return how.
  */
@@ -331,6 +369,8 @@ session(Follow *f, FollowResult *out, bool *ran_long)
 			}
 			if (!f->reverse)
 				files_sync_tick(&f->files, f->cfg, f->tgt);
+			else
+				watch_tick(f);
 			metrics_poll_source(f->src, f->cfg->name);
 			record_unmatched(f, &sh);
 		}

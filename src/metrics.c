@@ -43,6 +43,7 @@ static _Atomic uint64_t m_source_lsn;
 static _Atomic int64_t m_retained = -1;
 static _Atomic int64_t m_reconnects;
 static _Atomic int64_t m_unmatched;
+static _Atomic int64_t m_source_writes;
 static _Atomic bool m_have_applied;
 static _Atomic bool m_have_rates;
 static int64_t m_started_us;
@@ -123,6 +124,13 @@ metrics_add_unmatched(int64_t n)
 		atomic_fetch_add(&m_unmatched, n);
 }
 
+void
+metrics_add_source_writes(int64_t n)
+{
+	if (n > 0)
+		atomic_fetch_add(&m_source_writes, n);
+}
+
 /* The table's entry, created if missing. Caller holds m_lock. */
 static TableMetric *
 table_entry(const char *nspname, const char *relname)
@@ -193,6 +201,7 @@ metrics_reset(void)
 	atomic_store(&m_retained, -1);
 	atomic_store(&m_reconnects, 0);
 	atomic_store(&m_unmatched, 0);
+	atomic_store(&m_source_writes, 0);
 	atomic_store(&m_have_applied, false);
 	atomic_store(&m_have_rates, false);
 }
@@ -334,6 +343,8 @@ metrics_render(const char *name)
 			name, (long long) atomic_load(&m_reconnects));
 	add_int(&sb, "ferry_apply_unmatched_total", "counter", "UPDATEs and DELETEs from the source that matched no row on the target (the target diverged; ferry status lists the tables).",
 			name, (long long) atomic_load(&m_unmatched));
+	add_int(&sb, "ferry_source_writes_after_switch_total", "counter", "Changes committed on the old source after the switchover that reverse replication did not write (they are not on the new primary; ferry status lists them).",
+			name, (long long) atomic_load(&m_source_writes));
 	add_int(&sb, "ferry_errors_total", "counter", "Errors logged by this process.", name, (long long) log_error_count());
 	return strbuf_detach(&sb);
 }

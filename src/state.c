@@ -75,11 +75,19 @@ static const char STATE_DDL[] =
 	"  changes bigint NOT NULL,"
 	"  last_lsn pg_lsn NOT NULL,"
 	"  last_at timestamptz NOT NULL,"
+	"  PRIMARY KEY (migration, tablename));"
+	/* changes committed on the old source after the switchover, by table (watch.h) */
+	"CREATE TABLE IF NOT EXISTS ferry.source_writes ("
+	"  migration text NOT NULL REFERENCES ferry.migration ON DELETE CASCADE,"
+	"  tablename text NOT NULL,"
+	"  changes bigint NOT NULL,"
+	"  last_lsn pg_lsn NOT NULL,"
+	"  last_at timestamptz NOT NULL,"
 	"  PRIMARY KEY (migration, tablename));";
 
 /* Every table ferry creates in schema ferry (STATE_DDL, and hooks.c the file sync's), NULL-ended; keep in step: check.c tells ferry's own schema from a user's by it. */
 const char *const STATE_TABLES[] = {
-	"migration", "copy_item", "copy_plan", "apply_progress", "schema_step", "file_sync", "unmatched", NULL
+	"migration", "copy_item", "copy_plan", "apply_progress", "schema_step", "file_sync", "unmatched", "source_writes", NULL
 };
 
 const char	STATE_MARK_COPY_SQL[] =

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apply.h"
 #include "check.h"
 #include "copy.h"
 #include "fault.h"
@@ -441,6 +442,24 @@ drop_slot_when_released(PGconn *conn, const char *name, const char *side)
 	}
 }
 
+/*
+ * After the switch: with reverse replication the forward slot stays on the
+ * old source as the watch for writes that still reach it (watch.h; the
+ * reverse follower polls it, rollback and cleanup drop it); without, it is
+ * dropped so the old source retains no WAL for it.
+ */
+static void
+keep_or_drop_forward_slot(PGconn *src, const FerryConfig *cfg, bool reverse)
+{
+	if (!reverse)
+	{
+		drop_slot_when_released(src, cfg->name, "source");
+		return;
+	}
+	log_info("kept replication slot %s on the old source as a watch: ferry start (in reverse) reports any write that still reaches the old source; rollback or cleanup drops it",
+			 cfg->name);
+}
+
 /* Remove the reverse objects (slot and publications on the target, state on the source). */
 static void
 drop_reverse(Sw *s)
@@ -516,10 +535,11 @@ copy_columns(PGconn *conn, const char *qname)
 
 /*
  * Re-copy one table from `from` to `to` in one transaction on `to`:
- * TRUNCATE, then COPY of every row (triggers off). Rows copied in *rows.
+ * TRUNCATE, then COPY of every row (triggers off), marked as migration
+ * `mark`'s own write (apply.h). Rows copied in *rows.
  */
 static bool
-recopy_table(PGconn *from, PGconn *to, const char *qname, long long *rows)
+recopy_table(PGconn *from, PGconn *to, const char *qname, const char *mark, long long *rows)
 {
 	char	   *cols = copy_columns(from, qname);
 	char	   *out_sql,
@@ -550,6 +570,16 @@ recopy_table(PGconn *from, PGconn *to, const char *qname, long long *rows)
 	}
 	if (!pg_exec(to, "empty the table before its re-copy", trunc))
 		goto rollback;
+	{
+		/* ferry's own write: reverse replication and the watch skip it (apply.h, watch.h) */
+		const char *mp[2] = {APPLY_MARK_PREFIX, mark};
+		PGresult   *m = pg_query(to, "mark the re-copy as ferry's",
+								 "SELECT pg_catalog.pg_logical_emit_message(true, $1, $2) IS NULL", 2, mp);
+
+		PQclear(m);
+		if (m == NULL)
+			goto rollback;
+	}
 	{
 		CopyStream	cs = {from, out_sql, to, in_sql, qname, xmalloc(COPY_BATCH_BYTES), NULL, NULL};
 		int64_t		n = 0;
@@ -593,7 +623,7 @@ recopy_insert_only(PGconn *from, PGconn *to, const FerryConfig *pub_cfg, SwitchR
 		long long	rows = 0;
 		double		t0 = now_s();
 
-		ok = recopy_table(from, to, PQgetvalue(res, i, 0), &rows);
+		ok = recopy_table(from, to, PQgetvalue(res, i, 0), pub_cfg->name, &rows);
 		if (ok)
 		{
 			log_info("re-copied %s (no key, so only its inserts replicated): %lld rows in %.2f s",
@@ -883,7 +913,7 @@ resume_switch(Sw *s, SwitchReport *rep, bool run_hook)
 		return false;
 	log_info("switched over: the target takes writes");
 	follower_stop(&s->fol);
-	drop_slot_when_released(s->src, s->cfg->name, "source");
+	keep_or_drop_forward_slot(s->src, s->cfg, rep->reverse);
 	rep->total_seconds = now_s() - s->t_start;
 	return true;
 }
@@ -1078,9 +1108,9 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 	ok = true;
 	log_info("switched over: the target takes writes; write downtime %.3f s", rep->window_seconds);
 
-	/* the forward stream is over: stop it and free the old source's WAL */
+	/* the forward stream is over: stop it; its slot stays as the watch (or goes) */
 	follower_stop(&s.fol);
-	drop_slot_when_released(s.src, cfg->name, "source");
+	keep_or_drop_forward_slot(s.src, cfg, rep->reverse);
 	rep->total_seconds = now_s() - s.t_start;
 	goto done;
 
@@ -1318,6 +1348,7 @@ unfreeze_source:
 	log_info("rolled back: the source takes writes; write downtime %.3f s; the target stays read-only", rep->window_seconds);
 	follower_stop(&s.fol);
 	drop_slot_when_released(s.tgt, s.rcfg->name, "target");
+	drop_slot_when_released(s.src, cfg->name, "source");	/* the watch (watch.h) */
 	rep->total_seconds = now_s() - s.t_start;
 	goto done;
 

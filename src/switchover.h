@@ -65,7 +65,9 @@
  * a thread of its own; either way it only watches ferry.apply_progress.
  * A running `ferry start` sees phase switched within a second, stops the
  * forward stream and follows in reverse (follow.h); the switchover then
- * drops the forward slot so the old source retains no WAL for it.
+ * keeps the forward slot on the old source as the watch for writes that
+ * still reach it (watch.h; dropped with --no-reverse, by rollback and by
+ * cleanup).
  *
  * Rollback mirrors it: freeze the target, drain the reverse stream into
  * the source (sentinel on the target, position in the source's
