@@ -512,7 +512,6 @@ typedef struct CheckCtx
 	CheckReport *report;
 	Server		src;
 	Server		tgt;
-	char	   *passwords[2];	/* scrubbed from every row; owned */
 	char	   *include_re;		/* parameter values for MIGRATED_SCHEMA_FILTER */
 	char	   *exclude_re;
 	char	   *exclude_table_re;
@@ -546,12 +545,6 @@ ctx_release(CheckCtx *ctx)
 {
 	server_release(&ctx->src);
 	server_release(&ctx->tgt);
-	for (int i = 0; i < 2; i++)
-	{
-		if (ctx->passwords[i])
-			explicit_bzero(ctx->passwords[i], strlen(ctx->passwords[i]));
-		free(ctx->passwords[i]);
-	}
 	free(ctx->include_re);
 	free(ctx->exclude_re);
 	free(ctx->exclude_table_re);
@@ -566,32 +559,6 @@ ctx_release(CheckCtx *ctx)
 	}
 	free(ctx->rels);
 	state_release(&ctx->state);
-}
-
-/* Replace every occurrence of the configured passwords with "********". */
-static char *
-scrub(const CheckCtx *ctx, const char *text)
-{
-	char	   *s = xstrdup(text);
-
-	for (int i = 0; i < 2; i++)
-	{
-		const char *pw = ctx->passwords[i];
-		char	   *hit;
-
-		/* a very short password would mangle ordinary words */
-		if (pw == NULL || strlen(pw) < 4)
-			continue;
-		while ((hit = strstr(s, pw)) != NULL)
-		{
-			char	   *t = xasprintf("%.*s********%s", (int) (hit - s), s, hit + strlen(pw));
-
-			explicit_bzero(s, strlen(s));
-			free(s);
-			s = t;
-		}
-	}
-	return s;
 }
 
 static void row(CheckCtx *ctx, CheckStatus st, const Server *srv, const char *check,
@@ -611,8 +578,9 @@ row(CheckCtx *ctx, CheckStatus st, const Server *srv, const char *check,
 	va_start(ap, fmt);
 	strbuf_vaddf(&sb, fmt, ap);
 	va_end(ap);
-	detail = scrub(ctx, sb.data);
-	f = fix ? scrub(ctx, fix) : NULL;
+	/* the connection strings' secrets (log.h): rows are printed on stdout, not logged */
+	detail = log_scrub(sb.data);
+	f = fix ? log_scrub(fix) : NULL;
 	check_report_add(ctx->report, st, srv->label, check, f, "%s", detail);
 	ctx->report->items[ctx->report->n - 1].not_migrated = ctx->not_migrated;
 	free(f);
@@ -1974,8 +1942,6 @@ check_run(const FerryConfig *cfg, CheckReport *report)
 	s->conninfo = cfg->source;
 	t->label = "target";
 	t->conninfo = cfg->target;
-	ctx.passwords[0] = pg_conninfo_password(cfg->source);
-	ctx.passwords[1] = pg_conninfo_password(cfg->target);
 	ctx.include_re = pattern_array(&cfg->include_schemas, false);
 	ctx.exclude_re = pattern_array(&cfg->exclude_schemas, false);
 	ctx.exclude_table_re = pattern_array(&cfg->exclude_tables, true);

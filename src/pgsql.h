@@ -61,12 +61,40 @@ char	   *pg_quote_literal(const char *s);
 char	   *pg_text_array(const StrList *l);
 
 /*
- * A conninfo fit for logs and `ps`: the same parameters without password
+ * Secrets are the conninfo options libpq itself marks secret (dispchar
+ * '*' in PQconndefaults()/PQconninfoParse(): password, sslpassword and any
+ * later one), never a list of our own.
+ */
+bool		pg_option_is_secret(const PQconninfoOption *o);
+/*
+ * A conninfo fit for logs and `ps`: the same parameters without any secret
  * (URIs are parsed too). Returns NULL if conninfo does not parse.
  */
 char	   *pg_conninfo_safe(const char *conninfo);
-/* The password in conninfo, or NULL when it has none (owned). */
-char	   *pg_conninfo_password(const char *conninfo);
+/* Add the values of conninfo's secrets to out; returns how many (0 if it does not parse). */
+int			pg_conninfo_secrets(const char *conninfo, StrList *out);
+
+/*
+ * A connection for a child program (pg_dump) that shows no secret on its
+ * command line: `conninfo` is pg_conninfo_safe()'s, and `env` ("NAME=value",
+ * for the child only) carries each secret libpq reads from an environment
+ * variable (PGPASSWORD). A secret without one (sslpassword) goes into a 0600
+ * service file in `dir` (a private directory), named by PGSERVICEFILE in
+ * env and by service=ferry in conninfo; pg_child_conn_release() removes it,
+ * so call it on every path once the child has ended. Refused (logged, false)
+ * when such a secret cannot travel that way: a conninfo that already names
+ * a service (or PGSERVICE is set), or a value a service file cannot hold.
+ */
+typedef struct PgChildConn
+{
+	char	   *conninfo;		/* for the command line, owned */
+	StrList		env;			/* NAME=value for the child, owned (secret) */
+	char	   *service_file;	/* path of the service file, or NULL; owned */
+	int			nfile;			/* secrets in it */
+} PgChildConn;
+
+bool		pg_child_conn_init(PgChildConn *cc, const char *conninfo, const char *dir, const char *label);
+void		pg_child_conn_release(PgChildConn *cc);
 /* A short "host:port/dbname" description of a live connection (owned). */
 char	   *pg_conn_describe(PGconn *conn);
 

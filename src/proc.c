@@ -18,7 +18,7 @@
 #include "mem.h"
 
 int
-proc_run(char *const argv[], const char *password, const char *stdout_path, char **errout)
+proc_run(char *const argv[], const char *const *env, const char *stdout_path, char **errout)
 {
 	int			errpipe[2];
 	pid_t		pid;
@@ -52,8 +52,8 @@ proc_run(char *const argv[], const char *password, const char *stdout_path, char
 		close(out);
 		close(errpipe[0]);
 		close(errpipe[1]);
-		if (password)
-			setenv("PGPASSWORD", password, 1);
+		for (int i = 0; env && env[i]; i++)
+			putenv((char *) env[i]);
 		execvp(argv[0], argv);
 		fprintf(stderr, "could not run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
