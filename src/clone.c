@@ -470,7 +470,7 @@ start_fresh(Clone *c)
 		return false;
 	if (!c->st.exists)
 	{
-		if (!state_ensure(c->tgt) || !state_create(c->tgt, c->cfg->name, c->cfg->name))
+		if (!state_ensure(c->tgt, "target") || !state_create(c->tgt, c->cfg->name, c->cfg->name))
 			return false;
 	}
 	/* publications first: pgoutput must find them at every decoded change */
