@@ -337,7 +337,27 @@ check_ident(const char *name)
 		plain = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '$';
 	for (size_t i = 0; plain && i < sizeof(RESERVED_WORDS) / sizeof(RESERVED_WORDS[0]); i++)
 		plain = strcmp(name, RESERVED_WORDS[i]) != 0;
-	return plain ? xstrdup(name) : pg_quote_ident(name);
+	if (plain)
+		return xstrdup(name);
+	{
+		/*
+		 * Only for the text of a report or a fix the user reads (no
+		 * connection at hand in most checks); SQL that ferry sends is
+		 * quoted by libpq (pg_quote_ident).
+		 */
+		StrBuf		sb;
+
+		strbuf_init(&sb);
+		strbuf_addch(&sb, '"');
+		for (const char *p = name; *p; p++)
+		{
+			if (*p == '"')
+				strbuf_addch(&sb, '"');
+			strbuf_addch(&sb, *p);
+		}
+		strbuf_addch(&sb, '"');
+		return strbuf_detach(&sb);
+	}
 }
 
 /* schema.name, each part quoted when needed. Owned. */
@@ -1203,9 +1223,9 @@ check_existing_slot(CheckCtx *ctx)
 			ctx->cfg->name, ctx->state.phase);
 	else
 	{
-		lit = pg_quote_literal(ctx->cfg->name);
+		lit = pg_quote_literal(s->conn, ctx->cfg->name);
 		fix = xasprintf("SELECT pg_drop_replication_slot(%s);%s (on the source; or pick another --name)",
-						lit, getbool(res, 0, 2) ? " after stopping the process that uses it" : "");
+						lit ? lit : "'?'", getbool(res, 0, 2) ? " after stopping the process that uses it" : "");
 		row(ctx, CHECK_BLOCKING, s, "existing slot", fix,
 			"replication slot %s already exists (%s%s%s%s) but the target holds no state for migration %s: it is left over from an earlier attempt or used by something else",
 			ctx->cfg->name, PQgetvalue(res, 0, 0),

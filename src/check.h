@@ -83,7 +83,11 @@ const char *check_status_name(CheckStatus status, bool json);
  */
 char	   *check_pattern_regex(const char *pattern, bool qualified);
 
-/* An identifier as it must be written in SQL: quoted only when needed. Owned. */
+/*
+ * An identifier as it must be written in SQL, quoted only when needed, for
+ * the text of a report or fix (never sent by ferry: that SQL is quoted by
+ * libpq, pg_quote_ident). Pure. Owned.
+ */
 char	   *check_ident(const char *name);
 
 #endif

@@ -274,7 +274,7 @@ alter_database(PGconn *conn, const char *dbname, const char *value)
 				  value);
 		return false;
 	}
-	if ((qd = pg_quote_ident(dbname)) == NULL)
+	if ((qd = pg_quote_ident(conn, dbname)) == NULL)
 		return false;
 	sql = v ? xasprintf("ALTER DATABASE %s SET default_transaction_read_only = %s", qd, v)
 		: xasprintf("ALTER DATABASE %s RESET default_transaction_read_only", qd);
@@ -461,7 +461,7 @@ freeze_apply(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const c
 		/* revoke: the roles freeze_prepare() recorded as able to log in */
 		for (int i = 0; i < fz->revoked.n; i++)
 		{
-			char	   *qr = pg_quote_ident(fz->revoked.items[i]);
+			char	   *qr = pg_quote_ident(conn, fz->revoked.items[i]);
 			char	   *sql = qr ? xasprintf("ALTER ROLE %s NOLOGIN", qr) : NULL;
 			bool		ok = sql != NULL && pg_exec(conn, "revoke the application's login", sql);
 
@@ -523,7 +523,7 @@ freeze_release(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *f
 	}
 	for (int i = 0; i < fz->revoked.n; i++)
 	{
-		char	   *qr = pg_quote_ident(fz->revoked.items[i]);
+		char	   *qr = pg_quote_ident(conn, fz->revoked.items[i]);
 		char	   *sql = qr ? xasprintf("ALTER ROLE %s LOGIN", qr) : NULL;
 
 		ok &= sql != NULL && pg_exec(conn, "give the application its login back", sql);

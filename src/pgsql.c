@@ -227,42 +227,34 @@ pg_check_shape(const PGresult *res, int nrows, int ncols, const char *what)
 	return true;
 }
 
-char *
-pg_quote_ident(const char *ident)
+/* libpq's escaping result as an owned (malloc) string, or NULL logged. */
+static char *
+escaped(PGconn *conn, char *q, const char *what)
 {
-	StrBuf		sb;
+	char	   *out;
 
-	strbuf_init(&sb);
-	strbuf_addch(&sb, '"');
-	for (const char *p = ident; *p; p++)
+	if (q == NULL)
 	{
-		if (*p == '"')
-			strbuf_addch(&sb, '"');
-		strbuf_addch(&sb, *p);
+		const char *e = conn ? PQerrorMessage(conn) : "no connection";
+
+		log_error("could not quote %s for SQL: %.*s", what, (int) strcspn(e, "\n"), e);
+		return NULL;
 	}
-	strbuf_addch(&sb, '"');
-	return strbuf_detach(&sb);
+	out = xstrdup(q);
+	PQfreemem(q);
+	return out;
 }
 
 char *
-pg_quote_literal(const char *s)
+pg_quote_ident(PGconn *conn, const char *ident)
 {
-	StrBuf		sb;
-	bool		backslash = strchr(s, '\\') != NULL;
+	return escaped(conn, conn ? PQescapeIdentifier(conn, ident, strlen(ident)) : NULL, "a name");
+}
 
-	strbuf_init(&sb);
-	/* E'' form makes the result independent of standard_conforming_strings */
-	if (backslash)
-		strbuf_addch(&sb, 'E');
-	strbuf_addch(&sb, '\'');
-	for (const char *p = s; *p; p++)
-	{
-		if (*p == '\'' || *p == '\\')
-			strbuf_addch(&sb, *p);
-		strbuf_addch(&sb, *p);
-	}
-	strbuf_addch(&sb, '\'');
-	return strbuf_detach(&sb);
+char *
+pg_quote_literal(PGconn *conn, const char *s)
+{
+	return escaped(conn, conn ? PQescapeLiteral(conn, s, strlen(s)) : NULL, "a value");
 }
 
 /* Append key='value' with conninfo quoting. */

@@ -2,7 +2,7 @@
  * pgsql.h: libpq helpers shared by every stage.
  *
  * Conventions (STYLE.md 7): values are passed as parameters or quoted with
- * pg_quote_ident()/pg_quote_literal(), never pasted raw; every connection gets
+ * pg_quote_ident()/pg_quote_literal() (libpq's escaping), never pasted raw; every connection gets
  * fallback_application_name=ferry, an empty search_path and settings that make
  * text output exact and portable (ISO dates, UTC, extra_float_digits=3).
  * Errors are logged once, here, on one line with the server's detail and hint;
@@ -54,9 +54,16 @@ bool		pg_check_shape(const PGresult *res, int nrows, int ncols, const char *what
 /* One-line text of an error: primary message, detail, hint. Owned. */
 char	   *pg_result_error_text(const PGresult *res, PGconn *conn);
 
-/* Quoting without a connection; results owned by the caller. */
-char	   *pg_quote_ident(const char *ident);
-char	   *pg_quote_literal(const char *s);
+/*
+ * Quote a name or a value for SQL text sent on conn: libpq's own
+ * PQescapeIdentifier/PQescapeLiteral, which follow the connection's
+ * client_encoding (a multibyte character whose trailing byte is a quote or
+ * backslash stays one character) and standard_conforming_strings. Owned
+ * (free()). NULL, logged, when s is not valid in that encoding (or conn is
+ * NULL): callers fail the statement they were building.
+ */
+char	   *pg_quote_ident(PGconn *conn, const char *ident);
+char	   *pg_quote_literal(PGconn *conn, const char *s);
 /* A text[] literal of the strings in l, for a query parameter. Owned. */
 char	   *pg_text_array(const StrList *l);
 

@@ -74,10 +74,12 @@ publication_exists(PGconn *src, const char *name)
 static bool
 create_one(PGconn *src, const char *name, const char *tables, const char *with)
 {
-	char	   *qn = pg_quote_ident(name);
+	char	   *qn = pg_quote_ident(src, name);
 	char	   *sql;
 	bool		ok;
 
+	if (qn == NULL)
+		return false;
 	sql = xasprintf("CREATE PUBLICATION %s%s%s WITH (%s)", qn,
 					tables[0] ? " FOR TABLE " : "", tables, with);
 	ok = pg_exec(src, "create the publication on the source", sql);
@@ -135,8 +137,15 @@ publication_plan(PGconn *src, const FerryConfig *cfg, StrList *all, StrList *ins
 
 		if (!publication_table_selected(cfg, nsp, rel))
 			continue;
-		qn = pg_quote_ident(nsp);
-		qr = pg_quote_ident(rel);
+		qn = pg_quote_ident(src, nsp);
+		qr = pg_quote_ident(src, rel);
+		if (qn == NULL || qr == NULL)
+		{
+			free(qn);
+			free(qr);
+			PQclear(res);
+			return false;
+		}
 		q = xasprintf("%s.%s", qn, qr);
 		strlist_add((identity || cfg->set_replica_identity_full) ? all : insert_only, q);
 		if (!identity)
@@ -215,11 +224,11 @@ done:
 bool
 publication_drop(PGconn *src, const FerryConfig *cfg)
 {
-	char	   *a = pg_quote_ident(cfg->name);
+	char	   *a = pg_quote_ident(src, cfg->name);
 	char	   *insn = xasprintf("%s%s", cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
-	char	   *b = pg_quote_ident(insn);
-	char	   *sql = xasprintf("DROP PUBLICATION IF EXISTS %s; DROP PUBLICATION IF EXISTS %s", a, b);
-	bool		ok = pg_exec_quiet(src, sql, NULL);
+	char	   *b = pg_quote_ident(src, insn);
+	char	   *sql = a && b ? xasprintf("DROP PUBLICATION IF EXISTS %s; DROP PUBLICATION IF EXISTS %s", a, b) : NULL;
+	bool		ok = sql != NULL && pg_exec_quiet(src, sql, NULL);
 
 	free(a);
 	free(b);
@@ -244,8 +253,14 @@ publication_names(PGconn *src, const FerryConfig *cfg)
 	strbuf_init(&sb);
 	for (int i = 0; i < PQntuples(res); i++)
 	{
-		char	   *q = pg_quote_ident(PQgetvalue(res, i, 0));
+		char	   *q = pg_quote_ident(src, PQgetvalue(res, i, 0));
 
+		if (q == NULL)
+		{
+			PQclear(res);
+			strbuf_release(&sb);
+			return NULL;
+		}
 		strbuf_addf(&sb, "%s%s", i ? "," : "", q);
 		free(q);
 	}

@@ -10,15 +10,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "pgsql.h"
 #include "tap.h"
 
 /* ------------------------------------------------------------------ */
 
+/*
+ * pg_quote_ident/pg_quote_literal are libpq's PQescapeIdentifier and
+ * PQescapeLiteral. They need a PGconn (its client_encoding and
+ * standard_conforming_strings): one that never connected has libpq's
+ * defaults (SQL_ASCII, standard strings off), enough for the quoting rules.
+ */
+static PGconn *qconn;
+
 static void
 quote_ident_is(const char *in, const char *want, const char *name)
 {
-	char	   *q = pg_quote_ident(in);
+	char	   *q = pg_quote_ident(qconn, in);
 
 	is_str(q, want, name);
 	free(q);
@@ -27,7 +36,16 @@ quote_ident_is(const char *in, const char *want, const char *name)
 static void
 quote_literal_is(const char *in, const char *want, const char *name)
 {
-	char	   *q = pg_quote_literal(in);
+	char	   *q = pg_quote_literal(qconn, in);
+
+	is_str(q, want, name);
+	free(q);
+}
+
+static void
+check_ident_is(const char *in, const char *want, const char *name)
+{
+	char	   *q = check_ident(in);
 
 	is_str(q, want, name);
 	free(q);
@@ -36,6 +54,8 @@ quote_literal_is(const char *in, const char *want, const char *name)
 static void
 test_quote(void)
 {
+	qconn = PQconnectdb("host=/nonexistent/ferry-unit port=1 connect_timeout=1");
+	ok(qconn != NULL && PQstatus(qconn) == CONNECTION_BAD, "an unconnected PGconn for the quoting");
 	quote_ident_is("t", "\"t\"", "ident plain");
 	quote_ident_is("My Table", "\"My Table\"", "ident with upper case and a space");
 	quote_ident_is("a\"b", "\"a\"\"b\"", "ident with a double quote");
@@ -48,11 +68,20 @@ test_quote(void)
 	quote_literal_is("", "''", "literal empty");
 	quote_literal_is("O'Reilly", "'O''Reilly'", "literal with a quote");
 	quote_literal_is("''", "''''''", "literal of two quotes");
-	quote_literal_is("C:\\dir", "E'C:\\\\dir'", "literal with a backslash uses E''");
-	quote_literal_is("a'\\b", "E'a''\\\\b'", "literal with quote and backslash");
-	quote_literal_is("\\", "E'\\\\'", "literal that is one backslash");
+	quote_literal_is("C:\\dir", " E'C:\\\\dir'", "literal with a backslash uses E'' (libpq puts a space before it)");
+	quote_literal_is("a'\\b", " E'a''\\\\b'", "literal with quote and backslash");
+	quote_literal_is("\\", " E'\\\\'", "literal that is one backslash");
 	quote_literal_is("snap-00000003-0000001B-1", "'snap-00000003-0000001B-1'", "snapshot name");
 	quote_literal_is("caf\xc3\xa9", "'caf\xc3\xa9'", "literal unicode");
+	quote_literal_is("off; DROP TABLE t; --", "'off; DROP TABLE t; --'", "SQL in a value stays a value");
+	ok(pg_quote_ident(NULL, "t") == NULL, "no connection: NULL (logged)");
+	PQfinish(qconn);
+
+	/* report text only: quoted when needed */
+	check_ident_is("orders", "orders", "check_ident: a plain name as is");
+	check_ident_is("Orders", "\"Orders\"", "check_ident: upper case quoted");
+	check_ident_is("a\"b", "\"a\"\"b\"", "check_ident: a double quote doubled");
+	check_ident_is("select", "\"select\"", "check_ident: a reserved word quoted");
 }
 
 /* ------------------------------------------------------------------ */
