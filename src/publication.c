@@ -56,17 +56,34 @@ publication_table_selected(const FerryConfig *cfg, const char *nspname, const ch
 	return in;
 }
 
+/*
+ * Does publication `name` exist? 1 yes (ferry's own, from an earlier run),
+ * 0 no, -1 on error or when another role owns it (logged with the fix): a
+ * role that pre-created it would choose which tables ferry replicates, and
+ * the ones it left out would be lost at the switchover.
+ */
 static int
 publication_exists(PGconn *src, const char *name)
 {
 	const char *params[1] = {name};
 	PGresult   *res = pg_query(src, "look up the publication",
-							   "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1", 1, params);
+							   "SELECT r.rolname, r.rolname = current_user"
+							   "  FROM pg_catalog.pg_publication p JOIN pg_catalog.pg_roles r ON r.oid = p.pubowner"
+							   " WHERE p.pubname = $1", 1, params);
 	int			r;
 
-	if (res == NULL)
+	if (res == NULL || !pg_check_shape(res, -1, 2, "the publication"))
+	{
+		PQclear(res);
 		return -1;
+	}
 	r = PQntuples(res) > 0;
+	if (r && PQgetvalue(res, 0, 1)[0] != 't')
+	{
+		log_error("publication %s on %s already exists and is owned by role %s, not by %s that ferry connects as: ferry would replicate whichever tables that role chose. Fix: if it is not ferry's, drop it (DROP PUBLICATION %s, as its owner) or pick another --name; if it is from a run as %s, connect as %s",
+				  name, PQdb(src), PQgetvalue(res, 0, 0), PQuser(src), name, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 0));
+		r = -1;
+	}
 	PQclear(res);
 	return r;
 }

@@ -34,6 +34,19 @@ isnt "$rc" 0 "clone refuses a schema ferry holding another role's object"
 like "$(grep ERROR "$TEST_TMP/e2")" "schema ferry on the target holds objects owned by mallory.*Fix: " "names that role, with the fix"
 q target "DROP SCHEMA ferry CASCADE" >/dev/null 2>&1
 
+# --- a publication ferry that another role owns, on the source ------------
+# (it would decide which tables ferry replicates: the others lost at switchover)
+q source "GRANT CREATE ON DATABASE app TO mallory; CREATE PUBLICATION ferry FOR TABLE kv; ALTER PUBLICATION ferry OWNER TO mallory;
+          CREATE PUBLICATION ferry_insert_only FOR TABLE kv WITH (publish = 'insert'); ALTER PUBLICATION ferry_insert_only OWNER TO mallory" >/dev/null
+"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" clone >"$TEST_TMP/o6" 2>"$TEST_TMP/e6"; rc=$?
+isnt "$rc" 0 "clone refuses publications another role owns"
+like "$(grep ERROR "$TEST_TMP/e6")" "publication ferry on app already exists and is owned by role mallory, not by postgres.*Fix: .*DROP PUBLICATION ferry" \
+  "names the publication, its owner and the fix"
+is "$(q target "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'")" 0 \
+  "nothing was restored"
+q source "DROP PUBLICATION ferry, ferry_insert_only" >/dev/null
+q target "DROP SCHEMA IF EXISTS ferry CASCADE" >/dev/null 2>&1
+
 # --- ferry's own schema from an earlier run is adopted -----------------------
 q target "CREATE SCHEMA ferry" >/dev/null
 q source "CREATE SCHEMA ferry AUTHORIZATION mallory" >/dev/null    # for the reverse migration, below
