@@ -78,4 +78,8 @@ q source "DROP TABLE IF EXISTS pwned; ALTER DATABASE app RESET ALL" >/dev/null 2
 q target "UPDATE ferry.migration SET source_freeze = '{\"mode\":\"readonly\",\"dbname\":\"app\\\" SET search_path = x; CREATE TABLE public.pwned (x int); ALTER DATABASE \\\"app\",\"prior\":null,\"frozen_at\":\"2026-01-01 00:00:00+00\",\"revoked\":[]}'" >/dev/null
 "$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" rollback --yes --timeout 30 >"$TEST_TMP/o5" 2>"$TEST_TMP/e5"
 is "$(q source "SELECT count(*) FROM pg_class WHERE relname = 'pwned'")" 0 "nor the SQL in a database name"
+# cleanup prints the SQL that reopens the database: with that name quoted
+"$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" cleanup --force >"$TEST_TMP/o7" 2>"$TEST_TMP/e7"
+like "$(cat "$TEST_TMP/o7")" 'to reopen it: ALTER DATABASE "app"" SET search_path = x; CREATE TABLE public.pwned \(x int\); ALTER DATABASE ""app" RESET' \
+  "cleanup's hint quotes a database name read from the state"
 done_testing
