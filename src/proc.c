@@ -52,6 +52,9 @@ proc_run(char *const argv[], const char *const *env, const char *stdout_path, ch
 		close(out);
 		close(errpipe[0]);
 		close(errpipe[1]);
+		/* ferry's own connection strings may hold secrets: not for the child */
+		unsetenv("FERRY_SOURCE");
+		unsetenv("FERRY_TARGET");
 		for (int i = 0; env && env[i]; i++)
 			putenv((char *) env[i]);
 		execvp(argv[0], argv);

@@ -15,8 +15,9 @@
 
 /*
  * Run argv[0] (a path, or a name looked up in PATH) with arguments argv
- * (NULL-terminated). The child's environment gets the "NAME=value" strings
- * in env (NULL-terminated, may be NULL).
+ * (NULL-terminated). The child's environment loses FERRY_SOURCE and
+ * FERRY_TARGET (they may hold secrets) and gets the "NAME=value" strings in
+ * env (NULL-terminated, may be NULL).
  * Its stdout goes to stdout_path (or /dev/null when NULL); its stderr is
  * collected (up to 8 kB) into *errout (owned, may be NULL when errout is).
  * Returns the exit status, or -1 if the program could not be started.

@@ -81,12 +81,15 @@ unlike "$(cat "$TEST_TMP/out" "$TEST_TMP/err")" "$SECRETS" "no secret in ferry s
 # --- a dump that fails: the service file goes too ---------------------------
 QDB=postgres q target "CREATE DATABASE app2" >/dev/null
 find "$TEST_TMP" -mindepth 1 -maxdepth 1 -name 'ferry-*' -exec rm -rf {} + 2>/dev/null
-mkdir -p "$TEST_TMP/bin" && printf '#!/bin/sh\n[ "$1" = --version ] && exec %s/pg_dump --version\nls "$(dirname "$PGSERVICEFILE")" >%s/seen; cat "$PGSERVICEFILE" >>%s/seen; exit 1\n' \
-  "$PGBIN" "$TEST_TMP" "$TEST_TMP" >"$TEST_TMP/bin/pg_dump" && chmod 755 "$TEST_TMP/bin/pg_dump"
+mkdir -p "$TEST_TMP/bin" && printf '#!/bin/sh\n[ "$1" = --version ] && exec %s/pg_dump --version\nls "$(dirname "$PGSERVICEFILE")" >%s/seen; cat "$PGSERVICEFILE" >>%s/seen; env >%s/env; exit 1\n' \
+  "$PGBIN" "$TEST_TMP" "$TEST_TMP" "$TEST_TMP" >"$TEST_TMP/bin/pg_dump" && chmod 755 "$TEST_TMP/bin/pg_dump"
 ln -sf "$PGBIN/pg_restore" "$TEST_TMP/bin/pg_restore"
-"$FERRY" --source "$SEC_CONN" --target "${TARGET_CONN/dbname=app/dbname=app2}" --name second --pg-bin "$TEST_TMP/bin" clone >"$TEST_TMP/o3" 2>"$TEST_TMP/e3"; rc=$?
+# the source from FERRY_SOURCE this time: ferry's environment, not its children's
+FERRY_SOURCE="$SEC_CONN" "$FERRY" --target "${TARGET_CONN/dbname=app/dbname=app2}" --name second --pg-bin "$TEST_TMP/bin" clone >"$TEST_TMP/o3" 2>"$TEST_TMP/e3"; rc=$?
 isnt "$rc" 0 "a failing pg_dump fails the clone"
 like "$(cat "$TEST_TMP/seen" 2>/dev/null)" "sslpassword" "the failing pg_dump had its service file"
+like "$(cat "$TEST_TMP/env" 2>/dev/null)" "^PGPASSWORD=$PW" "pg_dump's environment has PGPASSWORD"
+unlike "$(cat "$TEST_TMP/env" 2>/dev/null)" "FERRY_SOURCE|FERRY_TARGET|$SSLPW" "but not FERRY_SOURCE (with both secrets) nor FERRY_TARGET"
 is "$(find "$TEST_TMP" -maxdepth 2 -path "$TEST_TMP/ferry-*" | wc -l)" 0 "no dump directory or service file is left behind"
 unlike "$(cat "$TEST_TMP/o3" "$TEST_TMP/e3")" "$SECRETS" "no secret in its error"
 done_testing
