@@ -354,6 +354,8 @@ log_msg(LogLevel level, const char *fmt, ...)
 	/* scrubbed whole, before the line's truncation could cut a secret in two */
 	clean = log_scrub(msg.data);
 	strbuf_release(&msg);
+	if (strlen(clean) >= LOG_MSG_MAX)
+		clean[LOG_MSG_MAX - 1] = '\0';	/* as long as a message ever was */
 	r.level = level;
 	r.format = (LogFormat) atomic_load(&log_format);
 	r.journal = log_journal;
