@@ -123,6 +123,7 @@ typedef struct ApplyRel
 	uint32_t	relid;
 	PgoRelation *rel;			/* owned copy of the Relation message */
 	char	   *qualname;		/* quoted target name */
+	char	  **qcols;			/* per column: its name quoted by libpq for the target, owned */
 	uint64_t	snapshot_lsn;	/* skip transactions committed before this */
 	int			gen;			/* statement generation: bumped by a new Relation */
 	bool		partitioned;	/* the target table is partitioned (no ONLY) */
@@ -300,6 +301,9 @@ rel_clear(ApplyRel *r)
 		for (int i = 0; i < r->batch_rows; i++)
 			free(r->ukeys[i]);
 	free(r->ukeys);
+	for (int i = 0; r->qcols && r->rel && i < r->rel->ncols; i++)
+		free(r->qcols[i]);
+	free(r->qcols);
 	pgo_relation_free(r->rel);
 	free(r->qualname);
 	free(r->always);
@@ -1146,9 +1150,9 @@ static bool
 deallocate_one(Apply *a, char kind, const ApplyRel *r, int variant)
 {
 	char		name[64];
-	char	   *q = pg_quote_ident(stmt_name(name, sizeof(name), kind, r, variant));
-	char	   *sql = xasprintf("DEALLOCATE %s", q);
-	bool		ok = send_simple(a, sql, "dropping a prepared statement");
+	char	   *q = pg_quote_ident(a->conn, stmt_name(name, sizeof(name), kind, r, variant));
+	char	   *sql = q ? xasprintf("DEALLOCATE %s", q) : NULL;
+	bool		ok = sql != NULL && send_simple(a, sql, "dropping a prepared statement");
 
 	free(sql);
 	free(q);
@@ -1172,31 +1176,49 @@ deallocate_statements(Apply *a, const ApplyRel *r)
  * A Relation message: remember it, and check the target table has the same
  * columns. Returns false with fail_status APPLY_FAILED_SCHEMA on a mismatch.
  */
+/* Free an array of n owned strings (NULL items fine) and the array. */
+static void
+names_free(char **names, int n)
+{
+	for (int i = 0; names && i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
 static bool
 handle_relation(Apply *a, const PgoRelation *msg)
 {
 	ApplyRel   *r;
-	char	   *qn = pg_quote_ident(msg->nspname);
-	char	   *qr = pg_quote_ident(msg->relname);
-	char	   *qual = xasprintf("%s.%s", qn, qr);
+	char	   *qn = pg_quote_ident(a->conn, msg->nspname);
+	char	   *qr = pg_quote_ident(a->conn, msg->relname);
+	char	   *qual = qn && qr ? xasprintf("%s.%s", qn, qr) : NULL;
 	const char *params[1] = {qual};
+	char	  **qcols = xcalloc((size_t) msg->ncols + 1, sizeof(char *));
 	PGresult   *res;
 	StrBuf		diff;
 	int			nt;
 	bool		same;
 	int			gen = 0;
+	bool		quoted = qual != NULL;
 
 	free(qn);
 	free(qr);
-	if (!flush_all_inserts(a))
+	/* every column name quoted once, by libpq for the target's encoding */
+	for (int i = 0; quoted && i < msg->ncols; i++)
+		quoted = (qcols[i] = pg_quote_ident(a->conn, msg->cols[i].name)) != NULL;
+	if (!quoted || !flush_all_inserts(a))
 	{
+		names_free(qcols, msg->ncols);
 		free(qual);
+		if (!quoted)
+			a->fail_status = APPLY_FAILED;
 		return false;
 	}
 	res = query_now(a, "read the target table's columns", TARGET_COLUMNS_SQL, 1, params);
 	if (res == NULL)
 	{
 		free(qual);
+		names_free(qcols, msg->ncols);
 		return false;
 	}
 	strbuf_init(&diff);
@@ -1228,6 +1250,7 @@ handle_relation(Apply *a, const PgoRelation *msg)
 		strbuf_release(&diff);
 		PQclear(res);
 		free(qual);
+		names_free(qcols, msg->ncols);
 		a->fail_status = APPLY_FAILED_SCHEMA;
 		return false;
 	}
@@ -1243,6 +1266,7 @@ handle_relation(Apply *a, const PgoRelation *msg)
 		{
 			PQclear(res);
 			free(qual);
+			names_free(qcols, msg->ncols);
 			return false;
 		}
 		rel_clear(r);
@@ -1260,6 +1284,8 @@ handle_relation(Apply *a, const PgoRelation *msg)
 	r->relid = msg->relid;
 	r->rel = pgo_relation_copy(msg);
 	r->qualname = qual;
+	r->qcols = qcols;
+	qcols = NULL;
 	r->gen = gen;
 	r->partitioned = PQgetvalue(res, 0, 0)[0] == 'p';
 	r->snapshot_lsn = table_snapshot(a, msg->nspname, msg->relname);
@@ -1342,11 +1368,10 @@ where_clause(StrBuf *sql, const ApplyRel *r, int first_param)
 					r->partitioned ? "" : "ONLY ", r->qualname);
 		for (int i = 0; i < r->rel->ncols; i++)
 		{
-			char	   *c = pg_quote_ident(r->rel->cols[i].name);
+			const char *c = r->qcols[i];
 
 			strbuf_addf(sql, "%s%s::text IS NOT DISTINCT FROM $%d::text", any ? " AND " : "", c, p++);
 			any = true;
-			free(c);
 		}
 		strbuf_addstr(sql, " LIMIT 1)");
 		return;
@@ -1354,14 +1379,13 @@ where_clause(StrBuf *sql, const ApplyRel *r, int first_param)
 	strbuf_addstr(sql, " WHERE ");
 	for (int i = 0; i < r->rel->ncols; i++)
 	{
-		char	   *c;
+		const char *c;
 
 		if (!r->rel->cols[i].key)
 			continue;
-		c = pg_quote_ident(r->rel->cols[i].name);
+		c = r->qcols[i];
 		strbuf_addf(sql, "%s%s = $%d", any ? " AND " : "", c, p++);
 		any = true;
-		free(c);
 	}
 }
 
@@ -1444,10 +1468,9 @@ column_list(const ApplyRel *r)
 	strbuf_addch(&sb, '(');
 	for (int i = 0; i < r->rel->ncols; i++)
 	{
-		char	   *c = pg_quote_ident(r->rel->cols[i].name);
+		const char *c = r->qcols[i];
 
 		strbuf_addf(&sb, "%s%s", i ? ", " : "", c);
-		free(c);
 	}
 	strbuf_addch(&sb, ')');
 	return strbuf_detach(&sb);
@@ -1706,14 +1729,13 @@ update_variant(Apply *a, ApplyRel *r, const char *mask, char *name, size_t names
 		strbuf_addf(&sql, "UPDATE %s%s SET ", r->partitioned ? "" : "ONLY ", r->qualname);
 		for (int i = 0; i < r->rel->ncols; i++)
 		{
-			char	   *c;
+			const char *c;
 
 			if (mask[i] == '1')
 				continue;
-			c = pg_quote_ident(r->rel->cols[i].name);
+			c = r->qcols[i];
 			strbuf_addf(&sql, "%s%s = $%d", p > 1 ? ", " : "", c, p);
 			p++;
-			free(c);
 		}
 		where_clause(&sql, r, p);
 		np = p - 1;
@@ -1752,14 +1774,13 @@ flush_updates(Apply *a, ApplyRel *r)
 			strbuf_addf(&sql, "UPDATE %s%s AS t SET ", r->partitioned ? "" : "ONLY ", r->qualname);
 			for (int i = 0; i < ncols; i++)
 			{
-				char	   *c;
+				const char *c;
 
 				if (r->rel->cols[i].key)
 					continue;
-				c = pg_quote_ident(r->rel->cols[i].name);
+				c = r->qcols[i];
 				strbuf_addf(&sql, "%s%s = v.c%d", first ? "" : ", ", c, i);
 				first = false;
-				free(c);
 			}
 			strbuf_addstr(&sql, " FROM (VALUES ");
 			for (int k = 0; k < r->batch_rows; k++)
@@ -1776,14 +1797,13 @@ flush_updates(Apply *a, ApplyRel *r)
 			first = true;
 			for (int i = 0; i < ncols; i++)
 			{
-				char	   *c;
+				const char *c;
 
 				if (!r->rel->cols[i].key)
 					continue;
-				c = pg_quote_ident(r->rel->cols[i].name);
+				c = r->qcols[i];
 				strbuf_addf(&sql, "%st.%s = v.c%d", first ? "" : " AND ", c, i);
 				first = false;
-				free(c);
 			}
 			r->umulti_prepared = prepare(a, name, sql.data, p - 1);
 			strbuf_release(&sql);
@@ -2081,10 +2101,10 @@ handle(Apply *a, const PgoMessage *m)
 static bool
 setup_session(Apply *a, const char *encoding)
 {
-	char	   *enc = pg_quote_literal(encoding);
-	char	   *sql = xasprintf("SET session_replication_role = replica; SET synchronous_commit = off;"
-								" SET client_encoding = %s", enc);
-	bool		ok = pg_exec(a->conn, "set up the apply session", sql);
+	char	   *enc = pg_quote_literal(a->conn, encoding);
+	char	   *sql = enc ? xasprintf("SET session_replication_role = replica; SET synchronous_commit = off;"
+									" SET client_encoding = %s", enc) : NULL;
+	bool		ok = sql != NULL && pg_exec(a->conn, "set up the apply session", sql);
 
 	free(enc);
 	free(sql);

@@ -110,8 +110,8 @@ count_rows(PGconn *conn, TableDelta *t, int n, bool source)
 {
 	for (int i = 0; i < n; i++)
 	{
-		char	   *sql = xasprintf("SELECT count(*) FROM ONLY %s", t[i].qual);
-		PGresult   *res = conn ? pg_execute(conn, sql, 0, NULL) : NULL;
+		char	   *sql = t[i].qual ? xasprintf("SELECT count(*) FROM ONLY %s", t[i].qual) : NULL;
+		PGresult   *res = conn && sql ? pg_execute(conn, sql, 0, NULL) : NULL;
 		long long	v = -1;
 
 		if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
@@ -247,13 +247,14 @@ status_collect(const FerryConfig *cfg, PGconn *tgt, PGconn *src, Status *st)
 		st->tables = xcalloc((size_t) st->ntables + 1, sizeof(TableDelta));
 		for (int i = 0; i < st->ntables; i++)
 		{
-			char	   *a = pg_quote_ident(PQgetvalue(plan, i, 0));
-			char	   *b = pg_quote_ident(PQgetvalue(plan, i, 1));
+			char	   *a = pg_quote_ident(tgt, PQgetvalue(plan, i, 0));
+			char	   *b = pg_quote_ident(tgt, PQgetvalue(plan, i, 1));
 
 			st->tables[i].name = xasprintf("%s.%s", PQgetvalue(plan, i, 0), PQgetvalue(plan, i, 1));
 			st->tables[i].parts_done = atoi(PQgetvalue(plan, i, 2));
 			st->tables[i].parts = atoi(PQgetvalue(plan, i, 3));
-			st->tables[i].qual = xasprintf("%s.%s", a, b);
+			/* NULL (no count, logged) if a name cannot be quoted */
+			st->tables[i].qual = a && b ? xasprintf("%s.%s", a, b) : NULL;
 			free(a);
 			free(b);
 		}

@@ -470,7 +470,7 @@ start_fresh(Clone *c)
 		return false;
 	if (!c->st.exists)
 	{
-		if (!state_ensure(c->tgt) || !state_create(c->tgt, c->cfg->name, c->cfg->name))
+		if (!state_ensure(c->tgt, "target") || !state_create(c->tgt, c->cfg->name, c->cfg->name))
 			return false;
 	}
 	/* publications first: pgoutput must find them at every decoded change */
@@ -509,40 +509,38 @@ start_resume(Clone *c)
 static bool
 record_plan(Clone *c)
 {
-	StrBuf		nsp,
-				rel,
-				bytes;
+	StrList		nsp = {0},
+				rel = {0},
+				bytes = {0};
 	bool		ok;
 
-	strbuf_init(&nsp);
-	strbuf_init(&rel);
-	strbuf_init(&bytes);
+	/* the names as parameters (text[] values), never in the SQL text */
 	for (int i = 0; i < c->tables.n; i++)
 	{
-		char	   *a = pg_quote_literal(c->tables.items[i].nspname);
-		char	   *b = pg_quote_literal(c->tables.items[i].relname);
+		char		b[32];
 
-		strbuf_addf(&nsp, "%s%s", i ? "," : "", a);
-		strbuf_addf(&rel, "%s%s", i ? "," : "", b);
-		strbuf_addf(&bytes, "%s%lld", i ? "," : "", (long long) c->tables.items[i].bytes);
-		free(a);
-		free(b);
+		snprintf(b, sizeof(b), "%lld", (long long) c->tables.items[i].bytes);
+		strlist_add(&nsp, c->tables.items[i].nspname);
+		strlist_add(&rel, c->tables.items[i].relname);
+		strlist_add(&bytes, b);
 	}
 	{
-		char	   *sql = xasprintf("INSERT INTO ferry.copy_plan (migration, nspname, relname, bytes)"
-									" SELECT $1, * FROM unnest(ARRAY[%s]::text[], ARRAY[%s]::text[], ARRAY[%s]::bigint[])"
-									" ON CONFLICT (migration, nspname, relname) DO NOTHING",
-									nsp.data, rel.data, bytes.data);
-		const char *params[1] = {c->cfg->name};
-		PGresult   *res = c->tables.n ? pg_query(c->tgt, "record the copy plan", sql, 1, params) : NULL;
+		char	   *a[3] = {pg_text_array(&nsp), pg_text_array(&rel), pg_text_array(&bytes)};
+		const char *params[4] = {c->cfg->name, a[0], a[1], a[2]};
+		PGresult   *res = c->tables.n ? pg_query(c->tgt, "record the copy plan",
+												 "INSERT INTO ferry.copy_plan (migration, nspname, relname, bytes)"
+												 " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bigint[])"
+												 " ON CONFLICT (migration, nspname, relname) DO NOTHING",
+												 4, params) : NULL;
 
 		ok = c->tables.n == 0 || res != NULL;
 		PQclear(res);
-		free(sql);
+		for (int i = 0; i < 3; i++)
+			free(a[i]);
 	}
-	strbuf_release(&nsp);
-	strbuf_release(&rel);
-	strbuf_release(&bytes);
+	strlist_free(&nsp);
+	strlist_free(&rel);
+	strlist_free(&bytes);
 	return ok;
 }
 
@@ -968,9 +966,9 @@ clone_run(FerryConfig *cfg, CloneSummary *sum)
 
 	/* from here on the coordinator reads the source as of the snapshot */
 	{
-		char	   *snap = pg_quote_literal(c.slot.snapshot);
-		char	   *sql = xasprintf("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT %s", snap);
-		bool		sok = pg_exec(c.src, "import the clone snapshot", sql);
+		char	   *snap = pg_quote_literal(c.src, c.slot.snapshot);
+		char	   *sql = snap ? xasprintf("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT %s", snap) : NULL;
+		bool		sok = sql != NULL && pg_exec(c.src, "import the clone snapshot", sql);
 
 		free(snap);
 		free(sql);

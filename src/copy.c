@@ -429,10 +429,10 @@ worker_init(void *ctx, int id, void **wstate)
 {
 	CopyJob    *job = ctx;
 	CopyWorker *w = xcalloc(1, sizeof(CopyWorker));
-	char	   *snap = pg_quote_literal(job->snapshot);
-	char	   *sql = xasprintf("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT %s", snap);
-	char	   *enc = pg_quote_literal(job->encoding);
-	char	   *tsql = xasprintf("SET client_encoding = %s; SET synchronous_commit = off", enc);
+	char	   *snap = NULL;
+	char	   *sql = NULL;
+	char	   *enc = NULL;
+	char	   *tsql = NULL;
 	bool		ok = false;
 
 	(void) id;
@@ -440,12 +440,18 @@ worker_init(void *ctx, int id, void **wstate)
 	if (w->src == NULL)
 		goto done;
 	pg_cancel_register(w->src);
+	if ((snap = pg_quote_literal(w->src, job->snapshot)) == NULL)
+		goto done;
+	sql = xasprintf("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT %s", snap);
 	if (!pg_exec(w->src, "import the clone snapshot on the source", sql))
 		goto done;
 	w->tgt = pg_connect(job->cfg->target, "target", PG_CONN_SQL, NULL);
 	if (w->tgt == NULL)
 		goto done;
 	pg_cancel_register(w->tgt);
+	if ((enc = pg_quote_literal(w->tgt, job->encoding)) == NULL)
+		goto done;
+	tsql = xasprintf("SET client_encoding = %s; SET synchronous_commit = off", enc);
 	if (!pg_exec(w->tgt, "set up the target session", tsql))
 		goto done;
 	w->batch = xmalloc(COPY_BATCH_BYTES);

@@ -431,7 +431,7 @@ prepare(Follow *f)
 	f->publications = publication_names(f->src, f->cfg);
 	if (f->publications == NULL)
 		return false;
-	if (!state_ensure(f->tgt))
+	if (!state_ensure(f->tgt, "target"))
 		return false;
 	/* a clone becomes a follower; a switching or switched migration keeps its phase */
 	{

@@ -65,7 +65,7 @@ typedef struct Freeze
 {
 	char	   *mode;			/* "readonly", "revoke" or "hook", owned */
 	char	   *dbname;			/* the frozen database, owned */
-	char	   *prior;			/* readonly: its earlier default_transaction_read_only, or NULL */
+	char	   *prior;			/* readonly: its earlier default_transaction_read_only ("on"/"off"), or NULL */
 	StrList		revoked;		/* revoke: roles ferry takes LOGIN from (those that had it at freeze_prepare) */
 	char	   *frozen_at;		/* server time the freeze began, owned */
 	/* not saved: this process's own */
@@ -140,7 +140,14 @@ bool		freeze_release(PGconn *conn, const FerryConfig *cfg, const char *side, Fre
 bool		freeze_no_prepared_xacts(PGconn *conn, const char *side);
 
 char	   *freeze_to_json(const Freeze *fz);
+/*
+ * Parse a saved record. The state table is not trusted more than input:
+ * false for an unknown mode or a prior setting that is not null or a
+ * boolean (a hostile "off; DROP ..." is refused, never pasted into SQL).
+ */
 bool		freeze_from_json(const char *json, Freeze *fz);
+/* A PostgreSQL boolean as parse_bool reads it (on, off, t, yes, 0, ...)? Pure. */
+bool		freeze_parse_bool(const char *s, bool *out);
 void		freeze_release_record(Freeze *fz);
 
 #endif

@@ -229,27 +229,51 @@ set_string(char **dst, const char *v)
 }
 
 /*
- * Hide a password given on the command line from `ps`: /proc/PID/cmdline
- * shows our argv memory, so overwrite the password's characters there once
- * we hold a copy. If it is written escaped (so not found verbatim), the
- * whole argument is blanked. FERRY_SOURCE, ~/.pgpass or the config file
- * keep it off the command line in the first place.
+ * Hide the secrets of a connection string given on the command line from
+ * `ps` (every option libpq marks secret: password, sslpassword, ...):
+ * /proc/PID/cmdline shows our argv memory, so overwrite each secret's
+ * characters there once we hold a copy. If one is written escaped (so not
+ * found verbatim), the whole argument is blanked. FERRY_SOURCE, ~/.pgpass,
+ * a service file or the config file keep them off the command line in the
+ * first place.
  */
 static void
-scrub_password_arg(char *arg)
+scrub_secret_arg(char *arg)
 {
-	char	   *pw = pg_conninfo_password(arg);
-	char	   *at;
+	StrList		secrets = {0};
+	bool		blank = false;
 
-	if (pw == NULL)
-		return;
-	at = strstr(arg, pw);
-	if (at)
-		memset(at, '*', strlen(pw));
-	else
+	pg_conninfo_secrets(arg, &secrets);
+	for (int i = 0; i < secrets.n; i++)
+	{
+		const char *sec = secrets.items[i];
+		char	   *at = strstr(arg, sec);
+
+		if (at == NULL)
+			blank = true;
+		for (; at; at = strstr(at, sec))
+			memset(at, '*', strlen(sec));
+		explicit_bzero(secrets.items[i], strlen(sec));
+	}
+	if (blank)
 		memset(arg, ' ', strlen(arg));
-	explicit_bzero(pw, strlen(pw));
-	free(pw);
+	strlist_free(&secrets);
+}
+
+/* Scrub every message ferry logs of the connection strings' secrets. */
+static void
+register_secrets(const FerryConfig *cfg)
+{
+	StrList		secrets = {0};
+
+	pg_conninfo_secrets(cfg->source, &secrets);
+	pg_conninfo_secrets(cfg->target, &secrets);
+	for (int i = 0; i < secrets.n; i++)
+	{
+		log_add_secret(secrets.items[i]);
+		explicit_bzero(secrets.items[i], strlen(secrets.items[i]));
+	}
+	strlist_free(&secrets);
 }
 
 int
@@ -319,11 +343,11 @@ main(int argc, char **argv)
 		{
 			case O_SOURCE:
 				set_string(&cfg.source, optarg);
-				scrub_password_arg(optarg);
+				scrub_secret_arg(optarg);
 				break;
 			case O_TARGET:
 				set_string(&cfg.target, optarg);
-				scrub_password_arg(optarg);
+				scrub_secret_arg(optarg);
 				break;
 			case O_CONFIG: set_string(&cfg.config_file, optarg); break;
 			case O_NAME: set_string(&cfg.name, optarg); break;
@@ -484,8 +508,10 @@ main(int argc, char **argv)
 		return rc;
 	}
 
+	register_secrets(&cfg);
 	pg_signals_install();
 	rc = dry_run ? cli_plan(&cfg) : cmd->run(&cfg);
 	config_release(&cfg);
+	log_forget_secrets();
 	return rc;
 }

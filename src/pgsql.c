@@ -4,6 +4,7 @@
 #include "pgsql.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
@@ -261,42 +262,34 @@ pg_check_shape(const PGresult *res, int nrows, int ncols, const char *what)
 	return true;
 }
 
-char *
-pg_quote_ident(const char *ident)
+/* libpq's escaping result as an owned (malloc) string, or NULL logged. */
+static char *
+escaped(PGconn *conn, char *q, const char *what)
 {
-	StrBuf		sb;
+	char	   *out;
 
-	strbuf_init(&sb);
-	strbuf_addch(&sb, '"');
-	for (const char *p = ident; *p; p++)
+	if (q == NULL)
 	{
-		if (*p == '"')
-			strbuf_addch(&sb, '"');
-		strbuf_addch(&sb, *p);
+		const char *e = conn ? PQerrorMessage(conn) : "no connection";
+
+		log_error("could not quote %s for SQL: %.*s", what, (int) strcspn(e, "\n"), e);
+		return NULL;
 	}
-	strbuf_addch(&sb, '"');
-	return strbuf_detach(&sb);
+	out = xstrdup(q);
+	PQfreemem(q);
+	return out;
 }
 
 char *
-pg_quote_literal(const char *s)
+pg_quote_ident(PGconn *conn, const char *ident)
 {
-	StrBuf		sb;
-	bool		backslash = strchr(s, '\\') != NULL;
+	return escaped(conn, conn ? PQescapeIdentifier(conn, ident, strlen(ident)) : NULL, "a name");
+}
 
-	strbuf_init(&sb);
-	/* E'' form makes the result independent of standard_conforming_strings */
-	if (backslash)
-		strbuf_addch(&sb, 'E');
-	strbuf_addch(&sb, '\'');
-	for (const char *p = s; *p; p++)
-	{
-		if (*p == '\'' || *p == '\\')
-			strbuf_addch(&sb, *p);
-		strbuf_addch(&sb, *p);
-	}
-	strbuf_addch(&sb, '\'');
-	return strbuf_detach(&sb);
+char *
+pg_quote_literal(PGconn *conn, const char *s)
+{
+	return escaped(conn, conn ? PQescapeLiteral(conn, s, strlen(s)) : NULL, "a value");
 }
 
 /* Append key='value' with conninfo quoting. */
@@ -315,6 +308,12 @@ conninfo_add(StrBuf *sb, const char *key, const char *val)
 	strbuf_addch(sb, '\'');
 }
 
+bool
+pg_option_is_secret(const PQconninfoOption *o)
+{
+	return o->dispchar != NULL && strchr(o->dispchar, '*') != NULL;
+}
+
 char *
 pg_conninfo_safe(const char *conninfo)
 {
@@ -330,9 +329,7 @@ pg_conninfo_safe(const char *conninfo)
 	strbuf_init(&sb);
 	for (PQconninfoOption *o = opts; o->keyword; o++)
 	{
-		if (o->val == NULL || o->val[0] == '\0')
-			continue;
-		if (strcmp(o->keyword, "password") == 0)
+		if (o->val == NULL || o->val[0] == '\0' || pg_option_is_secret(o))
 			continue;
 		conninfo_add(&sb, o->keyword, o->val);
 	}
@@ -371,23 +368,144 @@ pg_conninfo_for_child(const char *conninfo)
 	return strbuf_detach(&sb);
 }
 
-char *
-pg_conninfo_password(const char *conninfo)
+/* Overwrite the values of a parsed conninfo before it is freed. */
+static void
+conninfo_free_wiped(PQconninfoOption *opts)
+{
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (o->val)
+			explicit_bzero(o->val, strlen(o->val));
+	PQconninfoFree(opts);
+}
+
+int
+pg_conninfo_secrets(const char *conninfo, StrList *out)
 {
 	char	   *err = NULL;
-	PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
-	char	   *pw = NULL;
+	PQconninfoOption *opts = conninfo ? PQconninfoParse(conninfo, &err) : NULL;
+	int			n = 0;
 
+	PQfreemem(err);
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (o->val && o->val[0] && pg_option_is_secret(o))
+		{
+			strlist_add(out, o->val);
+			n++;
+		}
+	conninfo_free_wiped(opts);
+	return n;
+}
+
+/* May `v` be a service file value? The file is read line by line, trimmed. */
+static bool
+service_value_ok(const char *v)
+{
+	size_t		len = strlen(v);
+
+	return strpbrk(v, "\r\n") == NULL && len > 0 &&
+		v[0] != ' ' && v[0] != '\t' && v[len - 1] != ' ' && v[len - 1] != '\t';
+}
+
+bool
+pg_child_conn_init(PgChildConn *cc, const char *conninfo, const char *dir, const char *label)
+{
+	char	   *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &err);
+	StrBuf		file;
+	bool		ok = false;
+	bool		has_service = getenv("PGSERVICE") != NULL && getenv("PGSERVICE")[0] != '\0';
+
+	memset(cc, 0, sizeof(*cc));
+	strbuf_init(&file);
 	if (opts == NULL)
 	{
+		log_error("could not parse the %s connection string: %s", label, err ? err : "out of memory");
 		PQfreemem(err);
-		return NULL;
+		goto done;
 	}
 	for (PQconninfoOption *o = opts; o->keyword; o++)
-		if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
-			pw = xstrdup(o->val);
-	PQconninfoFree(opts);
-	return pw;
+		if (strcmp(o->keyword, "service") == 0 && o->val && o->val[0])
+			has_service = true;
+	strbuf_addstr(&file, "# written by ferry for one child program, removed when it ends\n[ferry]\n");
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+	{
+		if (o->val == NULL || o->val[0] == '\0' || !pg_option_is_secret(o))
+			continue;
+		if (o->envvar)
+		{
+			/* libpq reads this one from the environment (PGPASSWORD) */
+			char	   *kv = xasprintf("%s=%s", o->envvar, o->val);
+
+			strlist_add(&cc->env, kv);
+			explicit_bzero(kv, strlen(kv));
+			free(kv);
+			continue;
+		}
+		if (has_service)
+		{
+			log_error("the %s connection string names a service (service= or PGSERVICE) and gives %s: ferry cannot hand both to pg_dump without showing %s on its command line. Fix: put %s in that service's entry of the service file instead",
+					  label, o->keyword, o->keyword, o->keyword);
+			goto done;
+		}
+		if (!service_value_ok(o->val))
+		{
+			log_error("the %s connection string's %s starts or ends with a space or holds a line break, which ferry cannot hand to pg_dump without showing it on its command line. Fix: change it, or give it in a service file (service=)",
+					  label, o->keyword);
+			goto done;
+		}
+		strbuf_addf(&file, "%s=%s\n", o->keyword, o->val);
+		cc->nfile++;
+	}
+	/* the keepalives ferry's own connections get, where conninfo sets none */
+	cc->conninfo = pg_conninfo_for_child(conninfo ? conninfo : "");
+	if (cc->conninfo == NULL)
+		cc->conninfo = pg_conninfo_safe(conninfo ? conninfo : "");
+	if (cc->nfile > 0)
+	{
+		/* only libpq's secrets without an environment variable (sslpassword) */
+		int			fd;
+		char	   *kv;
+
+		cc->service_file = xasprintf("%s/pg_service.conf", dir);
+		fd = open(cc->service_file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		if (fd < 0 || write(fd, file.data, file.len) != (ssize_t) file.len || close(fd) != 0)
+		{
+			log_error("could not write \"%s\": %s", cc->service_file, strerror(errno));
+			goto done;
+		}
+		kv = xasprintf("PGSERVICEFILE=%s", cc->service_file);
+		strlist_add(&cc->env, kv);
+		free(kv);
+		{
+			char	   *with = xasprintf("%s%sservice=ferry", cc->conninfo, cc->conninfo[0] ? " " : "");
+
+			free(cc->conninfo);
+			cc->conninfo = with;
+		}
+	}
+	ok = true;
+
+done:
+	if (file.data)
+		explicit_bzero(file.data, file.len);
+	strbuf_release(&file);
+	conninfo_free_wiped(opts);
+	if (!ok)
+		pg_child_conn_release(cc);
+	return ok;
+}
+
+void
+pg_child_conn_release(PgChildConn *cc)
+{
+	if (cc->service_file)
+		unlink(cc->service_file);
+	for (int i = 0; i < cc->env.n; i++)
+		explicit_bzero(cc->env.items[i], strlen(cc->env.items[i]));
+	strlist_free(&cc->env);
+	free(cc->service_file);
+	free(cc->conninfo);
+	memset(cc, 0, sizeof(*cc));
 }
 
 char *

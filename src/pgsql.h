@@ -2,7 +2,7 @@
  * pgsql.h: libpq helpers shared by every stage.
  *
  * Conventions (STYLE.md 7): values are passed as parameters or quoted with
- * pg_quote_ident()/pg_quote_literal(), never pasted raw; every connection gets
+ * pg_quote_ident()/pg_quote_literal() (libpq's escaping), never pasted raw; every connection gets
  * fallback_application_name=ferry, an empty search_path and settings that make
  * text output exact and portable (ISO dates, UTC, extra_float_digits=3),
  * and TCP keepalives plus tcp_user_timeout unless its conninfo sets them.
@@ -57,14 +57,27 @@ bool		pg_check_shape(const PGresult *res, int nrows, int ncols, const char *what
 /* One-line text of an error: primary message, detail, hint. Owned. */
 char	   *pg_result_error_text(const PGresult *res, PGconn *conn);
 
-/* Quoting without a connection; results owned by the caller. */
-char	   *pg_quote_ident(const char *ident);
-char	   *pg_quote_literal(const char *s);
+/*
+ * Quote a name or a value for SQL text sent on conn: libpq's own
+ * PQescapeIdentifier/PQescapeLiteral, which follow the connection's
+ * client_encoding (a multibyte character whose trailing byte is a quote or
+ * backslash stays one character) and standard_conforming_strings. Owned
+ * (free()). NULL, logged, when s is not valid in that encoding (or conn is
+ * NULL): callers fail the statement they were building.
+ */
+char	   *pg_quote_ident(PGconn *conn, const char *ident);
+char	   *pg_quote_literal(PGconn *conn, const char *s);
 /* A text[] literal of the strings in l, for a query parameter. Owned. */
 char	   *pg_text_array(const StrList *l);
 
 /*
- * A conninfo fit for logs and `ps`: the same parameters without password
+ * Secrets are the conninfo options libpq itself marks secret (dispchar
+ * '*' in PQconndefaults()/PQconninfoParse(): password, sslpassword and any
+ * later one), never a list of our own.
+ */
+bool		pg_option_is_secret(const PQconninfoOption *o);
+/*
+ * A conninfo fit for logs and `ps`: the same parameters without any secret
  * (URIs are parsed too). Returns NULL if conninfo does not parse.
  */
 char	   *pg_conninfo_safe(const char *conninfo);
@@ -74,8 +87,30 @@ char	   *pg_conninfo_safe(const char *conninfo);
  * NULL if conninfo does not parse.
  */
 char	   *pg_conninfo_for_child(const char *conninfo);
-/* The password in conninfo, or NULL when it has none (owned). */
-char	   *pg_conninfo_password(const char *conninfo);
+/* Add the values of conninfo's secrets to out; returns how many (0 if it does not parse). */
+int			pg_conninfo_secrets(const char *conninfo, StrList *out);
+
+/*
+ * A connection for a child program (pg_dump) that shows no secret on its
+ * command line: `conninfo` is pg_conninfo_safe()'s, and `env` ("NAME=value",
+ * for the child only) carries each secret libpq reads from an environment
+ * variable (PGPASSWORD). A secret without one (sslpassword) goes into a 0600
+ * service file in `dir` (a private directory), named by PGSERVICEFILE in
+ * env and by service=ferry in conninfo; pg_child_conn_release() removes it,
+ * so call it on every path once the child has ended. Refused (logged, false)
+ * when such a secret cannot travel that way: a conninfo that already names
+ * a service (or PGSERVICE is set), or a value a service file cannot hold.
+ */
+typedef struct PgChildConn
+{
+	char	   *conninfo;		/* for the command line, owned */
+	StrList		env;			/* NAME=value for the child, owned (secret) */
+	char	   *service_file;	/* path of the service file, or NULL; owned */
+	int			nfile;			/* secrets in it */
+} PgChildConn;
+
+bool		pg_child_conn_init(PgChildConn *cc, const char *conninfo, const char *dir, const char *label);
+void		pg_child_conn_release(PgChildConn *cc);
 /* A short "host:port/dbname" description of a live connection (owned). */
 char	   *pg_conn_describe(PGconn *conn);
 

@@ -35,7 +35,7 @@ stop_child(pid_t pid, int64_t *kill_at)
 }
 
 int
-proc_run(char *const argv[], const char *password, const char *stdout_path,
+proc_run(char *const argv[], const char *const *env, const char *stdout_path,
 		 bool (*stop) (void), char **errout)
 {
 	int			errpipe[2];
@@ -78,8 +78,11 @@ proc_run(char *const argv[], const char *password, const char *stdout_path,
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGPIPE, SIG_DFL);
-		if (password)
-			setenv("PGPASSWORD", password, 1);
+		/* ferry's own connection strings may hold secrets: not for the child */
+		unsetenv("FERRY_SOURCE");
+		unsetenv("FERRY_TARGET");
+		for (int i = 0; env && env[i]; i++)
+			putenv((char *) env[i]);
 		execvp(argv[0], argv);
 		fprintf(stderr, "could not run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);

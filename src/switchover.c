@@ -501,7 +501,7 @@ make_reverse(Sw *s)
 		PQclear(res);
 		return false;
 	}
-	ok = state_ensure(s->src) &&
+	ok = state_ensure(s->src, "source") &&
 		(state_table_exists(s->src, "migration") != 1 || state_forget(s->src, s->rcfg->name)) &&
 		state_create(s->src, s->rcfg->name, s->rcfg->name) &&
 		state_set(s->src, s->rcfg->name, "start_lsn", PQgetvalue(res, 0, 0)) &&
@@ -757,7 +757,8 @@ sw_connect(Sw *s)
 		log_error("the target has no ferry migration state. Fix: check --target, or start the migration with ferry start");
 		ok = false;
 	}
-	return ok && state_ensure(s->tgt);
+	/* the reverse migration keeps its state in the source's schema ferry: refuse another role's before freezing */
+	return ok && state_ensure(s->tgt, "target") && state_schema_trusted(s->src, "source");
 }
 
 /* Milliseconds left until `until` (now_s() clock), at least a few seconds' grace. */

@@ -963,8 +963,8 @@ read_columns(PGconn *conn, const char *qual)
 static bool
 plan_table(PGconn *src, PGconn *tgt, VerifyTable *t, TablePlan *p)
 {
-	char	   *a = pg_quote_ident(t->nspname);
-	char	   *b = pg_quote_ident(t->relname);
+	char	   *a = pg_quote_ident(src, t->nspname);
+	char	   *b = pg_quote_ident(src, t->relname);
 	PGresult   *cs = NULL,
 			   *ct = NULL,
 			   *pk = NULL,
@@ -975,6 +975,12 @@ plan_table(PGconn *src, PGconn *tgt, VerifyTable *t, TablePlan *p)
 	bool		ok = false;
 
 	strbuf_init(&row);
+	if (a == NULL || b == NULL)
+	{
+		free(a);
+		free(b);
+		goto cleanup;
+	}
 	p->qual = xasprintf("%s.%s", a, b);
 	free(a);
 	free(b);
@@ -999,7 +1005,8 @@ plan_table(PGconn *src, PGconn *tgt, VerifyTable *t, TablePlan *p)
 			found = strcmp(PQgetvalue(cs, i, 0), PQgetvalue(ct, j, 0)) == 0;
 		if (!found)
 			continue;
-		a = pg_quote_ident(PQgetvalue(cs, i, 0));
+		if ((a = pg_quote_ident(src, PQgetvalue(cs, i, 0))) == NULL)
+			goto cleanup;
 		strbuf_addf(&row, "%st.%s", shared++ ? ", " : "", a);
 		free(a);
 	}
@@ -1016,8 +1023,9 @@ plan_table(PGconn *src, PGconn *tgt, VerifyTable *t, TablePlan *p)
 	{
 		StrBuf		kt;
 
+		if ((p->keycol = pg_quote_ident(src, PQgetvalue(pk, 0, 0))) == NULL)
+			goto cleanup;
 		strbuf_init(&kt);
-		p->keycol = pg_quote_ident(PQgetvalue(pk, 0, 0));
 		p->keytype = xstrdup(PQgetvalue(pk, 0, 1));
 		if (PQntuples(pk) == 1)
 			strbuf_addf(&kt, "t.%s::text", p->keycol);
@@ -1026,7 +1034,11 @@ plan_table(PGconn *src, PGconn *tgt, VerifyTable *t, TablePlan *p)
 			strbuf_addstr(&kt, "ROW(");
 			for (int i = 0; i < PQntuples(pk); i++)
 			{
-				a = pg_quote_ident(PQgetvalue(pk, i, 0));
+				if ((a = pg_quote_ident(src, PQgetvalue(pk, i, 0))) == NULL)
+				{
+					strbuf_release(&kt);
+					goto cleanup;
+				}
 				strbuf_addf(&kt, "%st.%s", i ? ", " : "", a);
 				free(a);
 			}

@@ -36,6 +36,7 @@ typedef struct WatchRel
 
 typedef struct Watch
 {
+	PGconn	   *conn;			/* the old source: for quoting */
 	WatchRel   *rels;
 	int			nrels;
 	/* the transaction being read */
@@ -108,8 +109,8 @@ watch_message(Watch *w, const PgoMessage *m, const char *reverse_name)
 			break;
 		case 'R':
 			{
-				char	   *a = pg_quote_ident(m->u.relation.nspname);
-				char	   *b = pg_quote_ident(m->u.relation.relname);
+				char	   *a = pg_quote_ident(w->conn, m->u.relation.nspname);
+				char	   *b = pg_quote_ident(w->conn, m->u.relation.relname);
 				int			i;
 
 				for (i = 0; i < w->nrels && w->rels[i].relid != m->u.relation.relid; i++)
@@ -121,7 +122,7 @@ watch_message(Watch *w, const PgoMessage *m, const char *reverse_name)
 				}
 				else
 					free(w->rels[i].name);
-				w->rels[i].name = xasprintf("%s.%s", a, b);
+				w->rels[i].name = xasprintf("%s.%s", a ? a : m->u.relation.nspname, b ? b : m->u.relation.relname);
 				free(a);
 				free(b);
 			}
@@ -221,6 +222,7 @@ watch_poll(PGconn *old_src, PGconn *state_conn, const char *forward_name, const 
 	int64_t		found = -1;
 
 	memset(&w, 0, sizeof(w));
+	w.conn = old_src;
 	snprintf(most, sizeof(most), "%d", WATCH_MAX_CHANGES);
 	res = pg_query(old_src, "read the old source's watch slot", WATCH_PEEK_SQL, 3, params);
 	if (res == NULL || !pg_check_shape(res, -1, 2, "the watch slot's changes"))
