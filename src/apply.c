@@ -1355,7 +1355,14 @@ tuple_params(Apply *a, const PgoTuple *t, int *n, const char *skip_mask)
 	*n = k;
 }
 
-/* Append "a = $n AND b = $n+1" (or the FULL form) for the identity. */
+/*
+ * Append "a = $n AND b = $n+1" (or the FULL form) for the identity. FULL
+ * compares every column as text, since not every type has an equality
+ * operator (json, point, xml), but the source's text is first read back
+ * into the column's type and printed by the target: how a server prints a
+ * value depends on it and its settings (bytea_output, a float before 12,
+ * a time zone), and the row must be found however the source printed it.
+ */
 static void
 where_clause(StrBuf *sql, const ApplyRel *r, int first_param)
 {
@@ -1370,7 +1377,7 @@ where_clause(StrBuf *sql, const ApplyRel *r, int first_param)
 		{
 			const char *c = r->qcols[i];
 
-			strbuf_addf(sql, "%s%s::text IS NOT DISTINCT FROM $%d::text", any ? " AND " : "", c, p++);
+			strbuf_addf(sql, "%s%s::text IS NOT DISTINCT FROM ($%d::%s)::text", any ? " AND " : "", c, p++, r->types[i]);
 			any = true;
 		}
 		strbuf_addstr(sql, " LIMIT 1)");

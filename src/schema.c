@@ -574,7 +574,8 @@ schema_post_data_steps(const FerryConfig *cfg, const SchemaDump *d, SchemaSteps 
 					tmp[k++] = *s;
 			}
 	}
-	memcpy(out->items, tmp, sizeof(SchemaStep) * (size_t) n);
+	if (n > 0)				/* no post-data step at all: items is NULL */
+		memcpy(out->items, tmp, sizeof(SchemaStep) * (size_t) n);
 	free(tmp);
 	return true;
 }
