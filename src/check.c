@@ -1461,17 +1461,24 @@ check_pg_dump(CheckCtx *ctx)
 {
 	Server	   *s = &ctx->src;
 	int			src_code = major_code(s->version_num);
-	char		smaj[16];
+	int			tgt_code = ctx->tgt.conn ? major_code(ctx->tgt.version_num) : 0;
+	char		smaj[16],
+				tmaj[16] = "";
 	const char *progs[2] = {"pg_dump", "pg_restore"};
 	char	   *found[2] = {NULL, NULL};
 	char	   *fix;
 
 	major_text(src_code, smaj, sizeof(smaj));
-	fix = xasprintf("install postgresql-client-%s (e.g. apt-get install postgresql-client-%s) or point --pg-bin at the bin directory of PostgreSQL %s or newer",
+	if (tgt_code > 0)
+		major_text(tgt_code, tmaj, sizeof(tmaj));
+	fix = tgt_code >= src_code
+		? xasprintf("install postgresql-client-%s (e.g. apt-get install postgresql-client-%s), or point --pg-bin at the bin directory of a PostgreSQL from %s to %s",
+					tmaj, tmaj, smaj, tmaj)
+		: xasprintf("install postgresql-client-%s (e.g. apt-get install postgresql-client-%s) or point --pg-bin at the bin directory of PostgreSQL %s or newer",
 					smaj, smaj, smaj);
 	for (int i = 0; i < 2; i++)
 	{
-		char	   *path = proc_find_pg_program(ctx->cfg->pg_bin, progs[i], src_code / 100);
+		char	   *path = proc_find_pg_program(ctx->cfg->pg_bin, progs[i], src_code / 100, tgt_code / 100);
 		char	   *version = NULL;
 		char	   *why = NULL;
 		int			code = 0;
@@ -1480,6 +1487,15 @@ check_pg_dump(CheckCtx *ctx)
 		{
 			row(ctx, CHECK_BLOCKING, s, "pg_dump", fix, "%s", why);
 			free(why);
+			free(path);
+			goto cleanup;
+		}
+		if (tgt_code >= src_code && code > tgt_code)
+		{
+			row(ctx, CHECK_BLOCKING, s, "pg_dump", fix,
+				"%s is version %s, newer than the target server (%s): what it writes can hold settings and syntax the target rejects (pg_dump 17 writes SET transaction_timeout, unknown before 17)",
+				path, version, tmaj);
+			free(version);
 			free(path);
 			goto cleanup;
 		}
@@ -1496,7 +1512,8 @@ check_pg_dump(CheckCtx *ctx)
 		free(version);
 		free(path);
 	}
-	row(ctx, CHECK_OK, s, "pg_dump", NULL, "%s and %s (source %s)", found[0], found[1], smaj);
+	row(ctx, CHECK_OK, s, "pg_dump", NULL, "%s and %s (source %s%s%s)", found[0], found[1], smaj,
+		tgt_code > 0 ? ", target " : "", tmaj);
 
 cleanup:
 	free(found[0]);

@@ -976,7 +976,7 @@ clone_run(FerryConfig *cfg, CloneSummary *sum)
 			goto fail;
 	}
 
-	if (!schema_dump(cfg, c.source_major, c.slot.snapshot, &c.dump))
+	if (!schema_dump(cfg, c.source_major, c.target_major, c.slot.snapshot, &c.dump))
 		goto fail;
 	c.dump_oids = catalog_oid_array(c.dump.rel_oids, c.dump.nrel);
 	if (!c.st.pre_data_done && !schema_restore_pre_data(c.tgt, cfg, &c.dump))

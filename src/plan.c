@@ -255,7 +255,7 @@ plan_build(const FerryConfig *cfg, Plan *p)
 		goto done;
 
 	/* the relations clone would copy: pg_dump's own choice, without a snapshot */
-	if (!schema_dump(cfg, source_major, NULL, &dump))
+	if (!schema_dump(cfg, source_major, PQserverVersion(tgt) / 10000, NULL, &dump))
 		goto done;
 	p->toc_entries = schema_toc_count(dump.toc, &p->toc_types, &p->toc_counts);
 	if (!catalog_tables(src, dump.rel_oids, dump.nrel, &tables))

@@ -137,18 +137,24 @@ proc_run(char *const argv[], const char *const *env, const char *stdout_path,
 }
 
 char *
-proc_find_pg_program(const char *bindir, const char *name, int min_major)
+proc_find_pg_program(const char *bindir, const char *name, int source_major, int target_major)
 {
+	const char *root = getenv("FERRY_PG_LIB") && getenv("FERRY_PG_LIB")[0] ? getenv("FERRY_PG_LIB") : PROC_PG_LIB;
+	int			lo = source_major > 10 ? source_major : 10;
+	int			hi = target_major >= lo ? target_major : 30;
+
 	if (bindir && bindir[0])
 		return xasprintf("%s/%s", bindir, name);
-	for (int v = 30; v >= min_major && v >= 10; v--)
-	{
-		char	   *p = xasprintf("/usr/lib/postgresql/%d/bin/%s", v, name);
+	/* the newest that the target reads, then the oldest newer one */
+	for (int pass = 0; pass < 2; pass++)
+		for (int v = pass == 0 ? hi : hi + 1; pass == 0 ? v >= lo : v <= 30; v += pass == 0 ? -1 : 1)
+		{
+			char	   *p = xasprintf("%s/%d/bin/%s", root, v, name);
 
-		if (access(p, X_OK) == 0)
-			return p;
-		free(p);
-	}
+			if (access(p, X_OK) == 0)
+				return p;
+			free(p);
+		}
 	return xstrdup(name);
 }
 

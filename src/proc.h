@@ -29,11 +29,18 @@ int			proc_run(char *const argv[], const char *const *env, const char *stdout_pa
 					 bool (*stop) (void), char **errout);
 
 /*
- * Find a PostgreSQL client program: in `bindir` if given, else the newest
- * /usr/lib/postgresql/N/bin with N >= min_major, else the bare name (PATH).
+ * Find a PostgreSQL client program (pg_dump, pg_restore) for a source of
+ * major `source_major` and a target of `target_major` (0: unknown): in
+ * `bindir` if given; else in PROC_PG_LIB/N/bin (FERRY_PG_LIB overrides the
+ * root) the newest N from source_major up to target_major, so the target's
+ * own when it is installed (pg_dump dumps any older server, and what it
+ * writes its own major reads: a newer one writes settings an older target
+ * rejects, pg_dump 17's SET transaction_timeout); else the oldest N above
+ * target_major (ferry check blocks on it); else the bare name (PATH).
  * Returns an owned path.
  */
-char	   *proc_find_pg_program(const char *bindir, const char *name, int min_major);
+#define PROC_PG_LIB "/usr/lib/postgresql"
+char	   *proc_find_pg_program(const char *bindir, const char *name, int source_major, int target_major);
 
 /*
  * Start argv[0] (searched in PATH) in its own process group, with stdin from

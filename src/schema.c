@@ -115,12 +115,12 @@ remove_stale_dump_dirs(const char *tmp)
 }
 
 bool
-schema_dump(const FerryConfig *cfg, int source_major, const char *snapshot, SchemaDump *out)
+schema_dump(const FerryConfig *cfg, int source_major, int target_major, const char *snapshot, SchemaDump *out)
 {
 	const char *tmp = getenv("TMPDIR") && getenv("TMPDIR")[0] ? getenv("TMPDIR") : "/tmp";
 	char	   *dirtmpl = xasprintf("%s/ferry-%d-XXXXXX", tmp, (int) getpid());
 	PgChildConn cc = {0};
-	char	   *pg_dump = proc_find_pg_program(cfg->pg_bin, "pg_dump", source_major);
+	char	   *pg_dump = proc_find_pg_program(cfg->pg_bin, "pg_dump", source_major, target_major);
 	StrList		args = {0};
 	StrBuf		toc = {0};
 	bool		ok = false;
@@ -137,7 +137,7 @@ schema_dump(const FerryConfig *cfg, int source_major, const char *snapshot, Sche
 	}
 	out->dir = dirtmpl;
 	out->path = xasprintf("%s/schema.dump", out->dir);
-	out->pg_restore = proc_find_pg_program(cfg->pg_bin, "pg_restore", source_major);
+	out->pg_restore = proc_find_pg_program(cfg->pg_bin, "pg_restore", source_major, target_major);
 	toc_path = xasprintf("%s/toc.txt", out->dir);
 
 	strlist_add(&args, pg_dump);

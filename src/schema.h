@@ -54,9 +54,11 @@ typedef struct SchemaSteps
 /*
  * Dump the source schema as of `snapshot` (NULL: now). Honors the config's
  * filters; leaves out ferry's own schema, publications, subscriptions and
- * tablespace assignments. Fills *out on success.
+ * tablespace assignments. pg_dump and pg_restore are the ones
+ * proc_find_pg_program picks for the source's and target's majors (the
+ * target's own when installed). Fills *out on success.
  */
-bool		schema_dump(const FerryConfig *cfg, int source_major, const char *snapshot, SchemaDump *out);
+bool		schema_dump(const FerryConfig *cfg, int source_major, int target_major, const char *snapshot, SchemaDump *out);
 void		schema_dump_free(SchemaDump *d);
 
 /*
