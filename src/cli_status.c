@@ -41,9 +41,14 @@ static const char TARGET_STATUS_SQL[] =
 	"       p.applied_lsn::text,"
 	"       EXTRACT(epoch FROM pg_catalog.now() - p.commit_time),"
 	"       p.changes, p.txns, p.changes_per_second, p.txns_per_second,"
-	"       EXTRACT(epoch FROM pg_catalog.now() - p.follower_seen_at) < 30,"
+	/* running: a ferry session holds the migration's lock (state.c), not a heartbeat's guess */
+	"       EXISTS (SELECT 1 FROM pg_catalog.pg_locks l"
+	"                WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+	"                  AND l.classid = " STATE_LOCK_CLASS "::pg_catalog.oid"
+	"                  AND l.objid = (pg_catalog.hashtext(m.name)::bigint & 4294967295)::pg_catalog.oid"
+	"                  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())),"
 	"       m.switched_at::text, m.switch_window_ms / 1000, m.reverse, m.rolled_back_at::text,"
-	"       m.rollback_window_ms / 1000"
+	"       m.rollback_window_ms / 1000, p.last_error, p.last_error_at::text"
 	"  FROM ferry.migration m LEFT JOIN ferry.apply_progress p ON p.migration = m.name"
 	" WHERE m.name = $1";
 
@@ -279,6 +284,7 @@ status_render_json(const FerryConfig *cfg, const Status *st, bool compact, StrBu
 	json_object_set_new(j, "phase", json_string(phase_name(PQgetvalue(tr, 0, 0), PQgetvalue(tr, 0, 2)[0] == 't')));
 	json_object_set_new(j, "running", json_boolean(PQgetvalue(tr, 0, 15)[0] == 't'));
 	json_object_set_new(j, "start_lsn", json_string(PQgetvalue(tr, 0, 1)));
+	json_object_set_new(j, "last_error", PQgetisnull(tr, 0, 21) ? json_null() : json_string(PQgetvalue(tr, 0, 21)));
 	json_object_set_new(j, "copy", json_pack("{s:I, s:I, s:I, s:I, s:I}",
 											 "tables_total", (json_int_t) strtoll(PQgetvalue(tr, 0, 4), NULL, 10),
 											 "tables_done", (json_int_t) strtoll(PQgetvalue(tr, 0, 6), NULL, 10),
@@ -387,7 +393,7 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 	config_format_size(strtoll(PQgetvalue(tr, 0, 8), NULL, 10), b1, sizeof(b1));
 	config_format_size(strtoll(PQgetvalue(tr, 0, 5), NULL, 10), b2, sizeof(b2));
 	strbuf_addf(out, "migration %s: %s%s\n", cfg->name, phase_name(PQgetvalue(tr, 0, 0), PQgetvalue(tr, 0, 2)[0] == 't'),
-				PQgetvalue(tr, 0, 15)[0] == 't' ? " (ferry start is running)" : "");
+				PQgetvalue(tr, 0, 15)[0] == 't' ? " (ferry start is running)" : " (no ferry process drives it)");
 	strbuf_addf(out, "  copy     %s/%s tables done, %s rows, %s streamed (tables total %s on the source)\n",
 				PQgetvalue(tr, 0, 6), PQgetvalue(tr, 0, 4), PQgetvalue(tr, 0, 7), b1, b2);
 	if (!PQgetisnull(tr, 0, 9))
@@ -400,6 +406,8 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 			strbuf_addf(out, ", %.0f transactions/s", strtod(PQgetvalue(tr, 0, 14), NULL));
 		strbuf_addch(out, '\n');
 	}
+	if (!PQgetisnull(tr, 0, 21))
+		strbuf_addf(out, "  error    %s (since %s; ferry start retries)\n", PQgetvalue(tr, 0, 21), PQgetvalue(tr, 0, 22));
 	if (st->lag_bytes >= 0)
 	{
 		config_format_size(st->lag_bytes, b3, sizeof(b3));

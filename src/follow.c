@@ -57,6 +57,9 @@ typedef struct Follow
 	bool		lock_refused;	/* another process holds it */
 	int64_t		last_phase_check_us;
 	int64_t		last_watch_us;	/* reverse: the last look at the old source (watch.h) */
+	int64_t		error_seen;		/* log_last_error's number of the last error noted */
+	bool		error_pending;	/* ... not yet written to ferry.apply_progress */
+	bool		error_shown;	/* ferry.apply_progress.last_error is set */
 	bool		phase_moved;	/* the migration left the phase this follower serves */
 	PGconn	   *src;			/* heartbeats, publications */
 	PGconn	   *tgt;			/* state and rate */
@@ -243,11 +246,55 @@ report(Follow *f, ApplyShared *sh, int64_t *last_changes, int64_t *last_txns, in
 		PQclear(res);
 	}
 	metrics_set_rates(crate, trate);
+	if (f->error_shown && changes > *last_changes && f->tgt && PQstatus(f->tgt) == CONNECTION_OK)
+	{
+		const char *params[1] = {f->cfg->name};
+		PGresult   *res = pg_query(f->tgt, "clear the apply error",
+								   "UPDATE ferry.apply_progress SET last_error = NULL, last_error_at = NULL WHERE migration = $1",
+								   1, params);
+
+		f->error_shown = res == NULL;
+		PQclear(res);
+	}
 	log_info("following: applied %s (received %s), %.0f changes/s, %.0f transactions/s, last commit %.1f s ago",
 			 a, r, crate, trate, ct ? (double) (now - ct) / 1e6 : 0.0);
 	*last_changes = changes;
 	*last_txns = txns;
 	*last_us = now;
+}
+
+/*
+ * The error that ended a streaming session, for `ferry status` (the lag
+ * alone does not say why): ferry.apply_progress.last_error, written when the
+ * state's server can be reached (now, or at a later reconnect), cleared by
+ * report() once changes flow again.
+ */
+static void
+note_error(Follow *f)
+{
+	char		msg[1024];
+	int64_t		n = log_last_error(msg, sizeof(msg));
+
+	if (n > f->error_seen)
+	{
+		f->error_seen = n;
+		f->error_pending = true;
+	}
+	if (!f->error_pending || !connect_both(f))
+		return;
+	{
+		const char *params[2] = {f->cfg->name, msg};
+		PGresult   *res = pg_query(f->tgt, "record the apply error",
+								   "UPDATE ferry.apply_progress SET last_error = $2, last_error_at = pg_catalog.now()"
+								   " WHERE migration = $1", 2, params);
+
+		if (res != NULL)
+		{
+			f->error_pending = false;
+			f->error_shown = true;
+		}
+		PQclear(res);
+	}
 }
 
 /*
@@ -521,6 +568,7 @@ follow_run(FerryConfig *cfg, bool reverse, FollowResult *out)
 			ok = true;
 			break;
 		}
+		note_error(&f);
 		if (st == APPLY_FAILED)
 			break;
 		if (ran_long)

@@ -24,6 +24,9 @@
 static _Atomic int log_level = LOG_INFO;
 static _Atomic int log_format = LOG_FORMAT_TEXT;
 static _Atomic int64_t log_errors = 0;
+static pthread_mutex_t last_error_mu = PTHREAD_MUTEX_INITIALIZER;
+static char last_error[LOG_MSG_MAX];
+static int64_t last_error_n;
 static bool log_journal = false;
 static pthread_once_t log_journal_once = PTHREAD_ONCE_INIT;
 static __thread char log_role[32] = "main";
@@ -79,6 +82,18 @@ int64_t
 log_error_count(void)
 {
 	return atomic_load(&log_errors);
+}
+
+int64_t
+log_last_error(char *buf, size_t size)
+{
+	int64_t		n;
+
+	pthread_mutex_lock(&last_error_mu);
+	snprintf(buf, size, "%s", last_error);
+	n = last_error_n;
+	pthread_mutex_unlock(&last_error_mu);
+	return n;
 }
 
 void
@@ -341,8 +356,8 @@ log_msg(LogLevel level, const char *fmt, ...)
 	size_t		n;
 	va_list		ap;
 
-	if (level == LOG_ERROR)
-		atomic_fetch_add(&log_errors, 1);
+	int64_t		nerr = level == LOG_ERROR ? atomic_fetch_add(&log_errors, 1) + 1 : 0;
+
 	if ((int) level < atomic_load(&log_level))
 		return;
 	pthread_once(&log_journal_once, detect_journal);
@@ -356,6 +371,13 @@ log_msg(LogLevel level, const char *fmt, ...)
 	strbuf_release(&msg);
 	if (strlen(clean) >= LOG_MSG_MAX)
 		clean[LOG_MSG_MAX - 1] = '\0';	/* as long as a message ever was */
+	if (nerr > 0)
+	{
+		pthread_mutex_lock(&last_error_mu);
+		snprintf(last_error, sizeof(last_error), "%s", clean);
+		last_error_n = nerr;
+		pthread_mutex_unlock(&last_error_mu);
+	}
 	r.level = level;
 	r.format = (LogFormat) atomic_load(&log_format);
 	r.journal = log_journal;

@@ -72,6 +72,12 @@ bool		log_format_parse(const char *s, LogFormat *out);
 const char *log_format_name(LogFormat format);
 /* How many ERROR lines were logged since start (for the metrics). */
 int64_t		log_error_count(void);
+/*
+ * The last ERROR message logged since start (scrubbed of secrets, without
+ * time or role) into buf, "" if none; and its number (log_error_count at
+ * the time): a caller can tell a new error from one it has seen.
+ */
+int64_t		log_last_error(char *buf, size_t size);
 
 #define log_debug(...)	log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...)	log_msg(LOG_INFO, __VA_ARGS__)

@@ -66,6 +66,9 @@ static const char STATE_DDL[] =
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS switch_window_ms double precision;"
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS rolled_back_at timestamptz;"
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS rollback_window_ms double precision;"
+	/* the error that ended the last streaming session, until changes flow again (follow.c) */
+	"ALTER TABLE ferry.apply_progress ADD COLUMN IF NOT EXISTS last_error text;"
+	"ALTER TABLE ferry.apply_progress ADD COLUMN IF NOT EXISTS last_error_at timestamptz;"
 	/* set just before the switch hook runs: from then on the switchover only goes forward (switchover.h) */
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS switch_hook_at timestamptz;"
 	/* UPDATEs and DELETEs from the source that matched no row on the target, by table (apply.h) */
@@ -99,8 +102,7 @@ const char	STATE_MARK_STEP_SQL[] =
 	"INSERT INTO ferry.schema_step (migration, step) VALUES ($1, $2)"
 	" ON CONFLICT DO NOTHING";
 
-/* 'ferr' as a 32-bit number: the advisory lock class for ferry */
-#define FERRY_LOCK_CLASS "1718773362"
+#define FERRY_LOCK_CLASS STATE_LOCK_CLASS
 
 static const char TRY_LOCK_SQL[] =
 	"SELECT pg_catalog.pg_try_advisory_lock(" FERRY_LOCK_CLASS ", pg_catalog.hashtext($1))";

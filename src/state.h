@@ -34,6 +34,8 @@ typedef struct MigrationState
 
 /* Take the migration's advisory lock; false (logged) if another process has it. */
 bool		state_lock(PGconn *target, const char *name);
+/* 'ferr' as a 32-bit number: the advisory lock class of the migration lock (key 2: hashtext(name)) */
+#define STATE_LOCK_CLASS "1718773362"
 /*
  * Whether a process holds the lock right now, without logging or keeping
  * it: 1 held by someone, 0 free, -1 on error.
