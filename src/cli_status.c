@@ -29,6 +29,7 @@
 #include "mem.h"
 #include "pgsql.h"
 #include "state.h"
+#include "validate.h"
 
 static const char TARGET_STATUS_SQL[] =
 	"SELECT m.phase, m.start_lsn::text, m.data_done, m.post_data_done,"
@@ -70,6 +71,7 @@ typedef struct Status
 	PGresult   *files;			/* ferry.file_sync rows, or NULL */
 	PGresult   *rev;			/* reverse replication's progress on the source, or NULL */
 	PGresult   *unmatched;		/* ferry.unmatched rows (divergence), or NULL */
+	PGresult   *pending;		/* foreign keys awaiting validation (validate_pending), or NULL */
 	bool		source_reachable;
 	TableDelta *tables;
 	int			ntables;
@@ -147,6 +149,7 @@ status_release(Status *st)
 	PQclear(st->files);
 	PQclear(st->rev);
 	PQclear(st->unmatched);
+	PQclear(st->pending);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -230,6 +233,7 @@ status_collect(const FerryConfig *cfg, PGconn *tgt, PGconn *src, Status *st)
 		st->unmatched = pg_query(tgt, "read the changes that matched no row",
 								 "SELECT tablename, changes, last_lsn::text, last_at::text FROM ferry.unmatched"
 								 " WHERE migration = $1 ORDER BY changes DESC, tablename", 1, params);
+	st->pending = validate_pending(tgt, cfg->name);
 	plan = pg_query(tgt, "read the copy plan",
 					"SELECT p.nspname, p.relname, count(ci.chunk), COALESCE(max(ci.nchunks), 0)"
 					"  FROM ferry.copy_plan p LEFT JOIN ferry.copy_item ci"
@@ -308,6 +312,18 @@ status_render_json(const FerryConfig *cfg, const Status *st, bool compact, StrBu
 												"last_lsn", PQgetvalue(st->unmatched, i, 2),
 												"last_at", PQgetvalue(st->unmatched, i, 3)));
 		json_object_set_new(j, "unmatched", ua);
+	}
+	{
+		json_t	   *pa = json_array();
+
+		for (int i = 0; st->pending && i < PQntuples(st->pending); i++)
+			json_array_append_new(pa, json_pack("{s:s, s:s, s:s, s:i, s:o}", "table", PQgetvalue(st->pending, i, 0),
+												"constraint", PQgetvalue(st->pending, i, 1),
+												"valid_after", PQgetvalue(st->pending, i, 2),
+												"tries", atoi(PQgetvalue(st->pending, i, 3)),
+												"last_error", PQgetisnull(st->pending, i, 4) ? json_null()
+												: json_string(PQgetvalue(st->pending, i, 4))));
+		json_object_set_new(j, "constraints_awaiting_validation", pa);
 	}
 	json_object_set_new(j, "switchover", PQgetisnull(tr, 0, 16) ? json_null()
 						: json_pack("{s:s, s:f, s:b, s:o, s:o}", "switched_at", PQgetvalue(tr, 0, 16),
@@ -425,6 +441,16 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 			strbuf_addf(out, "           %s: %s, the last in the source transaction committed at %s (seen %s)\n",
 						PQgetvalue(st->unmatched, i, 0), PQgetvalue(st->unmatched, i, 1),
 						PQgetvalue(st->unmatched, i, 2), PQgetvalue(st->unmatched, i, 3));
+	}
+	if (st->pending && PQntuples(st->pending) > 0)
+	{
+		int			n = PQntuples(st->pending);
+
+		strbuf_addf(out, "  NOT VALID %d foreign key%s await%s validation: the resumed clone copied tables at different snapshots; ferry start validates %s once apply has passed %s (switchover refuses until then)\n",
+					n, n == 1 ? "" : "s", n == 1 ? "s" : "", n == 1 ? "it" : "them", PQgetvalue(st->pending, n - 1, 2));
+		for (int i = 0; i < n; i++)
+			strbuf_addf(out, "           %s %s: %s\n", PQgetvalue(st->pending, i, 0), PQgetvalue(st->pending, i, 1),
+						PQgetisnull(st->pending, i, 4) ? "not tried yet" : PQgetvalue(st->pending, i, 4));
 	}
 	for (int i = 0; st->files && i < PQntuples(st->files); i++)
 		strbuf_addf(out, "  files    %s -> %s: %s, %s runs, last ok %s\n", PQgetvalue(st->files, i, 0),

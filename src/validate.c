@@ -106,10 +106,11 @@ done:
 }
 
 bool
-validate_run(PGconn *tgt, const char *name, uint64_t applied, int *remaining)
+validate_run(PGconn *tgt, const char *name, uint64_t applied, int *remaining, int *failed)
 {
 	PGresult   *res = validate_pending(tgt, name);
-	int			left;
+	int			left,
+				bad = 0;
 
 	if (res == NULL || !pg_check_shape(res, -1, 5, "the constraints awaiting validation"))
 	{
@@ -131,8 +132,10 @@ validate_run(PGconn *tgt, const char *name, uint64_t applied, int *remaining)
 			return false;
 		}
 		left -= r;
+		bad += r == 0;
 	}
 	PQclear(res);
 	*remaining = left;
+	*failed = bad;
 	return true;
 }

@@ -62,9 +62,10 @@ PGresult   *validate_pending(PGconn *tgt, const char *name);
  * of the last source transaction committed on the target); each success
  * removes its row in the same transaction, each failure is logged as a
  * warning and recorded on its row. Sets *remaining to how many are left
- * (tried or not). Returns false only when ferry's state cannot be read or
- * written (logged); a failed validation is not an error.
+ * (tried or not) and *failed to how many of those were tried and failed.
+ * Returns false only when ferry's state cannot be read or written
+ * (logged); a failed validation is not an error.
  */
-bool		validate_run(PGconn *tgt, const char *name, uint64_t applied, int *remaining);
+bool		validate_run(PGconn *tgt, const char *name, uint64_t applied, int *remaining, int *failed);
 
 #endif
