@@ -14,8 +14,10 @@
  *                UNIQUE / EXCLUDE / NOT VALID CHECK constraints, primary
  *                keys first;
  *        wave 2, in dump order, one at a time: index attachments, foreign
- *                keys (NOT VALID ones stay NOT VALID), triggers, rules,
- *                policies, comments, grants and everything else.
+ *                keys (NOT VALID ones stay NOT VALID; a resumed clone
+ *                builds the others NOT VALID too, see validate.h),
+ *                triggers, rules, policies, comments, grants and
+ *                everything else.
  */
 #ifndef FERRY_SCHEMA_H
 #define FERRY_SCHEMA_H

@@ -25,6 +25,9 @@
  * target row that differs from the source, a lock not granted within
  * VALIDATE_LOCK_TIMEOUT) is logged and recorded on its row (tries,
  * last_error) and retried every VALIDATE_RETRY_MS; apply goes on.
+ * Passing valid_after needs a source transaction that commits after it:
+ * the follower's own heartbeats (FOLLOW_HEARTBEAT_MS) are such; a source
+ * user that may not emit them leaves it to the application's next write.
  *
  * Who reads it. `status` lists what awaits validation; `switchover`
  * refuses while anything does (a NOT VALID key on the new primary is a
