@@ -29,6 +29,7 @@
 #include "mem.h"
 #include "pgsql.h"
 #include "state.h"
+#include "validate.h"
 
 static const char TARGET_STATUS_SQL[] =
 	"SELECT m.phase, m.start_lsn::text, m.data_done, m.post_data_done,"
@@ -76,6 +77,7 @@ typedef struct Status
 	PGresult   *rev;			/* reverse replication's progress on the source, or NULL */
 	PGresult   *unmatched;		/* ferry.unmatched rows (divergence), or NULL */
 	PGresult   *source_writes;	/* ferry.source_writes rows (watch.h), or NULL */
+	PGresult   *pending;		/* foreign keys awaiting validation (validate_pending), or NULL */
 	bool		source_reachable;
 	TableDelta *tables;
 	int			ntables;
@@ -154,6 +156,7 @@ status_release(Status *st)
 	PQclear(st->rev);
 	PQclear(st->unmatched);
 	PQclear(st->source_writes);
+	PQclear(st->pending);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -241,6 +244,7 @@ status_collect(const FerryConfig *cfg, PGconn *tgt, PGconn *src, Status *st)
 		st->source_writes = pg_query(tgt, "read the writes on the old source",
 									 "SELECT tablename, changes, last_lsn::text, last_at::text FROM ferry.source_writes"
 									 " WHERE migration = $1 ORDER BY changes DESC, tablename", 1, params);
+	st->pending = validate_pending(tgt, cfg->name);
 	plan = pg_query(tgt, "read the copy plan",
 					"SELECT p.nspname, p.relname, count(ci.chunk), COALESCE(max(ci.nchunks), 0)"
 					"  FROM ferry.copy_plan p LEFT JOIN ferry.copy_item ci"
@@ -331,6 +335,18 @@ status_render_json(const FerryConfig *cfg, const Status *st, bool compact, StrBu
 												"last_lsn", PQgetvalue(st->source_writes, i, 2),
 												"last_at", PQgetvalue(st->source_writes, i, 3)));
 		json_object_set_new(j, "source_writes_after_switch", wa);
+	}
+	{
+		json_t	   *pa = json_array();
+
+		for (int i = 0; st->pending && i < PQntuples(st->pending); i++)
+			json_array_append_new(pa, json_pack("{s:s, s:s, s:s, s:i, s:o}", "table", PQgetvalue(st->pending, i, 0),
+												"constraint", PQgetvalue(st->pending, i, 1),
+												"valid_after", PQgetvalue(st->pending, i, 2),
+												"tries", atoi(PQgetvalue(st->pending, i, 3)),
+												"last_error", PQgetisnull(st->pending, i, 4) ? json_null()
+												: json_string(PQgetvalue(st->pending, i, 4))));
+		json_object_set_new(j, "constraints_awaiting_validation", pa);
 	}
 	json_object_set_new(j, "switchover", PQgetisnull(tr, 0, 16) ? json_null()
 						: json_pack("{s:s, s:f, s:b, s:o, s:o}", "switched_at", PQgetvalue(tr, 0, 16),
@@ -463,6 +479,16 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 			strbuf_addf(out, "           %s: %s, the last in the transaction committed at %s on the old source (seen %s)\n",
 						PQgetvalue(st->source_writes, i, 0), PQgetvalue(st->source_writes, i, 1),
 						PQgetvalue(st->source_writes, i, 2), PQgetvalue(st->source_writes, i, 3));
+	}
+	if (st->pending && PQntuples(st->pending) > 0)
+	{
+		int			n = PQntuples(st->pending);
+
+		strbuf_addf(out, "  NOT VALID %d foreign key%s await%s validation: the resumed clone copied tables at different snapshots; ferry start validates %s once apply has passed %s (switchover refuses until then)\n",
+					n, n == 1 ? "" : "s", n == 1 ? "s" : "", n == 1 ? "it" : "them", PQgetvalue(st->pending, n - 1, 2));
+		for (int i = 0; i < n; i++)
+			strbuf_addf(out, "           %s %s: %s\n", PQgetvalue(st->pending, i, 0), PQgetvalue(st->pending, i, 1),
+						PQgetisnull(st->pending, i, 4) ? "not tried yet" : PQgetvalue(st->pending, i, 4));
 	}
 	for (int i = 0; st->files && i < PQntuples(st->files); i++)
 		strbuf_addf(out, "  files    %s -> %s: %s, %s runs, last ok %s\n", PQgetvalue(st->files, i, 0),

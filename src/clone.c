@@ -11,6 +11,14 @@
  * ferry.copy_item rows. The change stream (ferry start) then skips, for such
  * a table, the changes committed before its Lk, exactly as PostgreSQL's own
  * table sync does. The temporary slot vanishes with its connection.
+ *
+ * Foreign keys across snapshots. Tables copied at L0 and at Lk do not agree
+ * until apply has passed Lk: a payment copied at Lk can reference an order
+ * that came after L0 and is not yet in the target's orders. So when
+ * ferry.copy_item holds more than one snapshot LSN, the post-data step
+ * builds each foreign key NOT VALID and records it for ferry start to
+ * validate once apply has passed the latest one (validate.h); a fresh
+ * clone, all at L0, builds them valid as before.
  */
 #include "clone.h"
 
@@ -33,6 +41,7 @@
 #include "schema.h"
 #include "slot.h"
 #include "state.h"
+#include "validate.h"
 
 /* User relations on the target that a fresh clone would collide with. */
 static const char TARGET_OBJECTS_SQL[] =
@@ -103,6 +112,10 @@ typedef struct SqlStep
 {
 	const char *key;			/* recorded in ferry.schema_step, NULL = not recorded */
 	const char *sql;
+	const char *type;			/* a post-data step's dump entry type, else NULL */
+	/* a foreign key built NOT VALID: recorded as pending with the step (validate.h) */
+	const char *fk_table;
+	const char *fk_name;
 } SqlStep;
 
 typedef struct StepJob
@@ -111,6 +124,7 @@ typedef struct StepJob
 	const SqlStep *steps;
 	int			nsteps;
 	const char *prologue;		/* run once per worker session, may be NULL */
+	const char *valid_after;	/* LSN recorded with a pending foreign key */
 	_Atomic int done;
 } StepJob;
 
@@ -180,6 +194,18 @@ step_worker_run(void *ctx, void *wstate, int i)
 				}
 				PQclear(res);
 			}
+			if (s->fk_table)
+			{
+				const char *params[4] = {job->cfg->name, s->fk_table, s->fk_name, job->valid_after};
+
+				res = pg_query(conn, "record the foreign key to validate", VALIDATE_MARK_SQL, 4, params);
+				if (res == NULL)
+				{
+					pg_exec_quiet(conn, "ROLLBACK", NULL);
+					return false;
+				}
+				PQclear(res);
+			}
 			if (!pg_exec(conn, "commit a schema step", "COMMIT"))
 				return false;
 			atomic_fetch_add(&job->done, 1);
@@ -206,9 +232,10 @@ step_worker_run(void *ctx, void *wstate, int i)
 }
 
 static bool
-run_steps(const FerryConfig *cfg, const SqlStep *steps, int n, int workers, const char *prologue, const char *role)
+run_steps(const FerryConfig *cfg, const SqlStep *steps, int n, int workers, const char *prologue,
+		  const char *valid_after, const char *role)
 {
-	StepJob		job = {cfg, steps, n, prologue, 0};
+	StepJob		job = {cfg, steps, n, prologue, valid_after, 0};
 	PoolSpec	spec = {0};
 
 	spec.nworkers = workers;
@@ -771,6 +798,60 @@ copy_data(Clone *c, CloneSummary *sum)
 	return ok;
 }
 
+/*
+ * Were the tables copied at more than one snapshot (a resumed clone)? Sets
+ * *lsn (owned) to the latest snapshot LSN then, else to NULL. False (logged)
+ * on error.
+ */
+static const char SNAPSHOTS_SQL[] =
+	"SELECT count(DISTINCT snapshot_lsn), max(snapshot_lsn)::text FROM ferry.copy_item WHERE migration = $1";
+
+static bool
+copied_across_snapshots(Clone *c, char **lsn)
+{
+	const char *params[1] = {c->cfg->name};
+	PGresult   *res = pg_query(c->tgt, "count the clone's snapshots", SNAPSHOTS_SQL, 1, params);
+
+	if (res == NULL || !pg_check_shape(res, 1, 2, "the clone's snapshots"))
+	{
+		PQclear(res);
+		return false;
+	}
+	*lsn = strtol(PQgetvalue(res, 0, 0), NULL, 10) > 1 ? xstrdup(PQgetvalue(res, 0, 1)) : NULL;
+	PQclear(res);
+	return true;
+}
+
+/*
+ * For a clone copied across snapshots: turn the foreign keys among the
+ * steps to do into NOT VALID ones recorded as pending (see the opening
+ * comment). The rewritten SQL and names go to owned[] (*nowned entries,
+ * three per key).
+ * Returns how many were turned.
+ */
+static int
+defer_foreign_keys(SqlStep *todo, int n, char **owned, int *nowned)
+{
+	int			k = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		char	   *sql,
+				   *table,
+				   *name;
+
+		if (todo[i].type && strcmp(todo[i].type, "FK CONSTRAINT") == 0 &&
+			schema_fk_not_valid(todo[i].sql, &sql, &table, &name))
+		{
+			todo[i].sql = owned[(*nowned)++] = sql;
+			todo[i].fk_table = owned[(*nowned)++] = table;
+			todo[i].fk_name = owned[(*nowned)++] = name;
+			k++;
+		}
+	}
+	return k;
+}
+
 /* Post-data steps not done yet, wave 1 in parallel, then wave 2 in order. */
 static bool
 post_data(Clone *c, CloneSummary *sum)
@@ -780,10 +861,24 @@ post_data(Clone *c, CloneSummary *sum)
 	PGresult   *res;
 	SqlStep    *todo[2];
 	int			n[2] = {0, 0};
+	char	   *valid_after = NULL;
+	char	  **owned = NULL;
+	int			nowned = 0;
 	bool		ok = false;
 
-	if (!schema_post_data_steps(c->cfg, &c->dump, &steps))
+	if (!copied_across_snapshots(c, &valid_after))
 		return false;
+	/* an older ferry's state has no ferry.pending_constraint yet */
+	if (valid_after && !state_ensure(c->tgt, "target"))
+	{
+		free(valid_after);
+		return false;
+	}
+	if (!schema_post_data_steps(c->cfg, &c->dump, &steps))
+	{
+		free(valid_after);
+		return false;
+	}
 	res = pg_query(c->tgt, "read the schema progress",
 				   "SELECT step FROM ferry.schema_step WHERE migration = $1", 1, params);
 	if (res == NULL)
@@ -804,15 +899,30 @@ post_data(Clone *c, CloneSummary *sum)
 			continue;
 		todo[w][n[w]].key = steps.items[i].key;
 		todo[w][n[w]].sql = steps.items[i].sql;
+		todo[w][n[w]].type = steps.items[i].type;
 		n[w]++;
 	}
 	PQclear(res);
+	if (valid_after)
+	{
+		int			k;
+
+		owned = xcalloc((size_t) (3 * n[1] + 1), sizeof(char *));
+		k = defer_foreign_keys(todo[1], n[1], owned, &nowned);
+		if (k > 0)
+			log_info("building %d foreign keys NOT VALID: the tables were copied at different snapshots (a resumed clone), so they agree only once apply has passed %s; ferry start validates them then",
+					 k, valid_after);
+	}
 	log_info("building %d indexes and constraints with %d workers, then %d other schema objects",
 			 n[0], c->cfg->index_jobs, n[1]);
-	if (run_steps(c->cfg, todo[0], n[0], c->cfg->index_jobs, steps.prologue, "index worker") &&
-		run_steps(c->cfg, todo[1], n[1], 1, steps.prologue, "schema worker"))
+	if (run_steps(c->cfg, todo[0], n[0], c->cfg->index_jobs, steps.prologue, NULL, "index worker") &&
+		run_steps(c->cfg, todo[1], n[1], 1, steps.prologue, valid_after, "schema worker"))
 		ok = true;
 	sum->steps = n[0] + n[1];
+	for (int i = 0; i < nowned; i++)
+		free(owned[i]);
+	free(owned);
+	free(valid_after);
 	free(todo[0]);
 	free(todo[1]);
 	schema_steps_free(&steps);
@@ -867,7 +977,7 @@ refresh_and_analyze(Clone *c, CloneSummary *sum)
 	}
 	sum->matviews = n;
 	/* refreshes run in dependency order, one at a time; the done ones are cheap to redo */
-	if (run_steps(c->cfg, steps, n, 1, NULL, "schema worker"))
+	if (run_steps(c->cfg, steps, n, 1, NULL, NULL, "schema worker"))
 	{
 		int			na = 0;
 
@@ -879,7 +989,7 @@ refresh_and_analyze(Clone *c, CloneSummary *sum)
 			na++;
 		}
 		log_info("analyzing %d tables on the target", na);
-		ok = run_steps(c->cfg, steps, na, c->cfg->index_jobs, NULL, "analyze worker");
+		ok = run_steps(c->cfg, steps, na, c->cfg->index_jobs, NULL, NULL, "analyze worker");
 	}
 	for (int i = 0; i < nowned; i++)
 		free(owned[i]);

@@ -20,6 +20,7 @@
 #include "pgsql.h"
 #include "publication.h"
 #include "state.h"
+#include "validate.h"
 #include "watch.h"
 
 static const char RATE_UPDATE_SQL[] =
@@ -69,6 +70,8 @@ typedef struct Follow
 	bool		messages;
 	bool		heartbeat_ok;
 	int64_t		last_heartbeat_us;
+	int			pending_fks;	/* foreign keys awaiting validation: -1 not read yet */
+	int64_t		next_validate_us;
 } Follow;
 
 static void
@@ -213,6 +216,35 @@ record_unmatched(Follow *f, ApplyShared *sh)
 	strlist_free(&tables);
 	free(counts);
 	free(lsns);
+}
+
+/*
+ * Validate the foreign keys a resumed clone built NOT VALID once apply has
+ * passed the clone's last snapshot (validate.h). Looked at every second
+ * until each is tried; after a failure, every VALIDATE_RETRY_MS. Nothing
+ * to do (the common case) costs one query per session. Runs on the
+ * coordinator's target session: while a large table is scanned heartbeats
+ * pause; a stop request abandons the statement (pg_execute) and the
+ * validation is rolled back, to be done next time.
+ */
+static void
+validate_tick(Follow *f, uint64_t applied)
+{
+	int			remaining = 0,
+				failed = 0;
+	int64_t		now = repl_now_us();
+
+	if (f->reverse || f->pending_fks == 0 || now < f->next_validate_us)
+		return;
+	if (!validate_run(f->tgt, f->cfg->name, applied, &remaining, &failed))
+	{
+		f->next_validate_us = now + VALIDATE_RETRY_MS * 1000LL;
+		return;
+	}
+	if (remaining == 0 && f->pending_fks != 0 && f->pending_fks != -1)
+		log_info("every foreign key is valid: the target holds the source's constraints");
+	f->pending_fks = remaining;
+	f->next_validate_us = repl_now_us() + (failed ? VALIDATE_RETRY_MS * 1000LL : 1000000LL);
 }
 
 static void
@@ -420,6 +452,7 @@ session(Follow *f, FollowResult *out, bool *ran_long)
 				watch_tick(f);
 			metrics_poll_source(f->src, f->cfg->name);
 			record_unmatched(f, &sh);
+			validate_tick(f, atomic_load(&sh.applied_lsn));
 		}
 		metrics_add_unmatched(atomic_exchange(&sh.unmatched, 0));
 		metrics_set_applied(atomic_load(&sh.applied_lsn), atomic_load(&sh.applied_commit_time),
@@ -480,6 +513,8 @@ prepare(Follow *f)
 		return false;
 	if (!state_ensure(f->tgt, "target"))
 		return false;
+	f->pending_fks = -1;
+	f->next_validate_us = 0;
 	/* a clone becomes a follower; a switching or switched migration keeps its phase */
 	{
 		const char *params[1] = {f->cfg->name};

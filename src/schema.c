@@ -4,12 +4,14 @@
  */
 #include "schema.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -577,6 +579,198 @@ schema_post_data_steps(const FerryConfig *cfg, const SchemaDump *d, SchemaSteps 
 	if (n > 0)				/* no post-data step at all: items is NULL */
 		memcpy(out->items, tmp, sizeof(SchemaStep) * (size_t) n);
 	free(tmp);
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Foreign keys built NOT VALID                                         */
+
+/*
+ * A minimal SQL lexer for one pg_dump statement: words (letters, digits,
+ * _ and $), double-quoted identifiers ("" inside is a quote), names made
+ * of those joined by dots, single-quoted strings, single punctuation
+ * characters; whitespace, -- and non-nested block comments skipped.
+ */
+typedef enum
+{
+	TOK_END, TOK_NAME, TOK_STRING, TOK_PUNCT, TOK_BAD
+} TokKind;
+
+typedef struct Tok
+{
+	TokKind		kind;
+	const char *start;
+	const char *end;
+	bool		quoted;			/* a TOK_NAME with a double-quoted part */
+} Tok;
+
+static bool
+word_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		c == '_' || c == '$' || (unsigned char) c >= 0x80;
+}
+
+static const char *
+skip_space(const char *p)
+{
+	for (;;)
+	{
+		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f')
+			p++;
+		if (p[0] == '-' && p[1] == '-')
+			p += strcspn(p, "\n");
+		else if (p[0] == '/' && p[1] == '*')
+		{
+			const char *e = strstr(p + 2, "*/");
+
+			if (e == NULL)
+				return p;		/* unterminated: lexed as punctuation, the statement is refused */
+			p = e + 2;
+		}
+		else
+			return p;
+	}
+}
+
+static Tok
+next_tok(const char **pp)
+{
+	const char *p = skip_space(*pp);
+	Tok			t = {TOK_END, p, p, false};
+
+	if (*p == '\0')
+		return t;
+	if (*p == '\'')
+	{
+		for (p++; *p; p++)
+			if (*p == '\'' && *++p != '\'')
+				break;
+		t.kind = p[-1] == '\'' ? TOK_STRING : TOK_BAD;
+	}
+	else if (*p == '"' || word_char(*p))
+	{
+		t.kind = TOK_NAME;
+		for (;;)
+		{
+			if (*p == '"')
+			{
+				t.quoted = true;
+				for (p++;; p++)
+				{
+					if (*p == '\0')
+					{
+						t.kind = TOK_BAD;
+						break;
+					}
+					if (*p == '"' && *++p != '"')
+						break;
+				}
+				if (t.kind == TOK_BAD)
+					break;
+			}
+			else
+				while (word_char(*p))
+					p++;
+			if (*p == '.' && (p[1] == '"' || word_char(p[1])))
+				p++;
+			else
+				break;
+		}
+	}
+	else
+	{
+		t.kind = TOK_PUNCT;
+		p++;
+	}
+	t.end = p;
+	*pp = p;
+	return t;
+}
+
+/* Is t the unquoted keyword kw (case-insensitive)? */
+static bool
+tok_is(const Tok *t, const char *kw)
+{
+	size_t		n = strlen(kw);
+
+	return t->kind == TOK_NAME && !t->quoted && (size_t) (t->end - t->start) == n &&
+		strncasecmp(t->start, kw, n) == 0;
+}
+
+/* A name token as a plain name: quotes removed, "" made ", unquoted letters lower-cased. */
+static char *
+tok_ident(const Tok *t)
+{
+	StrBuf		sb;
+	bool		in = false;
+
+	strbuf_init(&sb);
+	for (const char *p = t->start; p < t->end; p++)
+	{
+		if (*p == '"')
+		{
+			if (in && p + 1 < t->end && p[1] == '"')
+				strbuf_addch(&sb, *p++);
+			else
+				in = !in;
+		}
+		else
+			strbuf_addch(&sb, in ? *p : (char) tolower((unsigned char) *p));
+	}
+	return strbuf_detach(&sb);
+}
+
+bool
+schema_fk_not_valid(const char *sql, char **sql_out, char **table_out, char **name_out)
+{
+	static const char *const head[] = {"ALTER", "TABLE", "ONLY", NULL, "ADD", "CONSTRAINT", NULL, "FOREIGN", "KEY"};
+	const char *p = sql;
+	Tok			t,
+				table = {0},
+				name = {0},
+				prev = {0},
+				prev2 = {0};
+	size_t		nhead = sizeof(head) / sizeof(head[0]);
+
+	for (size_t i = 0; i < nhead; i++)
+	{
+		t = next_tok(&p);
+		if (head[i] == NULL ? t.kind != TOK_NAME : !tok_is(&t, head[i]))
+			return false;
+		if (i == 3)
+			table = t;
+		else if (i == 6)
+			name = t;
+	}
+	/* the rest of the definition, up to the one ';' */
+	for (;;)
+	{
+		t = next_tok(&p);
+		if (t.kind == TOK_END || t.kind == TOK_BAD)
+			return false;
+		if (t.kind == TOK_PUNCT && *t.start == ';')
+			break;
+		prev2 = prev;
+		prev = t;
+	}
+	if (prev.kind == TOK_END)
+		return false;			/* nothing after FOREIGN KEY */
+	if (next_tok(&p).kind != TOK_END)
+		return false;			/* more than one statement */
+	if (tok_is(&prev2, "NOT") && tok_is(&prev, "VALID"))
+		return false;			/* NOT VALID on the source: stays so */
+	{
+		StrBuf		sb;
+
+		strbuf_init(&sb);
+		strbuf_add(&sb, sql, (size_t) (prev.end - sql));
+		strbuf_addstr(&sb, " NOT VALID");
+		strbuf_addstr(&sb, prev.end);
+		*sql_out = strbuf_detach(&sb);
+	}
+	*table_out = xstrndup(table.start, (size_t) (table.end - table.start));
+	*name_out = tok_ident(&name);
 	return true;
 }
 

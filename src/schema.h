@@ -14,8 +14,10 @@
  *                UNIQUE / EXCLUDE / NOT VALID CHECK constraints, primary
  *                keys first;
  *        wave 2, in dump order, one at a time: index attachments, foreign
- *                keys (NOT VALID ones stay NOT VALID), triggers, rules,
- *                policies, comments, grants and everything else.
+ *                keys (NOT VALID ones stay NOT VALID; a resumed clone
+ *                builds the others NOT VALID too, see validate.h),
+ *                triggers, rules, policies, comments, grants and
+ *                everything else.
  */
 #ifndef FERRY_SCHEMA_H
 #define FERRY_SCHEMA_H
@@ -83,6 +85,24 @@ void		schema_steps_free(SchemaSteps *s);
  * with a backslash are kept (they are string or function body contents).
  */
 int			schema_split_script(const char *script, SchemaSteps *out);
+
+/*
+ * A resumed clone's foreign keys are built NOT VALID (clone.c explains
+ * why). Given a post-data entry's SQL, if it is exactly one
+ *     ALTER TABLE ONLY <table> ADD CONSTRAINT <name> FOREIGN KEY ... ;
+ * (pg_dump's form for a foreign key on a plain table) that is not NOT VALID
+ * already, set *sql_out to it with " NOT VALID" at the end of the
+ * constraint definition (after any MATCH, ON UPDATE / ON DELETE and
+ * DEFERRABLE clauses, just before the ';'), *table_out to <table> as
+ * written (quoted as pg_dump quotes it, a valid regclass input) and
+ * *name_out to the constraint's name unquoted; all three owned. Returns
+ * false and sets nothing for anything else: other statements, a foreign
+ * key that is NOT VALID on the source (it must stay so), one on a
+ * partitioned table (no ONLY: PostgreSQL before 18 cannot add those NOT
+ * VALID), or text it cannot read. Quoted identifiers and comments are
+ * lexed, so a name containing ';' or "NOT VALID" fools nothing. Pure.
+ */
+bool		schema_fk_not_valid(const char *sql, char **sql_out, char **table_out, char **name_out);
 
 /* Remove the psql \restrict / \unrestrict lines from a script in place. */
 bool		schema_strip_meta(char *script);

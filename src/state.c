@@ -86,11 +86,24 @@ static const char STATE_DDL[] =
 	"  changes bigint NOT NULL,"
 	"  last_lsn pg_lsn NOT NULL,"
 	"  last_at timestamptz NOT NULL,"
-	"  PRIMARY KEY (migration, tablename));";
+	"  PRIMARY KEY (migration, tablename));"
+
+	/* foreign keys a resumed clone built NOT VALID, until ferry start validates them (validate.h) */
+	"CREATE TABLE IF NOT EXISTS ferry.pending_constraint ("
+	"  migration text NOT NULL REFERENCES ferry.migration ON DELETE CASCADE,"
+	"  tablename text NOT NULL,"
+	"  conname text NOT NULL,"
+	"  valid_after pg_lsn NOT NULL,"
+	"  added_at timestamptz NOT NULL DEFAULT now(),"
+	"  tries int NOT NULL DEFAULT 0,"
+	"  last_try_at timestamptz,"
+	"  last_error text,"
+	"  PRIMARY KEY (migration, tablename, conname));";
 
 /* Every table ferry creates in schema ferry (STATE_DDL, and hooks.c the file sync's), NULL-ended; keep in step: check.c tells ferry's own schema from a user's by it. */
 const char *const STATE_TABLES[] = {
-	"migration", "copy_item", "copy_plan", "apply_progress", "schema_step", "file_sync", "unmatched", "source_writes", NULL
+	"migration", "copy_item", "copy_plan", "apply_progress", "schema_step", "file_sync", "unmatched",
+	"source_writes", "pending_constraint", NULL
 };
 
 const char	STATE_MARK_COPY_SQL[] =

@@ -10,6 +10,8 @@
  *                     are in the copy and must not be applied again)
  *   ferry.schema_step one row per completed post-data step (index,
  *                     constraint, ...), so a resumed clone skips them
+ *   ferry.pending_constraint one row per foreign key a resumed clone built
+ *                     NOT VALID, until ferry start validates it (validate.h)
  *
  * Two ferry processes never drive one migration: state_lock() takes a
  * session advisory lock on the target keyed by the migration name.

@@ -25,6 +25,7 @@
 #include "publication.h"
 #include "slot.h"
 #include "state.h"
+#include "validate.h"
 
 /* How long a stopped follower gets to release its slot before we drop it. */
 #define SWITCH_SLOT_RELEASE_MS 30000
@@ -304,6 +305,26 @@ preconditions(Sw *s)
 		}
 		PQclear(res);
 		res = NULL;
+	}
+	/* a foreign key a resumed clone built NOT VALID would stay so on the new primary (validate.h) */
+	PQclear(res);
+	res = validate_pending(s->tgt, s->cfg->name);
+	if (res == NULL)
+		goto done;
+	if (PQntuples(res) > 0)
+	{
+		StrBuf		names;
+		int			n = PQntuples(res);
+
+		strbuf_init(&names);
+		for (int i = 0; i < n && i < 5; i++)
+			strbuf_addf(&names, "%s%s %s", i ? ", " : "", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+		if (n > 5)
+			strbuf_addf(&names, " and %d more", n - 5);
+		log_error("%d foreign key%s on the target %s not validated yet (%s); nothing was frozen. Fix: keep ferry start running: it validates them once apply has caught up with the resumed clone; ferry status shows why a validation fails (a target row that differs from the source: repair it)",
+				  n, n == 1 ? "" : "s", n == 1 ? "is" : "are", names.data);
+		strbuf_release(&names);
+		goto done;
 	}
 	if (!freeze_no_prepared_xacts(s->src, "source"))
 		goto done;

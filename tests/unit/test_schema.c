@@ -380,6 +380,71 @@ test_toc_count(void)
 	free(counts);
 }
 
+/* One rewrite: want_sql NULL means "left alone". */
+static void
+fk_case(const char *sql, const char *want_sql, const char *want_table, const char *want_name, const char *what)
+{
+	char	   *out = NULL,
+			   *table = NULL,
+			   *name = NULL;
+	bool		r = schema_fk_not_valid(sql, &out, &table, &name);
+
+	if (want_sql == NULL)
+	{
+		ok(!r && out == NULL && table == NULL && name == NULL, "fk: %s: left alone", what);
+		return;
+	}
+	ok(r, "fk: %s: rewritten", what);
+	is_str(out ? out : "(null)", want_sql, what);
+	is_str(table ? table : "(null)", want_table, "fk: its table as written");
+	is_str(name ? name : "(null)", want_name, "fk: its name unquoted");
+	free(out);
+	free(table);
+	free(name);
+}
+
+static void
+test_fk_not_valid(void)
+{
+	fk_case("\nALTER TABLE ONLY public.payments\n    ADD CONSTRAINT payments_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id);\n\n\n--\n",
+			"\nALTER TABLE ONLY public.payments\n    ADD CONSTRAINT payments_order_id_fkey FOREIGN KEY (order_id) REFERENCES public.orders(id) NOT VALID;\n\n\n--\n",
+			"public.payments", "payments_order_id_fkey", "fk: pg_dump's plain foreign key, entry's comment lines around it");
+	fk_case("ALTER TABLE ONLY public.refunds\n    ADD CONSTRAINT r_fk FOREIGN KEY (a, b) REFERENCES public.p(a, b) MATCH FULL"
+			" ON UPDATE RESTRICT ON DELETE SET NULL (b) DEFERRABLE INITIALLY DEFERRED;",
+			"ALTER TABLE ONLY public.refunds\n    ADD CONSTRAINT r_fk FOREIGN KEY (a, b) REFERENCES public.p(a, b) MATCH FULL"
+			" ON UPDATE RESTRICT ON DELETE SET NULL (b) DEFERRABLE INITIALLY DEFERRED NOT VALID;",
+			"public.refunds", "r_fk", "fk: NOT VALID after MATCH, actions (with a column list) and DEFERRABLE");
+	fk_case("ALTER TABLE ONLY \"My Schema\".\"Pay;ments\"\n    ADD CONSTRAINT \"fk \"\"x\"\"; NOT VALID\" FOREIGN KEY (\"Order\") REFERENCES \"My Schema\".\"O\"(id) ON DELETE CASCADE;",
+			"ALTER TABLE ONLY \"My Schema\".\"Pay;ments\"\n    ADD CONSTRAINT \"fk \"\"x\"\"; NOT VALID\" FOREIGN KEY (\"Order\") REFERENCES \"My Schema\".\"O\"(id) ON DELETE CASCADE NOT VALID;",
+			"\"My Schema\".\"Pay;ments\"", "fk \"x\"; NOT VALID", "fk: quoted names holding ';', quotes and NOT VALID");
+	fk_case("ALTER TABLE ONLY public.t ADD CONSTRAINT Mixed FOREIGN KEY (a) REFERENCES public.u(a) /* c; */ -- d;\n;",
+			"ALTER TABLE ONLY public.t ADD CONSTRAINT Mixed FOREIGN KEY (a) REFERENCES public.u(a) NOT VALID /* c; */ -- d;\n;",
+			"public.t", "mixed", "fk: comments before the ';' kept after NOT VALID; unquoted names fold");
+	fk_case("alter table only public.t\n    add constraint c foreign key (a) references public.u(a);",
+			"alter table only public.t\n    add constraint c foreign key (a) references public.u(a) NOT VALID;",
+			"public.t", "c", "fk: keywords in any case");
+	fk_case("ALTER TABLE ONLY public.t\n    ADD CONSTRAINT loose_fk FOREIGN KEY (p) REFERENCES public.t(id) NOT VALID;",
+			NULL, NULL, NULL, "already NOT VALID on the source");
+	fk_case("ALTER TABLE ONLY public.t\n    ADD CONSTRAINT loose_fk FOREIGN KEY (p) REFERENCES public.t(id) not  valid ;",
+			NULL, NULL, NULL, "already not valid, lower case");
+	fk_case("ALTER TABLE public.parted\n    ADD CONSTRAINT parted_fk FOREIGN KEY (p) REFERENCES public.t(id);",
+			NULL, NULL, NULL, "partitioned table (no ONLY)");
+	fk_case("ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);",
+			NULL, NULL, NULL, "a primary key");
+	fk_case("ALTER TABLE ONLY public.t\n    ADD CONSTRAINT chk CHECK ((id > 0));",
+			NULL, NULL, NULL, "a check constraint");
+	fk_case("ALTER TABLE ONLY public.t\n    ADD CONSTRAINT c FOREIGN KEY (a) REFERENCES public.u(a);\nSELECT 1;",
+			NULL, NULL, NULL, "two statements");
+	fk_case("ALTER TABLE ONLY public.t\n    ADD CONSTRAINT c FOREIGN KEY (a) REFERENCES public.u(a)",
+			NULL, NULL, NULL, "no ';'");
+	fk_case("ALTER TABLE ONLY public.\"t\n    ADD CONSTRAINT c FOREIGN KEY (a) REFERENCES public.u(a);",
+			NULL, NULL, NULL, "an unterminated quoted name");
+	fk_case("ALTER TABLE ONLY public.t ADD CONSTRAINT c FOREIGN KEY;", NULL, NULL, NULL, "nothing after FOREIGN KEY");
+	fk_case("COMMENT ON CONSTRAINT c ON public.t IS 'ALTER TABLE ONLY x ADD CONSTRAINT c FOREIGN KEY';",
+			NULL, NULL, NULL, "a comment that mentions a foreign key");
+	fk_case("", NULL, NULL, NULL, "empty");
+}
+
 int
 main(void)
 {
@@ -390,5 +455,6 @@ main(void)
 	test_split_meta();
 	test_strip_meta();
 	test_toc_count();
+	test_fk_not_valid();
 	return done_testing();
 }
