@@ -22,9 +22,10 @@
 . "$(dirname "$0")/../lib/torture.sh"
 
 ROUNDS=${ROUNDS:-10}
-SEED=${SEED:-1700}
+SEED=${SEED:-80}     # its first 10 rounds draw every kind of fault
 [ "$SEED" = random ] && SEED=$(( $(date +%s) % 1000000 ))
 read -r -a KINDS <<<"${FAULTS:-${TORTURE_KINDS[*]}}"
+SANITIZER_RE='runtime error|LeakSanitizer|AddressSanitizer'
 LOCK_TABLES=(acct ev bulk full_t parts_1 log_nokey)
 T0=$(date +%s)
 
@@ -46,7 +47,7 @@ ROWS_CHECKED=0 ROWS_LOST=0 ROWS_EXTRA=0 SAMPLES=0 AHEAD=0 FAILED_ROUNDS=""
 
 for round in $(seq 1 "$ROUNDS"); do
   seed=$((SEED + round - 1))
-  RANDOM=$seed
+  seed_rng "$seed"
   kind=${KINDS[RANDOM % ${#KINDS[@]}]}
   dur=$((6 + RANDOM % 4))
   at_ms=$((500 + RANDOM % ((dur - 2) * 1000)))
@@ -94,8 +95,8 @@ for round in $(seq 1 "$ROUNDS"); do
   ROWS_LOST=$((ROWS_LOST + lost)) ROWS_EXTRA=$((ROWS_EXTRA + extra))
   ok "$(cmp -s "$TEST_TMP/sum.src" "$TEST_TMP/sum.tgt"; echo $?)" \
      "round $round: every table equal by checksum ($rows rows; lost $lost, extra $extra)"
-  unlike "$(tail -c +$((err_off + 1)) "$TEST_TMP/err")" "runtime error|LeakSanitizer|AddressSanitizer" \
-         "round $round: no sanitizer report"
+  san=$(tail -c +$((err_off + 1)) "$TEST_TMP/err" | grep -E -A5 "$SANITIZER_RE")
+  is "$san" "" "round $round: no sanitizer report"
   if [ "$TAP_FAILED" -gt "$fails_before" ]; then
     FAILED_ROUNDS="$FAILED_ROUNDS $seed($kind)"
     diag "  round $round failed: replay with SEED=$seed ROUNDS=1${FAULTS:+ FAULTS=\"$FAULTS\"}"
@@ -104,7 +105,7 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 supervisor_stop; ok $? "ferry stops at the end"
-unlike "$(cat "$TEST_TMP/err")" "runtime error|LeakSanitizer|AddressSanitizer" "no sanitizer report in the whole log"
+is "$(grep -E -c "$SANITIZER_RE" "$TEST_TMP/err")" 0 "no sanitizer report in the whole log"
 like "$(cat "$TEST_TMP/load")" "number of transactions actually processed" "the workload ran"
 
 summary=""
