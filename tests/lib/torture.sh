@@ -116,14 +116,43 @@ slot_flush() {
   QDB=postgres q source "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'ferry'" 2>/dev/null
 }
 
-# slot_check: the slot's confirmed position (read first) is not past what the
+# The slot may lag the target, never lead it. ferry confirms, when caught up,
+# all it received, which runs ahead of the last applied commit over WAL that
+# holds nothing for it (a shutdown checkpoint, an ANALYZE): that lead loses
+# nothing. What it must never do is confirm past a transaction that the
+# target has not applied. A witness slot (same plugin and publications, never
+# consumed, advanced only to what the target applied) tells them apart: the
+# commits it decodes with an end LSN in (applied, confirmed] are the ones a
+# restart from the slot would skip.
+WITNESS=torture_witness
+witness_create() {
+  q source "SELECT lsn FROM pg_create_logical_replication_slot('$WITNESS', 'pgoutput')" >/dev/null
+}
+witness_advance() {  # witness_advance LSN: the target has everything up to LSN
+  q source "SELECT 1 FROM pg_replication_slot_advance('$WITNESS', '$1')" >/dev/null
+}
+# skipped_commits CONFIRMED APPLIED: source transactions for ferry with an
+# end LSN in (APPLIED, CONFIRMED]
+skipped_commits() {
+  q source "SELECT count(*) FROM pg_logical_slot_peek_binary_changes('$WITNESS', '$1', NULL,
+              'proto_version', '1', 'publication_names', 'ferry,ferry_insert_only', 'messages', 'true') c,
+            LATERAL (SELECT ('x' || encode(substring(c.data FROM 11 FOR 8), 'hex'))::bit(64)::bigint AS end_lsn) e
+            WHERE get_byte(c.data, 0) = 67
+              AND e.end_lsn > ('$2'::pg_lsn - '0/0'::pg_lsn) AND e.end_lsn <= ('$1'::pg_lsn - '0/0'::pg_lsn)"
+}
+
+# slot_check: the slot's confirmed position (read first) against what the
 # target has applied (read second; it only grows, and after a target crash
-# it is what the target kept). Prints "ok S A", "ahead S A" or "skip".
+# it is what the target kept). Prints "ok S A", "lead S A" (ahead over WAL
+# with no transaction for ferry), "ahead S A N" (N transactions the target
+# lacks are confirmed) or "skip".
 slot_check() {
-  local s a
+  local s a n
   s=$(slot_flush); [ -n "$s" ] || { echo skip; return; }
   a=$(applied_position 2>/dev/null); [ -n "$a" ] || { echo skip; return; }
-  if [ "$(lsn_num "$s")" -le "$(lsn_num "$a")" ]; then echo "ok $s $a"; else echo "ahead $s $a"; fi
+  if [ "$(lsn_num "$s")" -le "$(lsn_num "$a")" ]; then echo "ok $s $a"; return; fi
+  n=$(skipped_commits "$s" "$a" 2>&1)
+  if [ "$n" = 0 ]; then echo "lead $s $a"; else echo "ahead $s $a $n"; fi
 }
 
 sampler_start() {
@@ -131,7 +160,14 @@ sampler_start() {
   (
     trap - EXIT
     while [ ! -e "$TEST_TMP/sampler.stop" ]; do
-      echo "$(date +%s.%N) $(slot_check)" >>"$TEST_TMP/samples"
+      c=$(slot_check)
+      echo "$(date +%s.%N) $c" >>"$TEST_TMP/samples"
+      # the slot ahead of the target: keep the source's WAL in between
+      case $c in ahead*|lead*)
+        set -- $c
+        "$PGBIN/pg_waldump" -p "$SOURCE_DATA/pg_wal" -s "$3" -e "$2" >>"$TEST_TMP/ahead.wal" 2>&1
+        echo "--- $c" >>"$TEST_TMP/ahead.wal" ;;
+      esac
       sleep 0.2
     done
   ) &
