@@ -24,7 +24,7 @@ AOBJ = $(SRC:src/%.c=build/asan/obj/%.o)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=build/asan/%)
 
-.PHONY: all deps asan unit check test install demo bench clean compile_commands fuzz
+.PHONY: all deps asan unit check test torture install demo bench clean compile_commands fuzz
 
 all: build/ferry
 
@@ -60,6 +60,14 @@ check: deps
 	FERRY=$(CURDIR)/build/asan/ferry prove -f $(PROVE_FLAGS) $(UNIT_BIN) tests/t/*.t
 
 test: check
+
+# the fault campaign (tests/t/170_torture.t) with more rounds than check runs:
+# make torture [ROUNDS=50] [SEED=N|random] [FAULTS="kill9 lock_target"]
+ROUNDS ?= 50
+torture: deps
+	$(MAKE) --no-print-directory asan
+	ROUNDS=$(ROUNDS) $(if $(SEED),SEED=$(SEED)) $(if $(FAULTS),FAULTS="$(FAULTS)") \
+	  FERRY=$(CURDIR)/build/asan/ferry prove -v $(PROVE_FLAGS) tests/t/170_torture.t
 
 # the manual page is troff source (doc/ferry.1): installed as is, nothing to build;
 # the systemd unit is inert until enabled (contrib/ferry@.service says how);

@@ -1,0 +1,4 @@
+BEGIN;
+TRUNCATE scratch RESTART IDENTITY;
+INSERT INTO scratch (v) SELECT generate_series(1, 20);
+COMMIT;
