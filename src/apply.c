@@ -1361,7 +1361,9 @@ tuple_params(Apply *a, const PgoTuple *t, int *n, const char *skip_mask)
  * operator (json, point, xml), but the source's text is first read back
  * into the column's type and printed by the target: how a server prints a
  * value depends on it and its settings (bytea_output, a float before 12,
- * a time zone), and the row must be found however the source printed it.
+ * a time zone), and the row must be found however the source printed it;
+ * byte for byte (COLLATE "C"): under a nondeterministic collation 'abc'
+ * equals 'ABC', and the other row would be changed.
  */
 static void
 where_clause(StrBuf *sql, const ApplyRel *r, int first_param)
@@ -1377,7 +1379,7 @@ where_clause(StrBuf *sql, const ApplyRel *r, int first_param)
 		{
 			const char *c = r->qcols[i];
 
-			strbuf_addf(sql, "%s%s::text IS NOT DISTINCT FROM ($%d::%s)::text", any ? " AND " : "", c, p++, r->types[i]);
+			strbuf_addf(sql, "%s(%s::text COLLATE \"C\") IS NOT DISTINCT FROM ($%d::%s)::text", any ? " AND " : "", c, p++, r->types[i]);
 			any = true;
 		}
 		strbuf_addstr(sql, " LIMIT 1)");
