@@ -409,7 +409,9 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 	config_format_size(strtoll(PQgetvalue(tr, 0, 8), NULL, 10), b1, sizeof(b1));
 	config_format_size(strtoll(PQgetvalue(tr, 0, 5), NULL, 10), b2, sizeof(b2));
 	strbuf_addf(out, "migration %s: %s%s\n", cfg->name, phase_name(PQgetvalue(tr, 0, 0), PQgetvalue(tr, 0, 2)[0] == 't'),
-				PQgetvalue(tr, 0, 15)[0] == 't' ? " (ferry start is running)" : " (no ferry process drives it)");
+				PQgetvalue(tr, 0, 15)[0] == 't' ? " (ferry start is running)"
+				: !PQgetisnull(tr, 0, 16) ? ""	/* switched: the reverse line says who follows */
+				: " (no ferry process drives it)");
 	strbuf_addf(out, "  copy     %s/%s tables done, %s rows, %s streamed (tables total %s on the source)\n",
 				PQgetvalue(tr, 0, 6), PQgetvalue(tr, 0, 4), PQgetvalue(tr, 0, 7), b1, b2);
 	if (!PQgetisnull(tr, 0, 9))

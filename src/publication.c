@@ -254,6 +254,31 @@ publication_drop(PGconn *src, const FerryConfig *cfg)
 	return ok;
 }
 
+bool
+publication_guard_keyless(PGconn *src, const FerryConfig *cfg, bool on)
+{
+	char	   *insn = xasprintf("%s%s", cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
+	char	   *q = NULL;
+	char	   *sql = NULL;
+	bool		ok = true;
+
+	if (publication_exists(src, insn) == 1)
+	{
+		ok = (q = pg_quote_ident(src, insn)) != NULL;
+		if (ok)
+		{
+			sql = xasprintf("ALTER PUBLICATION %s SET (publish = '%s')", q,
+							on ? "insert, update, delete, truncate" : "insert, truncate");
+			ok = pg_exec(src, on ? "refuse changes to keyless tables on the old source"
+						 : "publish the keyless tables for inserts only again", sql);
+		}
+	}
+	free(insn);
+	free(q);
+	free(sql);
+	return ok;
+}
+
 char *
 publication_names(PGconn *src, const FerryConfig *cfg)
 {

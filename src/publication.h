@@ -45,6 +45,16 @@ bool		publication_ensure(PGconn *src, const FerryConfig *cfg);
  */
 bool		publication_plan(PGconn *src, const FerryConfig *cfg, StrList *all, StrList *insert_only,
 							 StrList *no_identity);
+/*
+ * After a switchover: the old source refuses UPDATE and DELETE on the
+ * tables published for inserts only (no replica identity: PostgreSQL
+ * refuses to change a table without one that a publication publishes
+ * updates and deletes of), since the watch (watch.h) could not see them;
+ * `on` false puts the inserts-only publishing back (rollback, before it
+ * re-copies those tables). A missing publication is fine. Logs and returns
+ * false on error.
+ */
+bool		publication_guard_keyless(PGconn *src, const FerryConfig *cfg, bool on);
 /* Drop both if they exist. */
 bool		publication_drop(PGconn *src, const FerryConfig *cfg);
 /*

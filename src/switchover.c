@@ -466,8 +466,10 @@ drop_slot_when_released(PGconn *conn, const char *name, const char *side)
 /*
  * After the switch: with reverse replication the forward slot stays on the
  * old source as the watch for writes that still reach it (watch.h; the
- * reverse follower polls it, rollback and cleanup drop it); without, it is
- * dropped so the old source retains no WAL for it.
+ * reverse follower polls it, rollback and cleanup drop it), and the old
+ * source refuses UPDATE and DELETE on keyless tables, which it could not
+ * see (publication_guard_keyless); without reverse, the slot is dropped so
+ * the old source retains no WAL for it.
  */
 static void
 keep_or_drop_forward_slot(PGconn *src, const FerryConfig *cfg, bool reverse)
@@ -477,6 +479,9 @@ keep_or_drop_forward_slot(PGconn *src, const FerryConfig *cfg, bool reverse)
 		drop_slot_when_released(src, cfg->name, "source");
 		return;
 	}
+	if (!publication_guard_keyless(src, cfg, true))
+		log_warn("the old source still takes UPDATE and DELETE on tables without a key, which the watch cannot see. Fix: ALTER PUBLICATION %s%s SET (publish = 'insert, update, delete, truncate') on the old source",
+				 cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
 	log_info("kept replication slot %s on the old source as a watch: ferry start (in reverse) reports any write that still reaches the old source; rollback or cleanup drops it",
 			 cfg->name);
 }
@@ -1306,7 +1311,8 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 
 	/* 4. tables without a key, sequences */
 	log_info("step 4/6: re-copying tables without a key and setting sequences on the source");
-	if (!recopy_insert_only(s.tgt, s.src, s.rcfg, rep) ||
+	if (!publication_guard_keyless(s.src, cfg, false) ||
+		!recopy_insert_only(s.tgt, s.src, s.rcfg, rep) ||
 		!sync_sequences(s.tgt, s.src, cfg->sequence_gap, rep))
 		goto abort;
 
@@ -1377,6 +1383,8 @@ unfreeze_source:
 abort:
 	rep->aborted = true;
 	follower_stop(&s.fol);
+	if (s.src)
+		(void) publication_guard_keyless(s.src, cfg, true);	/* the old source again */
 	s.tgt = reconnect(s.tgt, cfg->target, "target");
 	if (s.tgt && freeze_release(s.tgt, cfg, "target", &s.fz))
 	{
