@@ -30,6 +30,7 @@
 #include "publication.h"
 #include "slot.h"
 #include "state.h"
+#include "watch.h"
 
 static bool force;
 
@@ -189,6 +190,39 @@ check_phase(FerryConfig *cfg, PGconn *tgt)
 	return ok;
 }
 
+/*
+ * After a switchover the forward slot on the old source is the watch for
+ * writes that still reach it (watch.h), and ferry.source_writes their
+ * record: read the watch one last time, and refuse to drop the only trace
+ * of changes that are not on the new primary unless --force. False when
+ * cleanup must not go on.
+ */
+static bool
+check_source_writes(FerryConfig *cfg, PGconn *src, PGconn *tgt)
+{
+	const char *params[1] = {cfg->name};
+	PGresult   *res;
+	long long	n = 0;
+
+	if (watch_poll_migration(src, tgt, cfg->name) < 0 && !force)
+		return false;
+	if (state_table_exists(tgt, "source_writes") != 1)
+		return true;
+	res = pg_query(tgt, "read the writes on the old source",
+				   "SELECT COALESCE(sum(changes), 0) FROM ferry.source_writes WHERE migration = $1", 1, params);
+	if (res == NULL)
+		return force;
+	n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	if (n > 0 && !force)
+	{
+		log_error("%lld changes were committed on the old source after the switchover and are not on the new primary (ferry status lists them); cleanup would drop their only record. Fix: carry them over, then DELETE FROM ferry.source_writes on the target and run cleanup again, or ferry cleanup --force",
+				  n);
+		return false;
+	}
+	return true;
+}
+
 int
 cli_cleanup(FerryConfig *cfg)
 {
@@ -200,7 +234,8 @@ cli_cleanup(FerryConfig *cfg)
 	if (src == NULL || tgt == NULL)
 		goto done;
 	/* the same locks `clone`, `start` and the reverse follower hold: never clean up under them */
-	if (!check_phase(cfg, tgt) || !state_lock(tgt, cfg->name) || !state_lock(src, rcfg->name))
+	if (!check_phase(cfg, tgt) || !state_lock(tgt, cfg->name) || !state_lock(src, rcfg->name) ||
+		!check_source_writes(cfg, src, tgt))
 		goto done;
 	if (!cleanup_source(cfg, src, "source") || !cleanup_source(rcfg, tgt, "target") ||
 		!cleanup_target(rcfg, src, "source") || !cleanup_target(cfg, tgt, "target"))

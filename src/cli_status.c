@@ -29,6 +29,7 @@
 #include "mem.h"
 #include "pgsql.h"
 #include "state.h"
+#include "watch.h"
 #include "validate.h"
 
 static const char TARGET_STATUS_SQL[] =
@@ -77,6 +78,7 @@ typedef struct Status
 	PGresult   *rev;			/* reverse replication's progress on the source, or NULL */
 	PGresult   *unmatched;		/* ferry.unmatched rows (divergence), or NULL */
 	PGresult   *source_writes;	/* ferry.source_writes rows (watch.h), or NULL */
+	int64_t		unrecorded;		/* changes the watch slot holds that nobody recorded yet */
 	PGresult   *pending;		/* foreign keys awaiting validation (validate_pending), or NULL */
 	bool		source_reachable;
 	TableDelta *tables;
@@ -245,6 +247,10 @@ status_collect(const FerryConfig *cfg, PGconn *tgt, PGconn *src, Status *st)
 									 "SELECT tablename, changes, last_lsn::text, last_at::text FROM ferry.source_writes"
 									 " WHERE migration = $1 ORDER BY changes DESC, tablename", 1, params);
 	st->pending = validate_pending(tgt, cfg->name);
+	/* after a switchover: what the watch holds that no ferry start has recorded (it was stopped) */
+	if (src && !PQgetisnull(st->tr, 0, 16) && PQgetvalue(st->tr, 0, 18)[0] == 't' &&
+		strcmp(PQgetvalue(st->tr, 0, 0), "switched") == 0)
+		st->unrecorded = watch_poll_migration(src, NULL, cfg->name);
 	plan = pg_query(tgt, "read the copy plan",
 					"SELECT p.nspname, p.relname, count(ci.chunk), COALESCE(max(ci.nchunks), 0)"
 					"  FROM ferry.copy_plan p LEFT JOIN ferry.copy_item ci"
@@ -335,6 +341,7 @@ status_render_json(const FerryConfig *cfg, const Status *st, bool compact, StrBu
 												"last_lsn", PQgetvalue(st->source_writes, i, 2),
 												"last_at", PQgetvalue(st->source_writes, i, 3)));
 		json_object_set_new(j, "source_writes_after_switch", wa);
+		json_object_set_new(j, "source_writes_unrecorded", json_integer(st->unrecorded > 0 ? st->unrecorded : 0));
 	}
 	{
 		json_t	   *pa = json_array();
@@ -482,6 +489,9 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 						PQgetvalue(st->source_writes, i, 0), PQgetvalue(st->source_writes, i, 1),
 						PQgetvalue(st->source_writes, i, 2), PQgetvalue(st->source_writes, i, 3));
 	}
+	if (st->unrecorded > 0)
+		strbuf_addf(out, "  LOST?    %lld more changes were committed on the OLD SOURCE after the switchover (in its watch slot, not recorded yet: ferry start records them) and are NOT on the new primary\n",
+					(long long) st->unrecorded);
 	if (st->pending && PQntuples(st->pending) > 0)
 	{
 		int			n = PQntuples(st->pending);
@@ -695,7 +705,7 @@ cli_status(FerryConfig *cfg)
 			status_render_text(cfg, &st, NULL, 0, &out);
 		fwrite(out.data, 1, out.len, stdout);
 		/* writes found on the old source after the switch: exit 1, for scripts and monitoring */
-		rc = st.source_writes && PQntuples(st.source_writes) > 0 ? EXIT_FAILED : EXIT_OK;
+		rc = (st.source_writes && PQntuples(st.source_writes) > 0) || st.unrecorded > 0 ? EXIT_FAILED : EXIT_OK;
 		status_release(&st);
 	}
 	strbuf_release(&out);

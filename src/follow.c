@@ -358,37 +358,17 @@ phase_moved(Follow *f)
 /*
  * Reverse: every WATCH_INTERVAL_MS, look at the old source's watch slot
  * (the forward slot, kept after the switch) for writes that reached it
- * after the switchover (watch.h). f->tgt is the old source here, f->src
- * the new primary that holds the migration's state.
+ * after the switchover (watch.h); `last`: now, as the session ends, so a
+ * write just before a stop is not left to nobody. f->tgt is the old source
+ * here, f->src the new primary that holds the migration's state.
  */
 static void
-watch_tick(Follow *f)
+watch_tick(Follow *f, bool last)
 {
-	FerryConfig fwd;
-	char	   *pubs;
-	char	   *rname;
-
-	if (repl_now_us() - f->last_watch_us < WATCH_INTERVAL_MS * 1000LL)
+	if (!last && repl_now_us() - f->last_watch_us < WATCH_INTERVAL_MS * 1000LL)
 		return;
 	f->last_watch_us = repl_now_us();
-	{
-		const char *params[1] = {f->skip_origin};
-		PGresult   *res = pg_query(f->tgt, "look up the watch slot",
-								   "SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", 1, params);
-		bool		idle = res && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 'f';
-
-		PQclear(res);
-		if (!idle)
-			return;				/* none (--no-reverse, cleaned up), or the forward stream still stops */
-	}
-	fwd = *f->cfg;
-	fwd.name = f->skip_origin;
-	pubs = publication_names(f->tgt, &fwd);
-	rname = xstrdup(f->cfg->name);
-	if (pubs != NULL)
-		(void) watch_poll(f->tgt, f->src, f->skip_origin, pubs, rname);
-	free(pubs);
-	free(rname);
+	(void) watch_poll_migration(f->tgt, f->src, f->skip_origin);
 }
 
 /*
@@ -449,7 +429,7 @@ session(Follow *f, FollowResult *out, bool *ran_long)
 			if (!f->reverse)
 				files_sync_tick(&f->files, f->cfg, f->tgt);
 			else
-				watch_tick(f);
+				watch_tick(f, false);
 			metrics_poll_source(f->src, f->cfg->name);
 			record_unmatched(f, &sh);
 			validate_tick(f, atomic_load(&sh.applied_lsn));
@@ -467,7 +447,11 @@ session(Follow *f, FollowResult *out, bool *ran_long)
 	as = (ApplyStatus) atomic_load(&sh.status);
 	metrics_add_unmatched(atomic_exchange(&sh.unmatched, 0));
 	if (connect_both(f))
+	{
 		record_unmatched(f, &sh);
+		if (f->reverse)
+			watch_tick(f, true);
+	}
 	apply_take_unmatched(&sh, &sh.unmatched_tables, &sh.unmatched_counts, &sh.unmatched_lsns);
 	strlist_free(&sh.unmatched_tables);
 	free(sh.unmatched_counts);

@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "pgoutput.h"
 #include "pgsql.h"
+#include "publication.h"
 
 /* $1 slot, $2 most changes, $3 publications */
 static const char WATCH_PEEK_SQL[] =
@@ -248,6 +249,11 @@ watch_poll(PGconn *old_src, PGconn *state_conn, const char *forward_name, const 
 		}
 		watch_message(&w, &m, reverse_name);
 	}
+	if (state_conn == NULL)
+	{
+		found = w.total;		/* only counting */
+		goto done;
+	}
 	if (w.tables.n > 0 && !watch_record(state_conn, forward_name, &w))
 		goto done;
 	metrics_add_source_writes(w.total);
@@ -278,4 +284,32 @@ done:
 	free(w.counts);
 	free(w.lsns);
 	return found;
+}
+
+int64_t
+watch_poll_migration(PGconn *old_src, PGconn *state_conn, const char *forward_name)
+{
+	const char *params[1] = {forward_name};
+	PGresult   *res = pg_query(old_src, "look up the watch slot",
+							   "SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", 1, params);
+	bool		idle = res && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 'f';
+	FerryConfig fwd;
+	char	   *pubs;
+	char	   *rname;
+	int64_t		n = 0;
+
+	PQclear(res);
+	if (res == NULL)
+		return -1;
+	if (!idle)
+		return 0;				/* none (--no-reverse, cleaned up), or the forward stream still stops */
+	memset(&fwd, 0, sizeof(fwd));
+	fwd.name = (char *) forward_name;
+	pubs = publication_names(old_src, &fwd);
+	rname = xasprintf("%s%s", forward_name, CONFIG_REVERSE_SUFFIX);
+	if (pubs != NULL)
+		n = watch_poll(old_src, state_conn, forward_name, pubs, rname);
+	free(pubs);
+	free(rname);
+	return n;
 }

@@ -47,11 +47,21 @@
 /*
  * One poll of the watch slot `forward_name` on old_src (a SQL session, not
  * replication), publications `pubs` (publication_names' value), reverse
- * replication's name `reverse_name`. Records what it finds through
- * state_conn (the new primary). Returns the number of changes written on
- * the old source found by this poll (0 if none), or -1 on error (logged).
+ * replication's name `reverse_name`. With state_conn (the new primary) it
+ * records what it finds there and advances the slot; with NULL it only
+ * counts (status: what nobody has recorded yet). Returns the number of
+ * changes written on the old source found by this poll (0 if none), or -1
+ * on error (logged).
  */
 int64_t		watch_poll(PGconn *old_src, PGconn *state_conn, const char *forward_name, const char *pubs,
 					   const char *reverse_name);
+
+/*
+ * watch_poll for migration `cfg` (the forward one) when its watch slot
+ * exists on old_src and nothing streams from it: the publications looked
+ * up, the reverse name derived. Returns as watch_poll; 0 when there is no
+ * idle watch slot.
+ */
+int64_t		watch_poll_migration(PGconn *old_src, PGconn *state_conn, const char *forward_name);
 
 #endif
