@@ -77,19 +77,32 @@ static const char SEQUENCES_SQL[] =
 	"  JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename"
 	" WHERE c.oid = ANY ($1::pg_catalog.oid[]) AND s.last_value IS NOT NULL";
 
-/* Populated materialized views, those that read other ones after them. */
+/*
+ * Populated materialized views, those that read other ones after them. A
+ * matview reads another directly or through plain views (the regression
+ * database's mvtest_bb reads view mvtest_tvvmv, which reads matview
+ * mvtest_tvvm): "reads" follows views to the relations they read.
+ */
 static const char MATVIEWS_SQL[] =
 	"WITH RECURSIVE mv AS ("
 	"  SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c"
 	"    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 	"   WHERE c.relkind = 'm' AND c.relispopulated AND c.oid = ANY ($1::pg_catalog.oid[])),"
-	" dep AS ("
-	"  SELECT DISTINCT r.ev_class AS mv, d.refobjid AS uses"
+	" reads(mv, rel) AS ("
+	"  SELECT r.ev_class, d.refobjid"
 	"    FROM pg_catalog.pg_rewrite r"
 	"    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
 	"         AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
 	"    JOIN mv ON mv.oid = r.ev_class"
-	"    JOIN pg_catalog.pg_class rc ON rc.oid = d.refobjid AND rc.relkind = 'm' AND rc.oid <> r.ev_class),"
+	"  UNION"
+	"  SELECT reads.mv, d.refobjid FROM reads"
+	"    JOIN pg_catalog.pg_class v ON v.oid = reads.rel AND v.relkind = 'v'"
+	"    JOIN pg_catalog.pg_rewrite r ON r.ev_class = v.oid"
+	"    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
+	"         AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass),"
+	" dep AS ("
+	"  SELECT DISTINCT reads.mv, reads.rel AS uses FROM reads"
+	"    JOIN pg_catalog.pg_class rc ON rc.oid = reads.rel AND rc.relkind = 'm' AND rc.oid <> reads.mv),"
 	" lvl(oid, depth) AS ("
 	"  SELECT oid, 0 FROM mv"
 	"  UNION ALL SELECT dep.mv, lvl.depth + 1 FROM lvl JOIN dep ON dep.uses = lvl.oid WHERE lvl.depth < 50)"

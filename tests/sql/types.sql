@@ -166,10 +166,13 @@ SELECT nextval('standalone_seq') FROM generate_series(1, 3);
 CREATE SEQUENCE unused_seq;
 SELECT setval('audit_log_id_seq', 777);
 
--- views and materialized views (one populated, one depending on it, one not populated)
+-- views and materialized views (one populated, one depending on it, one
+-- reading it through a view and named to sort before it, one not populated)
 CREATE VIEW child_totals AS SELECT parent_id, sum(qty) AS total FROM child GROUP BY parent_id;
 CREATE MATERIALIZED VIEW mv_totals AS SELECT * FROM child_totals;
 CREATE MATERIALIZED VIEW mv_top AS SELECT * FROM mv_totals ORDER BY total DESC LIMIT 5;
+CREATE VIEW totals_positive AS SELECT * FROM mv_totals WHERE total > 0;
+CREATE MATERIALIZED VIEW mv_a_via_view AS SELECT count(*) AS n FROM totals_positive;
 CREATE MATERIALIZED VIEW mv_unpopulated AS SELECT id FROM parent WITH NO DATA;
 CREATE UNIQUE INDEX mv_totals_pk ON mv_totals (parent_id);
 COMMENT ON TABLE parent IS 'the parents';

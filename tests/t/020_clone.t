@@ -37,7 +37,8 @@ is "$(q target "SELECT count(*) FROM pg_trigger WHERE tgname = 'audited_trg'")" 
 is "$(q target "SELECT string_agg(conname || '=' || convalidated::int, ',' ORDER BY conname) FROM pg_constraint WHERE conname LIKE 'loose%'")" \
    "loose_parent_fk=0,loose_pkey=1,loose_v_positive=0" "NOT VALID constraints stay NOT VALID"
 is "$(q target "SELECT string_agg(relname || '=' || relispopulated::int, ',' ORDER BY relname) FROM pg_class WHERE relkind = 'm'")" \
-   "mv_top=1,mv_totals=1,mv_unpopulated=0" "populated materialized views are refreshed (in dependency order), the other stays empty"
+   "mv_a_via_view=1,mv_top=1,mv_totals=1,mv_unpopulated=0" \
+   "populated materialized views are refreshed in dependency order (through views too), the other stays empty"
 src_idx=$(q source "SELECT string_agg(indexrelid::regclass::text || ':' || pg_get_indexdef(indexrelid), E'\n' ORDER BY indexrelid::regclass::text) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog','pg_toast','information_schema','ferry')")
 tgt_idx=$(q target "SELECT string_agg(indexrelid::regclass::text || ':' || pg_get_indexdef(indexrelid), E'\n' ORDER BY indexrelid::regclass::text) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog','pg_toast','information_schema','ferry')")
 is "$tgt_idx" "$src_idx" "the same indexes, with the same definitions"

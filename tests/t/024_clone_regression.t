@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# clone of PostgreSQL's own regression database (src/test/regress of Debian's
+# postgresql-15 source, built by scripts/regress-db.sh), the most hostile
+# schema we know of: every built-in type, domains, inheritance, partitions,
+# rules, generated columns, exotic identifiers, C functions from regress.so,
+# large objects. Roles are carried first (pg_dumpall --roles-only), then
+# ferry clone; the target's pg_dump --schema-only must equal the source's
+# (column order aside) and every table must hold the same rows.
+. "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../lib/pg.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+
+pg_start source
+pg_start target
+SRC="host=$SOURCE_SOCK port=$SOURCE_PORT dbname=regression user=postgres"
+TGT="host=$TARGET_SOCK port=$TARGET_PORT dbname=regression user=postgres"
+
+now() { date +%s.%N; }
+took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f s", b - a }'; }
+
+t0=$(now)
+"$ROOT/scripts/regress-db.sh" --host "$SOURCE_SOCK" --port "$SOURCE_PORT" --outdir "$TEST_TMP/regress" \
+  2>"$TEST_TMP/regress-db.err"; rc=$?
+if [ "$rc" -eq 3 ] && [ "${CI:-}" != true ]; then
+  skip_all "Debian's postgresql-15 source package cannot be fetched here: $(tail -1 "$TEST_TMP/regress-db.err")"
+fi
+is "$rc" 0 "scripts/regress-db.sh builds the regression database ($(took "$t0"))"
+[ "$rc" -ne 0 ] && { diag "$(tail -20 "$TEST_TMP/regress-db.err")"; done_testing; exit; }
+diag "$(grep -E 'fetched|built|finished|ready|cached' "$TEST_TMP/regress-db.err")"
+
+# roles first: the regression database's owners and grantees
+"$PGBIN/pg_dumpall" --roles-only -h "$SOURCE_SOCK" -p "$SOURCE_PORT" -U postgres 2>/dev/null |
+  grep -v -E '^(CREATE|ALTER) ROLE postgres( |;)' >"$TEST_TMP/roles.sql"
+QDB=postgres qf target "$TEST_TMP/roles.sql" >/dev/null 2>"$TEST_TMP/roles.err"
+ok $? "the source's roles are created on the target"
+QDB=postgres q target "CREATE DATABASE regression TEMPLATE template0" >/dev/null
+
+t0=$(now)
+"$FERRY" --source "$SRC" --target "$TGT" clone --jobs 2 >"$TEST_TMP/out" 2>"$TEST_TMP/err"; rc=$?
+is "$rc" 0 "clone of the regression database exits 0 ($(took "$t0"))"
+[ "$rc" -ne 0 ] && diag "$(grep -E 'ERROR|FATAL' "$TEST_TMP/err" | head -10)"
+unlike "$(cat "$TEST_TMP/err")" "ERROR|runtime error|LeakSanitizer" "no errors or sanitizer reports"
+
+# schema_dump NAME: pg_dump --schema-only of database regression, ferry's
+# publications and schema and pg_dump's per-run \restrict keys left out, the
+# column lines of each CREATE TABLE sorted: column order aside, as pg_dump
+# itself cannot keep it (a column added to an inheritance parent comes last
+# in its children, but a restored child lists the parent's columns first)
+schema_dump() {
+  local up; up=$(echo "$1" | tr '[:lower:]' '[:upper:]')
+  local sock port
+  eval "sock=\$${up}_SOCK port=\$${up}_PORT"
+  "$PGBIN/pg_dump" --schema-only --no-publications --no-subscriptions --exclude-schema=ferry \
+    -h "$sock" -p "$port" -U postgres regression | grep -v -E '^\\(un)?restrict ' |
+    awk '/^CREATE (UNLOGGED |FOREIGN )?TABLE .*\($/ { print; inside = 1; n = 0; next }
+         inside && /^\)/ { cmd = "LC_ALL=C sort"; for (i = 1; i <= n; i++) print cols[i] | cmd; close(cmd); inside = 0; print; next }
+         inside { sub(/,$/, ""); cols[++n] = $0; next }
+         { print }'
+}
+t0=$(now)
+schema_dump source >"$TEST_TMP/source.sql"
+schema_dump target >"$TEST_TMP/target.sql"
+diff "$TEST_TMP/source.sql" "$TEST_TMP/target.sql" >"$TEST_TMP/sdiff"
+ok $? "the target's schema dump equals the source's ($(wc -l <"$TEST_TMP/source.sql") lines)"
+[ -s "$TEST_TMP/sdiff" ] && diag "$(head -40 "$TEST_TMP/sdiff")"
+# Excluded from the row comparison, each for its reason:
+# - public.mvtest_bb: a materialized view is refreshed on the target, not
+#   copied (nothing can write a matview's rows but REFRESH), and the source's
+#   is stale: matview.sql changes its inputs after creating it. Checked: on
+#   the source its rows differ from its own query's, on the target they equal it.
+STALE_MATVIEWS="public.mvtest_bb"
+mv_rows() {  # mv_rows NAME MATVIEW: md5 of the matview's rows, then of its query's
+  QDB=regression q "$1" "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM $2 t" &&
+  QDB=regression q "$1" "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM ($(QDB=regression q "$1" "SELECT rtrim(pg_get_viewdef('$2'::regclass), ';')")) t"
+}
+for mv in $STALE_MATVIEWS; do
+  read -r s_mv s_query <<<"$(mv_rows source "$mv" | tr '\n' ' ')"
+  read -r t_mv t_query <<<"$(mv_rows target "$mv" | tr '\n' ' ')"
+  ok $([ -n "$s_mv" ] && [ "$s_mv" != "$s_query" ] && [ "$t_mv" = "$t_query" ] && [ "$t_query" = "$s_query" ]; echo $?) \
+    "excluded $mv: stale on the source (its rows are not its query's), refreshed on the target"
+done
+exclude_re="^($(echo "$STALE_MATVIEWS" | sed 's/ /|/g; s/\./\\./g'))\|"
+BY_NAME=1 QDB=regression db_checksum source | grep -v -E "$exclude_re" >"$TEST_TMP/source.sum"
+BY_NAME=1 QDB=regression db_checksum target | grep -v -E "$exclude_re" >"$TEST_TMP/target.sum"
+diff "$TEST_TMP/source.sum" "$TEST_TMP/target.sum" >"$TEST_TMP/diff"
+ok $? "every other table and matview has the same rows ($(wc -l <"$TEST_TMP/source.sum"); compared in $(took "$t0"))"
+[ -s "$TEST_TMP/diff" ] && diag "$(head -30 "$TEST_TMP/diff")"
+done_testing
