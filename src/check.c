@@ -1286,8 +1286,9 @@ check_not_migrated(CheckCtx *ctx)
 			row(ctx, CHECK_OK, s, "large objects", NULL, "no large objects");
 		else
 			row(ctx, CHECK_WARNING, s, "large objects",
-				"copy them at switchover, once writes have stopped: pg_dump --data-only --blobs --exclude-table='*' <source> | psql <target>; or store them in bytea columns",
-				"%ld large %s (pg_largeobject) will not be migrated", n, plural((int) n, "object", "objects"));
+				"if they change after the clone, copy them again at switchover, once writes have stopped (on the target: SELECT lo_unlink(oid) FROM pg_largeobject_metadata; then pg_dump --data-only --blobs --exclude-table='*' <source> | psql <target>); or store them in bytea columns",
+				"%ld large %s (pg_largeobject): copied once at clone, later changes not replicated (logical replication does not carry large objects)",
+				n, plural((int) n, "object", "objects"));
 		PQclear(res);
 	}
 

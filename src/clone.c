@@ -24,6 +24,7 @@
 #include "catalog.h"
 #include "copy.h"
 #include "fault.h"
+#include "largeobj.h"
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
@@ -944,6 +945,10 @@ clone_run(FerryConfig *cfg, CloneSummary *sum)
 		c.st.data_done = true;
 		fault_point("clone.after-data");
 	}
+	if (!largeobj_copy(c.src, c.tgt, cfg, &sum->large_objects, &sum->large_object_bytes))
+		goto fail;
+	if (sum->large_objects > 0)
+		c.committed_any = true;
 	sum->data_seconds = copy_now() - t1;
 	/* the snapshot is no longer needed: a temporary slot goes away here */
 	pg_exec_quiet(c.src, "COMMIT", NULL);

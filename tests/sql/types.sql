@@ -177,3 +177,10 @@ CREATE MATERIALIZED VIEW mv_unpopulated AS SELECT id FROM parent WITH NO DATA;
 CREATE UNIQUE INDEX mv_totals_pk ON mv_totals (parent_id);
 COMMENT ON TABLE parent IS 'the parents';
 COMMENT ON INDEX parent_code_expr IS 'lower-case lookup';
+
+-- large objects: one spanning several 1 MB copy chunks, with a comment and a
+-- grant; one empty (not in the WAL stream: the clone copies them once)
+SELECT lo_from_bytea(424242, convert_to(repeat('0123456789abcdef', 160000) || 'end', 'UTF8'));
+COMMENT ON LARGE OBJECT 424242 IS 'two and a half megabytes';
+GRANT SELECT ON LARGE OBJECT 424242 TO PUBLIC;
+SELECT lo_create(424243);

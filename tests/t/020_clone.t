@@ -53,6 +53,10 @@ is "$(q target "SELECT obj_description('parent'::regclass) || '/' || obj_descrip
    "the parents/lower-case lookup" "comments on tables and indexes"
 is "$(q target "SELECT count(*) FROM pg_stats WHERE tablename = 'wide'")" "4" "the target was analyzed"
 is "$(q target "SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'")" "1" "extensions are created"
+LO_SQL="SELECT m.oid, pg_get_userbyid(m.lomowner), m.lomacl, length(lo_get(m.oid)), md5(lo_get(m.oid)),
+               obj_description(m.oid, 'pg_largeobject') FROM pg_largeobject_metadata m ORDER BY m.oid"
+is "$(q target "$LO_SQL")" "$(q source "$LO_SQL")" "large objects are copied: OID, data in several chunks, owner, grant, comment"
+like "$out" ", 2 large objects" "and counted in the report"
 
 # binary where safe, text where type OIDs would differ
 is "$(q target "SELECT count(*) FROM ferry.copy_item WHERE migration = 'ferry'")" \
