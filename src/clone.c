@@ -718,6 +718,33 @@ copy_data(Clone *c, CloneSummary *sum)
 	return ok;
 }
 
+/*
+ * Name the unlogged tables whose rows were copied: the copy is as of the
+ * snapshot, and nothing after it reaches the target (they are not in the
+ * WAL, so not in the change stream; PostgreSQL does not publish them).
+ */
+static void
+warn_unlogged(const Clone *c)
+{
+	StrBuf		names;
+	int			n = 0;
+
+	strbuf_init(&names);
+	for (int i = 0; i < c->tables.n; i++)
+	{
+		const TableInfo *t = &c->tables.items[i];
+
+		if (t->persistence != 'u' || clone_data_excluded(c->cfg, t->nspname, t->relname))
+			continue;
+		strbuf_addf(&names, "%s%s", n ? ", " : "", t->qualname);
+		n++;
+	}
+	if (n > 0)
+		log_warn("%d unlogged %s copied as of the clone's snapshot, but later changes to them are not replicated (unlogged tables are not in the WAL): %s. Fix: ALTER TABLE ... SET LOGGED on the source before the clone, or copy them again at switchover",
+				 n, n == 1 ? "table was" : "tables were", names.data);
+	strbuf_release(&names);
+}
+
 /* Post-data steps not done yet, wave 1 in parallel, then wave 2 in order. */
 static bool
 post_data(Clone *c, CloneSummary *sum)
@@ -788,6 +815,51 @@ sync_sequences(Clone *c, CloneSummary *sum)
 	return ok;
 }
 
+/* A fingerprint of a relation's rows: count and a sum of 64-bit row hashes. */
+static const char ROWS_FINGERPRINT_FMT[] =
+	"SELECT count(*)::text || ' ' ||"
+	"       COALESCE(sum(('x' || pg_catalog.substr(pg_catalog.md5(t::text), 1, 16))::bit(64)::bigint), 0)::text"
+	"  FROM %s t";
+
+/*
+ * A refreshed materialized view holds the rows of its query now, which are
+ * not the source's when the source has not refreshed it since its inputs
+ * changed (nothing but REFRESH can write a matview, so its rows cannot be
+ * copied). Compare each one's rows on both sides and name those that
+ * differ. `mvs` is MATVIEWS_SQL's result. Returns false only on a query
+ * error (logged).
+ */
+static bool
+warn_stale_matviews(const Clone *c, const PGresult *mvs)
+{
+	StrBuf		names;
+	int			n = 0;
+	bool		ok = true;
+
+	strbuf_init(&names);
+	for (int i = 0; ok && i < PQntuples(mvs); i++)
+	{
+		char	   *sql = xasprintf(ROWS_FINGERPRINT_FMT, PQgetvalue(mvs, i, 0));
+		PGresult   *s = pg_query(c->src, "fingerprint a materialized view on the source", sql, 0, NULL);
+		PGresult   *t = s ? pg_query(c->tgt, "fingerprint a materialized view on the target", sql, 0, NULL) : NULL;
+
+		ok = s && t && pg_check_shape(s, 1, 1, "a fingerprint") && pg_check_shape(t, 1, 1, "a fingerprint");
+		if (ok && strcmp(PQgetvalue(s, 0, 0), PQgetvalue(t, 0, 0)) != 0)
+		{
+			strbuf_addf(&names, "%s%s", n ? ", " : "", PQgetvalue(mvs, i, 0));
+			n++;
+		}
+		PQclear(s);
+		PQclear(t);
+		free(sql);
+	}
+	if (ok && n > 0)
+		log_warn("%d materialized %s other rows on the target than on the source, where %s not refreshed since %s inputs changed (the target refreshes them, their rows cannot be copied): %s. Fix: REFRESH MATERIALIZED VIEW on the source to check, or accept the fresh rows",
+				 n, n == 1 ? "view has" : "views have", n == 1 ? "it was" : "they were", n == 1 ? "its" : "their", names.data);
+	strbuf_release(&names);
+	return ok;
+}
+
 static bool
 refresh_and_analyze(Clone *c, CloneSummary *sum)
 {
@@ -814,7 +886,7 @@ refresh_and_analyze(Clone *c, CloneSummary *sum)
 	}
 	sum->matviews = n;
 	/* refreshes run in dependency order, one at a time; the done ones are cheap to redo */
-	if (run_steps(c->cfg, steps, n, 1, NULL, "schema worker"))
+	if (run_steps(c->cfg, steps, n, 1, NULL, "schema worker") && warn_stale_matviews(c, res))
 	{
 		int			na = 0;
 
@@ -945,6 +1017,7 @@ clone_run(FerryConfig *cfg, CloneSummary *sum)
 		c.st.data_done = true;
 		fault_point("clone.after-data");
 	}
+	warn_unlogged(&c);
 	if (!largeobj_copy(c.src, c.tgt, cfg, &sum->large_objects, &sum->large_object_bytes))
 		goto fail;
 	if (sum->large_objects > 0)

@@ -214,7 +214,7 @@ largeobj_copy(PGconn *src, PGconn *tgt, const FerryConfig *cfg, int64_t *count, 
 	if (list == NULL || !pg_check_shape(list, -1, 4, "the large objects"))
 		goto cleanup;
 	if (PQntuples(list) > 0)
-		log_info("copying %d large %s (as of the clone's snapshot: later changes to them are not replicated)",
+		log_warn("copying %d large %s as of the clone's snapshot: later changes to them are not replicated (logical replication does not carry large objects); copy them again at switchover if they change",
 				 PQntuples(list), PQntuples(list) == 1 ? "object" : "objects");
 	if (!pg_exec(tgt, "begin the large-object copy", "BEGIN"))
 		goto cleanup;
