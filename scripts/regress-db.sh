@@ -139,7 +139,7 @@ fetch_source() {
     if (cd "$dir/dl" && apt-get "${apt_opts[@]}" -q source --download-only "postgresql-$PGMAJOR=$v") >>"$dir/dl.log" 2>&1; then
       ver=$v; break
     fi
-    log "postgresql-$PGMAJOR $v: not fetched ($(grep -m1 -o '[0-9]\{3\} [A-Za-z ]*$' "$dir/dl.log" | tail -1 || echo error))"
+    log "postgresql-$PGMAJOR $v: not fetched ($(grep -o -m1 '[0-9]\{3\}  *[A-Z][A-Za-z ]*[a-z]' "$dir/dl.log" || echo "see apt-get's output"))"
     rm -f "$dir"/dl/*
   done
   [ -n "${ver:-}" ] || { sed 's/^/  /' "$dir/dl.log" | tail -5 >&2; return 3; }

@@ -43,6 +43,13 @@ check_out=$("$FERRY" --source "$SRC" --target "$TGT" check 2>/dev/null)
 for p in $pubs; do
   like "$(echo "$check_out" | grep publications)" "WARN .*publications not migrated: .*\b$p\b" "check names publication $p as not migrated"
 done
+# nor are the database's own settings (pg_regress sets lc_messages and five
+# more with ALTER DATABASE regression SET; pg_dump without --create leaves
+# them out too): check counts them
+nset=$(QDB=regression q source "SELECT count(*) FROM pg_db_role_setting s, unnest(s.setconfig)
+  WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = 'regression')")
+like "$(echo "$check_out" | grep 'database settings')" "WARN .* $nset database settings not migrated: lc_messages=C" \
+     "check names the $nset database settings as not migrated"
 
 t0=$(now)
 "$FERRY" --source "$SRC" --target "$TGT" clone --jobs 2 >"$TEST_TMP/out" 2>"$TEST_TMP/err"; rc=$?
