@@ -473,19 +473,28 @@ make_reverse(Sw *s)
 	return ok;
 }
 
-/* The non-generated columns of table `qname`, quoted and comma-separated; owned. */
+/*
+ * The non-generated columns of table `qname`, quoted and comma-separated
+ * ("" for a table without any: CREATE TABLE t ()), and in *partitioned
+ * whether it is a partitioned table. Owned; NULL on error (logged).
+ */
 static char *
-copy_columns(PGconn *conn, const char *qname)
+copy_columns(PGconn *conn, const char *qname, bool *partitioned)
 {
 	const char *params[1] = {qname};
 	PGresult   *res = pg_query(conn, "list the table's columns",
-							   "SELECT string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum)"
-							   "  FROM pg_catalog.pg_attribute WHERE attrelid = $1::pg_catalog.regclass"
-							   "   AND attnum > 0 AND NOT attisdropped AND attgenerated = ''", 1, params);
+							   "SELECT (SELECT string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)"
+							   "          FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid"
+							   "           AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),"
+							   "       c.relkind = 'p'"
+							   "  FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass", 1, params);
 	char	   *cols = NULL;
 
-	if (res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
-		cols = xstrdup(PQgetvalue(res, 0, 0));
+	if (res && pg_check_shape(res, 1, 2, "the table's columns"))
+	{
+		cols = xstrdup(PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0));
+		*partitioned = PQgetvalue(res, 0, 1)[0] == 't';
+	}
 	PQclear(res);
 	return cols;
 }
@@ -493,11 +502,18 @@ copy_columns(PGconn *conn, const char *qname)
 /*
  * Re-copy one table from `from` to `to` in one transaction on `to`:
  * TRUNCATE, then COPY of every row (triggers off). Rows copied in *rows.
+ * Only the table's own rows: an inheritance parent's children are tables
+ * of their own (re-copied themselves if they have no key, replicated
+ * otherwise), so both sides read and empty it with ONLY; a partitioned
+ * table (published through its root) is read and emptied whole, its rows
+ * routed to the partitions again.
  */
 static bool
 recopy_table(PGconn *from, PGconn *to, const char *qname, long long *rows)
 {
-	char	   *cols = copy_columns(from, qname);
+	bool		partitioned = false;
+	char	   *cols = copy_columns(from, qname, &partitioned);
+	const char *only = partitioned ? "" : "ONLY ";
 	char	   *out_sql,
 			   *in_sql,
 			   *trunc;
@@ -509,8 +525,8 @@ recopy_table(PGconn *from, PGconn *to, const char *qname, long long *rows)
 
 	if (cols == NULL)
 		return false;
-	out_sql = xasprintf("COPY (SELECT %s FROM %s) TO STDOUT", cols, qname);
-	in_sql = xasprintf("COPY %s (%s) FROM STDIN", qname, cols);
+	out_sql = xasprintf("COPY (SELECT %s FROM %s%s) TO STDOUT", cols, only, qname);
+	in_sql = xasprintf("COPY %s%s%s%s FROM STDIN", qname, cols[0] ? " (" : "", cols, cols[0] ? ")" : "");
 	/*
 	 * TRUNCATE is fast but refuses a table that a foreign key references
 	 * (a keyless table can still have a UNIQUE constraint); DELETE, with
@@ -524,8 +540,8 @@ recopy_table(PGconn *from, PGconn *to, const char *qname, long long *rows)
 		bool		referenced = fk && PQgetvalue(fk, 0, 0)[0] == 't';
 
 		PQclear(fk);
-		trunc = xasprintf("BEGIN; SET LOCAL session_replication_role = replica; %s %s",
-						  referenced ? "DELETE FROM" : "TRUNCATE", qname);
+		trunc = xasprintf("BEGIN; SET LOCAL session_replication_role = replica; %s %s%s",
+						  referenced ? "DELETE FROM" : "TRUNCATE", only, qname);
 	}
 	if (!pg_exec(to, "empty the table before its re-copy", trunc))
 		goto done;
