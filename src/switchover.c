@@ -500,6 +500,43 @@ copy_columns(PGconn *conn, const char *qname, bool *partitioned)
 }
 
 /*
+ * A table's own NOT VALID CHECK constraints (not inherited from a parent):
+ * rows older than such a constraint may violate it, and COPY checks it on
+ * every row it writes, so the re-copy lifts it for the copy. Run inside the
+ * re-copy's transaction on `to`: drops each one and sets *readd (owned) to
+ * the statements that add them again, NOT VALID as before (on an
+ * inheritance parent they merge with the children's copies again).
+ * Logs and returns false on error.
+ */
+static bool
+lift_not_valid_checks(PGconn *to, const char *qname, char **readd)
+{
+	const char *params[1] = {qname};
+	PGresult   *res = pg_query(to, "list the table's NOT VALID check constraints",
+							   "SELECT pg_catalog.quote_ident(conname), pg_catalog.pg_get_constraintdef(oid)"
+							   "  FROM pg_catalog.pg_constraint"
+							   " WHERE conrelid = $1::pg_catalog.regclass AND contype = 'c'"
+							   "   AND NOT convalidated AND coninhcount = 0 ORDER BY conname", 1, params);
+	StrBuf		add;
+	bool		ok = res != NULL;
+
+	strbuf_init(&add);
+	for (int i = 0; ok && i < PQntuples(res); i++)
+	{
+		char	   *drop = xasprintf("ALTER TABLE %s DROP CONSTRAINT %s", qname, PQgetvalue(res, i, 0));
+
+		ok = pg_exec(to, "lift a NOT VALID check constraint for the re-copy", drop);
+		strbuf_addf(&add, "ALTER TABLE %s ADD CONSTRAINT %s %s; ", qname, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+		free(drop);
+	}
+	PQclear(res);
+	if (ok)
+		*readd = strbuf_detach(&add);
+	strbuf_release(&add);
+	return ok;
+}
+
+/*
  * Re-copy one table from `from` to `to` in one transaction on `to`:
  * TRUNCATE, then COPY of every row (triggers off). Rows copied in *rows.
  * Only the table's own rows: an inheritance parent's children are tables
@@ -516,7 +553,8 @@ recopy_table(PGconn *from, PGconn *to, const char *qname, long long *rows)
 	const char *only = partitioned ? "" : "ONLY ";
 	char	   *out_sql,
 			   *in_sql,
-			   *trunc;
+			   *trunc,
+			   *readd = NULL;
 	PGresult   *res;
 	bool		ok = false;
 	char	   *buf;
@@ -545,6 +583,8 @@ recopy_table(PGconn *from, PGconn *to, const char *qname, long long *rows)
 	}
 	if (!pg_exec(to, "empty the table before its re-copy", trunc))
 		goto done;
+	if (!lift_not_valid_checks(to, qname, &readd))
+		goto rollback;
 	res = PQexec(from, out_sql);
 	if (PQresultStatus(res) != PGRES_COPY_OUT)
 	{
@@ -584,6 +624,8 @@ recopy_table(PGconn *from, PGconn *to, const char *qname, long long *rows)
 		}
 		PQclear(res);
 	}
+	if (ok && readd[0])
+		ok = pg_exec(to, "add the NOT VALID check constraints again after the re-copy", readd);
 	if (ok)
 		ok = pg_exec(to, "commit the re-copy", "COMMIT");
 
@@ -595,6 +637,7 @@ done:
 	free(out_sql);
 	free(in_sql);
 	free(trunc);
+	free(readd);
 	return ok;
 }
 
