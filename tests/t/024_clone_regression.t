@@ -5,7 +5,11 @@
 # rules, generated columns, exotic identifiers, C functions from regress.so,
 # large objects. Roles are carried first (pg_dumpall --roles-only), then
 # ferry clone; the target's pg_dump --schema-only must equal the source's
-# (column order aside) and every table must hold the same rows.
+# (column order aside) and every table must hold the same rows. Then the
+# rest of a migration on it: ferry start follows, ferry verify compares,
+# ferry switchover switches and replicates back. What ferry does not carry
+# is excluded by name below, each with its reason, and checked to be named
+# by ferry check or the clone.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/pg.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
