@@ -30,5 +30,12 @@ SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
+# the server headers of the installed server's version: an unpinned
+# postgresql-server-dev-15 may pull a newer postgresql-15 and its client
+# along (regress-db.sh then runs the newer psql on older test files)
+server_ver=$(dpkg-query -W -f='${Version}' postgresql-15 2>/dev/null || true)
+if [ -n "$server_ver" ] && apt-cache show "postgresql-server-dev-15=$server_ver" >/dev/null 2>&1; then
+  missing=$(echo "$missing" | sed "s/ postgresql-server-dev-15\( \|$\)/ postgresql-server-dev-15=$server_ver\1/")
+fi
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
