@@ -26,6 +26,7 @@
 #include "fault.h"
 #include "largeobj.h"
 #include "log.h"
+#include "matview.h"
 #include "mem.h"
 #include "metrics.h"
 #include "pgsql.h"
@@ -77,38 +78,6 @@ static const char SEQUENCES_SQL[] =
 	"  JOIN pg_catalog.pg_namespace n ON n.nspname = s.schemaname"
 	"  JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename"
 	" WHERE c.oid = ANY ($1::pg_catalog.oid[]) AND s.last_value IS NOT NULL";
-
-/*
- * Populated materialized views, those that read other ones after them. A
- * matview reads another directly or through plain views (the regression
- * database's mvtest_bb reads view mvtest_tvvmv, which reads matview
- * mvtest_tvvm): "reads" follows views to the relations they read.
- */
-static const char MATVIEWS_SQL[] =
-	"WITH RECURSIVE mv AS ("
-	"  SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c"
-	"    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-	"   WHERE c.relkind = 'm' AND c.relispopulated AND c.oid = ANY ($1::pg_catalog.oid[])),"
-	" reads(mv, rel) AS ("
-	"  SELECT r.ev_class, d.refobjid"
-	"    FROM pg_catalog.pg_rewrite r"
-	"    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
-	"         AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
-	"    JOIN mv ON mv.oid = r.ev_class"
-	"  UNION"
-	"  SELECT reads.mv, d.refobjid FROM reads"
-	"    JOIN pg_catalog.pg_class v ON v.oid = reads.rel AND v.relkind = 'v'"
-	"    JOIN pg_catalog.pg_rewrite r ON r.ev_class = v.oid"
-	"    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
-	"         AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass),"
-	" dep AS ("
-	"  SELECT DISTINCT reads.mv, reads.rel AS uses FROM reads"
-	"    JOIN pg_catalog.pg_class rc ON rc.oid = reads.rel AND rc.relkind = 'm' AND rc.oid <> reads.mv),"
-	" lvl(oid, depth) AS ("
-	"  SELECT oid, 0 FROM mv"
-	"  UNION ALL SELECT dep.mv, lvl.depth + 1 FROM lvl JOIN dep ON dep.uses = lvl.oid WHERE lvl.depth < 50)"
-	"SELECT pg_catalog.quote_ident(mv.nspname) || '.' || pg_catalog.quote_ident(mv.relname), max(lvl.depth)"
-	"  FROM mv JOIN lvl USING (oid) GROUP BY 1 ORDER BY 2, 1";
 
 /* ------------------------------------------------------------------ */
 /* SQL steps on the target: post-data, matview refreshes, ANALYZE      */
@@ -815,57 +784,10 @@ sync_sequences(Clone *c, CloneSummary *sum)
 	return ok;
 }
 
-/* A fingerprint of a relation's rows: count and a sum of 64-bit row hashes. */
-static const char ROWS_FINGERPRINT_FMT[] =
-	"SELECT count(*)::text || ' ' ||"
-	"       COALESCE(sum(('x' || pg_catalog.substr(pg_catalog.md5(t::text), 1, 16))::bit(64)::bigint), 0)::text"
-	"  FROM %s t";
-
-/*
- * A refreshed materialized view holds the rows of its query now, which are
- * not the source's when the source has not refreshed it since its inputs
- * changed (nothing but REFRESH can write a matview, so its rows cannot be
- * copied). Compare each one's rows on both sides and name those that
- * differ. `mvs` is MATVIEWS_SQL's result. Returns false only on a query
- * error (logged).
- */
-static bool
-warn_stale_matviews(const Clone *c, const PGresult *mvs)
-{
-	StrBuf		names;
-	int			n = 0;
-	bool		ok = true;
-
-	strbuf_init(&names);
-	for (int i = 0; ok && i < PQntuples(mvs); i++)
-	{
-		char	   *sql = xasprintf(ROWS_FINGERPRINT_FMT, PQgetvalue(mvs, i, 0));
-		PGresult   *s = pg_query(c->src, "fingerprint a materialized view on the source", sql, 0, NULL);
-		PGresult   *t = s ? pg_query(c->tgt, "fingerprint a materialized view on the target", sql, 0, NULL) : NULL;
-
-		ok = s && t && pg_check_shape(s, 1, 1, "a fingerprint") && pg_check_shape(t, 1, 1, "a fingerprint");
-		if (ok && strcmp(PQgetvalue(s, 0, 0), PQgetvalue(t, 0, 0)) != 0)
-		{
-			strbuf_addf(&names, "%s%s", n ? ", " : "", PQgetvalue(mvs, i, 0));
-			n++;
-		}
-		PQclear(s);
-		PQclear(t);
-		free(sql);
-	}
-	if (ok && n > 0)
-		log_warn("%d materialized %s other rows on the target than on the source, where %s not refreshed since %s inputs changed (the target refreshes them, their rows cannot be copied): %s. Fix: REFRESH MATERIALIZED VIEW on the source to check, or accept the fresh rows",
-				 n, n == 1 ? "view has" : "views have", n == 1 ? "it was" : "they were", n == 1 ? "its" : "their", names.data);
-	strbuf_release(&names);
-	return ok;
-}
-
 static bool
 refresh_and_analyze(Clone *c, CloneSummary *sum)
 {
-	const char *arr = c->dump_oids;
-	const char *params[1] = {arr};
-	PGresult   *res = pg_query(c->src, "list the populated materialized views", MATVIEWS_SQL, 1, params);
+	PGresult   *res = matview_refresh_order(c->src, c->dump_oids);
 	SqlStep    *steps;
 	char	  **owned;
 	int			n = 0,
@@ -886,7 +808,7 @@ refresh_and_analyze(Clone *c, CloneSummary *sum)
 	}
 	sum->matviews = n;
 	/* refreshes run in dependency order, one at a time; the done ones are cheap to redo */
-	if (run_steps(c->cfg, steps, n, 1, NULL, "schema worker") && warn_stale_matviews(c, res))
+	if (run_steps(c->cfg, steps, n, 1, NULL, "schema worker") && matview_warn_stale(c->src, c->tgt, res))
 	{
 		int			na = 0;
 
