@@ -20,8 +20,9 @@
 #     directory and renamed into ${FERRY_CACHE:-/var/cache/ferry}/regress-15/
 #     VERSION when complete, under a lock, so a half-built cache is never
 #     used and a second run skips the work.
-#  2. run: pg_regress (the one postgresql-client-15 ships) runs the schedule
-#     against the server as an installcheck does: it drops and recreates
+#  2. run: pg_regress (the one postgresql-client-15 ships) runs the parallel
+#     schedule (--schedule serial: one test at a time, as `make installcheck`
+#     does) against the server as an installcheck does: it drops and recreates
 #     database "regression" and leaves it populated. Tests that fail on an
 #     installed server are reported and tolerated: only the database matters.
 #
@@ -214,9 +215,13 @@ chmod 1777 "$outdir/results"
 t0=$(now)
 log "running the $schedule schedule against $host:$port (output in $outdir)"
 rc=0
+# PostgreSQL 14 dropped serial_schedule: serial is the parallel schedule one
+# test at a time, as `make installcheck` runs it
+conc=(--max-concurrent-tests=20)
+[ "$schedule" = serial ] && conc=(--max-connections=1)
 PGHOST=$host PGPORT=$port PGUSER=$user "$PG_REGRESS" --bindir="$PGBIN" --dlpath="$tree/lib" \
-  --inputdir="$tree/regress" --outputdir="$outdir" --schedule="$tree/regress/${schedule}_schedule" \
-  --max-concurrent-tests=20 >"$outdir/pg_regress.out" 2>&1 || rc=$?
+  --inputdir="$tree/regress" --outputdir="$outdir" --schedule="$tree/regress/parallel_schedule" \
+  "${conc[@]}" >"$outdir/pg_regress.out" 2>&1 || rc=$?
 summary=$(grep -E 'tests (passed|failed)|failed \(ignoring|All [0-9]+ tests' "$outdir/pg_regress.out" | tail -1 | tr -d '=' | sed 's/^ *//')
 failed=$(awk '/\.\.\. FAILED/ { for (i = 2; i <= NF; i++) if ($i == "...") printf "%s%s", sep, $(i - 1); sep = " " }' "$outdir/pg_regress.out")
 log "pg_regress finished in $(took "$t0"), exit $rc: ${summary:-no summary}${failed:+ (failed: $failed)}"
