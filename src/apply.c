@@ -17,14 +17,24 @@
 #include "pgsql.h"
 #include "stream.h"
 
-/* Which snapshot LSN each copied table (and partition root) was copied at. */
+/*
+ * Which snapshot LSN each copied table was copied at, and each partition
+ * root: a source of 13+ streams a partition's changes under its root
+ * (publish_via_partition_root), one before 13 under the partition itself.
+ * The clone copies every partition of one tree at one snapshot (clone.c
+ * redoes the tree on a resume that would split it), so a root's max is the
+ * snapshot of each of its partitions.
+ */
 static const char TABLE_SNAPSHOTS_SQL[] =
-	"SELECT COALESCE(rn.nspname, ci.nspname), COALESCE(rc.relname, ci.relname), max(ci.snapshot_lsn)::text"
+	"SELECT ci.nspname, ci.relname, max(ci.snapshot_lsn)::text"
+	"  FROM ferry.copy_item ci WHERE ci.migration = $1 GROUP BY 1, 2"
+	" UNION ALL "
+	"SELECT rn.nspname, rc.relname, max(ci.snapshot_lsn)::text"
 	"  FROM ferry.copy_item ci"
-	"  LEFT JOIN pg_catalog.pg_class rc ON rc.oid = pg_catalog.pg_partition_root("
+	"  JOIN pg_catalog.pg_class rc ON rc.oid = pg_catalog.pg_partition_root("
 	"         pg_catalog.to_regclass(pg_catalog.quote_ident(ci.nspname) || '.' || pg_catalog.quote_ident(ci.relname)))"
-	"  LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace"
-	" WHERE ci.migration = $1"
+	"  JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace"
+	" WHERE ci.migration = $1 AND rc.relkind = 'p'"
 	" GROUP BY 1, 2";
 
 /*
@@ -66,6 +76,9 @@ static const char PROGRESS_UPDATE_SQL[] = PROGRESS_UPDATE " WHERE migration = $1
 
 static const char ORIGIN_ADVANCE_SQL[] = "SELECT " ORIGIN_SETUP("$1", "$2");
 
+/* without an origin: the mark that opens each target transaction (APPLY_MARK_PREFIX in apply.h) */
+static const char MARK_SQL[] = "SELECT pg_catalog.pg_logical_emit_message(true, '" APPLY_MARK_PREFIX "', $1) IS NULL";
+
 /* both in one statement */
 static const char PROGRESS_ORIGIN_SQL[] =
 	"WITH o AS (SELECT " ORIGIN_SETUP("$2", "$3") ") " PROGRESS_UPDATE " FROM o WHERE migration = $1";
@@ -79,7 +92,8 @@ static const char WAL_POSITIONS_SQL[] =
  * apart from the per-relation ones): parsing and planning them for each
  * target transaction was a third of the target backend's CPU under a
  * stream of small transactions. (ferry_progress is PROGRESS_ORIGIN_SQL when
- * the replication origin is used; ferry_origin only exists then.)
+ * the replication origin is used; ferry_origin only exists then, ferry_mark
+ * only without one.)
  */
 static const struct
 {
@@ -91,6 +105,7 @@ static const struct
 	{"ferry_commit", "COMMIT", 0},
 	{"ferry_progress", PROGRESS_UPDATE_SQL, 5},
 	{"ferry_origin", ORIGIN_ADVANCE_SQL, 2},
+	{"ferry_mark", MARK_SQL, 1},
 	{"ferry_wal", WAL_POSITIONS_SQL, 0},
 };
 
@@ -108,6 +123,7 @@ typedef struct ApplyRel
 	uint32_t	relid;
 	PgoRelation *rel;			/* owned copy of the Relation message */
 	char	   *qualname;		/* quoted target name */
+	char	  **qcols;			/* per column: its name quoted by libpq for the target, owned */
 	uint64_t	snapshot_lsn;	/* skip transactions committed before this */
 	int			gen;			/* statement generation: bumped by a new Relation */
 	bool		partitioned;	/* the target table is partitioned (no ONLY) */
@@ -170,6 +186,8 @@ typedef struct Sent
 	char	   *owned;			/* ... when it is an allocated string */
 	uint32_t	relid;			/* 0: not a change */
 	int			rows;			/* with link: "inserting 100 rows into" */
+	int			expect;			/* UPDATE/DELETE: rows it must change (else: divergence) */
+	uint64_t	lsn;			/* ... the source transaction's commit LSN */
 	const char *link;
 	uint64_t	end_lsn;		/* SENT_COMMIT: the batch */
 	int64_t		commit_time;
@@ -243,6 +261,7 @@ typedef struct Apply
 	SourceResult stash_result;
 	bool		stashed;
 	bool		aborted;		/* a batch was rolled back: what it held must come again */
+	int64_t		stop_wait_ms;	/* when a wait for the target first saw a stop, 0 = not yet */
 } Apply;
 
 /* ------------------------------------------------------------------ */
@@ -282,6 +301,9 @@ rel_clear(ApplyRel *r)
 		for (int i = 0; i < r->batch_rows; i++)
 			free(r->ukeys[i]);
 	free(r->ukeys);
+	for (int i = 0; r->qcols && r->rel && i < r->rel->ncols; i++)
+		free(r->qcols[i]);
+	free(r->qcols);
 	pgo_relation_free(r->rel);
 	free(r->qualname);
 	free(r->always);
@@ -455,13 +477,75 @@ describe_sent(Apply *a, const Sent *e, char *buf, size_t size)
 		snprintf(buf, size, "%s %s", e->what, r ? r->qualname : rel);
 }
 
+void
+apply_take_unmatched(ApplyShared *sh, StrList *tables, int64_t **counts, uint64_t **lsns)
+{
+	pthread_mutex_lock(&sh->unmatched_mu);
+	*tables = sh->unmatched_tables;
+	*counts = sh->unmatched_counts;
+	*lsns = sh->unmatched_lsns;
+	memset(&sh->unmatched_tables, 0, sizeof(StrList));
+	sh->unmatched_counts = NULL;
+	sh->unmatched_lsns = NULL;
+	pthread_mutex_unlock(&sh->unmatched_mu);
+}
+
+/*
+ * An UPDATE or DELETE changed `missing` rows fewer than the source did:
+ * the target lacks them (or holds them different). Counted per table for
+ * status and metrics (ApplyShared); with stop_on_unmatched apply stops
+ * here, before anything after this change is confirmed.
+ */
+static void
+unmatched(Apply *a, const Sent *e, int64_t missing)
+{
+	const ApplyRel *r = rel_lookup(a, e->relid, false);
+	const char *table = r ? r->qualname : "(unknown relation)";
+	ApplyShared *sh = a->args->shared;
+	int64_t		total = atomic_fetch_add(&sh->unmatched, missing) + missing;
+	int			i;
+	char		lsn[32];
+
+	pthread_mutex_lock(&sh->unmatched_mu);
+	for (i = 0; i < sh->unmatched_tables.n && strcmp(sh->unmatched_tables.items[i], table) != 0; i++)
+		;
+	if (i == sh->unmatched_tables.n)
+	{
+		strlist_add(&sh->unmatched_tables, table);
+		sh->unmatched_counts = xrealloc(sh->unmatched_counts, sizeof(int64_t) * (size_t) sh->unmatched_tables.n);
+		sh->unmatched_lsns = xrealloc(sh->unmatched_lsns, sizeof(uint64_t) * (size_t) sh->unmatched_tables.n);
+		sh->unmatched_counts[i] = 0;
+	}
+	sh->unmatched_counts[i] += missing;
+	sh->unmatched_lsns[i] = e->lsn;
+	pthread_mutex_unlock(&sh->unmatched_mu);
+	pg_lsn_format(e->lsn, lsn, sizeof(lsn));
+	if (a->args->cfg->stop_on_unmatched)
+	{
+		log_error("the target has diverged: %s %s from the source transaction committed at %s matched %lld fewer rows on the target than on the source (a row is missing or different there); stopping (stop_on_unmatched). Fix: repair the table on the target (ferry verify shows the rows), then start again",
+				  e->what, table, lsn, (long long) missing);
+		a->fail_status = APPLY_FAILED;
+		a->pipe_failed = true;
+	}
+	else if ((total & (total - 1)) == 0)	/* the 1st, 2nd, 4th, 8th ... */
+		log_warn("the target has diverged: %s %s from the source transaction committed at %s matched no row on the target (%lld such changes so far; ferry status lists them by table). Fix: repair the rows (ferry verify shows them); set stop_on_unmatched: true to stop apply on the first one",
+				 e->what, table, lsn, (long long) total);
+}
+
 /* One result of the oldest entry in flight. */
 static void
 take_result(Apply *a, Sent *e, PGresult *res)
 {
 	ExecStatusType st = PQresultStatus(res);
 
-	if (st == PGRES_TUPLES_OK && e->kind == SENT_WAL && PQntuples(res) == 1)
+	if (st == PGRES_COMMAND_OK && e->expect > 0 && !a->pipe_failed)
+	{
+		long		changed = strtol(PQcmdTuples(res), NULL, 10);
+
+		if (changed < e->expect)
+			unmatched(a, e, e->expect - changed);
+	}
+	else if (st == PGRES_TUPLES_OK && e->kind == SENT_WAL && PQntuples(res) == 1)
 		snprintf(a->last_value, sizeof(a->last_value), "%s", PQgetvalue(res, 0, 0));
 	else if (st == PGRES_COMMAND_OK && e->kind == SENT_COMMIT && strcmp(PQcmdStatus(res), "COMMIT") != 0)
 	{
@@ -502,13 +586,26 @@ take_result(Apply *a, Sent *e, PGresult *res)
  * Wait up to a second for the target to answer, keeping the source's
  * connection alive meanwhile (a long statement or a lock wait on the target
  * must not let the source drop us for wal_sender_timeout). False if the
- * target connection broke.
+ * target connection broke, or was abandoned PG_STOP_GRACE_MS after a stop.
  */
 static bool
 wait_target(Apply *a)
 {
 	struct pollfd pfd = {PQsocket(a->conn), POLLIN, 0};
-	int			rc = poll(&pfd, 1, 1000);
+	int			rc;
+
+	/* a stop's cancel may never be answered: give the target its grace, no more */
+	if (pg_interrupted())
+	{
+		if (a->stop_wait_ms == 0)
+			a->stop_wait_ms = pg_now_ms();
+		else if (pg_now_ms() - a->stop_wait_ms > PG_STOP_GRACE_MS)
+		{
+			pg_abandon(a->conn, "ferry is stopping and the target did not answer in time; connection closed");
+			return false;
+		}
+	}
+	rc = poll(&pfd, 1, pg_interrupted() ? 100 : 1000);
 
 	if (a->src.conn != NULL)
 		(void) source_keepalive(&a->src, atomic_load(&a->args->shared->flushed_lsn), false, false);
@@ -707,7 +804,7 @@ query_now(Apply *a, const char *what, const char *sql, int n, const char *const 
 		a->fail_status = APPLY_FAILED;
 		return NULL;
 	}
-	res = PQexecParams(a->conn, sql, n, NULL, params, NULL, NULL, 0);
+	res = pg_execute(a->conn, sql, n, params);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
 	{
 		char	   *e = pg_result_error_text(res, a->conn);
@@ -744,7 +841,11 @@ begin_batch(Apply *a)
 {
 	if (a->in_batch)
 		return true;
-	if (!send_named(a, "ferry_begin", 0, NULL, SENT_STATEMENT, "starting a transaction"))
+	const char *name[1] = {a->args->cfg->name};
+
+	if (!send_named(a, "ferry_begin", 0, NULL, SENT_STATEMENT, "starting a transaction") ||
+		(!a->args->use_origin &&
+		 !send_named(a, "ferry_mark", 1, name, SENT_STATEMENT, "marking the transaction as ferry's")))
 		return false;
 	/*
 	 * Where the target's WAL ends, read at most every APPLY_WAL_READ_MS:
@@ -1007,7 +1108,7 @@ abort_batch(Apply *a)
 		return;
 	/* drain whatever is pending, then roll back outside the pipeline */
 	(void) drain_pipeline(a);
-	while ((r = PQgetResult(a->conn)) != NULL)
+	while ((r = pg_get_result(a->conn)) != NULL)
 		PQclear(r);
 	if (PQpipelineStatus(a->conn) != PQ_PIPELINE_OFF)
 		PQexitPipelineMode(a->conn);
@@ -1049,9 +1150,9 @@ static bool
 deallocate_one(Apply *a, char kind, const ApplyRel *r, int variant)
 {
 	char		name[64];
-	char	   *q = pg_quote_ident(stmt_name(name, sizeof(name), kind, r, variant));
-	char	   *sql = xasprintf("DEALLOCATE %s", q);
-	bool		ok = send_simple(a, sql, "dropping a prepared statement");
+	char	   *q = pg_quote_ident(a->conn, stmt_name(name, sizeof(name), kind, r, variant));
+	char	   *sql = q ? xasprintf("DEALLOCATE %s", q) : NULL;
+	bool		ok = sql != NULL && send_simple(a, sql, "dropping a prepared statement");
 
 	free(sql);
 	free(q);
@@ -1117,31 +1218,49 @@ match_columns(const PgoRelation *msg, const PGresult *res, int *map, StrBuf *dif
  * columns (in any order). Returns false with fail_status APPLY_FAILED_SCHEMA
  * on a mismatch.
  */
+/* Free an array of n owned strings (NULL items fine) and the array. */
+static void
+names_free(char **names, int n)
+{
+	for (int i = 0; names && i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
 static bool
 handle_relation(Apply *a, const PgoRelation *msg)
 {
 	ApplyRel   *r;
-	char	   *qn = pg_quote_ident(msg->nspname);
-	char	   *qr = pg_quote_ident(msg->relname);
-	char	   *qual = xasprintf("%s.%s", qn, qr);
+	char	   *qn = pg_quote_ident(a->conn, msg->nspname);
+	char	   *qr = pg_quote_ident(a->conn, msg->relname);
+	char	   *qual = qn && qr ? xasprintf("%s.%s", qn, qr) : NULL;
 	const char *params[1] = {qual};
+	char	  **qcols = xcalloc((size_t) msg->ncols + 1, sizeof(char *));
 	PGresult   *res;
 	StrBuf		diff;
 	int			nt;
 	int		   *map;
 	int			gen = 0;
+	bool		quoted = qual != NULL;
 
 	free(qn);
 	free(qr);
-	if (!flush_all_inserts(a))
+	/* every column name quoted once, by libpq for the target's encoding */
+	for (int i = 0; quoted && i < msg->ncols; i++)
+		quoted = (qcols[i] = pg_quote_ident(a->conn, msg->cols[i].name)) != NULL;
+	if (!quoted || !flush_all_inserts(a))
 	{
+		names_free(qcols, msg->ncols);
 		free(qual);
+		if (!quoted)
+			a->fail_status = APPLY_FAILED;
 		return false;
 	}
 	res = query_now(a, "read the target table's columns", TARGET_COLUMNS_SQL, 1, params);
 	if (res == NULL)
 	{
 		free(qual);
+		names_free(qcols, msg->ncols);
 		return false;
 	}
 	strbuf_init(&diff);
@@ -1155,6 +1274,7 @@ handle_relation(Apply *a, const PgoRelation *msg)
 		strbuf_release(&diff);
 		PQclear(res);
 		free(qual);
+		names_free(qcols, msg->ncols);
 		a->fail_status = APPLY_FAILED_SCHEMA;
 		return false;
 	}
@@ -1170,6 +1290,7 @@ handle_relation(Apply *a, const PgoRelation *msg)
 		{
 			PQclear(res);
 			free(qual);
+			names_free(qcols, msg->ncols);
 			return false;
 		}
 		rel_clear(r);
@@ -1187,6 +1308,8 @@ handle_relation(Apply *a, const PgoRelation *msg)
 	r->relid = msg->relid;
 	r->rel = pgo_relation_copy(msg);
 	r->qualname = qual;
+	r->qcols = qcols;
+	qcols = NULL;
 	r->gen = gen;
 	r->partitioned = PQgetvalue(res, 0, 0)[0] == 'p';
 	r->snapshot_lsn = table_snapshot(a, msg->nspname, msg->relname);
@@ -1257,7 +1380,14 @@ tuple_params(Apply *a, const PgoTuple *t, int *n, const char *skip_mask)
 	*n = k;
 }
 
-/* Append "a = $n AND b = $n+1" (or the FULL form) for the identity. */
+/*
+ * Append "a = $n AND b = $n+1" (or the FULL form) for the identity. FULL
+ * compares every column as text, since not every type has an equality
+ * operator (json, point, xml), but the source's text is first read back
+ * into the column's type and printed by the target: how a server prints a
+ * value depends on it and its settings (bytea_output, a float before 12,
+ * a time zone), and the row must be found however the source printed it.
+ */
 static void
 where_clause(StrBuf *sql, const ApplyRel *r, int first_param)
 {
@@ -1270,11 +1400,10 @@ where_clause(StrBuf *sql, const ApplyRel *r, int first_param)
 					r->partitioned ? "" : "ONLY ", r->qualname);
 		for (int i = 0; i < r->rel->ncols; i++)
 		{
-			char	   *c = pg_quote_ident(r->rel->cols[i].name);
+			const char *c = r->qcols[i];
 
-			strbuf_addf(sql, "%s%s::text IS NOT DISTINCT FROM $%d::text", any ? " AND " : "", c, p++);
+			strbuf_addf(sql, "%s%s::text IS NOT DISTINCT FROM ($%d::%s)::text", any ? " AND " : "", c, p++, r->types[i]);
 			any = true;
-			free(c);
 		}
 		strbuf_addstr(sql, " LIMIT 1)");
 		return;
@@ -1282,14 +1411,13 @@ where_clause(StrBuf *sql, const ApplyRel *r, int first_param)
 	strbuf_addstr(sql, " WHERE ");
 	for (int i = 0; i < r->rel->ncols; i++)
 	{
-		char	   *c;
+		const char *c;
 
 		if (!r->rel->cols[i].key)
 			continue;
-		c = pg_quote_ident(r->rel->cols[i].name);
+		c = r->qcols[i];
 		strbuf_addf(sql, "%s%s = $%d", any ? " AND " : "", c, p++);
 		any = true;
-		free(c);
 	}
 }
 
@@ -1334,7 +1462,7 @@ identity_params(Apply *a, const ApplyRel *r, char oldkind, const PgoTuple *old, 
  */
 static bool
 send_change(Apply *a, const char *name, int n, const ApplyRel *r, const char *verb, int rows, const char *link,
-			int changes)
+			int changes, int expect)
 {
 	Sent	   *e;
 
@@ -1347,6 +1475,8 @@ send_change(Apply *a, const char *name, int n, const ApplyRel *r, const char *ve
 	e->relid = r->relid;
 	e->rows = rows;
 	e->link = link;
+	e->expect = expect;
+	e->lsn = a->txn_final_lsn;
 	a->batch_changes += changes;
 	return maybe_sync(a);
 }
@@ -1357,7 +1487,7 @@ send_prepared(Apply *a, const char *name, int n, const char *what, const ApplyRe
 {
 	for (int i = 0; i < n; i++)
 		a->params[i] = a->poffs[i] == SIZE_MAX ? NULL : a->arena.data + a->poffs[i];
-	return send_change(a, name, n, r, what, 0, NULL, 1);
+	return send_change(a, name, n, r, what, 0, NULL, 1, 1);
 }
 
 /* The column list "(a, b, c)" of a relation, owned. */
@@ -1370,10 +1500,9 @@ column_list(const ApplyRel *r)
 	strbuf_addch(&sb, '(');
 	for (int i = 0; i < r->rel->ncols; i++)
 	{
-		char	   *c = pg_quote_ident(r->rel->cols[i].name);
+		const char *c = r->qcols[i];
 
 		strbuf_addf(&sb, "%s%s", i ? ", " : "", c);
-		free(c);
 	}
 	strbuf_addch(&sb, ')');
 	return strbuf_detach(&sb);
@@ -1422,7 +1551,7 @@ send_pending(Apply *a, ApplyRel *r, const char *name, int first, int rows)
 
 	for (int i = 0; i < n; i++)
 		a->params[i] = offs[i] == SIZE_MAX ? NULL : r->pend.data + offs[i];
-	return send_change(a, name, n, r, "inserting", rows, "rows into", rows);
+	return send_change(a, name, n, r, "inserting", rows, "rows into", rows, 0);
 }
 
 /*
@@ -1440,7 +1569,7 @@ send_offsets(Apply *a, const char *name, const char *base, const size_t *offs, c
 
 		a->params[i] = o == SIZE_MAX ? NULL : base + o;
 	}
-	return send_change(a, name, n, r, "updating", rows, "rows of", changes);
+	return send_change(a, name, n, r, "updating", rows, "rows of", changes, rows > 0 ? rows : 1);
 }
 
 /* Send the inserts waiting for r: a full batch at once, a partial one row by row. */
@@ -1632,14 +1761,13 @@ update_variant(Apply *a, ApplyRel *r, const char *mask, char *name, size_t names
 		strbuf_addf(&sql, "UPDATE %s%s SET ", r->partitioned ? "" : "ONLY ", r->qualname);
 		for (int i = 0; i < r->rel->ncols; i++)
 		{
-			char	   *c;
+			const char *c;
 
 			if (mask[i] == '1')
 				continue;
-			c = pg_quote_ident(r->rel->cols[i].name);
+			c = r->qcols[i];
 			strbuf_addf(&sql, "%s%s = $%d", p > 1 ? ", " : "", c, p);
 			p++;
-			free(c);
 		}
 		where_clause(&sql, r, p);
 		np = p - 1;
@@ -1678,14 +1806,13 @@ flush_updates(Apply *a, ApplyRel *r)
 			strbuf_addf(&sql, "UPDATE %s%s AS t SET ", r->partitioned ? "" : "ONLY ", r->qualname);
 			for (int i = 0; i < ncols; i++)
 			{
-				char	   *c;
+				const char *c;
 
 				if (r->rel->cols[i].key)
 					continue;
-				c = pg_quote_ident(r->rel->cols[i].name);
+				c = r->qcols[i];
 				strbuf_addf(&sql, "%s%s = v.c%d", first ? "" : ", ", c, i);
 				first = false;
-				free(c);
 			}
 			strbuf_addstr(&sql, " FROM (VALUES ");
 			for (int k = 0; k < r->batch_rows; k++)
@@ -1702,14 +1829,13 @@ flush_updates(Apply *a, ApplyRel *r)
 			first = true;
 			for (int i = 0; i < ncols; i++)
 			{
-				char	   *c;
+				const char *c;
 
 				if (!r->rel->cols[i].key)
 					continue;
-				c = pg_quote_ident(r->rel->cols[i].name);
+				c = r->qcols[i];
 				strbuf_addf(&sql, "%st.%s = v.c%d", first ? "" : " AND ", c, i);
 				first = false;
-				free(c);
 			}
 			r->umulti_prepared = prepare(a, name, sql.data, p - 1);
 			strbuf_release(&sql);
@@ -1963,6 +2089,16 @@ handle(Apply *a, const PgoMessage *m)
 		case 'Y':
 			return true;
 		case 'M':
+			/* reverse without an origin: the forward apply's mark (apply.h) */
+			if (a->args->skip_origin && a->in_src_txn && !a->skip_txn && m->u.message.transactional &&
+				strcmp(m->u.message.prefix, APPLY_MARK_PREFIX) == 0 &&
+				m->u.message.len == strlen(a->args->skip_origin) &&
+				memcmp(m->u.message.content, a->args->skip_origin, m->u.message.len) == 0)
+			{
+				log_debug("skipping a transaction marked as applied by migration %s", a->args->skip_origin);
+				a->skip_txn = true;
+				return true;
+			}
 			/* heartbeats: their commit moves the position; probes and sentinels are waited for */
 			if (!a->skip_txn)
 				a->batch_message = true;
@@ -1997,10 +2133,10 @@ handle(Apply *a, const PgoMessage *m)
 static bool
 setup_session(Apply *a, const char *encoding)
 {
-	char	   *enc = pg_quote_literal(encoding);
-	char	   *sql = xasprintf("SET session_replication_role = replica; SET synchronous_commit = off;"
-								" SET client_encoding = %s", enc);
-	bool		ok = pg_exec(a->conn, "set up the apply session", sql);
+	char	   *enc = pg_quote_literal(a->conn, encoding);
+	char	   *sql = enc ? xasprintf("SET session_replication_role = replica; SET synchronous_commit = off;"
+									" SET client_encoding = %s", enc) : NULL;
+	bool		ok = sql != NULL && pg_exec(a->conn, "set up the apply session", sql);
 
 	free(enc);
 	free(sql);
@@ -2009,7 +2145,8 @@ setup_session(Apply *a, const char *encoding)
 		const char *stmt = batch_statements[i].sql;
 		PGresult   *res;
 
-		if (stmt == ORIGIN_ADVANCE_SQL && !a->args->use_origin)
+		if ((stmt == ORIGIN_ADVANCE_SQL && !a->args->use_origin) ||
+			(stmt == MARK_SQL && a->args->use_origin))
 			continue;
 		if (stmt == PROGRESS_UPDATE_SQL && a->args->use_origin)
 			stmt = PROGRESS_ORIGIN_SQL;
@@ -2320,16 +2457,16 @@ apply_prepare_target(const FerryConfig *cfg, bool *use_origin, uint64_t *applied
 		PGresult   *o;
 
 		if (fresh)
-			PQclear(PQexecParams(conn,
+			PQclear(pg_execute(conn,
 								 "SELECT pg_catalog.pg_replication_origin_drop(n)"
 								 "  FROM (SELECT $1::text AS n) x"
 								 " WHERE pg_catalog.pg_replication_origin_oid(n) IS NOT NULL",
-								 1, NULL, params, NULL, NULL, 0));
-		o = PQexecParams(conn,
+								 1, params));
+		o = pg_execute(conn,
 						 "SELECT pg_catalog.pg_replication_origin_create(n)"
 						 "  FROM (SELECT $1::text AS n) x"
 						 " WHERE pg_catalog.pg_replication_origin_oid(n) IS NULL",
-						 1, NULL, params, NULL, NULL, 0);
+						 1, params);
 		*use_origin = PQresultStatus(o) == PGRES_TUPLES_OK;
 		if (!*use_origin)
 			log_notice("not using a replication origin on the target (%s); the applied position is kept in ferry.apply_progress only",

@@ -83,6 +83,7 @@
 #define FERRY_APPLY_H
 
 #include <stdatomic.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -117,7 +118,25 @@ typedef struct ApplyShared
 	_Atomic uint64_t received_lsn;	/* the source's stream, as far as read */
 	_Atomic bool stop;			/* coordinator asks the apply thread to finish */
 	_Atomic int status;			/* ApplyStatus of the apply thread */
+	/*
+	 * Divergence: UPDATEs and DELETEs from the source that matched no row on
+	 * the target (a row missing or different there). The total since start,
+	 * and per table the counts not yet recorded in ferry.unmatched, which
+	 * the coordinator takes (apply_take_unmatched) and records; unmatched_mu
+	 * guards the lists (the coordinator initialises it).
+	 */
+	_Atomic int64_t unmatched;
+	pthread_mutex_t unmatched_mu;
+	StrList		unmatched_tables;	/* qualified names, quoted */
+	int64_t    *unmatched_counts;	/* parallel to unmatched_tables */
+	uint64_t   *unmatched_lsns;	/* commit LSN of the last such source transaction */
 } ApplyShared;
+
+/*
+ * Take the per-table unmatched counts the apply thread gathered (moved to
+ * *tables, *counts, *lsns, owned by the caller; lists empty afterwards).
+ */
+void		apply_take_unmatched(ApplyShared *sh, StrList *tables, int64_t **counts, uint64_t **lsns);
 
 typedef struct ApplyArgs
 {
@@ -132,6 +151,21 @@ typedef struct ApplyArgs
 	bool		use_origin;		/* also advance a replication origin */
 	const char *skip_origin;	/* skip transactions from this replication origin (reverse), or NULL */
 } ApplyArgs;
+
+/*
+ * The echo filter without an origin. Reverse replication must not send back
+ * what the forward apply wrote on the target. With a replication origin the
+ * stream names it (an Origin message); a target role that may not use the
+ * origin functions (a managed service's database owner) has none. So
+ * without an origin every target transaction the apply opens starts with a
+ * transactional logical message APPLY_MARK_PREFIX whose content is the
+ * migration's name: it commits or vanishes with the transaction, and the
+ * reverse decoder skips a transaction that carries its forward migration's
+ * mark exactly as one from its origin. (One small WAL record per target
+ * transaction, only without an origin; the reverse stream needs logical
+ * messages: servers 14+.)
+ */
+#define APPLY_MARK_PREFIX "ferry_apply"
 
 /* Thread entry: apply until stopped or failed; sets shared->status. */
 void	   *apply_main(void *args);

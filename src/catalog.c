@@ -85,9 +85,17 @@ catalog_tables(PGconn *conn, const unsigned int *oids, int noids, TableList *out
 	for (int i = 0; i < list.n; i++)
 	{
 		TableInfo  *t = &list.items[i];
-		char	   *qn = pg_quote_ident(PQgetvalue(res, i, 1));
-		char	   *qr = pg_quote_ident(PQgetvalue(res, i, 2));
+		char	   *qn = pg_quote_ident(conn, PQgetvalue(res, i, 1));
+		char	   *qr = pg_quote_ident(conn, PQgetvalue(res, i, 2));
 
+		if (qn == NULL || qr == NULL)
+		{
+			free(qn);
+			free(qr);
+			list.n = i;
+			catalog_tables_free(&list);
+			goto cleanup;
+		}
 		t->oid = (unsigned int) strtoul(PQgetvalue(res, i, 0), NULL, 10);
 		t->nspname = xstrdup(PQgetvalue(res, i, 1));
 		t->relname = xstrdup(PQgetvalue(res, i, 2));

@@ -249,7 +249,6 @@ static const char DATABASE_SETTINGS_SQL[] =
 	" ORDER BY s.setrole <> 0, pg_catalog.pg_get_userbyid(s.setrole), c.n";
 
 /* ferry's own state tables (state.c): a schema holding only these is ours */
-static const char *const STATE_TABLES[] = {"migration", "copy_item", "copy_plan", "apply_progress", "schema_step", "file_sync"};
 
 /* PostgreSQL's reserved key words: identifiers that must be quoted. */
 static const char *const RESERVED_WORDS[] = {
@@ -347,7 +346,27 @@ check_ident(const char *name)
 		plain = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '$';
 	for (size_t i = 0; plain && i < sizeof(RESERVED_WORDS) / sizeof(RESERVED_WORDS[0]); i++)
 		plain = strcmp(name, RESERVED_WORDS[i]) != 0;
-	return plain ? xstrdup(name) : pg_quote_ident(name);
+	if (plain)
+		return xstrdup(name);
+	{
+		/*
+		 * Only for the text of a report or a fix the user reads (no
+		 * connection at hand in most checks); SQL that ferry sends is
+		 * quoted by libpq (pg_quote_ident).
+		 */
+		StrBuf		sb;
+
+		strbuf_init(&sb);
+		strbuf_addch(&sb, '"');
+		for (const char *p = name; *p; p++)
+		{
+			if (*p == '"')
+				strbuf_addch(&sb, '"');
+			strbuf_addch(&sb, *p);
+		}
+		strbuf_addch(&sb, '"');
+		return strbuf_detach(&sb);
+	}
 }
 
 /* schema.name, each part quoted when needed. Owned. */
@@ -522,7 +541,6 @@ typedef struct CheckCtx
 	CheckReport *report;
 	Server		src;
 	Server		tgt;
-	char	   *passwords[2];	/* scrubbed from every row; owned */
 	char	   *include_re;		/* parameter values for MIGRATED_SCHEMA_FILTER */
 	char	   *exclude_re;
 	char	   *exclude_table_re;
@@ -556,12 +574,6 @@ ctx_release(CheckCtx *ctx)
 {
 	server_release(&ctx->src);
 	server_release(&ctx->tgt);
-	for (int i = 0; i < 2; i++)
-	{
-		if (ctx->passwords[i])
-			explicit_bzero(ctx->passwords[i], strlen(ctx->passwords[i]));
-		free(ctx->passwords[i]);
-	}
 	free(ctx->include_re);
 	free(ctx->exclude_re);
 	free(ctx->exclude_table_re);
@@ -576,32 +588,6 @@ ctx_release(CheckCtx *ctx)
 	}
 	free(ctx->rels);
 	state_release(&ctx->state);
-}
-
-/* Replace every occurrence of the configured passwords with "********". */
-static char *
-scrub(const CheckCtx *ctx, const char *text)
-{
-	char	   *s = xstrdup(text);
-
-	for (int i = 0; i < 2; i++)
-	{
-		const char *pw = ctx->passwords[i];
-		char	   *hit;
-
-		/* a very short password would mangle ordinary words */
-		if (pw == NULL || strlen(pw) < 4)
-			continue;
-		while ((hit = strstr(s, pw)) != NULL)
-		{
-			char	   *t = xasprintf("%.*s********%s", (int) (hit - s), s, hit + strlen(pw));
-
-			explicit_bzero(s, strlen(s));
-			free(s);
-			s = t;
-		}
-	}
-	return s;
 }
 
 static void row(CheckCtx *ctx, CheckStatus st, const Server *srv, const char *check,
@@ -621,8 +607,9 @@ row(CheckCtx *ctx, CheckStatus st, const Server *srv, const char *check,
 	va_start(ap, fmt);
 	strbuf_vaddf(&sb, fmt, ap);
 	va_end(ap);
-	detail = scrub(ctx, sb.data);
-	f = fix ? scrub(ctx, fix) : NULL;
+	/* the connection strings' secrets (log.h): rows are printed on stdout, not logged */
+	detail = log_scrub(sb.data);
+	f = fix ? log_scrub(fix) : NULL;
 	check_report_add(ctx->report, st, srv->label, check, f, "%s", detail);
 	ctx->report->items[ctx->report->n - 1].not_migrated = ctx->not_migrated;
 	free(f);
@@ -639,7 +626,7 @@ static PGresult *
 run_query(CheckCtx *ctx, Server *srv, const char *check, const char *sql,
 		  int nparams, const char *const *params, int nrows, int ncols)
 {
-	PGresult   *res = PQexecParams(srv->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	PGresult   *res = pg_execute(srv->conn, sql, nparams, params);
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
@@ -1201,7 +1188,7 @@ check_ferry_schema(CheckCtx *ctx)
 			only_state = false;	/* an empty schema: someone made it */
 			continue;
 		}
-		for (size_t j = 0; j < sizeof(STATE_TABLES) / sizeof(STATE_TABLES[0]); j++)
+		for (int j = 0; STATE_TABLES[j] != NULL; j++)
 			known |= strcmp(PQgetvalue(res, i, 0), STATE_TABLES[j]) == 0;
 		only_state &= known;
 	}
@@ -1245,9 +1232,9 @@ check_existing_slot(CheckCtx *ctx)
 			ctx->cfg->name, ctx->state.phase);
 	else
 	{
-		lit = pg_quote_literal(ctx->cfg->name);
+		lit = pg_quote_literal(s->conn, ctx->cfg->name);
 		fix = xasprintf("SELECT pg_drop_replication_slot(%s);%s (on the source; or pick another --name)",
-						lit, getbool(res, 0, 2) ? " after stopping the process that uses it" : "");
+						lit ? lit : "'?'", getbool(res, 0, 2) ? " after stopping the process that uses it" : "");
 		row(ctx, CHECK_BLOCKING, s, "existing slot", fix,
 			"replication slot %s already exists (%s%s%s%s) but the target holds no state for migration %s: it is left over from an earlier attempt or used by something else",
 			ctx->cfg->name, PQgetvalue(res, 0, 0),
@@ -1459,7 +1446,7 @@ program_version(const char *path, int *code, char **version, char **why)
 		return false;
 	}
 	close(fd);
-	rc = proc_run(argv, NULL, tmp, &err);
+	rc = proc_run(argv, NULL, tmp, pg_interrupted, &err);
 	if (rc != 0)
 	{
 		*why = xasprintf("could not run %s%s%s", path, err && err[0] ? ": " : "", err ? err : "");
@@ -1573,12 +1560,12 @@ static void
 check_target_apply_role(CheckCtx *ctx)
 {
 	Server	   *t = &ctx->tgt;
-	PGresult   *res = PQexec(t->conn, "BEGIN; SET LOCAL session_replication_role = replica");
+	PGresult   *res = pg_execute(t->conn, "BEGIN; SET LOCAL session_replication_role = replica", 0, NULL);
 	bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 	char	   *e = ok ? NULL : pg_result_error_text(res, t->conn);
 
 	PQclear(res);
-	res = PQexec(t->conn, "ROLLBACK");
+	res = pg_execute(t->conn, "ROLLBACK", 0, NULL);
 	PQclear(res);
 	if (ok)
 		row(ctx, CHECK_OK, t, "apply role", NULL,
@@ -1999,8 +1986,6 @@ check_run(const FerryConfig *cfg, CheckReport *report)
 	s->conninfo = cfg->source;
 	t->label = "target";
 	t->conninfo = cfg->target;
-	ctx.passwords[0] = pg_conninfo_password(cfg->source);
-	ctx.passwords[1] = pg_conninfo_password(cfg->target);
 	ctx.include_re = pattern_array(&cfg->include_schemas, false);
 	ctx.exclude_re = pattern_array(&cfg->exclude_schemas, false);
 	ctx.exclude_table_re = pattern_array(&cfg->exclude_tables, true);
@@ -2020,7 +2005,7 @@ check_run(const FerryConfig *cfg, CheckReport *report)
 	if (src_ok)
 	{
 		const char *params[1] = {cfg->name};
-		PGresult   *res = PQexecParams(s->conn, SLOT_SQL, 1, NULL, params, NULL, NULL, 0);
+		PGresult   *res = pg_execute(s->conn, SLOT_SQL, 1, params);
 
 		/* a resumed migration already has its slot: it needs no free one */
 		own_slot = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&

@@ -9,9 +9,9 @@
  * fix: the setting, SQL or GRANT to run. Printing and the exit code are the
  * caller's (cli_check.c); nothing here prints to stdout.
  *
- * Rows never contain a password: connection strings are reported through
- * pg_conninfo_safe() and every row is scrubbed of the passwords found in the
- * configured connection strings.
+ * Rows never contain a secret: connection strings are reported through
+ * pg_conninfo_safe() and every row is scrubbed (log_scrub) of the secrets
+ * main registered from the configured connection strings.
  */
 #ifndef FERRY_CHECK_H
 #define FERRY_CHECK_H
@@ -83,7 +83,11 @@ const char *check_status_name(CheckStatus status, bool json);
  */
 char	   *check_pattern_regex(const char *pattern, bool qualified);
 
-/* An identifier as it must be written in SQL: quoted only when needed. Owned. */
+/*
+ * An identifier as it must be written in SQL, quoted only when needed, for
+ * the text of a report or fix (never sent by ferry: that SQL is quoted by
+ * libpq, pg_quote_ident). Pure. Owned.
+ */
 char	   *check_ident(const char *name);
 
 #endif

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "check.h"
 #include "freeze.h"
 #include "exitcode.h"
 #include "log.h"
@@ -170,8 +171,14 @@ check_phase(FerryConfig *cfg, PGconn *tgt)
 			if (!left || PQgetisnull(res, 0, col) || !freeze_from_json(PQgetvalue(res, 0, col), &fz))
 				continue;
 			if (strcmp(fz.mode, "readonly") == 0)
+			{
+				/* the name comes from the state table: quoted, so the SQL to copy is just that */
+				char	   *qd = check_ident(fz.dbname);
+
 				printf("note: the %s database %s stays read-only, as the %s left it; to reopen it: ALTER DATABASE %s RESET default_transaction_read_only\n",
-					   col == 1 ? "source" : "target", fz.dbname, col == 1 ? "switchover" : "rollback", fz.dbname);
+					   col == 1 ? "source" : "target", qd, col == 1 ? "switchover" : "rollback", qd);
+				free(qd);
+			}
 			else if (strcmp(fz.mode, "revoke") == 0)
 				printf("note: application roles on the %s stay without LOGIN, as the %s left them\n",
 					   col == 1 ? "source" : "target", col == 1 ? "switchover" : "rollback");

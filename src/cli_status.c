@@ -69,6 +69,8 @@ typedef struct Status
 	PGresult   *sr;				/* SOURCE_STATUS_SQL, or NULL */
 	PGresult   *files;			/* ferry.file_sync rows, or NULL */
 	PGresult   *rev;			/* reverse replication's progress on the source, or NULL */
+	PGresult   *unmatched;		/* ferry.unmatched rows (divergence), or NULL */
+	PGresult   *source_writes;	/* ferry.source_writes rows (watch.h), or NULL */
 	bool		source_reachable;
 	TableDelta *tables;
 	int			ntables;
@@ -108,8 +110,8 @@ count_rows(PGconn *conn, TableDelta *t, int n, bool source)
 {
 	for (int i = 0; i < n; i++)
 	{
-		char	   *sql = xasprintf("SELECT count(*) FROM ONLY %s", t[i].qual);
-		PGresult   *res = conn ? PQexec(conn, sql) : NULL;
+		char	   *sql = t[i].qual ? xasprintf("SELECT count(*) FROM ONLY %s", t[i].qual) : NULL;
+		PGresult   *res = conn && sql ? pg_execute(conn, sql, 0, NULL) : NULL;
 		long long	v = -1;
 
 		if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
@@ -145,6 +147,8 @@ status_release(Status *st)
 	PQclear(st->sr);
 	PQclear(st->files);
 	PQclear(st->rev);
+	PQclear(st->unmatched);
+	PQclear(st->source_writes);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -224,6 +228,14 @@ status_collect(const FerryConfig *cfg, PGconn *tgt, PGconn *src, Status *st)
 		}
 		free(rname);
 	}
+	if (state_table_exists(tgt, "unmatched") == 1)
+		st->unmatched = pg_query(tgt, "read the changes that matched no row",
+								 "SELECT tablename, changes, last_lsn::text, last_at::text FROM ferry.unmatched"
+								 " WHERE migration = $1 ORDER BY changes DESC, tablename", 1, params);
+	if (state_table_exists(tgt, "source_writes") == 1)
+		st->source_writes = pg_query(tgt, "read the writes on the old source",
+									 "SELECT tablename, changes, last_lsn::text, last_at::text FROM ferry.source_writes"
+									 " WHERE migration = $1 ORDER BY changes DESC, tablename", 1, params);
 	plan = pg_query(tgt, "read the copy plan",
 					"SELECT p.nspname, p.relname, count(ci.chunk), COALESCE(max(ci.nchunks), 0)"
 					"  FROM ferry.copy_plan p LEFT JOIN ferry.copy_item ci"
@@ -235,13 +247,14 @@ status_collect(const FerryConfig *cfg, PGconn *tgt, PGconn *src, Status *st)
 		st->tables = xcalloc((size_t) st->ntables + 1, sizeof(TableDelta));
 		for (int i = 0; i < st->ntables; i++)
 		{
-			char	   *a = pg_quote_ident(PQgetvalue(plan, i, 0));
-			char	   *b = pg_quote_ident(PQgetvalue(plan, i, 1));
+			char	   *a = pg_quote_ident(tgt, PQgetvalue(plan, i, 0));
+			char	   *b = pg_quote_ident(tgt, PQgetvalue(plan, i, 1));
 
 			st->tables[i].name = xasprintf("%s.%s", PQgetvalue(plan, i, 0), PQgetvalue(plan, i, 1));
 			st->tables[i].parts_done = atoi(PQgetvalue(plan, i, 2));
 			st->tables[i].parts = atoi(PQgetvalue(plan, i, 3));
-			st->tables[i].qual = xasprintf("%s.%s", a, b);
+			/* NULL (no count, logged) if a name cannot be quoted */
+			st->tables[i].qual = a && b ? xasprintf("%s.%s", a, b) : NULL;
 			free(a);
 			free(b);
 		}
@@ -293,6 +306,26 @@ status_render_json(const FerryConfig *cfg, const Status *st, bool compact, StrBu
 											"delta", t->src >= 0 && t->tgt >= 0 ? json_integer(t->src - t->tgt) : json_null()));
 	}
 	json_object_set_new(j, "tables", ta);
+	{
+		json_t	   *ua = json_array();
+
+		for (int i = 0; st->unmatched && i < PQntuples(st->unmatched); i++)
+			json_array_append_new(ua, json_pack("{s:s, s:I, s:s, s:s}", "table", PQgetvalue(st->unmatched, i, 0),
+												"changes", (json_int_t) strtoll(PQgetvalue(st->unmatched, i, 1), NULL, 10),
+												"last_lsn", PQgetvalue(st->unmatched, i, 2),
+												"last_at", PQgetvalue(st->unmatched, i, 3)));
+		json_object_set_new(j, "unmatched", ua);
+	}
+	{
+		json_t	   *wa = json_array();
+
+		for (int i = 0; st->source_writes && i < PQntuples(st->source_writes); i++)
+			json_array_append_new(wa, json_pack("{s:s, s:I, s:s, s:s}", "table", PQgetvalue(st->source_writes, i, 0),
+												"changes", (json_int_t) strtoll(PQgetvalue(st->source_writes, i, 1), NULL, 10),
+												"last_lsn", PQgetvalue(st->source_writes, i, 2),
+												"last_at", PQgetvalue(st->source_writes, i, 3)));
+		json_object_set_new(j, "source_writes_after_switch", wa);
+	}
 	json_object_set_new(j, "switchover", PQgetisnull(tr, 0, 16) ? json_null()
 						: json_pack("{s:s, s:f, s:b, s:o, s:o}", "switched_at", PQgetvalue(tr, 0, 16),
 									"write_downtime_seconds", strtod(PQgetvalue(tr, 0, 17), NULL),
@@ -396,6 +429,32 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 		if (!PQgetisnull(tr, 0, 19))
 			strbuf_addf(out, "  rollback rolled back at %s, write downtime %.3f s\n",
 						PQgetvalue(tr, 0, 19), strtod(PQgetvalue(tr, 0, 20), NULL));
+	}
+	if (st->unmatched && PQntuples(st->unmatched) > 0)
+	{
+		long long	total = 0;
+
+		for (int i = 0; i < PQntuples(st->unmatched); i++)
+			total += strtoll(PQgetvalue(st->unmatched, i, 1), NULL, 10);
+		strbuf_addf(out, "  DIVERGED %lld updates/deletes from the source matched no row on the target. Fix: repair those rows (ferry verify shows them); a verify that finds every table equal clears this\n",
+					total);
+		for (int i = 0; i < PQntuples(st->unmatched); i++)
+			strbuf_addf(out, "           %s: %s, the last in the source transaction committed at %s (seen %s)\n",
+						PQgetvalue(st->unmatched, i, 0), PQgetvalue(st->unmatched, i, 1),
+						PQgetvalue(st->unmatched, i, 2), PQgetvalue(st->unmatched, i, 3));
+	}
+	if (st->source_writes && PQntuples(st->source_writes) > 0)
+	{
+		long long	total = 0;
+
+		for (int i = 0; i < PQntuples(st->source_writes); i++)
+			total += strtoll(PQgetvalue(st->source_writes, i, 1), NULL, 10);
+		strbuf_addf(out, "  LOST?    %lld changes were committed on the OLD SOURCE after the switchover and are NOT on the new primary. Fix: stop the client still writing there (see the old source's pg_stat_activity), carry those rows over by hand, then DELETE FROM ferry.source_writes on the target\n",
+					total);
+		for (int i = 0; i < PQntuples(st->source_writes); i++)
+			strbuf_addf(out, "           %s: %s, the last in the transaction committed at %s on the old source (seen %s)\n",
+						PQgetvalue(st->source_writes, i, 0), PQgetvalue(st->source_writes, i, 1),
+						PQgetvalue(st->source_writes, i, 2), PQgetvalue(st->source_writes, i, 3));
 	}
 	for (int i = 0; st->files && i < PQntuples(st->files); i++)
 		strbuf_addf(out, "  files    %s -> %s: %s, %s runs, last ok %s\n", PQgetvalue(st->files, i, 0),
@@ -599,8 +658,9 @@ cli_status(FerryConfig *cfg)
 		else
 			status_render_text(cfg, &st, NULL, 0, &out);
 		fwrite(out.data, 1, out.len, stdout);
+		/* writes found on the old source after the switch: exit 1, for scripts and monitoring */
+		rc = st.source_writes && PQntuples(st.source_writes) > 0 ? EXIT_FAILED : EXIT_OK;
 		status_release(&st);
-		rc = EXIT_OK;
 	}
 	strbuf_release(&out);
 	pg_finish(src);

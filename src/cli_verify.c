@@ -17,6 +17,7 @@
 #include "log.h"
 #include "mem.h"
 #include "pgsql.h"
+#include "state.h"
 #include "verify.h"
 
 /* --table patterns, collected by main.c's option parser */
@@ -171,6 +172,31 @@ print_json(const VerifyTable *t, int n, double seconds, bool ok)
 	json_decref(j);
 }
 
+/*
+ * Every table compared equal: the divergence apply recorded (changes that
+ * matched no row, ferry.unmatched) has been repaired; forget it, so status
+ * and switchover see a healthy target again.
+ */
+static void
+forget_unmatched(const FerryConfig *cfg)
+{
+	PGconn	   *tgt = pg_connect(cfg->target, "target", PG_CONN_SQL, NULL);
+	const char *params[1] = {cfg->name};
+	PGresult   *res;
+
+	if (tgt == NULL)
+		return;
+	if (state_table_exists(tgt, "unmatched") == 1)
+	{
+		res = pg_query(tgt, "forget the repaired divergence",
+					   "DELETE FROM ferry.unmatched WHERE migration = $1", 1, params);
+		if (res && atoi(PQcmdTuples(res)) > 0)
+			log_info("every table is equal: forgot the %s tables recorded as diverged", PQcmdTuples(res));
+		PQclear(res);
+	}
+	pg_finish(tgt);
+}
+
 /* Verify every table (or the --table ones), print the report; exit code. */
 int
 cli_verify(FerryConfig *cfg)
@@ -189,7 +215,8 @@ cli_verify_all(FerryConfig *cfg)
 				t1;
 	double		seconds;
 	bool		completed,
-				ok;
+				ok,
+				whole;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	tgt = pg_connect(cfg->target, "target", PG_CONN_SQL, NULL);
@@ -199,6 +226,7 @@ cli_verify_all(FerryConfig *cfg)
 		strlist_free(&table_patterns);
 		return false;
 	}
+	whole = table_patterns.n == 0;
 	pg_finish(tgt);
 	strlist_free(&table_patterns);
 
@@ -206,6 +234,8 @@ cli_verify_all(FerryConfig *cfg)
 	ok = completed;
 	for (int i = 0; i < n; i++)
 		ok = ok && verify_table_ok(&tables[i]);
+	if (ok && whole)
+		forget_unmatched(cfg);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	seconds = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
 	if (cfg->json)

@@ -147,7 +147,7 @@ step_worker_run(void *ctx, void *wstate, int i)
 
 		if (!pg_exec(conn, "begin a schema step", "BEGIN"))
 			return false;
-		res = PQexec(conn, s->sql);
+		res = pg_execute(conn, s->sql, 0, NULL);
 		if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK)
 		{
 			PQclear(res);
@@ -453,7 +453,7 @@ start_fresh(Clone *c)
 		return false;
 	if (!c->st.exists)
 	{
-		if (!state_ensure(c->tgt) || !state_create(c->tgt, c->cfg->name, c->cfg->name))
+		if (!state_ensure(c->tgt, "target") || !state_create(c->tgt, c->cfg->name, c->cfg->name))
 			return false;
 	}
 	/* publications first: pgoutput must find them at every decoded change */
@@ -492,40 +492,38 @@ start_resume(Clone *c)
 static bool
 record_plan(Clone *c)
 {
-	StrBuf		nsp,
-				rel,
-				bytes;
+	StrList		nsp = {0},
+				rel = {0},
+				bytes = {0};
 	bool		ok;
 
-	strbuf_init(&nsp);
-	strbuf_init(&rel);
-	strbuf_init(&bytes);
+	/* the names as parameters (text[] values), never in the SQL text */
 	for (int i = 0; i < c->tables.n; i++)
 	{
-		char	   *a = pg_quote_literal(c->tables.items[i].nspname);
-		char	   *b = pg_quote_literal(c->tables.items[i].relname);
+		char		b[32];
 
-		strbuf_addf(&nsp, "%s%s", i ? "," : "", a);
-		strbuf_addf(&rel, "%s%s", i ? "," : "", b);
-		strbuf_addf(&bytes, "%s%lld", i ? "," : "", (long long) c->tables.items[i].bytes);
-		free(a);
-		free(b);
+		snprintf(b, sizeof(b), "%lld", (long long) c->tables.items[i].bytes);
+		strlist_add(&nsp, c->tables.items[i].nspname);
+		strlist_add(&rel, c->tables.items[i].relname);
+		strlist_add(&bytes, b);
 	}
 	{
-		char	   *sql = xasprintf("INSERT INTO ferry.copy_plan (migration, nspname, relname, bytes)"
-									" SELECT $1, * FROM unnest(ARRAY[%s]::text[], ARRAY[%s]::text[], ARRAY[%s]::bigint[])"
-									" ON CONFLICT (migration, nspname, relname) DO NOTHING",
-									nsp.data, rel.data, bytes.data);
-		const char *params[1] = {c->cfg->name};
-		PGresult   *res = c->tables.n ? pg_query(c->tgt, "record the copy plan", sql, 1, params) : NULL;
+		char	   *a[3] = {pg_text_array(&nsp), pg_text_array(&rel), pg_text_array(&bytes)};
+		const char *params[4] = {c->cfg->name, a[0], a[1], a[2]};
+		PGresult   *res = c->tables.n ? pg_query(c->tgt, "record the copy plan",
+												 "INSERT INTO ferry.copy_plan (migration, nspname, relname, bytes)"
+												 " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bigint[])"
+												 " ON CONFLICT (migration, nspname, relname) DO NOTHING",
+												 4, params) : NULL;
 
 		ok = c->tables.n == 0 || res != NULL;
 		PQclear(res);
-		free(sql);
+		for (int i = 0; i < 3; i++)
+			free(a[i]);
 	}
-	strbuf_release(&nsp);
-	strbuf_release(&rel);
-	strbuf_release(&bytes);
+	strlist_free(&nsp);
+	strlist_free(&rel);
+	strlist_free(&bytes);
 	return ok;
 }
 
@@ -557,14 +555,78 @@ clone_read_done(PGconn *tgt, const char *name, const TableList *tables, bool *do
 	return true;
 }
 
-/* Which tables are done; truncate tables copied only in part. */
+/*
+ * Partitions copied before a resume whose tree is not all copied at that
+ * one snapshot: the change stream of a 13+ source names only the root, so
+ * one snapshot must hold for every partition of a tree (apply.c skips a
+ * root's changes up to it). $2, $3: schema and table names of the planned
+ * tables.
+ */
+static const char TREE_REDO_SQL[] =
+	"WITH planned AS ("
+	"  SELECT p.nspname, p.relname, pg_catalog.pg_partition_root(pg_catalog.to_regclass("
+	"           pg_catalog.quote_ident(p.nspname) || '.' || pg_catalog.quote_ident(p.relname))) AS root"
+	"    FROM unnest($2::text[], $3::text[]) AS p (nspname, relname)),"
+	" copied AS ("
+	"  SELECT nspname, relname, min(snapshot_lsn) AS lsn FROM ferry.copy_item"
+	"   WHERE migration = $1 GROUP BY 1, 2),"
+	" tree AS ("
+	"  SELECT pl.root, count(*) FILTER (WHERE c.lsn IS NULL) AS todo, count(DISTINCT c.lsn) AS snapshots"
+	"    FROM planned pl LEFT JOIN copied c USING (nspname, relname)"
+	"   WHERE pl.root IS NOT NULL GROUP BY pl.root)"
+	" SELECT pl.nspname, pl.relname FROM planned pl JOIN tree t USING (root) JOIN copied c USING (nspname, relname)"
+	"  WHERE t.todo > 0 OR t.snapshots > 1";
+
+/* Mark in redo[] the partitions TREE_REDO_SQL names. */
+static bool
+load_tree_redo(Clone *c, bool *redo)
+{
+	StrList		nsp = {0},
+				rel = {0};
+	const char *params[3];
+	char	   *nsp_array,
+			   *rel_array;
+	PGresult   *res;
+
+	for (int i = 0; i < c->tables.n; i++)
+	{
+		strlist_add(&nsp, c->tables.items[i].nspname);
+		strlist_add(&rel, c->tables.items[i].relname);
+	}
+	nsp_array = pg_text_array(&nsp);
+	rel_array = pg_text_array(&rel);
+	params[0] = c->cfg->name;
+	params[1] = nsp_array;
+	params[2] = rel_array;
+	res = pg_query(c->tgt, "find partition trees split across snapshots", TREE_REDO_SQL, 3, params);
+	free(nsp_array);
+	free(rel_array);
+	strlist_free(&nsp);
+	strlist_free(&rel);
+	if (res == NULL)
+		return false;
+	for (int r = 0; r < PQntuples(res); r++)
+		for (int i = 0; i < c->tables.n; i++)
+			if (strcmp(c->tables.items[i].nspname, PQgetvalue(res, r, 0)) == 0 &&
+				strcmp(c->tables.items[i].relname, PQgetvalue(res, r, 1)) == 0)
+				redo[i] = true;
+	PQclear(res);
+	return true;
+}
+
+/*
+ * Which tables are done; truncate tables copied only in part, and
+ * partitions whose tree would otherwise be copied at two snapshots.
+ */
 static bool
 load_done(Clone *c, bool **done_out)
 {
 	size_t		n = (size_t) (c->tables.n ? c->tables.n : 1);
 	bool	   *done = xcalloc(n, sizeof(bool));
 	bool	   *partial = xcalloc(n, sizeof(bool));
-	bool		ok = clone_read_done(c->tgt, c->cfg->name, &c->tables, done, partial);
+	bool	   *redo = xcalloc(n, sizeof(bool));
+	bool		ok = clone_read_done(c->tgt, c->cfg->name, &c->tables, done, partial) &&
+		load_tree_redo(c, redo);
 
 	for (int i = 0; ok && i < c->tables.n; i++)
 	{
@@ -574,9 +636,13 @@ load_done(Clone *c, bool **done_out)
 		char	   *trunc;
 		PGresult   *d;
 
-		if (!partial[i])
+		if (!partial[i] && !redo[i])
 			continue;
-		log_info("table %s was copied in part: copying it again", t->qualname);
+		if (partial[i])
+			log_info("table %s was copied in part: copying it again", t->qualname);
+		else
+			log_info("partition %s was copied at an earlier snapshot than the rest of its partition tree: copying it again", t->qualname);
+		done[i] = false;
 		trunc = xasprintf("BEGIN; TRUNCATE ONLY %s", t->qualname);
 		ok = pg_exec(c->tgt, "empty a partly copied table", trunc);
 		free(trunc);
@@ -592,6 +658,7 @@ load_done(Clone *c, bool **done_out)
 			pg_exec_quiet(c->tgt, "ROLLBACK", NULL);
 	}
 	free(partial);
+	free(redo);
 	if (!ok)
 	{
 		free(done);
@@ -907,9 +974,9 @@ clone_run(FerryConfig *cfg, CloneSummary *sum)
 
 	/* from here on the coordinator reads the source as of the snapshot */
 	{
-		char	   *snap = pg_quote_literal(c.slot.snapshot);
-		char	   *sql = xasprintf("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT %s", snap);
-		bool		sok = pg_exec(c.src, "import the clone snapshot", sql);
+		char	   *snap = pg_quote_literal(c.src, c.slot.snapshot);
+		char	   *sql = snap ? xasprintf("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT %s", snap) : NULL;
+		bool		sok = sql != NULL && pg_exec(c.src, "import the clone snapshot", sql);
 
 		free(snap);
 		free(sql);

@@ -457,6 +457,8 @@ config_load_string(FerryConfig *cfg, const char *text, size_t len, char **errmsg
 			}
 			else if (strcmp(key, "no_owner") == 0)
 				yaml_set_bool(&y, v, key, &cfg->no_owner);
+			else if (strcmp(key, "stop_on_unmatched") == 0)
+				yaml_set_bool(&y, v, key, &cfg->stop_on_unmatched);
 			else if (strcmp(key, "no_privileges") == 0)
 				yaml_set_bool(&y, v, key, &cfg->no_privileges);
 			else if (strcmp(key, "set_replica_identity_full") == 0)

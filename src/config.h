@@ -84,6 +84,7 @@ typedef struct FerryConfig
 	int			cli_verbose;
 	int			cli_log_format;
 	bool		no_owner;		/* pg_restore --no-owner */
+	bool		stop_on_unmatched;	/* an UPDATE/DELETE that matches no target row stops apply */
 	bool		no_privileges;	/* pg_restore --no-privileges */
 	bool		set_replica_identity_full;	/* ALTER tables without identity on the source */
 	StrList		include_schemas;

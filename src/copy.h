@@ -24,6 +24,15 @@
  * every column is binary-safe (catalog.c); text otherwise. Both sides use
  * the source's encoding as client_encoding, so text passes through unchanged.
  * Generated columns are not copied: the target computes them.
+ *
+ * Failure. The relay (copy_stream, shared with the switchover's re-copy of
+ * keyless tables) never blocks: both sessions are nonblocking and every
+ * wait polls their sockets in short slices, watching the target's input
+ * (a terminated backend or a restarting server says so there) and the stop
+ * flag. One abort path ends both COPYs, bounded by COPY_ABORT_WAIT_MS: a
+ * CopyFail on the target, a cancel and a drain on the source; a side that
+ * does not finish is closed. The item's target transaction rolls back, the
+ * clone fails with one line naming the side, and a rerun resumes.
  */
 #ifndef FERRY_COPY_H
 #define FERRY_COPY_H
@@ -31,6 +40,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include <libpq-fe.h>
 
 #include "catalog.h"
 #include "config.h"
@@ -80,18 +91,42 @@ bool		copy_run(CopyJob *job);
 /* Monotonic clock in seconds. */
 double		copy_now(void);
 
-/* Room copy_relay() batches rows in. */
+/* Room copy_stream() batches rows in. */
 #define COPY_BATCH_BYTES (128 * 1024)
+/* How long an abort waits for each side to end its COPY before closing it. */
+#define COPY_ABORT_WAIT_MS 5000
+
+/* One table (or range) to relay: both sessions are the caller's. */
+typedef struct CopyStream
+{
+	PGconn	   *src;			/* idle; its transaction is the caller's */
+	const char *src_sql;		/* COPY ... TO STDOUT */
+	PGconn	   *tgt;			/* idle, inside the caller's transaction */
+	const char *tgt_sql;		/* COPY ... FROM STDIN */
+	const char *label;			/* the table (and part) in messages */
+	char	   *batch;			/* COPY_BATCH_BYTES of room, the caller's */
+	void		(*progress) (void *ctx, int64_t bytes);	/* every 64 kB; may be NULL */
+	void	   *ctx;
+} CopyStream;
 
 /*
- * Relay a COPY stream: src in COPY OUT, tgt in COPY IN (both started by the
- * caller, ended by it afterwards). Rows go out in CopyData messages of up to
- * COPY_BATCH_BYTES, built in `batch` (that much room, the caller's). Every
- * 64 kB progress(ctx, bytes since the last call) is called (may be NULL).
- * label names the table and what the action, for errors (logged). Bytes
- * relayed in *bytes_out on success.
+ * The COPY relay, used by the clone and by the switchover's re-copy. Runs
+ * src_sql on the source and tgt_sql on the target and moves each CopyData
+ * message across as it arrives, in messages of up to COPY_BATCH_BYTES.
+ * Both sessions are nonblocking meanwhile and every wait polls their
+ * sockets in short slices: a target that is lost mid-copy is seen when it
+ * goes (not at the end of the table), a stop request (SIGINT/SIGTERM) ends
+ * the relay at once, a server that stops answering cannot hold it.
+ *
+ * True, with the rows both sides counted (equal) and the bytes relayed,
+ * when both COPYs completed. False on any failure, logged once on one line
+ * naming the side ("lost the connection to the target (...)"); a stop is
+ * logged at info level. Either way both COPYs are over when it returns (the
+ * one abort path: CopyFail on the target, a cancel and a bounded drain on
+ * the source); the caller rolls back its target transaction. A session that
+ * could not be brought back within COPY_ABORT_WAIT_MS is abandoned
+ * (CONNECTION_BAD) and must be reconnected, not reused.
  */
-bool		copy_relay(PGconn *src, PGconn *tgt, char *batch, const char *label, const char *what,
-					   void (*progress) (void *ctx, int64_t bytes), void *ctx, int64_t *bytes_out);
+bool		copy_stream(const CopyStream *cs, int64_t *rows, int64_t *bytes);
 
 #endif

@@ -8,7 +8,12 @@
  * Points: clone.after-slot, clone.after-pre-data, copy.mid-item (every
  * 64 kB streamed inside a table copy), copy.after-item (each committed table
  * or part), clone.after-data, step.after (each committed post-data step),
- * clone.before-done.
+ * clone.before-done; freeze.after-revoke; switchover.after-freeze,
+ * switchover.after-drain, switchover.after-reverse (reverse objects made,
+ * before the intent), switchover.before-switch-hook (intent recorded),
+ * switchover.after-switch-hook (before the hand-over and phase switched),
+ * switchover.resume-drained (a rerun that finishes forward, before its
+ * hook); rollback.after-freeze, rollback.after-drain.
  */
 #ifndef FERRY_FAULT_H
 #define FERRY_FAULT_H

@@ -20,6 +20,7 @@
 #include "pgsql.h"
 #include "publication.h"
 #include "state.h"
+#include "watch.h"
 
 static const char RATE_UPDATE_SQL[] =
 	"UPDATE ferry.apply_progress SET changes_per_second = $2::float8, txns_per_second = $3::float8,"
@@ -55,6 +56,7 @@ typedef struct Follow
 	bool		locked;			/* tgt holds the migration's advisory lock */
 	bool		lock_refused;	/* another process holds it */
 	int64_t		last_phase_check_us;
+	int64_t		last_watch_us;	/* reverse: the last look at the old source (watch.h) */
 	bool		phase_moved;	/* the migration left the phase this follower serves */
 	PGconn	   *src;			/* heartbeats, publications */
 	PGconn	   *tgt;			/* state and rate */
@@ -117,9 +119,9 @@ heartbeat(Follow *f)
 	f->last_heartbeat_us = repl_now_us();
 	if (f->src == NULL || PQstatus(f->src) != CONNECTION_OK)
 		return;
-	res = PQexecParams(f->src,
+	res = pg_execute(f->src,
 					   "SELECT pg_catalog.pg_logical_emit_message(true, '" FOLLOW_HEARTBEAT_PREFIX "', $1)",
-					   1, NULL, params, NULL, NULL, 0);
+					   1, params);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -131,6 +133,83 @@ heartbeat(Follow *f)
 		}
 	}
 	PQclear(res);
+}
+
+/*
+ * Record in ferry.unmatched what the apply thread counted of changes that
+ * matched no row on the target (apply.h), adding to earlier counts. The
+ * counts go back to the apply thread's lists if the target cannot take them.
+ */
+static const char UNMATCHED_SQL[] =
+	"INSERT INTO ferry.unmatched AS u (migration, tablename, changes, last_lsn, last_at)"
+	" SELECT $1, t, c, l, pg_catalog.now()"
+	"   FROM unnest($2::text[], $3::bigint[], $4::pg_lsn[]) AS x (t, c, l)"
+	" ON CONFLICT (migration, tablename) DO UPDATE"
+	"   SET changes = u.changes + excluded.changes, last_lsn = excluded.last_lsn, last_at = excluded.last_at";
+
+static void
+record_unmatched(Follow *f, ApplyShared *sh)
+{
+	StrList		tables;
+	int64_t    *counts;
+	uint64_t   *lsns;
+	StrBuf		c,
+				l;
+	char	   *t;
+	PGresult   *res;
+	bool		ok;
+
+	apply_take_unmatched(sh, &tables, &counts, &lsns);
+	if (tables.n == 0)
+		return;
+	strbuf_init(&c);
+	strbuf_init(&l);
+	for (int i = 0; i < tables.n; i++)
+	{
+		char		lsn[32];
+
+		pg_lsn_format(lsns[i], lsn, sizeof(lsn));
+		strbuf_addf(&c, "%s%lld", i ? "," : "{", (long long) counts[i]);
+		strbuf_addf(&l, "%s%s", i ? "," : "{", lsn);
+	}
+	strbuf_addch(&c, '}');
+	strbuf_addch(&l, '}');
+	t = pg_text_array(&tables);
+	{
+		const char *params[4] = {f->cfg->name, t, c.data, l.data};
+
+		res = f->tgt ? pg_query(f->tgt, "record changes that matched no row", UNMATCHED_SQL, 4, params) : NULL;
+	}
+	ok = res != NULL;
+	PQclear(res);
+	free(t);
+	strbuf_release(&c);
+	strbuf_release(&l);
+	if (!ok)
+	{
+		/* give them back: the next round records them */
+		pthread_mutex_lock(&sh->unmatched_mu);
+		for (int i = 0; i < tables.n; i++)
+		{
+			int			j;
+
+			for (j = 0; j < sh->unmatched_tables.n && strcmp(sh->unmatched_tables.items[j], tables.items[i]) != 0; j++)
+				;
+			if (j == sh->unmatched_tables.n)
+			{
+				strlist_add(&sh->unmatched_tables, tables.items[i]);
+				sh->unmatched_counts = xrealloc(sh->unmatched_counts, sizeof(int64_t) * (size_t) (j + 1));
+				sh->unmatched_lsns = xrealloc(sh->unmatched_lsns, sizeof(uint64_t) * (size_t) (j + 1));
+				sh->unmatched_counts[j] = 0;
+				sh->unmatched_lsns[j] = lsns[i];
+			}
+			sh->unmatched_counts[j] += counts[i];
+		}
+		pthread_mutex_unlock(&sh->unmatched_mu);
+	}
+	strlist_free(&tables);
+	free(counts);
+	free(lsns);
 }
 
 static void
@@ -159,7 +238,7 @@ report(Follow *f, ApplyShared *sh, int64_t *last_changes, int64_t *last_txns, in
 	if (f->tgt && PQstatus(f->tgt) == CONNECTION_OK)
 	{
 		const char *params[4] = {f->cfg->name, cr, tr, pid};
-		PGresult   *res = PQexecParams(f->tgt, RATE_UPDATE_SQL, 4, NULL, params, NULL, NULL, 0);
+		PGresult   *res = pg_execute(f->tgt, RATE_UPDATE_SQL, 4, params);
 
 		PQclear(res);
 	}
@@ -185,7 +264,7 @@ phase_moved(Follow *f)
 	if (repl_now_us() - f->last_phase_check_us < 1000000)
 		return f->phase_moved;
 	f->last_phase_check_us = repl_now_us();
-	res = PQexecParams(f->tgt, "SELECT phase FROM ferry.migration WHERE name = $1", 1, NULL, params, NULL, NULL, 0);
+	res = pg_execute(f->tgt, "SELECT phase FROM ferry.migration WHERE name = $1", 1, params);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)
 	{
 		const char *ph = PQntuples(res) ? PQgetvalue(res, 0, 0) : "";
@@ -195,6 +274,42 @@ phase_moved(Follow *f)
 	}
 	PQclear(res);
 	return f->phase_moved;
+}
+
+/*
+ * Reverse: every WATCH_INTERVAL_MS, look at the old source's watch slot
+ * (the forward slot, kept after the switch) for writes that reached it
+ * after the switchover (watch.h). f->tgt is the old source here, f->src
+ * the new primary that holds the migration's state.
+ */
+static void
+watch_tick(Follow *f)
+{
+	FerryConfig fwd;
+	char	   *pubs;
+	char	   *rname;
+
+	if (repl_now_us() - f->last_watch_us < WATCH_INTERVAL_MS * 1000LL)
+		return;
+	f->last_watch_us = repl_now_us();
+	{
+		const char *params[1] = {f->skip_origin};
+		PGresult   *res = pg_query(f->tgt, "look up the watch slot",
+								   "SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", 1, params);
+		bool		idle = res && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 'f';
+
+		PQclear(res);
+		if (!idle)
+			return;				/* none (--no-reverse, cleaned up), or the forward stream still stops */
+	}
+	fwd = *f->cfg;
+	fwd.name = f->skip_origin;
+	pubs = publication_names(f->tgt, &fwd);
+	rname = xstrdup(f->cfg->name);
+	if (pubs != NULL)
+		(void) watch_poll(f->tgt, f->src, f->skip_origin, pubs, rname);
+	free(pubs);
+	free(rname);
 }
 
 /*
@@ -219,6 +334,7 @@ session(Follow *f, FollowResult *out, bool *ran_long)
 	if (!apply_prepare_target(f->cfg, &use_origin, &applied))
 		return APPLY_FAILED_CONN;
 	memset(&sh, 0, sizeof(sh));
+	pthread_mutex_init(&sh.unmatched_mu, NULL);
 	atomic_store(&sh.applied_lsn, applied);
 	atomic_store(&sh.flushed_lsn, applied);	/* read back from the target: durable */
 	atomic_store(&sh.received_lsn, applied);
@@ -253,8 +369,12 @@ session(Follow *f, FollowResult *out, bool *ran_long)
 			}
 			if (!f->reverse)
 				files_sync_tick(&f->files, f->cfg, f->tgt);
+			else
+				watch_tick(f);
 			metrics_poll_source(f->src, f->cfg->name);
+			record_unmatched(f, &sh);
 		}
+		metrics_add_unmatched(atomic_exchange(&sh.unmatched, 0));
 		metrics_set_applied(atomic_load(&sh.applied_lsn), atomic_load(&sh.applied_commit_time),
 							out->changes + atomic_load(&sh.changes), out->txns + atomic_load(&sh.txns));
 		if (repl_now_us() - last_report >= 10 * 1000000LL)
@@ -265,6 +385,14 @@ session(Follow *f, FollowResult *out, bool *ran_long)
 	}
 	pthread_join(at, NULL);
 	as = (ApplyStatus) atomic_load(&sh.status);
+	metrics_add_unmatched(atomic_exchange(&sh.unmatched, 0));
+	if (connect_both(f))
+		record_unmatched(f, &sh);
+	apply_take_unmatched(&sh, &sh.unmatched_tables, &sh.unmatched_counts, &sh.unmatched_lsns);
+	strlist_free(&sh.unmatched_tables);
+	free(sh.unmatched_counts);
+	free(sh.unmatched_lsns);
+	pthread_mutex_destroy(&sh.unmatched_mu);
 	log_debug("streaming session ended: apply status %d", (int) as);
 	out->applied_lsn = atomic_load(&sh.applied_lsn);
 	out->changes += atomic_load(&sh.changes);
@@ -303,7 +431,7 @@ prepare(Follow *f)
 	f->publications = publication_names(f->src, f->cfg);
 	if (f->publications == NULL)
 		return false;
-	if (!state_ensure(f->tgt))
+	if (!state_ensure(f->tgt, "target"))
 		return false;
 	/* a clone becomes a follower; a switching or switched migration keeps its phase */
 	{

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "fault.h"
@@ -73,8 +74,37 @@ static const char FENCE_TABLES_SQL[] =
 	"                 WHERE pubname IN ($1::text, $1::text || '" PUBLICATION_INSERT_ONLY_SUFFIX "')) p) t";
 
 #define FENCE_LOCK_TIMEOUT_MS 1000
+#define FENCE_APPLICATION_NAME "ferry fence"
 #define FENCE_STR_(x) #x
 #define FENCE_STR(x) FENCE_STR_(x)
+
+bool
+freeze_parse_bool(const char *s, bool *out)
+{
+	static const char *const words[][2] = {{"true", "t"}, {"false", "f"}, {"yes", "y"}, {"no", "n"},
+	{"on", "on"}, {"off", "of"}, {"1", "1"}, {"0", "0"}};
+	size_t		len = s ? strlen(s) : 0;
+
+	/* as PostgreSQL's parse_bool: a whole word, or a prefix of it as long as the shortest unambiguous one */
+	for (size_t i = 0; len > 0 && i < sizeof(words) / sizeof(words[0]); i++)
+		if (len >= strlen(words[i][1]) && len <= strlen(words[i][0]) &&
+			strncasecmp(s, words[i][0], len) == 0)
+		{
+			*out = words[i][0][0] == 't' || words[i][0][0] == 'y' || strcmp(words[i][0], "on") == 0 ||
+				words[i][0][0] == '1';
+			return true;
+		}
+	return false;
+}
+
+/* A boolean setting's text as "on"/"off" (static), or NULL if it is not a boolean. */
+static const char *
+bool_setting(const char *s)
+{
+	bool		b;
+
+	return freeze_parse_bool(s, &b) ? (b ? "on" : "off") : NULL;
+}
 
 void
 freeze_release_record(Freeze *fz)
@@ -148,7 +178,13 @@ freeze_prepare(PGconn *conn, const FerryConfig *cfg, const char *mode, const cha
 		goto done;
 	fz->mode = xstrdup(mode);
 	fz->dbname = xstrdup(PQgetvalue(res, 0, 0));
-	fz->prior = PQgetisnull(res, 0, 1) ? NULL : xstrdup(PQgetvalue(res, 0, 1));
+	if (!PQgetisnull(res, 0, 1) && bool_setting(PQgetvalue(res, 0, 1)) == NULL)
+	{
+		log_error("the %s database's default_transaction_read_only setting \"%.40s\" is not a boolean", side, PQgetvalue(res, 0, 1));
+		goto done;
+	}
+	/* recorded as on/off, the only values alter_database() will set */
+	fz->prior = PQgetisnull(res, 0, 1) ? NULL : xstrdup(bool_setting(PQgetvalue(res, 0, 1)));
 	fz->frozen_at = xstrdup(PQgetvalue(res, 0, 4));
 	if (strcmp(mode, "readonly") == 0)
 	{
@@ -221,11 +257,27 @@ done:
 	return ok;
 }
 
+/*
+ * Set (value "on"/"off") or reset (NULL) the database's read-only default.
+ * The value is never pasted from the record: it may only be one of the two
+ * constants, so a state table someone wrote to cannot run SQL here.
+ */
 static bool
 alter_database(PGconn *conn, const char *dbname, const char *value)
 {
-	char	   *qd = pg_quote_ident(dbname);
-	char	   *sql = value ? xasprintf("ALTER DATABASE %s SET default_transaction_read_only = %s", qd, value)
+	const char *v = value ? bool_setting(value) : NULL;
+	char	   *qd;
+	char	   *sql;
+
+	if (value && v == NULL)
+	{
+		log_error("refusing to set default_transaction_read_only to \"%.40s\", which is not a boolean. Fix: set it by hand (ALTER DATABASE ... SET default_transaction_read_only = on|off, or RESET)",
+				  value);
+		return false;
+	}
+	if ((qd = pg_quote_ident(conn, dbname)) == NULL)
+		return false;
+	sql = v ? xasprintf("ALTER DATABASE %s SET default_transaction_read_only = %s", qd, v)
 		: xasprintf("ALTER DATABASE %s RESET default_transaction_read_only", qd);
 	bool		ok = pg_exec(conn, "change the database's read-only setting", sql);
 
@@ -337,8 +389,10 @@ fence_take(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const cha
 	}
 	lock = xasprintf("LOCK TABLE %s IN EXCLUSIVE MODE", PQgetvalue(res, 0, 0));
 	fz->fence = pg_connect(conninfo, side, PG_CONN_SQL, NULL);
+	/* named, so that a DBA (and test 151) can tell it apart; still ferry*, so the freeze spares it */
 	if (fz->fence == NULL ||
-		!pg_exec(fz->fence, "set up the fence", "SET lock_timeout = " FENCE_STR(FENCE_LOCK_TIMEOUT_MS)))
+		!pg_exec(fz->fence, "set up the fence",
+				 "SET lock_timeout = " FENCE_STR(FENCE_LOCK_TIMEOUT_MS) "; SET application_name = '" FENCE_APPLICATION_NAME "'"))
 		goto done;
 	for (int waited = 0;; waited += FENCE_LOCK_TIMEOUT_MS)
 	{
@@ -347,7 +401,7 @@ fence_take(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const cha
 
 		if (!pg_exec(fz->fence, "begin the fence", "BEGIN"))
 			goto done;
-		r = PQexec(fz->fence, lock);
+		r = pg_execute(fz->fence, lock, 0, NULL);
 		if (PQresultStatus(r) == PGRES_COMMAND_OK)
 		{
 			PQclear(r);
@@ -410,9 +464,9 @@ freeze_apply(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const c
 		/* revoke: the roles freeze_prepare() recorded as able to log in */
 		for (int i = 0; i < fz->revoked.n; i++)
 		{
-			char	   *qr = pg_quote_ident(fz->revoked.items[i]);
-			char	   *sql = xasprintf("ALTER ROLE %s NOLOGIN", qr);
-			bool		ok = pg_exec(conn, "revoke the application's login", sql);
+			char	   *qr = pg_quote_ident(conn, fz->revoked.items[i]);
+			char	   *sql = qr ? xasprintf("ALTER ROLE %s NOLOGIN", qr) : NULL;
+			bool		ok = sql != NULL && pg_exec(conn, "revoke the application's login", sql);
 
 			free(sql);
 			free(qr);
@@ -428,16 +482,55 @@ freeze_apply(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const c
 }
 
 bool
-freeze_hand_over(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *fz)
+freeze_fence_held(Freeze *fz, const char *side)
 {
-	bool		ok;
+	PGresult   *res;
+	bool		held;
+	char	   *e;
 
 	if (fz->fence == NULL)
 		return true;
-	ok = end_frozen_sessions(conn, cfg, side, fz, 5000);
+	res = pg_execute(fz->fence, "SELECT 1", 0, NULL);
+	held = PQresultStatus(res) == PGRES_TUPLES_OK && PQtransactionStatus(fz->fence) == PQTRANS_INTRANS;
+	if (!held)
+	{
+		e = pg_result_error_text(res, fz->fence);
+		e[strcspn(e, "\n")] = '\0';	/* libpq's "server closed the connection unexpectedly" goes on */
+		log_warn("the fence on the %s is gone (%s): its locks went with it, so a session that overrides the read-only database may have written there since",
+				 side, e && *e ? e : "its transaction ended");
+		free(e);
+	}
+	PQclear(res);
+	return held;
+}
+
+bool
+freeze_fence_retake(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const char *side, Freeze *fz,
+					int timeout_ms)
+{
 	pg_finish(fz->fence);
 	fz->fence = NULL;
-	return ok;
+	if (strcmp(fz->mode, "hook") == 0)
+		return true;
+	log_info("taking the fence on the %s again", side);
+	return end_frozen_sessions(conn, cfg, side, fz, timeout_ms) &&
+		freeze_no_prepared_xacts(conn, side) &&
+		fence_take(conn, conninfo, cfg, side, fz, timeout_ms);
+}
+
+HandOver
+freeze_hand_over(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *fz)
+{
+	bool		ended;
+
+	if (fz->fence == NULL)
+		return HAND_OVER_DONE;
+	ended = end_frozen_sessions(conn, cfg, side, fz, 5000);
+	if (!freeze_fence_held(fz, side))
+		return HAND_OVER_FENCE_LOST;
+	pg_finish(fz->fence);
+	fz->fence = NULL;
+	return ended ? HAND_OVER_DONE : HAND_OVER_SESSIONS_LEFT;
 }
 
 bool
@@ -472,10 +565,10 @@ freeze_release(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *f
 	}
 	for (int i = 0; i < fz->revoked.n; i++)
 	{
-		char	   *qr = pg_quote_ident(fz->revoked.items[i]);
-		char	   *sql = xasprintf("ALTER ROLE %s LOGIN", qr);
+		char	   *qr = pg_quote_ident(conn, fz->revoked.items[i]);
+		char	   *sql = qr ? xasprintf("ALTER ROLE %s LOGIN", qr) : NULL;
 
-		ok &= pg_exec(conn, "give the application its login back", sql);
+		ok &= sql != NULL && pg_exec(conn, "give the application its login back", sql);
 		free(sql);
 		free(qr);
 	}
@@ -514,17 +607,26 @@ freeze_from_json(const char *text, Freeze *fz)
 	json_t	   *v;
 	size_t		i;
 
+	const char *mode;
+
 	memset(fz, 0, sizeof(*fz));
-	if (o == NULL || !json_is_object(o) || !json_is_string(json_object_get(o, "mode")) ||
-		!json_is_string(json_object_get(o, "dbname")))
+	/*
+	 * Read back from the state table, so checked like input: a known mode,
+	 * a prior setting that is null or a boolean (kept as on/off).
+	 */
+	v = o ? json_object_get(o, "prior") : NULL;
+	mode = o ? json_string_value(json_object_get(o, "mode")) : NULL;
+	if (o == NULL || !json_is_object(o) || mode == NULL ||
+		(strcmp(mode, "readonly") != 0 && strcmp(mode, "revoke") != 0 && strcmp(mode, "hook") != 0) ||
+		!json_is_string(json_object_get(o, "dbname")) ||
+		!(v == NULL || json_is_null(v) || (json_is_string(v) && bool_setting(json_string_value(v)))))
 	{
 		json_decref(o);
 		return false;
 	}
-	fz->mode = xstrdup(json_string_value(json_object_get(o, "mode")));
+	fz->mode = xstrdup(mode);
 	fz->dbname = xstrdup(json_string_value(json_object_get(o, "dbname")));
-	v = json_object_get(o, "prior");
-	fz->prior = json_is_string(v) ? xstrdup(json_string_value(v)) : NULL;
+	fz->prior = json_is_string(v) ? xstrdup(bool_setting(json_string_value(v))) : NULL;
 	v = json_object_get(o, "frozen_at");
 	fz->frozen_at = json_is_string(v) && *json_string_value(v) ? xstrdup(json_string_value(v)) : NULL;
 	json_array_foreach(json_object_get(o, "revoked"), i, v)

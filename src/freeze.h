@@ -27,6 +27,9 @@
  * At the switch (freeze_hand_over), every session still on the frozen side
  * is ended while the fence holds (those queued behind it included, so a
  * pool reconnects, to the new primary), then the fence is let go. The
+ * fence (application_name "ferry fence") can die with its session; callers
+ * check it (freeze_fence_held) where they rely on it, and take it again
+ * (freeze_fence_retake). The
  * fence needs a lock privilege (UPDATE, DELETE or TRUNCATE) on each table,
  * and ending sessions needs to see and signal them (pg_read_all_stats and
  * pg_signal_backend, or superuser): freeze_prepare() refuses, before
@@ -36,8 +39,9 @@
  * Invariant: once freeze_apply() returns true, every transaction that
  * wrote to the database has ended (committed or rolled back) and no new
  * one can commit a write to a published table until freeze_hand_over() or
- * freeze_release(), so a sentinel emitted afterwards is behind every change
- * the application made.
+ * freeze_release() while the fence lives, so a sentinel emitted afterwards
+ * is behind every change the application made as long as
+ * freeze_fence_held() says so after it.
  *
  * Unfreezing restores exactly what was there (the database's earlier
  * setting, only the logins ferry revoked) and ends sessions that connected
@@ -61,7 +65,7 @@ typedef struct Freeze
 {
 	char	   *mode;			/* "readonly", "revoke" or "hook", owned */
 	char	   *dbname;			/* the frozen database, owned */
-	char	   *prior;			/* readonly: its earlier default_transaction_read_only, or NULL */
+	char	   *prior;			/* readonly: its earlier default_transaction_read_only ("on"/"off"), or NULL */
 	StrList		revoked;		/* revoke: roles ferry takes LOGIN from (those that had it at freeze_prepare) */
 	char	   *frozen_at;		/* server time the freeze began, owned */
 	/* not saved: this process's own */
@@ -88,11 +92,42 @@ bool		freeze_apply(PGconn *conn, const char *conninfo, const FerryConfig *cfg, c
 						 Freeze *fz, int timeout_ms);
 
 /*
+ * Is the fence still held? A round trip on its session, which must still be
+ * inside the transaction that took the locks: a session that answers has
+ * held them without a break since it took them. True too when there is no
+ * fence (mode hook, nothing published). False (logged as a warning) when
+ * its session died or its transaction ended (pg_terminate_backend, a
+ * dropped connection, an idle_in_transaction_session_timeout): its locks
+ * went with it, so writes may have committed since it was taken; fz->fence
+ * is left for freeze_fence_retake().
+ */
+bool		freeze_fence_held(Freeze *fz, const char *side);
+
+/*
+ * Take the fence again after it was lost (or after a crash took it with
+ * the process): end the frozen sessions again (a writer may be inside a
+ * transaction), then lock as freeze_apply() does, within timeout_ms. A
+ * no-op for mode hook. Once it returns true the invariant of freeze_apply()
+ * holds again, from now on: a sentinel emitted afterwards is behind every
+ * change, those made while the fence was down included. False (logged).
+ */
+bool		freeze_fence_retake(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const char *side,
+								Freeze *fz, int timeout_ms);
+
+typedef enum HandOver
+{
+	HAND_OVER_DONE,				/* every session ended, the fence let go */
+	HAND_OVER_SESSIONS_LEFT,	/* the fence let go, some session could not be ended (logged) */
+	HAND_OVER_FENCE_LOST		/* the fence had died: nothing let go; retake, drain, call again */
+} HandOver;
+
+/*
  * The switch is done and the frozen side stays frozen: end every session
  * still on it but ferry's (queued behind the fence or connected meanwhile),
- * then let the fence go. False (logged) if a session could not be ended.
+ * then, if the fence still holds (checked after the sessions are ended, so
+ * no write can have slipped in between), let it go.
  */
-bool		freeze_hand_over(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *fz);
+HandOver	freeze_hand_over(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *fz);
 
 /* Undo freeze_apply (also after a partial one). False (logged) on failure. */
 bool		freeze_release(PGconn *conn, const FerryConfig *cfg, const char *side, Freeze *fz);
@@ -105,7 +140,14 @@ bool		freeze_release(PGconn *conn, const FerryConfig *cfg, const char *side, Fre
 bool		freeze_no_prepared_xacts(PGconn *conn, const char *side);
 
 char	   *freeze_to_json(const Freeze *fz);
+/*
+ * Parse a saved record. The state table is not trusted more than input:
+ * false for an unknown mode or a prior setting that is not null or a
+ * boolean (a hostile "off; DROP ..." is refused, never pasted into SQL).
+ */
 bool		freeze_from_json(const char *json, Freeze *fz);
+/* A PostgreSQL boolean as parse_bool reads it (on, off, t, yes, 0, ...)? Pure. */
+bool		freeze_parse_bool(const char *s, bool *out);
 void		freeze_release_record(Freeze *fz);
 
 #endif

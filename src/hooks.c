@@ -151,7 +151,7 @@ record(const FerryConfig *cfg, PGconn *tgt, int entry, int status, double second
 	snprintf(sec, sizeof(sec), "%.3f", seconds);
 	if (!pg_exec_quiet(tgt, FILE_SYNC_DDL, NULL))
 		return;
-	res = PQexecParams(tgt, FILE_SYNC_RECORD_SQL, 6, NULL, params, NULL, NULL, 0);
+	res = pg_execute(tgt, FILE_SYNC_RECORD_SQL, 6, params);
 	PQclear(res);
 }
 

@@ -46,9 +46,10 @@ exec_owned(PGconn *conn, const char *what, char *sql)
 }
 
 /*
- * Copy the data of object `oid` chunk by chunk: binary lo_get results from
- * the source go straight into binary lo_put parameters on the target.
- * Adds the bytes to *bytes. Logs and returns false on error.
+ * Copy the data of object `oid` chunk by chunk: lo_get on the source,
+ * lo_put on the target (bytea in text form, hex: large objects are rare
+ * enough that the doubled bytes do not matter). Adds the bytes to *bytes.
+ * Logs and returns false on error.
  */
 static bool
 copy_data(PGconn *src, PGconn *tgt, const char *oid, int64_t *bytes)
@@ -61,25 +62,20 @@ copy_data(PGconn *src, PGconn *tgt, const char *oid, int64_t *bytes)
 	{
 		const char *sp[3] = {oid, off, len};
 		const char *tp[3];
-		int			tlen[3] = {0, 0, 0},
-					tfmt[3] = {0, 0, 1};
 		PGresult   *r,
 				   *w;
-		int			n;
+		long		n;
 
 		snprintf(off, sizeof(off), "%lld", (long long) pos);
-		r = PQexecParams(src, "SELECT pg_catalog.lo_get($1::pg_catalog.oid, $2::bigint, $3::integer)",
-						 3, NULL, sp, NULL, NULL, 1);
-		if (PQresultStatus(r) != PGRES_TUPLES_OK || !pg_check_shape(r, 1, 1, "a large object's data"))
+		r = pg_query(src, "read a large object on the source",
+					 "SELECT d, pg_catalog.length(d)"
+					 "  FROM pg_catalog.lo_get($1::pg_catalog.oid, $2::bigint, $3::integer) AS d", 3, sp);
+		if (r == NULL || !pg_check_shape(r, 1, 2, "a large object's data"))
 		{
-			char	   *e = pg_result_error_text(r, src);
-
-			log_error("could not read large object %s on the source: %s", oid, e);
-			free(e);
 			PQclear(r);
 			return false;
 		}
-		n = PQgetlength(r, 0, 0);
+		n = atol(PQgetvalue(r, 0, 1));
 		if (n == 0 && pos > 0)
 		{
 			PQclear(r);
@@ -88,20 +84,12 @@ copy_data(PGconn *src, PGconn *tgt, const char *oid, int64_t *bytes)
 		tp[0] = oid;
 		tp[1] = off;
 		tp[2] = PQgetvalue(r, 0, 0);
-		tlen[2] = n;
-		w = PQexecParams(tgt, "SELECT pg_catalog.lo_put($1::pg_catalog.oid, $2::bigint, $3::pg_catalog.bytea)",
-						 3, NULL, tp, tlen, tfmt, 0);
+		w = pg_query(tgt, "write a large object on the target",
+					 "SELECT pg_catalog.lo_put($1::pg_catalog.oid, $2::bigint, $3::pg_catalog.bytea)", 3, tp);
 		PQclear(r);
-		if (PQresultStatus(w) != PGRES_TUPLES_OK)
-		{
-			char	   *e = pg_result_error_text(w, tgt);
-
-			log_error("could not write large object %s on the target: %s", oid, e);
-			free(e);
-			PQclear(w);
-			return false;
-		}
 		PQclear(w);
+		if (w == NULL)
+			return false;
 		*bytes += n;
 		pos += n;
 		if (n < LARGEOBJ_CHUNK)
@@ -118,7 +106,7 @@ copy_acl(PGconn *src, PGconn *tgt, const char *oid, const char *owner)
 {
 	const char *params[1] = {oid};
 	PGresult   *res = pg_query(src, "read a large object's privileges", LARGEOBJ_ACL_SQL, 1, params);
-	char	   *qowner = pg_quote_ident(owner);
+	char	   *qowner = pg_quote_ident(tgt, owner);
 	bool		ok = res != NULL &&
 		exec_owned(tgt, "revoke a large object's default privileges",
 				   xasprintf("REVOKE ALL ON LARGE OBJECT %s FROM %s", oid, qowner));
@@ -127,7 +115,7 @@ copy_acl(PGconn *src, PGconn *tgt, const char *oid, const char *owner)
 	{
 		const char *priv = PQgetvalue(res, i, 0);
 		const char *grantee = PQgetvalue(res, i, 1);
-		char	   *q = grantee[0] ? pg_quote_ident(grantee) : xstrdup("PUBLIC");
+		char	   *q = grantee[0] ? pg_quote_ident(tgt, grantee) : xstrdup("PUBLIC");
 
 		if (strcmp(priv, "SELECT") != 0 && strcmp(priv, "UPDATE") != 0)
 		{
@@ -158,7 +146,7 @@ copy_one(PGconn *src, PGconn *tgt, const FerryConfig *cfg, const PGresult *list,
 	PQclear(res);
 	if (ok && !cfg->no_owner)
 	{
-		char	   *q = pg_quote_ident(owner);
+		char	   *q = pg_quote_ident(tgt, owner);
 
 		ok = exec_owned(tgt, "set a large object's owner", xasprintf("ALTER LARGE OBJECT %s OWNER TO %s", oid, q));
 		free(q);
@@ -167,7 +155,7 @@ copy_one(PGconn *src, PGconn *tgt, const FerryConfig *cfg, const PGresult *list,
 		ok = copy_acl(src, tgt, oid, cfg->no_owner ? PQuser(tgt) : owner);
 	if (ok && !PQgetisnull(list, i, 2))
 	{
-		char	   *lit = pg_quote_literal(PQgetvalue(list, i, 2));
+		char	   *lit = pg_quote_literal(tgt, PQgetvalue(list, i, 2));
 
 		ok = exec_owned(tgt, "comment on a large object", xasprintf("COMMENT ON LARGE OBJECT %s IS %s", oid, lit));
 		free(lit);

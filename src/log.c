@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mem.h"
+
 /* the message part of a line; the formatted line has room for its escaping */
 #define LOG_MSG_MAX 4096
 #define LOG_LINE_MAX (LOG_MSG_MAX * 2 + 512)
@@ -254,10 +256,85 @@ log_format_line(char *buf, size_t size, const LogRecord *r)
 	return len;
 }
 
+/*
+ * The secrets every message is scrubbed of (log_add_secret). Added by the
+ * main thread at start-up; readers see an item only after its count.
+ */
+#define LOG_MAX_SECRETS 16
+static char *log_secrets[LOG_MAX_SECRETS];
+static _Atomic int log_nsecrets = 0;
+static pthread_mutex_t log_secrets_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+void
+log_add_secret(const char *secret)
+{
+	int			n;
+
+	if (secret == NULL || strlen(secret) < LOG_SECRET_MIN)
+		return;
+	pthread_mutex_lock(&log_secrets_mutex);
+	n = atomic_load(&log_nsecrets);
+	for (int i = 0; i < n; i++)
+		if (strcmp(log_secrets[i], secret) == 0)
+			n = -1;
+	if (n >= 0 && n < LOG_MAX_SECRETS)
+	{
+		log_secrets[n] = xstrdup(secret);
+		atomic_store(&log_nsecrets, n + 1);
+	}
+	pthread_mutex_unlock(&log_secrets_mutex);
+}
+
+void
+log_forget_secrets(void)
+{
+	pthread_mutex_lock(&log_secrets_mutex);
+	for (int i = atomic_load(&log_nsecrets) - 1; i >= 0; i--)
+	{
+		explicit_bzero(log_secrets[i], strlen(log_secrets[i]));
+		free(log_secrets[i]);
+		log_secrets[i] = NULL;
+	}
+	atomic_store(&log_nsecrets, 0);
+	pthread_mutex_unlock(&log_secrets_mutex);
+}
+
+char *
+log_scrub(const char *text)
+{
+	int			n = atomic_load(&log_nsecrets);
+	char	   *s = xstrdup(text ? text : "");
+
+	for (int i = 0; i < n; i++)
+	{
+		const char *secret = log_secrets[i];
+		size_t		len = strlen(secret);
+		char	   *hit;
+		StrBuf		out;
+		const char *p = s;
+
+		if (strstr(s, secret) == NULL)
+			continue;
+		strbuf_init(&out);
+		while ((hit = strstr(p, secret)) != NULL)
+		{
+			strbuf_add(&out, p, (size_t) (hit - p));
+			strbuf_addstr(&out, "********");
+			p = hit + len;
+		}
+		strbuf_addstr(&out, p);
+		explicit_bzero(s, strlen(s));
+		free(s);
+		s = strbuf_detach(&out);
+	}
+	return s;
+}
+
 void
 log_msg(LogLevel level, const char *fmt, ...)
 {
-	char		msg[LOG_MSG_MAX];
+	StrBuf		msg;
+	char	   *clean;
 	char		line[LOG_LINE_MAX];
 	struct timeval tv;
 	LogRecord	r;
@@ -270,17 +347,24 @@ log_msg(LogLevel level, const char *fmt, ...)
 		return;
 	pthread_once(&log_journal_once, detect_journal);
 	gettimeofday(&tv, NULL);
+	strbuf_init(&msg);
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	strbuf_vaddf(&msg, fmt, ap);
 	va_end(ap);
+	/* scrubbed whole, before the line's truncation could cut a secret in two */
+	clean = log_scrub(msg.data);
+	strbuf_release(&msg);
+	if (strlen(clean) >= LOG_MSG_MAX)
+		clean[LOG_MSG_MAX - 1] = '\0';	/* as long as a message ever was */
 	r.level = level;
 	r.format = (LogFormat) atomic_load(&log_format);
 	r.journal = log_journal;
 	r.ts_us = (int64_t) tv.tv_sec * 1000000 + tv.tv_usec;
 	r.pid = (int) getpid();
 	r.role = log_role;
-	r.msg = msg;
+	r.msg = clean;
 	n = log_format_line(line, sizeof(line), &r);
+	free(clean);
 	if (write(STDERR_FILENO, line, n) < 0)
 	{
 		/* nowhere left to report it */

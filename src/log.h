@@ -16,7 +16,10 @@
  * The role is per thread (coordinator, copy worker N, index worker N, ...),
  * set with log_set_role(). Results go to stdout, never through here.
  * Messages must not contain passwords or row data; conninfo strings are
- * passed through pg_conninfo_safe() before they are logged.
+ * passed through pg_conninfo_safe() before they are logged. As a second
+ * line of defence every message is scrubbed of the secrets registered
+ * with log_add_secret() (main registers the connection strings' secrets,
+ * libpq's dispchar '*' options): each occurrence becomes "********".
  *
  * Errors follow the PostgreSQL client tools' tone ("could not X: reason") but
  * stay on one line, with the fix appended as "Fix: ...", so that a user (or a
@@ -51,6 +54,18 @@ void		log_set_format(LogFormat format);
 LogFormat	log_get_format(void);
 void		log_set_role(const char *role);	/* copied; thread-local */
 void		log_msg(LogLevel level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Secrets to scrub from every message (copied; up to 16). A secret shorter
+ * than LOG_SECRET_MIN characters is not scrubbed: it would mangle ordinary
+ * words, and ferry never formats a secret into a message in the first place.
+ */
+#define LOG_SECRET_MIN 4
+void		log_add_secret(const char *secret);
+/* Forget (and wipe) them all. */
+void		log_forget_secrets(void);
+/* text with every registered secret replaced by "********" (owned). */
+char	   *log_scrub(const char *text);
 
 /* "text" or "json" -> format; false on anything else. */
 bool		log_format_parse(const char *s, LogFormat *out);

@@ -68,13 +68,16 @@ static const Command commands[] = {
 		"source's value plus --sequence-gap, optionally verifies every row, prepares\n"
 		"reverse replication (target to source) for rollback, runs the switch hook and\n"
 		"reports the write downtime. Any failure before the switch unfreezes the source\n"
-		"and leaves replication running. Works with or without ferry start running.",
+		"and leaves replication running. Killed in or after the switch hook, a rerun\n"
+		"finishes forward (the hook runs again: hooks must be idempotent). Works with or\n"
+		"without ferry start running.",
 	OPT_SWITCHOVER, cli_switchover},
 	{"rollback", "move the application back to the source after a switchover",
 		"Freezes the target, drains the reverse replication into the source, sets the\n"
 		"source's sequences past the target's, unfreezes the source, runs the rollback\n"
-		"hook and reports the write downtime. After an interrupted switchover (phase\n"
-		"switching) it unfreezes the source and returns to following.",
+		"hook and reports the write downtime. After a switchover interrupted before its\n"
+		"switch hook it unfreezes the source and returns to following; interrupted in\n"
+		"or after the hook, it finishes the switch, then rolls back.",
 	OPT_ROLLBACK, cli_rollback},
 	{"cleanup", "drop the migration's slots, publications, origins and state",
 		"Removes what ferry created for this migration on both servers: replication\n"
@@ -129,7 +132,7 @@ static const OptionDesc option_descs[] = {
 	{"table", 1, O_TABLE, OPT_VERIFY, "PATTERN", "verify only these tables: schema.table or table, with * and ? (repeatable)"},
 	{"lock-source", 0, O_LOCK_SOURCE, OPT_VERIFY, NULL, "while live, settle a persisting difference by briefly locking that source table (blocks its writers)"},
 	{"yes", 0, O_YES, OPT_SWITCHOVER | OPT_ROLLBACK, NULL, "do not ask for confirmation (required without a terminal)"},
-	{"max-lag", 1, O_MAX_LAG, OPT_SWITCHOVER, "SECONDS", "refuse to freeze unless the target is this close behind (default 10)"},
+	{"max-lag", 1, O_MAX_LAG, OPT_SWITCHOVER | OPT_ROLLBACK, "SECONDS", "refuse to freeze unless the other side is this close behind (default 10)"},
 	{"timeout", 1, O_TIMEOUT, OPT_SWITCHOVER | OPT_ROLLBACK, "SECONDS", "give up and unfreeze when the freeze and drain take longer (default 60)"},
 	{"verify", 0, O_VERIFY, OPT_SWITCHOVER, NULL, "compare every row while writes are frozen; abort on any difference"},
 	{"no-reverse", 0, O_NO_REVERSE, OPT_SWITCHOVER, NULL, "do not prepare reverse replication (no rollback afterwards)"},
@@ -226,27 +229,51 @@ set_string(char **dst, const char *v)
 }
 
 /*
- * Hide a password given on the command line from `ps`: /proc/PID/cmdline
- * shows our argv memory, so overwrite the password's characters there once
- * we hold a copy. If it is written escaped (so not found verbatim), the
- * whole argument is blanked. FERRY_SOURCE, ~/.pgpass or the config file
- * keep it off the command line in the first place.
+ * Hide the secrets of a connection string given on the command line from
+ * `ps` (every option libpq marks secret: password, sslpassword, ...):
+ * /proc/PID/cmdline shows our argv memory, so overwrite each secret's
+ * characters there once we hold a copy. If one is written escaped (so not
+ * found verbatim), the whole argument is blanked. FERRY_SOURCE, ~/.pgpass,
+ * a service file or the config file keep them off the command line in the
+ * first place.
  */
 static void
-scrub_password_arg(char *arg)
+scrub_secret_arg(char *arg)
 {
-	char	   *pw = pg_conninfo_password(arg);
-	char	   *at;
+	StrList		secrets = {0};
+	bool		blank = false;
 
-	if (pw == NULL)
-		return;
-	at = strstr(arg, pw);
-	if (at)
-		memset(at, '*', strlen(pw));
-	else
+	pg_conninfo_secrets(arg, &secrets);
+	for (int i = 0; i < secrets.n; i++)
+	{
+		const char *sec = secrets.items[i];
+		char	   *at = strstr(arg, sec);
+
+		if (at == NULL)
+			blank = true;
+		for (; at; at = strstr(at, sec))
+			memset(at, '*', strlen(sec));
+		explicit_bzero(secrets.items[i], strlen(sec));
+	}
+	if (blank)
 		memset(arg, ' ', strlen(arg));
-	explicit_bzero(pw, strlen(pw));
-	free(pw);
+	strlist_free(&secrets);
+}
+
+/* Scrub every message ferry logs of the connection strings' secrets. */
+static void
+register_secrets(const FerryConfig *cfg)
+{
+	StrList		secrets = {0};
+
+	pg_conninfo_secrets(cfg->source, &secrets);
+	pg_conninfo_secrets(cfg->target, &secrets);
+	for (int i = 0; i < secrets.n; i++)
+	{
+		log_add_secret(secrets.items[i]);
+		explicit_bzero(secrets.items[i], strlen(secrets.items[i]));
+	}
+	strlist_free(&secrets);
 }
 
 int
@@ -316,11 +343,11 @@ main(int argc, char **argv)
 		{
 			case O_SOURCE:
 				set_string(&cfg.source, optarg);
-				scrub_password_arg(optarg);
+				scrub_secret_arg(optarg);
 				break;
 			case O_TARGET:
 				set_string(&cfg.target, optarg);
-				scrub_password_arg(optarg);
+				scrub_secret_arg(optarg);
 				break;
 			case O_CONFIG: set_string(&cfg.config_file, optarg); break;
 			case O_NAME: set_string(&cfg.name, optarg); break;
@@ -481,8 +508,10 @@ main(int argc, char **argv)
 		return rc;
 	}
 
+	register_secrets(&cfg);
 	pg_signals_install();
 	rc = dry_run ? cli_plan(&cfg) : cmd->run(&cfg);
 	config_release(&cfg);
+	log_forget_secrets();
 	return rc;
 }

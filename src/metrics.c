@@ -42,6 +42,8 @@ static _Atomic double m_txn_rate;
 static _Atomic uint64_t m_source_lsn;
 static _Atomic int64_t m_retained = -1;
 static _Atomic int64_t m_reconnects;
+static _Atomic int64_t m_unmatched;
+static _Atomic int64_t m_source_writes;
 static _Atomic bool m_have_applied;
 static _Atomic bool m_have_rates;
 static int64_t m_started_us;
@@ -115,6 +117,20 @@ metrics_add_reconnect(void)
 	atomic_fetch_add(&m_reconnects, 1);
 }
 
+void
+metrics_add_unmatched(int64_t n)
+{
+	if (n > 0)
+		atomic_fetch_add(&m_unmatched, n);
+}
+
+void
+metrics_add_source_writes(int64_t n)
+{
+	if (n > 0)
+		atomic_fetch_add(&m_source_writes, n);
+}
+
 /* The table's entry, created if missing. Caller holds m_lock. */
 static TableMetric *
 table_entry(const char *nspname, const char *relname)
@@ -184,6 +200,8 @@ metrics_reset(void)
 	atomic_store(&m_source_lsn, 0);
 	atomic_store(&m_retained, -1);
 	atomic_store(&m_reconnects, 0);
+	atomic_store(&m_unmatched, 0);
+	atomic_store(&m_source_writes, 0);
 	atomic_store(&m_have_applied, false);
 	atomic_store(&m_have_rates, false);
 }
@@ -323,6 +341,10 @@ metrics_render(const char *name)
 				name, (long long) retained);
 	add_int(&sb, "ferry_reconnects_total", "counter", "Times streaming restarted after a lost connection or a schema difference.",
 			name, (long long) atomic_load(&m_reconnects));
+	add_int(&sb, "ferry_apply_unmatched_total", "counter", "UPDATEs and DELETEs from the source that matched no row on the target (the target diverged; ferry status lists the tables).",
+			name, (long long) atomic_load(&m_unmatched));
+	add_int(&sb, "ferry_source_writes_after_switch_total", "counter", "Changes committed on the old source after the switchover that reverse replication did not write (they are not on the new primary; ferry status lists them).",
+			name, (long long) atomic_load(&m_source_writes));
 	add_int(&sb, "ferry_errors_total", "counter", "Errors logged by this process.", name, (long long) log_error_count());
 	return strbuf_detach(&sb);
 }
@@ -354,7 +376,7 @@ metrics_poll_source(PGconn *src, const char *slot)
 		uint64_t	lsn;
 
 		last_lsn = now;
-		res = PQexec(src, SOURCE_LSN_SQL);
+		res = pg_execute(src, SOURCE_LSN_SQL, 0, NULL);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
 			pg_lsn_parse(PQgetvalue(res, 0, 0), &lsn))
 			metrics_set_source_lsn(lsn);
@@ -365,7 +387,7 @@ metrics_poll_source(PGconn *src, const char *slot)
 		const char *params[1] = {slot};
 
 		last_retained = now;
-		res = PQexecParams(src, RETAINED_SQL, 1, NULL, params, NULL, NULL, 0);
+		res = pg_execute(src, RETAINED_SQL, 1, params);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
 			metrics_set_retained(strtoll(PQgetvalue(res, 0, 0), NULL, 10));
 		PQclear(res);
@@ -380,7 +402,7 @@ metrics_load_copy_state(PGconn *tgt, const char *name)
 
 	if (tgt == NULL || PQstatus(tgt) != CONNECTION_OK)
 		return;
-	res = PQexecParams(tgt, COPY_STATE_SQL, 1, NULL, params, NULL, NULL, 0);
+	res = pg_execute(tgt, COPY_STATE_SQL, 1, params);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQnfields(res) == 4)
 		for (int i = 0; i < PQntuples(res); i++)
 			metrics_table_set(PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),

@@ -59,6 +59,10 @@ void		metrics_set_rates(double changes_per_second, double txns_per_second);
 void		metrics_set_source_lsn(uint64_t lsn);
 void		metrics_set_retained(int64_t bytes);
 void		metrics_add_reconnect(void);
+/* UPDATEs/DELETEs that matched no row on the target (divergence) */
+void		metrics_add_unmatched(int64_t n);
+/* changes found on the old source after a switchover (watch.h) */
+void		metrics_add_source_writes(int64_t n);
 /* a table's copy: add to its counters (rows and bytes may be 0 to list it) */
 void		metrics_table_add(const char *nspname, const char *relname, int64_t rows, int64_t bytes);
 /* a table's copy as the target's state records it (replaces the counters) */

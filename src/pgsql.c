@@ -3,14 +3,41 @@
  */
 #include "pgsql.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "log.h"
+
+/*
+ * TCP settings every connection gets unless its conninfo sets them: a peer
+ * that vanishes without a reset (firewall drop, failover) is noticed within
+ * about a minute instead of the kernel's hours. Unix sockets ignore them.
+ */
+typedef struct PgTcpDefault
+{
+	const char *key;
+	const char *val;
+} PgTcpDefault;
+
+static const PgTcpDefault PG_TCP_DEFAULTS[] = {
+	{"keepalives", "1"},
+	{"keepalives_idle", "30"},	/* seconds idle before the first probe */
+	{"keepalives_interval", "10"},	/* seconds between probes */
+	{"keepalives_count", "3"},	/* unanswered probes before the drop */
+	{"tcp_user_timeout", "60000"},	/* ms sent data may stay unacknowledged */
+	{NULL, NULL}
+};
 
 /* Settings every session gets, so that text values round-trip exactly. */
 static const char SESSION_SETUP_SQL[] =
@@ -75,15 +102,23 @@ first_line(const char *msg)
 PGconn *
 pg_connect(const char *conninfo, const char *label, PgConnKind kind, char **errtext)
 {
-	const char *keys[6];
-	const char *vals[6];
+	const char *keys[12];
+	const char *vals[12];
 	int			i = 0;
 	PGconn	   *conn;
 	PGresult   *res;
 
-	/* before dbname, so the user's own connect_timeout wins */
+	/*
+	 * Before dbname, so the user's own settings win: libpq takes the last
+	 * value of a keyword, and dbname expands into the user's conninfo.
+	 */
 	keys[i] = "connect_timeout";
 	vals[i++] = "10";
+	for (const PgTcpDefault *d = PG_TCP_DEFAULTS; d->key; d++)
+	{
+		keys[i] = d->key;
+		vals[i++] = d->val;
+	}
 	keys[i] = "dbname";
 	vals[i++] = conninfo ? conninfo : "";
 	keys[i] = "fallback_application_name";
@@ -122,7 +157,7 @@ pg_connect(const char *conninfo, const char *label, PgConnKind kind, char **errt
 
 	/* server notices (NOTICE: drop cascades to ...) go to the debug log */
 	PQsetNoticeProcessor(conn, notice_to_log, NULL);
-	res = PQexec(conn, SESSION_SETUP_SQL);
+	res = pg_execute(conn, SESSION_SETUP_SQL, 0, NULL);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		char	   *e = pg_result_error_text(res, conn);
@@ -140,6 +175,10 @@ pg_connect(const char *conninfo, const char *label, PgConnKind kind, char **errt
 	return conn;
 }
 
+/* The connection this thread gave up last (pg_abandon) and why. */
+static _Thread_local PGconn *abandoned_conn;
+static _Thread_local const char *abandoned_why;
+
 char *
 pg_result_error_text(const PGresult *res, PGconn *conn)
 {
@@ -149,7 +188,9 @@ pg_result_error_text(const PGresult *res, PGconn *conn)
 	const char *hint = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
 
 	strbuf_init(&sb);
-	if (primary)
+	if (conn && conn == abandoned_conn && abandoned_why && PQstatus(conn) == CONNECTION_BAD)
+		strbuf_addstr(&sb, abandoned_why);
+	else if (primary)
 		strbuf_addstr(&sb, primary);
 	else if (res && PQresultErrorMessage(res)[0])
 		strbuf_addstr(&sb, PQresultErrorMessage(res));
@@ -172,10 +213,7 @@ pg_query(PGconn *conn, const char *what, const char *sql, int nparams, const cha
 	PGresult   *res;
 	ExecStatusType st;
 
-	if (nparams > 0)
-		res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
-	else
-		res = PQexec(conn, sql);
+	res = pg_execute(conn, sql, nparams, params);
 	st = PQresultStatus(res);
 	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
 		return res;
@@ -202,7 +240,7 @@ pg_exec(PGconn *conn, const char *what, const char *sql)
 bool
 pg_exec_quiet(PGconn *conn, const char *sql, char **errtext)
 {
-	PGresult   *res = PQexec(conn, sql);
+	PGresult   *res = pg_execute(conn, sql, 0, NULL);
 	ExecStatusType st = PQresultStatus(res);
 	bool		ok = (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK);
 
@@ -224,42 +262,34 @@ pg_check_shape(const PGresult *res, int nrows, int ncols, const char *what)
 	return true;
 }
 
-char *
-pg_quote_ident(const char *ident)
+/* libpq's escaping result as an owned (malloc) string, or NULL logged. */
+static char *
+escaped(PGconn *conn, char *q, const char *what)
 {
-	StrBuf		sb;
+	char	   *out;
 
-	strbuf_init(&sb);
-	strbuf_addch(&sb, '"');
-	for (const char *p = ident; *p; p++)
+	if (q == NULL)
 	{
-		if (*p == '"')
-			strbuf_addch(&sb, '"');
-		strbuf_addch(&sb, *p);
+		const char *e = conn ? PQerrorMessage(conn) : "no connection";
+
+		log_error("could not quote %s for SQL: %.*s", what, (int) strcspn(e, "\n"), e);
+		return NULL;
 	}
-	strbuf_addch(&sb, '"');
-	return strbuf_detach(&sb);
+	out = xstrdup(q);
+	PQfreemem(q);
+	return out;
 }
 
 char *
-pg_quote_literal(const char *s)
+pg_quote_ident(PGconn *conn, const char *ident)
 {
-	StrBuf		sb;
-	bool		backslash = strchr(s, '\\') != NULL;
+	return escaped(conn, conn ? PQescapeIdentifier(conn, ident, strlen(ident)) : NULL, "a name");
+}
 
-	strbuf_init(&sb);
-	/* E'' form makes the result independent of standard_conforming_strings */
-	if (backslash)
-		strbuf_addch(&sb, 'E');
-	strbuf_addch(&sb, '\'');
-	for (const char *p = s; *p; p++)
-	{
-		if (*p == '\'' || *p == '\\')
-			strbuf_addch(&sb, *p);
-		strbuf_addch(&sb, *p);
-	}
-	strbuf_addch(&sb, '\'');
-	return strbuf_detach(&sb);
+char *
+pg_quote_literal(PGconn *conn, const char *s)
+{
+	return escaped(conn, conn ? PQescapeLiteral(conn, s, strlen(s)) : NULL, "a value");
 }
 
 /* Append key='value' with conninfo quoting. */
@@ -278,6 +308,12 @@ conninfo_add(StrBuf *sb, const char *key, const char *val)
 	strbuf_addch(sb, '\'');
 }
 
+bool
+pg_option_is_secret(const PQconninfoOption *o)
+{
+	return o->dispchar != NULL && strchr(o->dispchar, '*') != NULL;
+}
+
 char *
 pg_conninfo_safe(const char *conninfo)
 {
@@ -293,9 +329,7 @@ pg_conninfo_safe(const char *conninfo)
 	strbuf_init(&sb);
 	for (PQconninfoOption *o = opts; o->keyword; o++)
 	{
-		if (o->val == NULL || o->val[0] == '\0')
-			continue;
-		if (strcmp(o->keyword, "password") == 0)
+		if (o->val == NULL || o->val[0] == '\0' || pg_option_is_secret(o))
 			continue;
 		conninfo_add(&sb, o->keyword, o->val);
 	}
@@ -304,22 +338,174 @@ pg_conninfo_safe(const char *conninfo)
 }
 
 char *
-pg_conninfo_password(const char *conninfo)
+pg_conninfo_for_child(const char *conninfo)
 {
 	char	   *err = NULL;
 	PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
-	char	   *pw = NULL;
+	char	   *safe;
+	StrBuf		sb;
 
 	if (opts == NULL)
 	{
 		PQfreemem(err);
 		return NULL;
 	}
-	for (PQconninfoOption *o = opts; o->keyword; o++)
-		if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
-			pw = xstrdup(o->val);
+	safe = pg_conninfo_safe(conninfo);
+	strbuf_init(&sb);
+	strbuf_addstr(&sb, safe ? safe : "");
+	for (const PgTcpDefault *d = PG_TCP_DEFAULTS; d->key; d++)
+	{
+		bool		set = false;
+
+		for (PQconninfoOption *o = opts; o->keyword; o++)
+			if (strcmp(o->keyword, d->key) == 0 && o->val && o->val[0])
+				set = true;
+		if (!set)
+			conninfo_add(&sb, d->key, d->val);
+	}
+	free(safe);
 	PQconninfoFree(opts);
-	return pw;
+	return strbuf_detach(&sb);
+}
+
+/* Overwrite the values of a parsed conninfo before it is freed. */
+static void
+conninfo_free_wiped(PQconninfoOption *opts)
+{
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (o->val)
+			explicit_bzero(o->val, strlen(o->val));
+	PQconninfoFree(opts);
+}
+
+int
+pg_conninfo_secrets(const char *conninfo, StrList *out)
+{
+	char	   *err = NULL;
+	PQconninfoOption *opts = conninfo ? PQconninfoParse(conninfo, &err) : NULL;
+	int			n = 0;
+
+	PQfreemem(err);
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (o->val && o->val[0] && pg_option_is_secret(o))
+		{
+			strlist_add(out, o->val);
+			n++;
+		}
+	conninfo_free_wiped(opts);
+	return n;
+}
+
+/* May `v` be a service file value? The file is read line by line, trimmed. */
+static bool
+service_value_ok(const char *v)
+{
+	size_t		len = strlen(v);
+
+	return strpbrk(v, "\r\n") == NULL && len > 0 &&
+		v[0] != ' ' && v[0] != '\t' && v[len - 1] != ' ' && v[len - 1] != '\t';
+}
+
+bool
+pg_child_conn_init(PgChildConn *cc, const char *conninfo, const char *dir, const char *label)
+{
+	char	   *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &err);
+	StrBuf		file;
+	bool		ok = false;
+	bool		has_service = getenv("PGSERVICE") != NULL && getenv("PGSERVICE")[0] != '\0';
+
+	memset(cc, 0, sizeof(*cc));
+	strbuf_init(&file);
+	if (opts == NULL)
+	{
+		log_error("could not parse the %s connection string: %s", label, err ? err : "out of memory");
+		PQfreemem(err);
+		goto done;
+	}
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		if (strcmp(o->keyword, "service") == 0 && o->val && o->val[0])
+			has_service = true;
+	strbuf_addstr(&file, "# written by ferry for one child program, removed when it ends\n[ferry]\n");
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+	{
+		if (o->val == NULL || o->val[0] == '\0' || !pg_option_is_secret(o))
+			continue;
+		if (o->envvar)
+		{
+			/* libpq reads this one from the environment (PGPASSWORD) */
+			char	   *kv = xasprintf("%s=%s", o->envvar, o->val);
+
+			strlist_add(&cc->env, kv);
+			explicit_bzero(kv, strlen(kv));
+			free(kv);
+			continue;
+		}
+		if (has_service)
+		{
+			log_error("the %s connection string names a service (service= or PGSERVICE) and gives %s: ferry cannot hand both to pg_dump without showing %s on its command line. Fix: put %s in that service's entry of the service file instead",
+					  label, o->keyword, o->keyword, o->keyword);
+			goto done;
+		}
+		if (!service_value_ok(o->val))
+		{
+			log_error("the %s connection string's %s starts or ends with a space or holds a line break, which ferry cannot hand to pg_dump without showing it on its command line. Fix: change it, or give it in a service file (service=)",
+					  label, o->keyword);
+			goto done;
+		}
+		strbuf_addf(&file, "%s=%s\n", o->keyword, o->val);
+		cc->nfile++;
+	}
+	/* the keepalives ferry's own connections get, where conninfo sets none */
+	cc->conninfo = pg_conninfo_for_child(conninfo ? conninfo : "");
+	if (cc->conninfo == NULL)
+		cc->conninfo = pg_conninfo_safe(conninfo ? conninfo : "");
+	if (cc->nfile > 0)
+	{
+		/* only libpq's secrets without an environment variable (sslpassword) */
+		int			fd;
+		char	   *kv;
+
+		cc->service_file = xasprintf("%s/pg_service.conf", dir);
+		fd = open(cc->service_file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		if (fd < 0 || write(fd, file.data, file.len) != (ssize_t) file.len || close(fd) != 0)
+		{
+			log_error("could not write \"%s\": %s", cc->service_file, strerror(errno));
+			goto done;
+		}
+		kv = xasprintf("PGSERVICEFILE=%s", cc->service_file);
+		strlist_add(&cc->env, kv);
+		free(kv);
+		{
+			char	   *with = xasprintf("%s%sservice=ferry", cc->conninfo, cc->conninfo[0] ? " " : "");
+
+			free(cc->conninfo);
+			cc->conninfo = with;
+		}
+	}
+	ok = true;
+
+done:
+	if (file.data)
+		explicit_bzero(file.data, file.len);
+	strbuf_release(&file);
+	conninfo_free_wiped(opts);
+	if (!ok)
+		pg_child_conn_release(cc);
+	return ok;
+}
+
+void
+pg_child_conn_release(PgChildConn *cc)
+{
+	if (cc->service_file)
+		unlink(cc->service_file);
+	for (int i = 0; i < cc->env.n; i++)
+		explicit_bzero(cc->env.items[i], strlen(cc->env.items[i]));
+	strlist_free(&cc->env);
+	free(cc->service_file);
+	free(cc->conninfo);
+	memset(cc, 0, sizeof(*cc));
 }
 
 char *
@@ -379,36 +565,93 @@ pg_lsn_format(uint64_t lsn, char *buf, size_t size)
 }
 
 /*
- * Cancellation registry. The signal handler may only use async-signal-safe
- * calls: PQcancel() is documented as such. Slots are atomic pointers; a
- * connection registers its PGcancel while a long query runs.
+ * Stopping. The signal handler only records the stop (flag, time) and
+ * wakes the stop watcher through a pipe (write() is async-signal-safe);
+ * it opens no connection (STYLE.md: flags-only handlers). The watcher
+ * thread then sends a cancel request for every registered connection, so a
+ * query that a server still serves ends with "canceling statement due to
+ * user request". A server that does not answer cannot hold ferry: every
+ * wait in this file (pg_wait_socket and what is built on it) gives up
+ * PG_STOP_GRACE_MS after the stop, or after its own start when it began
+ * after the stop (clean-up statements), and abandons the connection.
+ *
+ * Registry slots are atomic pointers: any thread registers and unregisters
+ * its own connections; only the watcher reads the PGcancel objects, under
+ * registry_lock, which unregistering takes too (so none is freed in use).
  */
 #define MAX_CANCEL 64
-static _Atomic(PGcancel *) cancel_slots[MAX_CANCEL];
-static _Atomic(PGconn *) cancel_conns[MAX_CANCEL];
+static PGcancel *cancel_slots[MAX_CANCEL];
+static PGconn *cancel_conns[MAX_CANCEL];
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static volatile sig_atomic_t interrupted = 0;
+static _Atomic int64_t stop_at_ms = 0;
+static int stop_pipe[2] = {-1, -1};
+
+int64_t
+pg_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void
 handle_signal(int signo)
 {
+	int			save_errno = errno;
+
+	if (!interrupted)
+	{
+		atomic_store(&stop_at_ms, pg_now_ms());	/* clock_gettime is signal-safe */
+		interrupted = 1;
+		if (stop_pipe[1] >= 0)
+			(void) !write(stop_pipe[1], "x", 1);
+	}
+	errno = save_errno;
+	(void) signo;
+}
+
+/* The stop watcher: waits for the handler's byte, then cancels. */
+static void *
+stop_watcher(void *arg)
+{
+	char		c;
 	char		errbuf[256];
 
-	interrupted = 1;
+	PGcancel   *mine[MAX_CANCEL];
+
+	(void) arg;
+	while (read(stop_pipe[0], &c, 1) < 0 && errno == EINTR)
+		;
+	/* take the cancel objects: a server that does not answer holds only us */
+	pthread_mutex_lock(&registry_lock);
 	for (int i = 0; i < MAX_CANCEL; i++)
 	{
-		PGcancel   *c = atomic_load(&cancel_slots[i]);
-
-		if (c)
-			(void) PQcancel(c, errbuf, sizeof(errbuf));
+		mine[i] = cancel_slots[i];
+		cancel_slots[i] = NULL;
 	}
-	(void) signo;
+	pthread_mutex_unlock(&registry_lock);
+	for (int i = 0; i < MAX_CANCEL; i++)
+		if (mine[i])
+		{
+			(void) PQcancel(mine[i], errbuf, sizeof(errbuf));
+			PQfreeCancel(mine[i]);
+		}
+	return NULL;
 }
 
 void
 pg_signals_install(void)
 {
 	struct sigaction sa;
+	pthread_t	th;
 
+	if (stop_pipe[0] < 0 && pipe(stop_pipe) == 0)
+	{
+		if (pthread_create(&th, NULL, stop_watcher, NULL) == 0)
+			pthread_detach(th);
+	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = handle_signal;
 	sigemptyset(&sa.sa_mask);
@@ -430,33 +673,35 @@ pg_cancel_register(PGconn *conn)
 
 	if (c == NULL)
 		return;
+	pthread_mutex_lock(&registry_lock);
 	for (int i = 0; i < MAX_CANCEL; i++)
-	{
-		PGconn	   *expected = NULL;
-
-		if (atomic_compare_exchange_strong(&cancel_conns[i], &expected, conn))
+		if (cancel_conns[i] == NULL)
 		{
-			atomic_store(&cancel_slots[i], c);
-			return;
+			cancel_conns[i] = conn;
+			cancel_slots[i] = c;
+			c = NULL;
+			break;
 		}
-	}
+	pthread_mutex_unlock(&registry_lock);
 	PQfreeCancel(c);			/* registry full: this one just won't be cancelled */
 }
 
 void
 pg_cancel_unregister(PGconn *conn)
 {
-	for (int i = 0; i < MAX_CANCEL; i++)
-	{
-		if (atomic_load(&cancel_conns[i]) == conn)
-		{
-			PGcancel   *c = atomic_exchange(&cancel_slots[i], NULL);
+	PGcancel   *c = NULL;
 
-			atomic_store(&cancel_conns[i], NULL);
-			PQfreeCancel(c);
-			return;
+	pthread_mutex_lock(&registry_lock);
+	for (int i = 0; i < MAX_CANCEL; i++)
+		if (cancel_conns[i] == conn)
+		{
+			c = cancel_slots[i];
+			cancel_slots[i] = NULL;
+			cancel_conns[i] = NULL;
+			break;
 		}
-	}
+	pthread_mutex_unlock(&registry_lock);
+	PQfreeCancel(c);
 }
 
 void
@@ -465,7 +710,202 @@ pg_finish(PGconn *conn)
 	if (conn == NULL)
 		return;
 	pg_cancel_unregister(conn);
+	if (abandoned_conn == conn)
+		abandoned_conn = NULL;
 	PQfinish(conn);
+}
+
+/* A cancel request sent from its own thread: connecting cannot hold us. */
+static void *
+cancel_thread(void *arg)
+{
+	PGcancel   *c = arg;
+	char		errbuf[256];
+
+	(void) PQcancel(c, errbuf, sizeof(errbuf));
+	PQfreeCancel(c);
+	return NULL;
+}
+
+void
+pg_cancel_async(PGconn *conn)
+{
+	PGcancel   *c = PQgetCancel(conn);
+	pthread_t	th;
+
+	if (c == NULL)
+		return;
+	if (pthread_create(&th, NULL, cancel_thread, c) == 0)
+		pthread_detach(th);
+	else
+		PQfreeCancel(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* waits that watch the stop flag                                       */
+
+PgWait
+pg_wait_socket(PGconn *conn, bool for_write, int64_t deadline_ms)
+{
+	int			fd = PQsocket(conn);
+	int64_t		start = pg_now_ms();
+
+	if (fd < 0)
+		return PG_WAIT_READY;	/* libpq reports the broken connection */
+	for (;;)
+	{
+		int64_t		now = pg_now_ms();
+		int64_t		stop = atomic_load(&stop_at_ms);
+		int64_t		limit = deadline_ms;
+		bool		stopping = false;
+		struct pollfd pfd = {fd, (short) (POLLIN | (for_write ? POLLOUT : 0)), 0};
+		int			rc;
+
+		if (interrupted && stop > 0)
+		{
+			int64_t		grace = (stop > start ? stop : start) + PG_STOP_GRACE_MS;
+
+			if (grace < limit)
+			{
+				limit = grace;
+				stopping = true;
+			}
+		}
+		if (now >= limit)
+			return stopping ? PG_WAIT_STOPPED : PG_WAIT_TIMEOUT;
+		/* slices of 100 ms: a stop is seen that soon */
+		rc = poll(&pfd, 1, limit - now < 100 ? (int) (limit - now) : 100);
+		if (rc > 0 || (rc < 0 && errno != EINTR))
+			return PG_WAIT_READY;
+	}
+}
+
+void
+pg_abandon(PGconn *conn, const char *why)
+{
+	int			fd = PQsocket(conn);
+
+	if (fd < 0)
+		return;
+	abandoned_conn = conn;
+	abandoned_why = why;
+	/* libpq then reads end-of-file and marks the connection bad */
+	(void) shutdown(fd, SHUT_RDWR);
+	(void) PQconsumeInput(conn);
+}
+
+/* Why a wait gave up, for pg_abandon (static strings). */
+static const char *
+wait_failure(PgWait w)
+{
+	return w == PG_WAIT_STOPPED
+		? "ferry is stopping and the server did not answer in time; connection closed"
+		: "no answer from the server in time; connection closed";
+}
+
+/*
+ * Send what libpq holds for conn, waiting on the socket. False when the
+ * connection broke or the wait gave up (then abandoned).
+ */
+static bool
+flush_until(PGconn *conn, int64_t deadline_ms)
+{
+	for (;;)
+	{
+		int			f = PQflush(conn);
+		PgWait		w;
+
+		if (f <= 0)
+			return f == 0;
+		w = pg_wait_socket(conn, true, deadline_ms);
+		if (w != PG_WAIT_READY)
+		{
+			pg_abandon(conn, wait_failure(w));
+			return false;
+		}
+		/* read too: the server may be sending an error instead of reading */
+		if (PQconsumeInput(conn) != 1)
+			return false;
+	}
+}
+
+PGresult *
+pg_get_result_until(PGconn *conn, int64_t deadline_ms)
+{
+	if (PQisnonblocking(conn) && !flush_until(conn, deadline_ms))
+		return PQgetResult(conn);	/* the error result, then NULL */
+	while (PQisBusy(conn) && PQstatus(conn) == CONNECTION_OK)
+	{
+		PgWait		w = pg_wait_socket(conn, false, deadline_ms);
+
+		if (w != PG_WAIT_READY)
+		{
+			pg_abandon(conn, wait_failure(w));
+			break;
+		}
+		if (PQconsumeInput(conn) != 1)
+			break;
+	}
+	return PQgetResult(conn);
+}
+
+PGresult *
+pg_get_result(PGconn *conn)
+{
+	return pg_get_result_until(conn, INT64_MAX);
+}
+
+static bool
+is_copy_status(ExecStatusType st)
+{
+	return st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH;
+}
+
+PGresult *
+pg_execute(PGconn *conn, const char *sql, int nparams, const char *const *params)
+{
+	PGresult   *res;
+	PGresult   *last = NULL;
+	bool		was_nonblocking = PQisnonblocking(conn);
+	int			sent;
+
+	/* as PQexec: results left from before are discarded */
+	while ((res = pg_get_result(conn)) != NULL)
+	{
+		ExecStatusType st = PQresultStatus(res);
+
+		PQclear(res);
+		if (is_copy_status(st) || PQstatus(conn) != CONNECTION_OK)
+			break;				/* PQsendQuery() says what is wrong */
+	}
+	/* nonblocking while sending, so a server that reads nothing cannot hold us */
+	if (!was_nonblocking)
+		(void) PQsetnonblocking(conn, 1);
+	if (nparams > 0)
+		sent = PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	else
+		sent = PQsendQuery(conn, sql);
+	if (sent == 1)
+		(void) flush_until(conn, INT64_MAX);
+	if (sent != 1)
+	{
+		if (!was_nonblocking && PQstatus(conn) == CONNECTION_OK)
+			(void) PQsetnonblocking(conn, 0);
+		return PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
+	}
+	/* as PQexec: the last result, stopping at COPY or a lost connection */
+	while ((res = pg_get_result(conn)) != NULL)
+	{
+		PQclear(last);
+		last = res;
+		if (is_copy_status(PQresultStatus(res)) || PQstatus(conn) == CONNECTION_BAD)
+			break;
+	}
+	if (!was_nonblocking && PQstatus(conn) == CONNECTION_OK)
+		(void) PQsetnonblocking(conn, 0);
+	if (last == NULL)
+		last = PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
+	return last;
 }
 
 /* A text[] literal of the strings in l, for a query parameter. Owned. */

@@ -142,11 +142,17 @@ classify_publication(PGconn *src, const FerryConfig *cfg, const TableList *table
 	for (int r = 0; r < PQntuples(res); r++)
 	{
 		unsigned int oid = (unsigned int) strtoul(PQgetvalue(res, r, 0), NULL, 10);
-		char	   *qn = pg_quote_ident(PQgetvalue(res, r, 2));
-		char	   *qr = pg_quote_ident(PQgetvalue(res, r, 3));
-		char	   *q = xasprintf("%s.%s", qn, qr);
+		char	   *qn = pg_quote_ident(src, PQgetvalue(res, r, 2));
+		char	   *qr = pg_quote_ident(src, PQgetvalue(res, r, 3));
+		char	   *q = qn && qr ? xasprintf("%s.%s", qn, qr) : NULL;
 		PlanPublish pub = PLAN_PUB_NONE;
 
+		if (q == NULL)
+		{
+			free(qn);
+			free(qr);
+			goto done;
+		}
 		if (PQgetvalue(res, r, 1)[0] == 'p')
 			pub = strlist_has(&all, q) ? PLAN_PUB_ALL
 				: strlist_has(&ins, q) ? PLAN_PUB_INSERT_ONLY : PLAN_PUB_NONE;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,8 +18,25 @@
 #include "log.h"
 #include "mem.h"
 
+/* Stop a child's process group: SIGTERM now, SIGKILL once kill_at passes. */
+static void
+stop_child(pid_t pid, int64_t *kill_at)
+{
+	if (*kill_at == INT64_MAX)
+	{
+		kill(-pid, SIGTERM);
+		*kill_at = proc_now_ms() + 2000;
+	}
+	else if (*kill_at > 0 && proc_now_ms() >= *kill_at)
+	{
+		kill(-pid, SIGKILL);
+		*kill_at = 0;
+	}
+}
+
 int
-proc_run(char *const argv[], const char *password, const char *stdout_path, char **errout)
+proc_run(char *const argv[], const char *const *env, const char *stdout_path,
+		 bool (*stop) (void), char **errout)
 {
 	int			errpipe[2];
 	pid_t		pid;
@@ -26,12 +44,16 @@ proc_run(char *const argv[], const char *password, const char *stdout_path, char
 	StrBuf		err;
 	char		buf[1024];
 	ssize_t		n;
+	int64_t		kill_at = INT64_MAX;
+	bool		open_pipe = true;
 
 	if (pipe(errpipe) != 0)
 	{
 		log_error("could not create a pipe: %s", strerror(errno));
 		return -1;
 	}
+	fflush(stdout);
+	fflush(stderr);
 	pid = fork();
 	if (pid < 0)
 	{
@@ -45,6 +67,7 @@ proc_run(char *const argv[], const char *password, const char *stdout_path, char
 		int			out = open(stdout_path ? stdout_path : "/dev/null",
 							   O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
+		setpgid(0, 0);			/* stopped as a group, by ferry (stop) */
 		if (out < 0)
 			_exit(126);
 		dup2(out, STDOUT_FILENO);
@@ -52,32 +75,54 @@ proc_run(char *const argv[], const char *password, const char *stdout_path, char
 		close(out);
 		close(errpipe[0]);
 		close(errpipe[1]);
-		if (password)
-			setenv("PGPASSWORD", password, 1);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGPIPE, SIG_DFL);
+		/* ferry's own connection strings may hold secrets: not for the child */
+		unsetenv("FERRY_SOURCE");
+		unsetenv("FERRY_TARGET");
+		for (int i = 0; env && env[i]; i++)
+			putenv((char *) env[i]);
 		execvp(argv[0], argv);
 		fprintf(stderr, "could not run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
+	setpgid(pid, pid);			/* both sides: no race with an early kill */
 	close(errpipe[1]);
 	strbuf_init(&err);
-	while ((n = read(errpipe[0], buf, sizeof(buf))) != 0)
+	/* collect its stderr and wait, looking at stop() every 100 ms */
+	for (;;)
 	{
-		if (n < 0)
+		pid_t		r;
+
+		if (stop && stop())
+			stop_child(pid, &kill_at);
+		if (open_pipe)
 		{
-			if (errno == EINTR)
+			struct pollfd pfd = {errpipe[0], POLLIN, 0};
+
+			if (poll(&pfd, 1, 100) <= 0)
 				continue;
-			break;
+			n = read(errpipe[0], buf, sizeof(buf));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				open_pipe = false;
+			else if (err.len < 8192)
+				strbuf_add(&err, buf, (size_t) n);
+			continue;
 		}
-		if (err.len < 8192)
-			strbuf_add(&err, buf, (size_t) n);
-	}
-	close(errpipe[0]);
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
+		r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			break;
+		if (r < 0 && errno != EINTR)
 		{
 			status = -1;
 			break;
 		}
+		usleep(10000);
+	}
+	close(errpipe[0]);
 	while (err.len > 0 && err.data[err.len - 1] == '\n')
 		err.data[--err.len] = '\0';
 	if (errout)

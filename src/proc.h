@@ -1,9 +1,10 @@
 /*
  * proc.h: running PostgreSQL's own client programs (pg_dump, pg_restore).
  *
- * Passwords never go on a command line (where `ps` shows them): the
- * connection string passed to the child is stripped of its password and
- * the password travels in the child's environment as PGPASSWORD.
+ * Secrets never go on a command line (where `ps` shows them): the caller
+ * passes the child a connection from pg_child_conn_init() (pgsql.h), whose
+ * secrets travel in the child's environment (PGPASSWORD; /proc/PID/environ
+ * is readable by the same user and root only) or in a 0600 service file.
  */
 #ifndef FERRY_PROC_H
 #define FERRY_PROC_H
@@ -14,12 +15,18 @@
 
 /*
  * Run argv[0] (a path, or a name looked up in PATH) with arguments argv
- * (NULL-terminated). If password is not NULL the child gets PGPASSWORD.
+ * (NULL-terminated). The child's environment loses FERRY_SOURCE and
+ * FERRY_TARGET (they may hold secrets) and gets the "NAME=value" strings in
+ * env (NULL-terminated, may be NULL).
  * Its stdout goes to stdout_path (or /dev/null when NULL); its stderr is
  * collected (up to 8 kB) into *errout (owned, may be NULL when errout is).
- * Returns the exit status, or -1 if the program could not be started.
+ * The child runs in its own process group; as soon as stop() (may be NULL)
+ * returns true the group gets SIGTERM, then SIGKILL two seconds later.
+ * Returns the exit status (128 + signal when killed by one), or -1 if the
+ * program could not be started.
  */
-int			proc_run(char *const argv[], const char *password, const char *stdout_path, char **errout);
+int			proc_run(char *const argv[], const char *const *env, const char *stdout_path,
+					 bool (*stop) (void), char **errout);
 
 /*
  * Find a PostgreSQL client program: in `bindir` if given, else the newest

@@ -56,17 +56,34 @@ publication_table_selected(const FerryConfig *cfg, const char *nspname, const ch
 	return in;
 }
 
+/*
+ * Does publication `name` exist? 1 yes (ferry's own, from an earlier run),
+ * 0 no, -1 on error or when another role owns it (logged with the fix): a
+ * role that pre-created it would choose which tables ferry replicates, and
+ * the ones it left out would be lost at the switchover.
+ */
 static int
 publication_exists(PGconn *src, const char *name)
 {
 	const char *params[1] = {name};
 	PGresult   *res = pg_query(src, "look up the publication",
-							   "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1", 1, params);
+							   "SELECT r.rolname, r.rolname = current_user"
+							   "  FROM pg_catalog.pg_publication p JOIN pg_catalog.pg_roles r ON r.oid = p.pubowner"
+							   " WHERE p.pubname = $1", 1, params);
 	int			r;
 
-	if (res == NULL)
+	if (res == NULL || !pg_check_shape(res, -1, 2, "the publication"))
+	{
+		PQclear(res);
 		return -1;
+	}
 	r = PQntuples(res) > 0;
+	if (r && PQgetvalue(res, 0, 1)[0] != 't')
+	{
+		log_error("publication %s on %s already exists and is owned by role %s, not by %s that ferry connects as: ferry would replicate whichever tables that role chose. Fix: if it is not ferry's, drop it (DROP PUBLICATION %s, as its owner) or pick another --name; if it is from a run as %s, connect as %s",
+				  name, PQdb(src), PQgetvalue(res, 0, 0), PQuser(src), name, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 0));
+		r = -1;
+	}
 	PQclear(res);
 	return r;
 }
@@ -74,10 +91,12 @@ publication_exists(PGconn *src, const char *name)
 static bool
 create_one(PGconn *src, const char *name, const char *tables, const char *with)
 {
-	char	   *qn = pg_quote_ident(name);
+	char	   *qn = pg_quote_ident(src, name);
 	char	   *sql;
 	bool		ok;
 
+	if (qn == NULL)
+		return false;
 	sql = xasprintf("CREATE PUBLICATION %s%s%s WITH (%s)", qn,
 					tables[0] ? " FOR TABLE " : "", tables, with);
 	ok = pg_exec(src, "create the publication on the source", sql);
@@ -135,8 +154,15 @@ publication_plan(PGconn *src, const FerryConfig *cfg, StrList *all, StrList *ins
 
 		if (!publication_table_selected(cfg, nsp, rel))
 			continue;
-		qn = pg_quote_ident(nsp);
-		qr = pg_quote_ident(rel);
+		qn = pg_quote_ident(src, nsp);
+		qr = pg_quote_ident(src, rel);
+		if (qn == NULL || qr == NULL)
+		{
+			free(qn);
+			free(qr);
+			PQclear(res);
+			return false;
+		}
 		q = xasprintf("%s.%s", qn, qr);
 		strlist_add((identity || cfg->set_replica_identity_full) ? all : insert_only, q);
 		if (!identity)
@@ -215,11 +241,11 @@ done:
 bool
 publication_drop(PGconn *src, const FerryConfig *cfg)
 {
-	char	   *a = pg_quote_ident(cfg->name);
+	char	   *a = pg_quote_ident(src, cfg->name);
 	char	   *insn = xasprintf("%s%s", cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
-	char	   *b = pg_quote_ident(insn);
-	char	   *sql = xasprintf("DROP PUBLICATION IF EXISTS %s; DROP PUBLICATION IF EXISTS %s", a, b);
-	bool		ok = pg_exec_quiet(src, sql, NULL);
+	char	   *b = pg_quote_ident(src, insn);
+	char	   *sql = a && b ? xasprintf("DROP PUBLICATION IF EXISTS %s; DROP PUBLICATION IF EXISTS %s", a, b) : NULL;
+	bool		ok = sql != NULL && pg_exec_quiet(src, sql, NULL);
 
 	free(a);
 	free(b);
@@ -244,8 +270,14 @@ publication_names(PGconn *src, const FerryConfig *cfg)
 	strbuf_init(&sb);
 	for (int i = 0; i < PQntuples(res); i++)
 	{
-		char	   *q = pg_quote_ident(PQgetvalue(res, i, 0));
+		char	   *q = pg_quote_ident(src, PQgetvalue(res, i, 0));
 
+		if (q == NULL)
+		{
+			PQclear(res);
+			strbuf_release(&sb);
+			return NULL;
+		}
 		strbuf_addf(&sb, "%s%s", i ? "," : "", q);
 		free(q);
 	}

@@ -41,13 +41,22 @@ read_file(const char *path, StrBuf *out)
 
 /* Run a client program, logging its first error line on failure. */
 static bool
-run_tool(char **argv, const char *password, const char *out_path, const char *what)
+run_tool(char **argv, const StrList *env, const char *out_path, const char *what)
 {
 	char	   *err = NULL;
-	int			rc = proc_run(argv, password, out_path, &err);
-	bool		ok = rc == 0;
+	const char **envp = xcalloc((size_t) (env ? env->n : 0) + 1, sizeof(char *));
+	int			rc;
+	bool		ok;
 
-	if (rc < 0)
+	for (int i = 0; env && i < env->n; i++)
+		envp[i] = env->items[i];
+	rc = proc_run(argv, envp, out_path, pg_interrupted, &err);
+	free(envp);
+	ok = rc == 0;
+
+	if (pg_interrupted())
+		log_info("stopped %s: ferry is stopping", argv[0]);
+	else if (rc < 0)
 		log_error("could not run %s: %s. Fix: install the PostgreSQL client programs (postgresql-client-N for the source's version N) or pass --pg-bin DIR",
 				  argv[0], err && err[0] ? err : "not found");
 	else if (rc != 0)
@@ -110,8 +119,7 @@ schema_dump(const FerryConfig *cfg, int source_major, const char *snapshot, Sche
 {
 	const char *tmp = getenv("TMPDIR") && getenv("TMPDIR")[0] ? getenv("TMPDIR") : "/tmp";
 	char	   *dirtmpl = xasprintf("%s/ferry-%d-XXXXXX", tmp, (int) getpid());
-	char	   *safe = pg_conninfo_safe(cfg->source);
-	char	   *password = pg_conninfo_password(cfg->source);
+	PgChildConn cc = {0};
 	char	   *pg_dump = proc_find_pg_program(cfg->pg_bin, "pg_dump", source_major);
 	StrList		args = {0};
 	StrBuf		toc = {0};
@@ -165,15 +173,21 @@ schema_dump(const FerryConfig *cfg, int source_major, const char *snapshot, Sche
 	}
 	strlist_add(&args, "--file");
 	strlist_add(&args, out->path);
+	/* the connection without its secrets: in the child's environment and a service file in the dump's 0700 directory */
+	if (!pg_child_conn_init(&cc, cfg->source, out->dir, "source"))
+		goto cleanup;
 	strlist_add(&args, "--dbname");
-	strlist_add(&args, safe ? safe : "");
+	strlist_add(&args, cc.conninfo);
 
 	argv = xcalloc((size_t) args.n + 1, sizeof(char *));
 	for (int i = 0; i < args.n; i++)
 		argv[i] = args.items[i];
 	log_info("dumping the source schema with %s", pg_dump);
-	if (!run_tool(argv, password, NULL, "the schema dump"))
+	ok = run_tool(argv, &cc.env, NULL, "the schema dump");
+	pg_child_conn_release(&cc);
+	if (!ok)
 		goto cleanup;
+	ok = false;
 
 	{
 		char	   *largv[] = {out->pg_restore, "--list", out->path, NULL};
@@ -217,10 +231,7 @@ schema_dump(const FerryConfig *cfg, int source_major, const char *snapshot, Sche
 cleanup:
 	if (!ok)
 		schema_dump_free(out);
-	if (password)
-		explicit_bzero(password, strlen(password));
-	free(password);
-	free(safe);
+	pg_child_conn_release(&cc);
 	free(pg_dump);
 	free(toc_path);
 	free(argv);
@@ -405,7 +416,7 @@ schema_restore_pre_data(PGconn *target, const FerryConfig *cfg, const SchemaDump
 	log_info("restoring the schema (pre-data, %zu bytes of SQL) on the target", script.len);
 	if (!pg_exec(target, "start the schema transaction", "BEGIN"))
 		goto cleanup;
-	res = PQexec(target, script.data);
+	res = pg_execute(target, script.data, 0, NULL);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		char	   *e = pg_result_error_text(res, target);
@@ -563,7 +574,8 @@ schema_post_data_steps(const FerryConfig *cfg, const SchemaDump *d, SchemaSteps 
 					tmp[k++] = *s;
 			}
 	}
-	memcpy(out->items, tmp, sizeof(SchemaStep) * (size_t) n);
+	if (n > 0)				/* no post-data step at all: items is NULL */
+		memcpy(out->items, tmp, sizeof(SchemaStep) * (size_t) n);
 	free(tmp);
 	return true;
 }

@@ -16,14 +16,16 @@ slot_create(const char *conninfo, const char *slot_name, bool temporary, SlotSna
 {
 	PGconn	   *conn;
 	PGresult   *res = NULL;
-	char	   *qslot = pg_quote_ident(slot_name);
+	char	   *qslot;
 	char	   *sql;
 	bool		ok = false;
 
 	conn = pg_connect(conninfo, "source", PG_CONN_REPLICATION, NULL);
 	if (conn == NULL)
+		return false;
+	if ((qslot = pg_quote_ident(conn, slot_name)) == NULL)
 	{
-		free(qslot);
+		pg_finish(conn);
 		return false;
 	}
 	/* the pre-15 syntax is still accepted by 15 and later: works from 10 on */

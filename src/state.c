@@ -65,7 +65,30 @@ static const char STATE_DDL[] =
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS switched_at timestamptz;"
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS switch_window_ms double precision;"
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS rolled_back_at timestamptz;"
-	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS rollback_window_ms double precision;";
+	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS rollback_window_ms double precision;"
+	/* set just before the switch hook runs: from then on the switchover only goes forward (switchover.h) */
+	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS switch_hook_at timestamptz;"
+	/* UPDATEs and DELETEs from the source that matched no row on the target, by table (apply.h) */
+	"CREATE TABLE IF NOT EXISTS ferry.unmatched ("
+	"  migration text NOT NULL REFERENCES ferry.migration ON DELETE CASCADE,"
+	"  tablename text NOT NULL,"
+	"  changes bigint NOT NULL,"
+	"  last_lsn pg_lsn NOT NULL,"
+	"  last_at timestamptz NOT NULL,"
+	"  PRIMARY KEY (migration, tablename));"
+	/* changes committed on the old source after the switchover, by table (watch.h) */
+	"CREATE TABLE IF NOT EXISTS ferry.source_writes ("
+	"  migration text NOT NULL REFERENCES ferry.migration ON DELETE CASCADE,"
+	"  tablename text NOT NULL,"
+	"  changes bigint NOT NULL,"
+	"  last_lsn pg_lsn NOT NULL,"
+	"  last_at timestamptz NOT NULL,"
+	"  PRIMARY KEY (migration, tablename));";
+
+/* Every table ferry creates in schema ferry (STATE_DDL, and hooks.c the file sync's), NULL-ended; keep in step: check.c tells ferry's own schema from a user's by it. */
+const char *const STATE_TABLES[] = {
+	"migration", "copy_item", "copy_plan", "apply_progress", "schema_step", "file_sync", "unmatched", "source_writes", NULL
+};
 
 const char	STATE_MARK_COPY_SQL[] =
 	"INSERT INTO ferry.copy_item"
@@ -194,11 +217,54 @@ state_lock_held(PGconn *conn, const char *name)
 	return held;
 }
 
+/*
+ * Schema ferry's owner, and the other roles owning objects in it; no row
+ * when there is no schema ferry.
+ */
+static const char STATE_OWNERS_SQL[] =
+	"SELECT r.rolname, r.rolname = current_user,"
+	"       (SELECT pg_catalog.string_agg(DISTINCT o.rolname, ', ')"
+	"          FROM (SELECT c.relowner AS owner FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid"
+	"                UNION ALL SELECT p.proowner FROM pg_catalog.pg_proc p WHERE p.pronamespace = n.oid"
+	"                UNION ALL SELECT t.typowner FROM pg_catalog.pg_type t WHERE t.typnamespace = n.oid"
+	"                UNION ALL SELECT x.oprowner FROM pg_catalog.pg_operator x WHERE x.oprnamespace = n.oid"
+	"                UNION ALL SELECT k.conowner FROM pg_catalog.pg_conversion k WHERE k.connamespace = n.oid) a"
+	"          JOIN pg_catalog.pg_roles o ON o.oid = a.owner WHERE a.owner <> n.nspowner)"
+	"  FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner"
+	" WHERE n.nspname = 'ferry'";
+
 bool
-state_ensure(PGconn *target)
+state_schema_trusted(PGconn *conn, const char *side)
+{
+	PGresult   *res = pg_query(conn, "look up schema ferry", STATE_OWNERS_SQL, 0, NULL);
+	bool		ok = false;
+
+	if (res == NULL || !pg_check_shape(res, -1, 3, "schema ferry's owners"))
+		goto done;
+	if (PQntuples(res) == 0)
+		ok = true;				/* not there: ferry creates it, owned by this role */
+	else if (PQgetvalue(res, 0, 1)[0] != 't')
+		log_error("schema ferry on the %s is owned by role %s, not by %s that ferry connects as: ferry keeps its state there and would trust whatever that role put in it. Fix: if it is not ferry's, drop or rename it (DROP SCHEMA ferry CASCADE, as its owner or a superuser); if it is ferry's from a run as %s, connect as %s again or ALTER SCHEMA ferry OWNER TO %s",
+				  side, PQgetvalue(res, 0, 0), PQuser(conn), PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 0), PQuser(conn));
+	else if (!PQgetisnull(res, 0, 2))
+		log_error("schema ferry on the %s holds objects owned by %s, not by %s that owns it: ferry would trust them. Fix: drop those objects (or the schema, DROP SCHEMA ferry CASCADE, if no migration needs it), and REVOKE CREATE ON SCHEMA ferry FROM them",
+				  side, PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 0));
+	else
+		ok = true;
+
+done:
+	PQclear(res);
+	return ok;
+}
+
+bool
+state_ensure(PGconn *target, const char *side)
 {
 	char	   *err = NULL;
 
+	/* before touching it (the DDL below would adopt it), and after (one made meanwhile) */
+	if (!state_schema_trusted(target, side))
+		return false;
 	/* quiet: IF NOT EXISTS still emits notices */
 	if (!pg_exec_quiet(target, "SET client_min_messages = warning", NULL) ||
 		!pg_exec_quiet(target, STATE_DDL, &err))
@@ -209,7 +275,7 @@ state_ensure(PGconn *target)
 		return false;
 	}
 	pg_exec_quiet(target, "RESET client_min_messages", NULL);
-	return true;
+	return state_schema_trusted(target, side);
 }
 
 bool
@@ -268,7 +334,7 @@ state_set(PGconn *target, const char *name, const char *column, const char *valu
 	/* column names come from our own code, never from input */
 	static const char *const allowed[] = {"start_lsn", "phase", "pre_data_done", "data_done",
 	"post_data_done", "clone_finished_at", "source_freeze", "target_freeze", "reverse", "switched_at",
-	"switch_window_ms", "rolled_back_at", "rollback_window_ms"};
+	"switch_window_ms", "rolled_back_at", "rollback_window_ms", "switch_hook_at"};
 	const char *params[2] = {name, value};
 	char	   *sql = NULL;
 	PGresult   *res;

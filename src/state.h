@@ -44,18 +44,33 @@ int			state_lock_held(PGconn *conn, const char *name);
  * -1 on error (logged).
  */
 int			state_table_exists(PGconn *conn, const char *table);
-/* Create schema ferry and its tables if missing. */
-bool		state_ensure(PGconn *target);
+/*
+ * Create schema ferry and its tables if missing, on `side` ("target", or
+ * "source" for the reverse migration). Refuses (false, logged) a schema
+ * ferry that is not ferry's own: see state_schema_trusted().
+ */
+bool		state_ensure(PGconn *target, const char *side);
+/*
+ * Is schema ferry absent, or ferry's own from an earlier run: owned by the
+ * role ferry connects as, with no object in it owned by another role? A
+ * role that pre-created it could plant tables and functions ferry would
+ * trust (state it reads back, SQL it runs). False (logged, one line with
+ * the fix) otherwise. The switchover checks the source with it before
+ * freezing.
+ */
+bool		state_schema_trusted(PGconn *conn, const char *side);
 /* Read the migration row; st->exists false when there is none. */
 bool		state_load(PGconn *target, const char *name, MigrationState *st);
 void		state_release(MigrationState *st);
 /* Insert a fresh row in phase 'cloning'. */
 bool		state_create(PGconn *target, const char *name, const char *slot_name);
-/* Set one column: start_lsn, phase, or a *_done flag (true). */
+/* Set one column (start_lsn, phase, a *_done flag, ...; NULL value: SQL NULL). */
 bool		state_set(PGconn *target, const char *name, const char *column, const char *value);
 /* Forget a migration entirely (rows in all state tables). */
 bool		state_forget(PGconn *target, const char *name);
 
+/* The names of ferry's state tables, NULL-ended. */
+extern const char *const STATE_TABLES[];
 /* SQL run inside a copy transaction to mark an item done ($1..$8, see state.c). */
 extern const char STATE_MARK_COPY_SQL[];
 /* SQL run inside a schema step's transaction ($1 migration, $2 step key). */

@@ -135,7 +135,7 @@ source_next(Source *s, ReplFrame *f, int wait_ms, int fd, uint64_t flushed, bool
 		}
 		if (n == -1)
 		{
-			PGresult   *res = PQgetResult(s->conn);
+			PGresult   *res = pg_get_result(s->conn);
 			char	   *e = pg_result_error_text(res, s->conn);
 
 			s->status = stream_end_status(res);
@@ -199,9 +199,9 @@ source_start(Source *s, const FerryConfig *cfg, const char *slot, const char *pu
 			 uint64_t start_lsn, int proto_version, bool messages)
 {
 	char		lsn[32];
-	char	   *qslot = pg_quote_ident(slot);
-	char	   *pubs = pg_quote_literal(publications);
-	char	   *sql;
+	char	   *qslot = NULL;
+	char	   *pubs = NULL;
+	char	   *sql = NULL;
 	PGresult   *res;
 	bool		ok = false;
 
@@ -210,14 +210,17 @@ source_start(Source *s, const FerryConfig *cfg, const char *slot, const char *pu
 	s->status = STREAM_RUNNING;
 	s->last_feedback_us = repl_now_us();
 	pg_lsn_format(start_lsn, lsn, sizeof(lsn));
-	sql = xasprintf("START_REPLICATION SLOT %s LOGICAL %s (proto_version '%d', publication_names %s%s)",
-					qslot, lsn, proto_version, pubs, messages ? ", messages 'true'" : "");
 	s->conn = pg_connect(cfg->source, "source", PG_CONN_REPLICATION, NULL);
 	if (s->conn == NULL)
 		s->status = STREAM_FAILED_CONN;
+	else if ((qslot = pg_quote_ident(s->conn, slot)) == NULL ||
+			 (pubs = pg_quote_literal(s->conn, publications)) == NULL)
+		s->status = STREAM_FAILED_CONN;
 	else
 	{
-		res = PQexec(s->conn, sql);
+		sql = xasprintf("START_REPLICATION SLOT %s LOGICAL %s (proto_version '%d', publication_names %s%s)",
+						qslot, lsn, proto_version, pubs, messages ? ", messages 'true'" : "");
+		res = pg_execute(s->conn, sql, 0, NULL);
 		if (PQresultStatus(res) != PGRES_COPY_BOTH)
 		{
 			char	   *e = pg_result_error_text(res, s->conn);

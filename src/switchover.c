@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apply.h"
 #include "check.h"
 #include "copy.h"
 #include "fault.h"
@@ -50,6 +51,7 @@ typedef struct Sw
 	bool		freeze_saved;	/* fz is in ferry.migration */
 	bool		frozen;			/* freeze_apply was called (maybe partly) */
 	bool		reverse_made;	/* reverse objects may exist */
+	bool		intent;			/* switch_hook_at is set: only forward from here */
 	Follower	fol;
 	double		t_start;
 	double		deadline;		/* for freeze + drain + ... before the switch */
@@ -169,41 +171,47 @@ wait_applied(PGconn *state_conn, const char *name, uint64_t lsn, double until, F
 }
 
 /*
- * Precondition: the follower applies a probe within max_lag seconds; keep
+ * Precondition: the follower of migration `m` (the forward one, or the
+ * reverse one for a rollback) applies a probe emitted on `from` (the side
+ * it streams from) within max_lag seconds, its position read on `to`; keep
  * trying until the deadline (a follower that was down catches up first).
+ * Runs before anything is frozen: a stream that is broken (an apply error it
+ * keeps retrying) fails here, not inside the freeze window.
  */
 static bool
-wait_lag_ok(Sw *s)
+wait_lag_ok(Sw *s, PGconn *from, PGconn *to, const FerryConfig *m)
 {
+	const char *what = m == s->rcfg ? "reverse replication" : "replication";
+
 	for (int round = 0;; round++)
 	{
 		uint64_t	probe;
 		double		t0 = now_s();
 		int			r;
 
-		if (!emit(s->src, FOLLOW_HEARTBEAT_PREFIX, s->cfg->name, &probe))
+		if (!emit(from, FOLLOW_HEARTBEAT_PREFIX, m->name, &probe))
 			return false;
-		r = wait_applied(s->tgt, s->cfg->name, probe, t0 + (s->cfg->max_lag > 0 ? s->cfg->max_lag : 1), &s->fol);
+		r = wait_applied(to, m->name, probe, t0 + (s->cfg->max_lag > 0 ? s->cfg->max_lag : 1), &s->fol);
 		if (r < 0)
 			return false;
 		if (r == 1)
 		{
-			log_info("replication lag %.3f s (limit --max-lag %d s)", now_s() - t0, s->cfg->max_lag);
+			log_info("%s lag %.3f s (limit --max-lag %d s)", what, now_s() - t0, s->cfg->max_lag);
 			return true;
 		}
 		if (follower_failed(&s->fol) || pg_interrupted())
 		{
-			log_error("replication stopped while waiting for it to catch up (see above)");
+			log_error("%s stopped while waiting for it to catch up (see above); nothing was frozen. Fix: remove the cause of that error, then try again", what);
 			return false;
 		}
 		if (now_s() >= s->deadline)
 		{
-			log_error("replication lag stayed above --max-lag %d s for %d s; nothing was frozen. Fix: let ferry start catch up (ferry status shows the lag), or raise --max-lag / --timeout",
-					  s->cfg->max_lag, s->cfg->timeout);
+			log_error("%s lag stayed above --max-lag %d s for %d s; nothing was frozen. Fix: see the ferry start log for an error it keeps retrying (ferry status shows the lag), let it catch up, or raise --max-lag / --timeout",
+					  what, s->cfg->max_lag, s->cfg->timeout);
 			return false;
 		}
 		if (round == 0)
-			log_info("replication is more than %d s behind: waiting for it to catch up", s->cfg->max_lag);
+			log_info("%s is more than %d s behind: waiting for it to catch up", what, s->cfg->max_lag);
 	}
 }
 
@@ -280,6 +288,23 @@ preconditions(Sw *s)
 	}
 	PQclear(res);
 	res = NULL;
+	/* a target that diverged (changes that matched no row there) must not become the primary */
+	if (state_table_exists(s->tgt, "unmatched") == 1)
+	{
+		res = pg_query(s->tgt, "look for divergence",
+					   "SELECT count(*), COALESCE(sum(changes), 0), string_agg(tablename, ', ' ORDER BY tablename)"
+					   "  FROM ferry.unmatched WHERE migration = $1", 1, params);
+		if (res == NULL)
+			goto done;
+		if (strcmp(PQgetvalue(res, 0, 0), "0") != 0)
+		{
+			log_error("the target has diverged: %s updates/deletes from the source matched no row there (%s); nothing was frozen. Fix: repair those rows (ferry verify shows them), then run ferry verify: when every table is equal it clears this",
+					  PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+			goto done;
+		}
+		PQclear(res);
+		res = NULL;
+	}
 	if (!freeze_no_prepared_xacts(s->src, "source"))
 		goto done;
 	/* background workers (a subscription's apply, a scheduler) are not ended by the freeze */
@@ -367,7 +392,7 @@ reconnect(PGconn *conn, const char *conninfo, const char *label)
 {
 	if (conn && PQstatus(conn) == CONNECTION_OK)
 	{
-		PGresult   *res = PQexec(conn, "SELECT 1");
+		PGresult   *res = pg_execute(conn, "SELECT 1", 0, NULL);
 		bool		alive = PQresultStatus(res) == PGRES_TUPLES_OK;
 
 		PQclear(res);
@@ -417,6 +442,24 @@ drop_slot_when_released(PGconn *conn, const char *name, const char *side)
 	}
 }
 
+/*
+ * After the switch: with reverse replication the forward slot stays on the
+ * old source as the watch for writes that still reach it (watch.h; the
+ * reverse follower polls it, rollback and cleanup drop it); without, it is
+ * dropped so the old source retains no WAL for it.
+ */
+static void
+keep_or_drop_forward_slot(PGconn *src, const FerryConfig *cfg, bool reverse)
+{
+	if (!reverse)
+	{
+		drop_slot_when_released(src, cfg->name, "source");
+		return;
+	}
+	log_info("kept replication slot %s on the old source as a watch: ferry start (in reverse) reports any write that still reaches the old source; rollback or cleanup drops it",
+			 cfg->name);
+}
+
 /* Remove the reverse objects (slot and publications on the target, state on the source). */
 static void
 drop_reverse(Sw *s)
@@ -458,7 +501,7 @@ make_reverse(Sw *s)
 		PQclear(res);
 		return false;
 	}
-	ok = state_ensure(s->src) &&
+	ok = state_ensure(s->src, "source") &&
 		(state_table_exists(s->src, "migration") != 1 || state_forget(s->src, s->rcfg->name)) &&
 		state_create(s->src, s->rcfg->name, s->rcfg->name) &&
 		state_set(s->src, s->rcfg->name, "start_lsn", PQgetvalue(res, 0, 0)) &&
@@ -538,7 +581,8 @@ lift_not_valid_checks(PGconn *to, const char *qname, char **readd)
 
 /*
  * Re-copy one table from `from` to `to` in one transaction on `to`:
- * TRUNCATE, then COPY of every row (triggers off). Rows copied in *rows.
+ * TRUNCATE, then COPY of every row (triggers off), marked as migration
+ * `mark`'s own write (apply.h). Rows copied in *rows.
  * Only the table's own rows: an inheritance parent's children are tables
  * of their own (re-copied themselves if they have no key, replicated
  * otherwise), so both sides read and empty it with ONLY; a partitioned
@@ -546,7 +590,7 @@ lift_not_valid_checks(PGconn *to, const char *qname, char **readd)
  * routed to the partitions again.
  */
 static bool
-recopy_table(PGconn *from, PGconn *to, const char *qname, long long *rows)
+recopy_table(PGconn *from, PGconn *to, const char *qname, const char *mark, long long *rows)
 {
 	bool		partitioned = false;
 	char	   *cols = copy_columns(from, qname, &partitioned);
@@ -555,10 +599,7 @@ recopy_table(PGconn *from, PGconn *to, const char *qname, long long *rows)
 			   *in_sql,
 			   *trunc,
 			   *readd = NULL;
-	PGresult   *res;
 	bool		ok = false;
-	char	   *buf;
-	char	   *batch;
 	int64_t		bytes;
 
 	if (cols == NULL)
@@ -582,47 +623,27 @@ recopy_table(PGconn *from, PGconn *to, const char *qname, long long *rows)
 						  referenced ? "DELETE FROM" : "TRUNCATE", only, qname);
 	}
 	if (!pg_exec(to, "empty the table before its re-copy", trunc))
-		goto done;
+		goto rollback;
 	if (!lift_not_valid_checks(to, qname, &readd))
 		goto rollback;
-	res = PQexec(from, out_sql);
-	if (PQresultStatus(res) != PGRES_COPY_OUT)
 	{
-		log_error("could not read %s: %s", qname, PQerrorMessage(from));
-		PQclear(res);
-		goto rollback;
+		/* ferry's own write: reverse replication and the watch skip it (apply.h, watch.h) */
+		const char *mp[2] = {APPLY_MARK_PREFIX, mark};
+		PGresult   *m = pg_query(to, "mark the re-copy as ferry's",
+								 "SELECT pg_catalog.pg_logical_emit_message(true, $1, $2) IS NULL", 2, mp);
+
+		PQclear(m);
+		if (m == NULL)
+			goto rollback;
 	}
-	PQclear(res);
-	res = PQexec(to, in_sql);
-	if (PQresultStatus(res) != PGRES_COPY_IN)
 	{
-		log_error("could not write %s: %s", qname, PQerrorMessage(to));
-		PQclear(res);
-		while (PQgetCopyData(from, &buf, 0) > 0)
-			PQfreemem(buf);
-		goto rollback;
-	}
-	PQclear(res);
-	batch = xmalloc(COPY_BATCH_BYTES);
-	ok = copy_relay(from, to, batch, qname, "read the table to re-copy", NULL, NULL, &bytes);
-	free(batch);
-	while ((res = PQgetResult(from)) != NULL)
-	{
-		ok &= PQresultStatus(res) == PGRES_COMMAND_OK;
-		if (PQresultStatus(res) == PGRES_COMMAND_OK)
-			*rows = strtoll(PQcmdTuples(res), NULL, 10);
-		PQclear(res);
-	}
-	PQputCopyEnd(to, ok ? NULL : "source read failed");
-	while ((res = PQgetResult(to)) != NULL)
-	{
-		if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		{
-			if (ok)
-				log_error("could not re-copy %s: %s", qname, PQresultErrorMessage(res));
-			ok = false;
-		}
-		PQclear(res);
+		CopyStream	cs = {from, out_sql, to, in_sql, qname, xmalloc(COPY_BATCH_BYTES), NULL, NULL};
+		int64_t		n = 0;
+
+		ok = copy_stream(&cs, &n, &bytes);
+		free(cs.batch);
+		if (ok)
+			*rows = (long long) n;
 	}
 	if (ok && readd[0])
 		ok = pg_exec(to, "add the NOT VALID check constraints again after the re-copy", readd);
@@ -630,9 +651,9 @@ recopy_table(PGconn *from, PGconn *to, const char *qname, long long *rows)
 		ok = pg_exec(to, "commit the re-copy", "COMMIT");
 
 rollback:
-	if (!ok)
+	/* the failed re-copy's transaction (a lost session has none left) */
+	if (!ok && PQstatus(to) == CONNECTION_OK)
 		pg_exec_quiet(to, "ROLLBACK", NULL);
-done:
 	free(cols);
 	free(out_sql);
 	free(in_sql);
@@ -661,7 +682,7 @@ recopy_insert_only(PGconn *from, PGconn *to, const FerryConfig *pub_cfg, SwitchR
 		long long	rows = 0;
 		double		t0 = now_s();
 
-		ok = recopy_table(from, to, PQgetvalue(res, i, 0), &rows);
+		ok = recopy_table(from, to, PQgetvalue(res, i, 0), pub_cfg->name, &rows);
 		if (ok)
 		{
 			log_info("re-copied %s (no key, so only its inserts replicated): %lld rows in %.2f s",
@@ -729,6 +750,18 @@ abort_switchover(Sw *s)
 	log_warn("switchover aborted: putting the source back in service");
 	s->src = reconnect(s->src, s->cfg->source, "source");
 	s->tgt = reconnect(s->tgt, s->cfg->target, "target");
+	/*
+	 * The switch hook failed (exit status, timeout, SIGINT): it is taken to
+	 * have switched nothing. The intent goes first, so that a crash from
+	 * here on is undone by the rerun, as the abort would have; if it cannot
+	 * be cleared, nothing is undone (a rerun finishes forward).
+	 */
+	if (s->intent && (s->tgt == NULL || !state_set(s->tgt, s->cfg->name, "switch_hook_at", NULL)))
+	{
+		log_error("could not record on the target that the switch is abandoned, so nothing is undone: the source stays frozen. Fix: once the target is reachable, run ferry switchover again (it finishes the switch, running the switch hook again) or ferry rollback");
+		return false;
+	}
+	s->intent = false;
 	if (s->reverse_made)
 		drop_reverse(s);
 	if (s->frozen)
@@ -783,7 +816,166 @@ sw_connect(Sw *s)
 		log_error("the target has no ferry migration state. Fix: check --target, or start the migration with ferry start");
 		ok = false;
 	}
-	return ok && state_ensure(s->tgt);
+	/* the reverse migration keeps its state in the source's schema ferry: refuse another role's before freezing */
+	return ok && state_ensure(s->tgt, "target") && state_schema_trusted(s->src, "source");
+}
+
+/* Milliseconds left until `until` (now_s() clock), at least a few seconds' grace. */
+static int
+ms_until(double until)
+{
+	double		ms = (until - now_s()) * 1000;
+
+	return ms < 5000 ? 5000 : (int) ms;
+}
+
+/*
+ * Was the switch hook about to run, or did it run (switch_hook_at set)?
+ * 1 yes, 0 no, -1 on error (logged).
+ */
+static int
+switch_intent(PGconn *tgt, const char *name)
+{
+	const char *params[1] = {name};
+	PGresult   *res = pg_query(tgt, "read the switch intent",
+							   "SELECT switch_hook_at IS NOT NULL FROM ferry.migration WHERE name = $1", 1, params);
+	int			r = -1;
+
+	if (res != NULL && pg_check_shape(res, 1, 1, "the switch intent"))
+		r = PQgetvalue(res, 0, 0)[0] == 't';
+	PQclear(res);
+	return r;
+}
+
+/*
+ * The last word from the frozen side (the source; the target if back, at
+ * rollback): a sentinel, applied on the other side, with the fence checked
+ * after it (freeze_fence_held): a fence that still answers has held since
+ * before the sentinel, so every change committed on the frozen side is on
+ * the other, and none can commit until the hand-over. A fence found gone
+ * (before the sentinel or after it) is taken again and the drain repeated;
+ * *retaken is then set: writes got through while it was down, which
+ * keyless tables and sequences do not carry. lost: the fence is known to be
+ * gone, take it first. Waits until `until`. False (logged) on failure or
+ * timeout.
+ */
+static bool
+drain_fenced(Sw *s, bool back, double until, bool lost, bool *retaken)
+{
+	const char *side = back ? "target" : "source";
+	PGconn	   *frozen = back ? s->tgt : s->src;
+	const char *name = back ? s->rcfg->name : s->cfg->name;
+
+	for (int round = 0; round < 3; round++)
+	{
+		uint64_t	sentinel;
+		int			r;
+
+		if (lost || round > 0 || !freeze_fence_held(&s->fz, side))
+		{
+			if (!freeze_fence_retake(frozen, back ? s->cfg->target : s->cfg->source, s->cfg, side, &s->fz,
+									 ms_until(until)))
+				return false;
+			*retaken = true;
+		}
+		if (!emit(frozen, SWITCHOVER_SENTINEL_PREFIX, name, &sentinel))
+			return false;
+		r = wait_applied(back ? s->src : s->tgt, name, sentinel, until, &s->fol);
+		if (r != 1)
+		{
+			if (r == 0)
+				log_error("the %s did not apply the %s's last changes within --timeout %d s. Fix: see ferry status, then try again",
+						  back ? "source" : "target", side, s->cfg->timeout);
+			return false;
+		}
+		if (freeze_fence_held(&s->fz, side))
+			return true;
+	}
+	log_error("the fence on the %s was lost three times in a row: something ends ferry's sessions there. Fix: find what (the server log: pg_terminate_backend, idle_in_transaction_session_timeout, a proxy's idle timeout), then try again",
+			  side);
+	return false;
+}
+
+/*
+ * After the switch hook: hand the source over (freeze_hand_over), record
+ * phase switched. A fence lost meanwhile (the hook may have run long) let
+ * writes through on the source: they are drained into the target first
+ * (keyless tables and sequences are not re-copied: the target takes writes
+ * now). t_freeze < 0: the window is unknown (a rerun). False (logged) when
+ * the source's late writes could not be brought over: phase switching
+ * stays, with the intent, so a rerun finishes from here.
+ */
+static bool
+finish_switch(Sw *s, SwitchReport *rep, double t_freeze)
+{
+	char		w[32];
+	HandOver	h;
+
+	for (int round = 0; (h = freeze_hand_over(s->src, s->cfg, "source", &s->fz)) == HAND_OVER_FENCE_LOST; round++)
+	{
+		bool		retaken = false;
+
+		log_warn("bringing over to the target what was written on the source while its fence was down");
+		if (round == 3 || !drain_fenced(s, false, now_s() + s->cfg->timeout, true, &retaken))
+		{
+			log_error("the switch hook has run, but what the source took while its fence was down may not be on the target. Fix: run ferry switchover again: it finishes the switch (and runs the switch hook again)");
+			return false;
+		}
+	}
+	if (h == HAND_OVER_SESSIONS_LEFT)
+		log_warn("some sessions on the source could not be ended after the switch: they may write there (see above)");
+	rep->window_seconds = t_freeze < 0 ? 0 : now_s() - t_freeze;
+	snprintf(w, sizeof(w), "%.3f", rep->window_seconds * 1000);
+	if (!state_set(s->tgt, s->cfg->name, "phase", "switched") ||
+		!state_set(s->tgt, s->cfg->name, "switched_at", "now") ||
+		(t_freeze >= 0 && !state_set(s->tgt, s->cfg->name, "switch_window_ms", w)))
+		log_error("could not record phase switched on the target; the switch itself is done. Fix: run ferry switchover again to record it");
+	return true;
+}
+
+/*
+ * A switchover that died in or around its switch hook (the intent is set):
+ * the application may write on the target already, so it only goes
+ * forward: the source stays frozen, the reverse objects stay. The fence
+ * (gone with the dead process) is taken again, what the source took
+ * meanwhile drained, the switch hook run again if run_hook (hooks must be
+ * idempotent; rollback passes false: its own hook points the application
+ * back), the source handed over, phase switched, the forward slot dropped.
+ * False (logged): phase switching stays, the next run tries again.
+ */
+static bool
+resume_switch(Sw *s, SwitchReport *rep, bool run_hook)
+{
+	bool		retaken = false;
+	int			r;
+
+	log_warn("an earlier switchover of %s was interrupted in or after its switch hook: the application may write on the target already, so ferry is finishing it forward (the source stays frozen, reverse replication stays)%s",
+			 s->cfg->name, run_hook ? "; the switch hook runs again" : "");
+	r = load_freeze(s->tgt, s->cfg->name, "source_freeze", &s->fz);
+	if (r == 0)
+		log_error("the source's freeze record is missing from ferry's state. Fix: make sure no session writes on the source, then set phase to switched in ferry.migration on the target by hand");
+	if (r != 1)
+		return false;
+	s->fz.pubname = xstrdup(s->cfg->name);
+	s->frozen = s->freeze_saved = s->intent = true;
+	if (slot_exists(s->tgt, s->rcfg->name) == 1)
+		rep->reverse = true;
+	if (!follower_ensure(&s->fol, s->tgt, s->cfg, false) ||
+		!drain_fenced(s, false, s->deadline, true, &retaken))
+		return false;
+	fault_point("switchover.resume-drained");
+	if (run_hook && !hook_run(s->cfg, "switch"))
+	{
+		log_error("the switch hook failed again: the switchover stays half done, and only goes forward. Fix: make the hook succeed (it must be idempotent), then run ferry switchover again");
+		return false;
+	}
+	if (!finish_switch(s, rep, -1))
+		return false;
+	log_info("switched over: the target takes writes");
+	follower_stop(&s->fol);
+	keep_or_drop_forward_slot(s->src, s->cfg, rep->reverse);
+	rep->total_seconds = now_s() - s->t_start;
+	return true;
 }
 
 bool
@@ -813,12 +1005,19 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 		log_error("migration %s is already switched over. Fix: ferry rollback to go back to the source, ferry cleanup to finish", cfg->name);
 		goto done;
 	}
+	if (strcmp(phase, "switching") == 0 && (r = switch_intent(s.tgt, cfg->name)) != 0)
+	{
+		/* killed in or around the switch hook: only forward */
+		ok = r == 1 && resume_switch(&s, rep, true);
+		goto done;
+	}
 	if (strcmp(phase, "switching") == 0)
 	{
 		/*
-		 * The source may still be frozen: its saved record is what unfreezes
-		 * it (a new one would record the frozen state as the prior one), and
-		 * reverse objects may be left. Undo it all, then start over.
+		 * Killed before the switch hook: the source may still be frozen: its
+		 * saved record is what unfreezes it (a new one would record the
+		 * frozen state as the prior one), and reverse objects may be left.
+		 * Undo it all, then start over.
 		 */
 		log_warn("an earlier switchover of %s was interrupted: undoing it first, then carrying on from the start", cfg->name);
 		if (!undo_switching(&s))
@@ -838,7 +1037,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 	if (!preconditions(&s) ||
 		!freeze_prepare(s.src, cfg, cfg->freeze_mode, "source", cfg->name, &s.fz) ||
 		!follower_ensure(&s.fol, s.tgt, cfg, false) ||
-		!wait_lag_ok(&s))
+		!wait_lag_ok(&s, s.src, s.tgt, s.cfg))
 		goto done;
 
 	/* 2. pre_freeze hook: nothing is frozen yet */
@@ -851,6 +1050,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 	/* 3. freeze */
 	log_info("step 3/10: freezing writes on the source (%s)", s.fz.mode);
 	if (!save_freeze(s.tgt, cfg->name, "source_freeze", &s.fz) ||
+		!state_set(s.tgt, cfg->name, "switch_hook_at", NULL) ||
 		!state_set(s.tgt, cfg->name, "phase", "switching"))
 		goto done;
 	s.freeze_saved = true;
@@ -917,6 +1117,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 			goto abort;
 		rep->reverse = true;
 	}
+	fault_point("switchover.after-reverse");
 	if (pg_interrupted() || now_s() > s.deadline)
 	{
 		log_error("%s before the switch. Fix: run ferry switchover again", pg_interrupted() ? "interrupted" : "--timeout reached");
@@ -924,44 +1125,52 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 	}
 	/*
 	 * The last word from the stream before the switch: a second sentinel,
-	 * applied, shows that whatever reached the source since the first (the
-	 * fence lets nothing through; a hook's freeze might) is on the target.
+	 * applied, shows that whatever reached the source since the first (a
+	 * hook's freeze might let something through) is on the target; the
+	 * fence, checked after it, that nothing can reach it now. A fence that
+	 * died meanwhile let writes through that keyless tables and sequences
+	 * do not carry: taken again, they are synced again.
 	 */
-	if (!emit(s.src, SWITCHOVER_SENTINEL_PREFIX, cfg->name, &sentinel) ||
-		(r = wait_applied(s.tgt, cfg->name, sentinel, s.deadline, &s.fol)) != 1)
+	for (int round = 0;; round++)
 	{
-		if (r == 0)
-			log_error("the target did not apply the source's last changes before the switch within --timeout %d s. Fix: see ferry status, then try again",
-					  cfg->timeout);
-		goto abort;
+		bool		retaken = false;
+
+		if (!drain_fenced(&s, false, s.deadline, false, &retaken))
+			goto abort;
+		if (!retaken)
+			break;
+		if (round == 2)
+		{
+			log_error("the fence on the source keeps being lost. Fix: find what ends ferry's sessions there, then run ferry switchover again");
+			goto abort;
+		}
+		log_info("re-copying tables without a key and setting sequences again: the source took writes while its fence was down");
+		if (!recopy_insert_only(s.src, s.tgt, cfg, rep) ||
+			!sync_sequences(s.src, s.tgt, cfg->sequence_gap, rep))
+			goto abort;
 	}
 
-	/* 10. switch */
+	/* 10. switch: forward only from the moment the hook may run (switchover.h) */
 	log_info("step 10/10: switch hook");
+	if (!state_set(s.tgt, cfg->name, "switch_hook_at", "now"))
+		goto abort;
+	s.intent = true;
+	fault_point("switchover.before-switch-hook");
 	if (!hook_run(cfg, "switch"))
 	{
 		log_warn("if the switch hook pointed part of the application at the target, writes it made there are not on the source");
 		goto abort;
 	}
+	fault_point("switchover.after-switch-hook");
 	/* end what connected during the freeze (a pool reconnects, to the target now), then drop the fence */
-	if (!freeze_hand_over(s.src, cfg, "source", &s.fz))
-		log_warn("some sessions on the source could not be ended after the switch: they may write there (see above)");
-	rep->window_seconds = now_s() - t_freeze;
-	{
-		char		w[32];
-
-		snprintf(w, sizeof(w), "%.3f", rep->window_seconds * 1000);
-		if (!state_set(s.tgt, cfg->name, "phase", "switched") ||
-			!state_set(s.tgt, cfg->name, "switched_at", "now") ||
-			!state_set(s.tgt, cfg->name, "switch_window_ms", w))
-			log_error("could not record phase switched on the target; the switch itself is done");
-	}
+	if (!finish_switch(&s, rep, t_freeze))
+		goto done;
 	ok = true;
 	log_info("switched over: the target takes writes; write downtime %.3f s", rep->window_seconds);
 
-	/* the forward stream is over: stop it and free the old source's WAL */
+	/* the forward stream is over: stop it; its slot stays as the watch (or goes) */
 	follower_stop(&s.fol);
-	drop_slot_when_released(s.src, cfg->name, "source");
+	keep_or_drop_forward_slot(s.src, cfg, rep->reverse);
 	rep->total_seconds = now_s() - s.t_start;
 	goto done;
 
@@ -1013,7 +1222,25 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	phase = read_phase(s.tgt, cfg->name, &reverse);
 	if (phase == NULL)
 		goto done;
-	if (strcmp(phase, "switching") == 0)
+	if (strcmp(phase, "switching") == 0 && (r = switch_intent(s.tgt, cfg->name)) != 0)
+	{
+		/*
+		 * Killed in or around the switch hook: the application may write on
+		 * the target, and undoing the switch would lose that. Finish it (the
+		 * switch hook is not run again: the rollback hook points the
+		 * application back), then roll back as after any switchover.
+		 */
+		if (r < 0 || !resume_switch(&s, rep, false))
+			goto done;
+		log_info("the interrupted switchover is finished: rolling it back");
+		freeze_release_record(&s.fz);
+		s.frozen = s.freeze_saved = s.intent = false;
+		free(phase);
+		phase = read_phase(s.tgt, cfg->name, &reverse);
+		if (phase == NULL)
+			goto done;
+	}
+	else if (strcmp(phase, "switching") == 0)
 	{
 		log_info("migration %s has an interrupted switchover: unfreezing the source", cfg->name);
 		ok = undo_switching(&s);
@@ -1074,12 +1301,18 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 		}
 	}
 
-	/* 1. the reverse follower and the target's freeze */
+	/*
+	 * 1. the reverse follower and the target's freeze; reverse replication
+	 * within --max-lag unless the target is frozen already (an interrupted
+	 * rollback carried on: the drain is the check then, and its abort
+	 * unfreezes the target)
+	 */
 	log_info("step 1/6: preconditions");
 	if ((s.fz.mode == NULL &&
 		 !freeze_prepare(s.tgt, cfg, strcmp(cfg->freeze_mode, "hook") == 0 ? "hook" : cfg->freeze_mode, "target",
 						 s.rcfg->name, &s.fz)) ||
-		!follower_ensure(&s.fol, s.src, s.rcfg, true))
+		!follower_ensure(&s.fol, s.src, s.rcfg, true) ||
+		(strcmp(phase, "rolling_back") != 0 && !wait_lag_ok(&s, s.tgt, s.src, s.rcfg)))
 		goto done;
 
 	/* 2. freeze the target */
@@ -1115,6 +1348,22 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 		!sync_sequences(s.tgt, s.src, cfg->sequence_gap, rep))
 		goto abort;
 
+	/* the last word from the target, with its fence checked after it (as at switchover) */
+	for (int round = 0;; round++)
+	{
+		bool		retaken = false;
+
+		if (!drain_fenced(&s, true, s.deadline, false, &retaken))
+			goto abort;
+		if (!retaken)
+			break;
+		if (round == 2)
+			goto abort;
+		if (!recopy_insert_only(s.tgt, s.src, s.rcfg, rep) ||
+			!sync_sequences(s.tgt, s.src, cfg->sequence_gap, rep))
+			goto abort;
+	}
+
 	/* 5. the source takes writes again */
 	log_info("step 5/6: unfreezing the source");
 	if (!state_set(s.src, s.rcfg->name, "phase", "rolled_back"))	/* the reverse follower stops */
@@ -1132,8 +1381,20 @@ unfreeze_source:
 	log_info("step 6/6: rollback hook");
 	if (!hook_run(cfg, "rollback"))
 		log_error("the rollback hook failed: the source takes writes again, but the application may still point at the target (which is read-only). Fix: point it at the source by hand");
-	if (!freeze_hand_over(s.tgt, cfg, "target", &s.fz))
-		log_warn("some sessions on the target could not be ended after the rollback: they may write there (see above)");
+	switch (freeze_hand_over(s.tgt, cfg, "target", &s.fz))
+	{
+		case HAND_OVER_DONE:
+			break;
+		case HAND_OVER_SESSIONS_LEFT:
+			log_warn("some sessions on the target could not be ended after the rollback: they may write there (see above)");
+			break;
+		case HAND_OVER_FENCE_LOST:
+			/* the reverse stream is stopped and the source takes writes: nothing to drain into */
+			log_error("the target's fence was lost after its last drain: writes a session made there meanwhile (BEGIN READ WRITE) are not on the source. Fix: compare the target with the source (ferry verify with --source and --target swapped) and carry them over by hand");
+			pg_finish(s.fz.fence);
+			s.fz.fence = NULL;
+			break;
+	}
 	rep->window_seconds = now_s() - t_freeze;
 	{
 		char		w[32];
@@ -1147,6 +1408,7 @@ unfreeze_source:
 	log_info("rolled back: the source takes writes; write downtime %.3f s; the target stays read-only", rep->window_seconds);
 	follower_stop(&s.fol);
 	drop_slot_when_released(s.tgt, s.rcfg->name, "target");
+	drop_slot_when_released(s.src, cfg->name, "source");	/* the watch (watch.h) */
 	rep->total_seconds = now_s() - s.t_start;
 	goto done;
 

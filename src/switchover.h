@@ -28,24 +28,55 @@
  *   9 reverse        publications and a slot NAME_reverse on the target,
  *                    ferry state NAME_reverse on the source starting at the
  *                    slot's position (unless --no-reverse)
- *  10 switch         the user's switch hook; the target takes writes from
- *                    here: the window ends. Phase switched.
+ *                    Then a second sentinel, drained, and the fence
+ *                    checked after it (below).
+ *  10 switch         ferry.migration.switch_hook_at is set (the intent),
+ *                    then the user's switch hook; the target takes writes
+ *                    from here: the window ends. The source is handed over
+ *                    (its sessions ended, the fence let go). Phase switched.
+ *
+ * Forward only once the intent is recorded. Before it, a crash is undone by
+ * the rerun (or by rollback): source unfrozen, reverse objects dropped,
+ * nothing was switched. From it on, the hook may have run, even half way,
+ * and the application may write on the target: undoing would lose those
+ * writes (and unfreeze the source under an application writing elsewhere).
+ * So a rerun of `switchover` that finds the intent finishes forward
+ * (resume_switch): the fence is taken again (the crash took it), what the
+ * source took meanwhile is drained, the switch hook runs again (hooks must
+ * be idempotent), the source is handed over, phase switched. A `rollback`
+ * that finds it does the same without the hook, then rolls back as after
+ * any switchover. The only way back from the intent is a hook that failed
+ * with ferry alive to see it (exit status, timeout, SIGINT): the abort
+ * clears the intent first, then puts everything back.
+ *
+ * The fence's life (freeze.h). It is one session; if it dies (terminated,
+ * connection dropped) its locks go with it. A round trip on it after the
+ * second sentinel, and again at the hand-over after the source's sessions
+ * are ended, proves it held without a break (same session, same
+ * transaction): nothing committed on the source that the target does not
+ * have. Found dead before the hook: taken again, drained again, keyless
+ * tables and sequences synced again. Found dead at the hand-over (it died
+ * during the hook): taken again and drained (not re-copied: the target
+ * takes writes now) before phase switched is recorded. Rollback checks the
+ * target's fence the same way before it unfreezes the source.
  *
  * Followers. Whoever holds the migration's advisory lock applies changes
  * (state.h). If no `ferry start` runs, the switchover runs the follower in
  * a thread of its own; either way it only watches ferry.apply_progress.
  * A running `ferry start` sees phase switched within a second, stops the
  * forward stream and follows in reverse (follow.h); the switchover then
- * drops the forward slot so the old source retains no WAL for it.
+ * keeps the forward slot on the old source as the watch for writes that
+ * still reach it (watch.h; dropped with --no-reverse, by rollback and by
+ * cleanup).
  *
  * Rollback mirrors it: freeze the target, drain the reverse stream into
  * the source (sentinel on the target, position in the source's
  * ferry.apply_progress), re-copy insert-only tables back, sequences on the
  * source := target value + gap, unfreeze the source (its saved Freeze
  * record), the rollback hook; phase rolled_back. The target stays
- * read-only: writes there would be lost. Rollback of an interrupted
- * switchover (phase switching) only unfreezes the source and drops the
- * reverse objects.
+ * read-only: writes there would be lost. Rollback of a switchover
+ * interrupted before its intent (phase switching, no switch_hook_at) only
+ * unfreezes the source and drops the reverse objects.
  */
 #ifndef FERRY_SWITCHOVER_H
 #define FERRY_SWITCHOVER_H

@@ -341,7 +341,7 @@ pair_query(VerifyRun *run, VerifyWorker *w, const char *what, const char *sql,
 		{
 			PGresult   *x;
 
-			while ((x = PQgetResult(c[s])) != NULL)
+			while ((x = pg_get_result(c[s])) != NULL)
 			{
 				if (r[s] == NULL && PQresultStatus(x) == PGRES_TUPLES_OK && PQnfields(x) == ncols)
 				{
@@ -382,8 +382,8 @@ same_fast_hash(PGconn *src, PGconn *tgt)
 
 	if (PQserverVersion(src) < 110000 || PQserverVersion(tgt) < 110000)
 		return false;
-	a = PQexec(src, probe);
-	b = PQexec(tgt, probe);
+	a = pg_execute(src, probe, 0, NULL);
+	b = pg_execute(tgt, probe, 0, NULL);
 	same = PQresultStatus(a) == PGRES_TUPLES_OK && PQresultStatus(b) == PGRES_TUPLES_OK &&
 		strcmp(PQgetvalue(a, 0, 0), PQgetvalue(b, 0, 0)) == 0;
 	PQclear(a);
@@ -974,8 +974,8 @@ column_count(const PGresult *res)
 static bool
 plan_table(PGconn *src, PGconn *tgt, VerifyTable *t, TablePlan *p)
 {
-	char	   *a = pg_quote_ident(t->nspname);
-	char	   *b = pg_quote_ident(t->relname);
+	char	   *a = pg_quote_ident(src, t->nspname);
+	char	   *b = pg_quote_ident(src, t->relname);
 	PGresult   *cs = NULL,
 			   *ct = NULL,
 			   *pk = NULL,
@@ -988,6 +988,12 @@ plan_table(PGconn *src, PGconn *tgt, VerifyTable *t, TablePlan *p)
 	bool		ok = false;
 
 	strbuf_init(&row);
+	if (a == NULL || b == NULL)
+	{
+		free(a);
+		free(b);
+		goto cleanup;
+	}
 	p->qual = xasprintf("%s.%s", a, b);
 	free(a);
 	free(b);
@@ -1015,7 +1021,8 @@ plan_table(PGconn *src, PGconn *tgt, VerifyTable *t, TablePlan *p)
 			found = strcmp(PQgetvalue(cs, i, 0), PQgetvalue(ct, j, 0)) == 0;
 		if (!found)
 			continue;
-		a = pg_quote_ident(PQgetvalue(cs, i, 0));
+		if ((a = pg_quote_ident(src, PQgetvalue(cs, i, 0))) == NULL)
+			goto cleanup;
 		strbuf_addf(&row, "%st.%s", shared++ ? ", " : "", a);
 		free(a);
 	}
@@ -1032,8 +1039,9 @@ plan_table(PGconn *src, PGconn *tgt, VerifyTable *t, TablePlan *p)
 	{
 		StrBuf		kt;
 
+		if ((p->keycol = pg_quote_ident(src, PQgetvalue(pk, 0, 0))) == NULL)
+			goto cleanup;
 		strbuf_init(&kt);
-		p->keycol = pg_quote_ident(PQgetvalue(pk, 0, 0));
 		p->keytype = xstrdup(PQgetvalue(pk, 0, 1));
 		if (PQntuples(pk) == 1)
 			strbuf_addf(&kt, "t.%s::text", p->keycol);
@@ -1042,7 +1050,11 @@ plan_table(PGconn *src, PGconn *tgt, VerifyTable *t, TablePlan *p)
 			strbuf_addstr(&kt, "ROW(");
 			for (int i = 0; i < PQntuples(pk); i++)
 			{
-				a = pg_quote_ident(PQgetvalue(pk, i, 0));
+				if ((a = pg_quote_ident(src, PQgetvalue(pk, i, 0))) == NULL)
+				{
+					strbuf_release(&kt);
+					goto cleanup;
+				}
 				strbuf_addf(&kt, "%st.%s", i ? ", " : "", a);
 				free(a);
 			}

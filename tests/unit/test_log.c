@@ -155,6 +155,30 @@ test_parse(void)
 	}
 }
 
+static void
+scrub_is(const char *in, const char *want, const char *name)
+{
+	char	   *s = log_scrub(in);
+
+	is_str(s, want, name);
+	free(s);
+}
+
+static void
+test_scrub(void)
+{
+	scrub_is("password=Sekr1t here", "password=Sekr1t here", "nothing registered: unchanged");
+	log_add_secret("Sekr1t");
+	log_add_secret("key-pass");
+	log_add_secret("abc");		/* too short to scrub */
+	scrub_is("password=Sekr1t sslpassword=key-pass", "password=******** sslpassword=********", "both secrets scrubbed");
+	scrub_is("Sekr1tSekr1t and Sekr1t", "**************** and ********", "every occurrence");
+	scrub_is("abc def", "abc def", "a secret under LOG_SECRET_MIN characters is left");
+	scrub_is("", "", "empty text");
+	log_forget_secrets();
+	scrub_is("Sekr1t", "Sekr1t", "forgotten");
+}
+
 int
 main(void)
 {
@@ -162,5 +186,6 @@ main(void)
 	test_json();
 	test_truncation();
 	test_parse();
+	test_scrub();
 	return done_testing();
 }

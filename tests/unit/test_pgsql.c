@@ -7,16 +7,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "check.h"
 #include "pgsql.h"
 #include "tap.h"
 
 /* ------------------------------------------------------------------ */
 
+/*
+ * pg_quote_ident/pg_quote_literal are libpq's PQescapeIdentifier and
+ * PQescapeLiteral. They need a PGconn (its client_encoding and
+ * standard_conforming_strings): one that never connected has libpq's
+ * defaults (SQL_ASCII, standard strings off), enough for the quoting rules.
+ */
+static PGconn *qconn;
+
 static void
 quote_ident_is(const char *in, const char *want, const char *name)
 {
-	char	   *q = pg_quote_ident(in);
+	char	   *q = pg_quote_ident(qconn, in);
 
 	is_str(q, want, name);
 	free(q);
@@ -25,7 +36,16 @@ quote_ident_is(const char *in, const char *want, const char *name)
 static void
 quote_literal_is(const char *in, const char *want, const char *name)
 {
-	char	   *q = pg_quote_literal(in);
+	char	   *q = pg_quote_literal(qconn, in);
+
+	is_str(q, want, name);
+	free(q);
+}
+
+static void
+check_ident_is(const char *in, const char *want, const char *name)
+{
+	char	   *q = check_ident(in);
 
 	is_str(q, want, name);
 	free(q);
@@ -34,6 +54,8 @@ quote_literal_is(const char *in, const char *want, const char *name)
 static void
 test_quote(void)
 {
+	qconn = PQconnectdb("host=/nonexistent/ferry-unit port=1 connect_timeout=1");
+	ok(qconn != NULL && PQstatus(qconn) == CONNECTION_BAD, "an unconnected PGconn for the quoting");
 	quote_ident_is("t", "\"t\"", "ident plain");
 	quote_ident_is("My Table", "\"My Table\"", "ident with upper case and a space");
 	quote_ident_is("a\"b", "\"a\"\"b\"", "ident with a double quote");
@@ -46,11 +68,20 @@ test_quote(void)
 	quote_literal_is("", "''", "literal empty");
 	quote_literal_is("O'Reilly", "'O''Reilly'", "literal with a quote");
 	quote_literal_is("''", "''''''", "literal of two quotes");
-	quote_literal_is("C:\\dir", "E'C:\\\\dir'", "literal with a backslash uses E''");
-	quote_literal_is("a'\\b", "E'a''\\\\b'", "literal with quote and backslash");
-	quote_literal_is("\\", "E'\\\\'", "literal that is one backslash");
+	quote_literal_is("C:\\dir", " E'C:\\\\dir'", "literal with a backslash uses E'' (libpq puts a space before it)");
+	quote_literal_is("a'\\b", " E'a''\\\\b'", "literal with quote and backslash");
+	quote_literal_is("\\", " E'\\\\'", "literal that is one backslash");
 	quote_literal_is("snap-00000003-0000001B-1", "'snap-00000003-0000001B-1'", "snapshot name");
 	quote_literal_is("caf\xc3\xa9", "'caf\xc3\xa9'", "literal unicode");
+	quote_literal_is("off; DROP TABLE t; --", "'off; DROP TABLE t; --'", "SQL in a value stays a value");
+	ok(pg_quote_ident(NULL, "t") == NULL, "no connection: NULL (logged)");
+	PQfinish(qconn);
+
+	/* report text only: quoted when needed */
+	check_ident_is("orders", "orders", "check_ident: a plain name as is");
+	check_ident_is("Orders", "\"Orders\"", "check_ident: upper case quoted");
+	check_ident_is("a\"b", "\"a\"\"b\"", "check_ident: a double quote doubled");
+	check_ident_is("select", "\"select\"", "check_ident: a reserved word quoted");
 }
 
 /* ------------------------------------------------------------------ */
@@ -142,29 +173,144 @@ test_conninfo_safe(void)
 	ok(pg_conninfo_safe("postgresql://[::1/app") == NULL, "bad URI: NULL");
 }
 
-static void
-test_conninfo_password(void)
+/* The first secret value of a conninfo (pg_conninfo_secrets), owned. */
+static char *
+first_secret(const char *conninfo)
 {
-	char	   *p;
+	StrList		l = {0};
+	char	   *v = NULL;
 
-	p = pg_conninfo_password("host=db1 user=bob password=S3cretPw");
-	is_str(p, "S3cretPw", "password from keyword=value");
-	free(p);
-	p = pg_conninfo_password("postgresql://bob:S3cretPw@db1/app");
-	is_str(p, "S3cretPw", "password from URI");
-	free(p);
-	p = pg_conninfo_password("postgresql://bob:p%40ss@db1/app");
-	is_str(p, "p@ss", "percent-encoded URI password is decoded");
-	free(p);
-	p = pg_conninfo_password("postgresql://db1/app?password=qp");
-	is_str(p, "qp", "password from the URI query");
-	free(p);
-	p = pg_conninfo_password("host=db1 password='a b'");
-	is_str(p, "a b", "quoted password with a space");
-	free(p);
-	ok(pg_conninfo_password("host=db1 user=bob") == NULL, "no password: NULL");
-	ok(pg_conninfo_password("host=db1 password=''") == NULL, "empty password: NULL");
-	ok(pg_conninfo_password("host=db1 port") == NULL, "unparsable: NULL");
+	if (pg_conninfo_secrets(conninfo, &l) > 0)
+		v = strdup(l.items[0]);
+	strlist_free(&l);
+	return v;
+}
+
+static void
+secret_is(const char *conninfo, const char *want, const char *name)
+{
+	char	   *v = first_secret(conninfo);
+
+	is_str(v, want, name);
+	free(v);
+}
+
+static void
+test_conninfo_secrets(void)
+{
+	PQconninfoOption *defs = PQconndefaults();
+	StrList		l = {0};
+	int			nsecret = 0;
+	char	   *s;
+
+	secret_is("host=db1 user=bob password=S3cretPw", "S3cretPw", "password from keyword=value");
+	secret_is("postgresql://bob:S3cretPw@db1/app", "S3cretPw", "password from URI");
+	secret_is("postgresql://bob:p%40ss@db1/app", "p@ss", "percent-encoded URI password is decoded");
+	secret_is("postgresql://db1/app?password=qp", "qp", "password from the URI query");
+	secret_is("host=db1 password='a b'", "a b", "quoted password with a space");
+	secret_is("host=db1 sslpassword=KeyPass1", "KeyPass1", "sslpassword is a secret");
+	secret_is("host=db1 user=bob", NULL, "no secret: none");
+	secret_is("host=db1 password=''", NULL, "empty password: none");
+	secret_is("host=db1 port", NULL, "unparsable: none");
+	is_int(pg_conninfo_secrets("password=a1b2 sslpassword=c3d4 user=u", &l), 2, "both secrets found");
+	strlist_free(&l);
+
+	/* every option libpq marks secret, whatever this libpq's version has */
+	for (PQconninfoOption *o = defs; o && o->keyword; o++)
+	{
+		char	   *ci;
+
+		if (!pg_option_is_secret(o))
+			continue;
+		nsecret++;
+		ci = malloc(strlen(o->keyword) + 64);
+		sprintf(ci, "host=db1 %s=Hidden-%d", o->keyword, nsecret);
+		s = pg_conninfo_safe(ci);
+		lacks(s, "Hidden-", o->keyword);
+		lacks(s, o->keyword, "and its keyword");
+		value_is(s, "host", "db1", "the rest kept");
+		free(s);
+		free(ci);
+	}
+	ok(nsecret >= 2, "libpq marks at least password and sslpassword secret");
+	PQconninfoFree(defs);
+	s = pg_conninfo_safe("host=db1 sslpassword=KeyPass1 sslmode=require");
+	lacks(s, "KeyPass1", "sslpassword removed from the safe conninfo");
+	value_is(s, "sslmode", "require", "sslmode kept");
+	free(s);
+}
+
+/* The contents of a small file, owned ("" when it cannot be read). */
+static char *
+slurp(const char *path)
+{
+	FILE	   *f = fopen(path, "r");
+	char	   *buf = calloc(1, 4096);
+
+	if (f)
+	{
+		size_t		n = fread(buf, 1, 4095, f);
+
+		buf[n] = '\0';
+		fclose(f);
+	}
+	return buf;
+}
+
+static void
+test_child_conn(void)
+{
+	char		dir[] = "/tmp/ferry-unit-XXXXXX";
+	PgChildConn cc;
+	char	   *text;
+	struct stat st;
+
+	if (mkdtemp(dir) == NULL)
+	{
+		ok(0, "mkdtemp");
+		return;
+	}
+	ok(pg_child_conn_init(&cc, "host=db1 user=bob password=Pw-1x", dir, "source"), "password only: init");
+	lacks(cc.conninfo, "Pw-1x", "password not on the command line");
+	is_int(cc.env.n, 1, "one environment variable");
+	is_str(cc.env.items[0], "PGPASSWORD=Pw-1x", "the password as PGPASSWORD");
+	ok(cc.service_file == NULL, "no service file needed");
+	pg_child_conn_release(&cc);
+
+	ok(pg_child_conn_init(&cc, "postgresql://bob:Pw-1x@db1/app?sslpassword=Key-2y&sslmode=require", dir, "source"),
+	   "password and sslpassword: init");
+	lacks(cc.conninfo, "Pw-1x", "no password in the conninfo");
+	lacks(cc.conninfo, "Key-2y", "no sslpassword in the conninfo");
+	value_is(cc.conninfo, "service", "ferry", "the conninfo names the service");
+	value_is(cc.conninfo, "sslmode", "require", "and keeps the rest");
+	ok(cc.service_file != NULL && stat(cc.service_file, &st) == 0, "a service file");
+	is_int(cc.service_file ? (int) (st.st_mode & 0777) : -1, 0600, "mode 0600");
+	text = slurp(cc.service_file);
+	contains(text, "[ferry]\nsslpassword=Key-2y\n", "with the sslpassword under [ferry]");
+	lacks(text, "Pw-1x", "and not the password, which travels as PGPASSWORD");
+	free(text);
+	is_int(cc.env.n, 2, "PGPASSWORD and PGSERVICEFILE");
+	{
+		char	   *want = malloc(strlen(dir) + 64);
+
+		sprintf(want, "PGSERVICEFILE=%s/pg_service.conf", dir);
+		ok(strlist_has(&cc.env, want), "PGSERVICEFILE names it");
+		free(want);
+	}
+	text = strdup(cc.service_file);
+	pg_child_conn_release(&cc);
+	ok(access(text, F_OK) != 0, "release removes the service file");
+	free(text);
+
+	ok(!pg_child_conn_init(&cc, "service=prod sslpassword=Key-2y", dir, "source"),
+	   "a named service and an sslpassword: refused");
+	ok(!pg_child_conn_init(&cc, "host=db1 sslpassword=' Key-2y'", dir, "source"),
+	   "an sslpassword a service file cannot hold: refused");
+	ok(pg_child_conn_init(&cc, "service=prod password=Pw-1x", dir, "source"),
+	   "a named service with a password (environment): fine");
+	value_is(cc.conninfo, "service", "prod", "the user's service is kept");
+	pg_child_conn_release(&cc);
+	rmdir(dir);
 }
 
 /* ------------------------------------------------------------------ */
@@ -304,12 +450,33 @@ test_connect_fix(void)
 			"pg_connect_fix: case-sensitive \"replication\", and PG 16 says \"WAL sender\"");
 }
 
+/* pg_dump's conninfo: no password, ferry's TCP settings unless the user's */
+static void
+test_conninfo_for_child(void)
+{
+	char	   *s;
+
+	s = pg_conninfo_for_child("host=db1 dbname=app password=S3cretPw");
+	is_str(s, "dbname='app' host='db1' keepalives='1' keepalives_idle='30' keepalives_interval='10'"
+		   " keepalives_count='3' tcp_user_timeout='60000'",
+		   "child conninfo: no password, every TCP default added");
+	free(s);
+	s = pg_conninfo_for_child("postgresql://db1/app?keepalives_idle=5&tcp_user_timeout=0");
+	is_str(s, "dbname='app' host='db1' keepalives_idle='5' tcp_user_timeout='0' keepalives='1'"
+		   " keepalives_interval='10' keepalives_count='3'",
+		   "child conninfo: the user's own keepalives_idle and tcp_user_timeout win");
+	free(s);
+	ok(pg_conninfo_for_child("host='x") == NULL, "child conninfo: unparsable gives NULL");
+}
+
 int
 main(void)
 {
 	test_quote();
 	test_conninfo_safe();
-	test_conninfo_password();
+	test_conninfo_for_child();
+	test_conninfo_secrets();
+	test_child_conn();
 	test_lsn();
 	test_connect_fix();
 	return done_testing();

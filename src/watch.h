@@ -1,0 +1,57 @@
+/*
+ * watch.h: the old source after a switchover.
+ *
+ * Design.
+ *
+ * The switchover freezes the source and ends its sessions, but a write can
+ * still reach it afterwards: a superuser session, a client that opens
+ * BEGIN READ WRITE on a stale connection string, a job nobody knew about.
+ * Such a write is not on the new primary, and nobody would know. So after a
+ * switchover with reverse replication the forward slot NAME is not dropped:
+ * it stays on the old source as a watch, positioned at the last change the
+ * forward stream carried (the drain), and the reverse follower (`ferry
+ * start` in reverse, follow.c) polls it every WATCH_INTERVAL_MS:
+ *
+ *   1 peek        pg_logical_slot_peek_binary_changes(NAME, ...) through the
+ *                 forward publications, with logical messages, at most
+ *                 WATCH_MAX_CHANGES changes (whole transactions)
+ *   2 classify    a transaction that carries reverse replication's origin
+ *                 (NAME_reverse) or its ferry_apply mark (apply.h) is
+ *                 reverse replication's own; one with data changes that
+ *                 carries neither was written on the old source after the
+ *                 switch
+ *   3 record      those, per table, into ferry.source_writes on the new
+ *                 primary (the migration's state), an ERROR in the log and
+ *                 the metric ferry_source_writes_after_switch_total;
+ *                 `ferry status` shows them and exits 1 while any is
+ *                 recorded
+ *   4 advance     pg_replication_slot_advance to the end of the last
+ *                 transaction read, so the watch retains no more WAL than one
+ *                 interval's worth
+ *
+ * Record before advance: a crash between the two reports a transaction
+ * twice (counts may be high), never loses one. Rollback re-copies keyless
+ * tables into the source marked as reverse replication's own; a rollback
+ * or cleanup drops the watch. With --no-reverse there is no follower to
+ * poll it, so the slot is dropped at the switch as before.
+ */
+#ifndef FERRY_WATCH_H
+#define FERRY_WATCH_H
+
+#include <stdint.h>
+#include <libpq-fe.h>
+
+#define WATCH_INTERVAL_MS 2000
+#define WATCH_MAX_CHANGES 100000
+
+/*
+ * One poll of the watch slot `forward_name` on old_src (a SQL session, not
+ * replication), publications `pubs` (publication_names' value), reverse
+ * replication's name `reverse_name`. Records what it finds through
+ * state_conn (the new primary). Returns the number of changes written on
+ * the old source found by this poll (0 if none), or -1 on error (logged).
+ */
+int64_t		watch_poll(PGconn *old_src, PGconn *state_conn, const char *forward_name, const char *pubs,
+					   const char *reverse_name);
+
+#endif
