@@ -71,13 +71,15 @@ static const char DONE_ITEMS_SQL[] =
 	"SELECT nspname, relname, count(*), max(nchunks)"
 	"  FROM ferry.copy_item WHERE migration = $1 GROUP BY nspname, relname";
 
+/*
+ * The dump's sequences. Their state is read from each sequence itself:
+ * pg_sequences shows no last_value for one whose nextval() has not been
+ * called since a setval(s, v, false) (or ever), and v must still be carried.
+ */
 static const char SEQUENCES_SQL[] =
-	"SELECT pg_catalog.quote_ident(s.schemaname) || '.' || pg_catalog.quote_ident(s.sequencename),"
-	"       s.last_value"
-	"  FROM pg_catalog.pg_sequences s"
-	"  JOIN pg_catalog.pg_namespace n ON n.nspname = s.schemaname"
-	"  JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename"
-	" WHERE c.oid = ANY ($1::pg_catalog.oid[]) AND s.last_value IS NOT NULL";
+	"SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
+	"  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	" WHERE c.oid = ANY ($1::pg_catalog.oid[]) AND c.relkind = 'S' ORDER BY 1";
 
 /* ------------------------------------------------------------------ */
 /* SQL steps on the target: post-data, matview refreshes, ANALYZE      */
@@ -829,22 +831,34 @@ post_data(Clone *c, CloneSummary *sum)
 	return ok;
 }
 
+/* Give every target sequence the source's last_value and is_called. */
 static bool
 sync_sequences(Clone *c, CloneSummary *sum)
 {
 	const char *arr = c->dump_oids;
 	const char *params[1] = {arr};
-	PGresult   *res = pg_query(c->src, "read the source sequences", SEQUENCES_SQL, 1, params);
+	PGresult   *res = pg_query(c->src, "list the source sequences", SEQUENCES_SQL, 1, params);
 	bool		ok = res != NULL;
 
 	for (int i = 0; ok && i < PQntuples(res); i++)
 	{
-		const char *p2[2] = {PQgetvalue(res, i, 0), PQgetvalue(res, i, 1)};
-		PGresult   *r = pg_query(c->tgt, "set a target sequence",
-								 "SELECT pg_catalog.setval($1::pg_catalog.regclass, $2::bigint, true)", 2, p2);
+		/* the name was quoted by the source (quote_ident) */
+		char	   *sql = xasprintf("SELECT last_value, is_called FROM %s", PQgetvalue(res, i, 0));
+		PGresult   *v = pg_query(c->src, "read a source sequence", sql, 0, NULL);
+		PGresult   *r = NULL;
 
-		ok = r != NULL;
+		ok = v != NULL && pg_check_shape(v, 1, 2, "a sequence's state");
+		if (ok)
+		{
+			const char *p3[3] = {PQgetvalue(res, i, 0), PQgetvalue(v, 0, 0), PQgetvalue(v, 0, 1)};
+
+			r = pg_query(c->tgt, "set a target sequence",
+						 "SELECT pg_catalog.setval($1::pg_catalog.regclass, $2::bigint, $3::boolean)", 3, p3);
+			ok = r != NULL;
+		}
 		PQclear(r);
+		PQclear(v);
+		free(sql);
 		sum->sequences += ok;
 	}
 	PQclear(res);

@@ -165,6 +165,10 @@ CREATE SEQUENCE standalone_seq INCREMENT 5 START 100;
 SELECT nextval('standalone_seq') FROM generate_series(1, 3);
 CREATE SEQUENCE unused_seq;
 SELECT setval('audit_log_id_seq', 777);
+-- rewound with is_called = false: its next value is 42 (pg_sequences shows no last_value)
+CREATE SEQUENCE rewound_seq;
+SELECT nextval('rewound_seq') FROM generate_series(1, 5);
+SELECT setval('rewound_seq', 42, false);
 
 -- views and materialized views (one populated, one depending on it, one
 -- reading it through a view and named to sort before it, one not populated)

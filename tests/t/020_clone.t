@@ -47,6 +47,8 @@ src_con=$(q source "SELECT string_agg(conname || ':' || pg_get_constraintdef(oid
 tgt_con=$(q target "SELECT string_agg(conname || ':' || pg_get_constraintdef(oid), E'\n' ORDER BY conname, conrelid::regclass::text) FROM pg_constraint WHERE connamespace NOT IN (SELECT oid FROM pg_namespace WHERE nspname IN ('pg_catalog','information_schema','ferry'))")
 is "$tgt_con" "$src_con" "the same constraints"
 is "$(q target "SELECT last_value FROM standalone_seq")|$(q target "SELECT last_value FROM audit_log_id_seq")" "110|777" "sequences have the source's values"
+is "$(q target "SELECT last_value || ' ' || is_called FROM rewound_seq")" "42 false" \
+   "a sequence set with setval(s, 42, false) keeps that state (its next value is 42)"
 is "$(q target "INSERT INTO gen (a) VALUES (5) RETURNING id, b")" "$(q source "INSERT INTO gen (a) VALUES (5) RETURNING id, b")" \
    "identity and generated columns continue as on the source"
 is "$(q target "SELECT obj_description('parent'::regclass) || '/' || obj_description('parent_code_expr'::regclass)")" \

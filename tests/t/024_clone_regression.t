@@ -108,6 +108,13 @@ diff "$TEST_TMP/source.sum" "$TEST_TMP/target.sum" >"$TEST_TMP/diff"
 ok $? "every other table and matview has the same rows ($(wc -l <"$TEST_TMP/source.sum"); compared in $(took "$t0"))"
 [ -s "$TEST_TMP/diff" ] && diag "$(head -30 "$TEST_TMP/diff")"
 
+# sequences: their state (last_value, is_called) is not in a schema dump either
+SEQ_SQL="SELECT format('SELECT %L, last_value, is_called FROM %I.%I;', n.nspname || '.' || c.relname, n.nspname, c.relname)
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S' AND n.nspname <> 'ferry' ORDER BY 1"
+QDB=regression q source "$SEQ_SQL" >"$TEST_TMP/seq.sql"
+is "$(QDB=regression qf target "$TEST_TMP/seq.sql")" "$(QDB=regression qf source "$TEST_TMP/seq.sql")" \
+   "the $(grep -c . "$TEST_TMP/seq.sql") sequences have the source's state"
+
 # large objects: not in a schema dump nor in any table, and not carried by
 # logical replication; the clone copies them once (OID, data, owner, ACL, comment)
 LO_SQL="SELECT m.oid, pg_get_userbyid(m.lomowner), m.lomacl, md5(lo_get(m.oid)), obj_description(m.oid, 'pg_largeobject')
