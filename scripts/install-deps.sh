@@ -6,8 +6,10 @@ set -euo pipefail
 
 BUILD_PKGS="gcc make pkg-config libpq-dev libyaml-dev libjansson-dev libmicrohttpd-dev"
 # rsync: files: entries (switchover); python3-psycopg2: a real driver writes through the freeze (147); man-db and groff-base: tests/t/136_docs.t
-# renders the manual page; curl scrapes metrics; systemd: systemd-analyze verify
-TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib perl util-linux procps python3 rsync man-db groff-base curl systemd python3-psycopg2"
+# renders the manual page; curl scrapes metrics; systemd: systemd-analyze verify;
+# postgresql-server-dev-15 (PGXS, server headers) builds regress.so and dpkg-dev
+# (dpkg-source) unpacks the postgresql-15 source package for scripts/regress-db.sh (024)
+TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib perl util-linux procps python3 rsync man-db groff-base curl systemd python3-psycopg2 postgresql-server-dev-15 dpkg-dev"
 BENCH_PKGS="pgcopydb time"
 
 want="$BUILD_PKGS $TEST_PKGS"
@@ -28,5 +30,12 @@ SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
+# the server headers of the installed server's version: an unpinned
+# postgresql-server-dev-15 may pull a newer postgresql-15 and its client
+# along (regress-db.sh then runs the newer psql on older test files)
+server_ver=$(dpkg-query -W -f='${Version}' postgresql-15 2>/dev/null || true)
+if [ -n "$server_ver" ] && apt-cache show "postgresql-server-dev-15=$server_ver" >/dev/null 2>&1; then
+  missing=$(echo "$missing" | sed "s/ postgresql-server-dev-15\( \|$\)/ postgresql-server-dev-15=$server_ver\1/")
+fi
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

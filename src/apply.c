@@ -1173,8 +1173,50 @@ deallocate_statements(Apply *a, const ApplyRel *r)
 }
 
 /*
+ * Match the Relation message's columns to the target table's (`res`, rows
+ * of TARGET_COLUMNS_SQL) by name: map[i] is the result row of msg->cols[i].
+ * The order may differ: a restored inheritance child lists its parent's
+ * columns first, where the source's child has a column added to the parent
+ * after it was created last (pg_dump cannot keep that order; the regression
+ * database's b_star), and every statement names its columns. Returns true
+ * when both have the same columns; otherwise writes both lists into `diff`.
+ */
+static bool
+match_columns(const PgoRelation *msg, const PGresult *res, int *map, StrBuf *diff)
+{
+	int			nt = PQntuples(res);
+	int			ntcols = nt > 0 && !PQgetisnull(res, 0, 1) ? nt : 0;
+	bool		same = ntcols == msg->ncols;
+
+	if (nt == 0)
+	{
+		strbuf_addf(diff, "the table does not exist on the target");
+		return false;
+	}
+	for (int i = 0; same && i < msg->ncols; i++)
+	{
+		map[i] = -1;
+		for (int t = 0; t < ntcols && map[i] < 0; t++)
+			if (strcmp(PQgetvalue(res, t, 1), msg->cols[i].name) == 0)
+				map[i] = t;
+		same = map[i] >= 0;
+	}
+	if (same)
+		return true;
+	strbuf_addstr(diff, "source columns (");
+	for (int i = 0; i < msg->ncols; i++)
+		strbuf_addf(diff, "%s%s", i ? ", " : "", msg->cols[i].name);
+	strbuf_addstr(diff, "), target columns (");
+	for (int i = 0; i < ntcols; i++)
+		strbuf_addf(diff, "%s%s", i ? ", " : "", PQgetvalue(res, i, 1));
+	strbuf_addstr(diff, ")");
+	return false;
+}
+
+/*
  * A Relation message: remember it, and check the target table has the same
- * columns. Returns false with fail_status APPLY_FAILED_SCHEMA on a mismatch.
+ * columns (in any order). Returns false with fail_status APPLY_FAILED_SCHEMA
+ * on a mismatch.
  */
 /* Free an array of n owned strings (NULL items fine) and the array. */
 static void
@@ -1197,7 +1239,7 @@ handle_relation(Apply *a, const PgoRelation *msg)
 	PGresult   *res;
 	StrBuf		diff;
 	int			nt;
-	bool		same;
+	int		   *map;
 	int			gen = 0;
 	bool		quoted = qual != NULL;
 
@@ -1223,28 +1265,10 @@ handle_relation(Apply *a, const PgoRelation *msg)
 	}
 	strbuf_init(&diff);
 	nt = PQntuples(res);
-	if (nt == 0)
-		strbuf_addf(&diff, "the table does not exist on the target");
-	else
+	map = xcalloc((size_t) msg->ncols + 1, sizeof(int));
+	if (!match_columns(msg, res, map, &diff))
 	{
-		int			ntcols = PQgetisnull(res, 0, 1) ? 0 : nt;
-
-		same = ntcols == msg->ncols;
-		for (int i = 0; same && i < msg->ncols; i++)
-			same = strcmp(PQgetvalue(res, i, 1), msg->cols[i].name) == 0;
-		if (!same)
-		{
-			strbuf_addstr(&diff, "source columns (");
-			for (int i = 0; i < msg->ncols; i++)
-				strbuf_addf(&diff, "%s%s", i ? ", " : "", msg->cols[i].name);
-			strbuf_addstr(&diff, "), target columns (");
-			for (int i = 0; i < ntcols; i++)
-				strbuf_addf(&diff, "%s%s", i ? ", " : "", PQgetvalue(res, i, 1));
-			strbuf_addstr(&diff, ")");
-		}
-	}
-	if (diff.len > 0)
-	{
+		free(map);
 		log_error("table %s differs between source and target: %s; nothing is applied until the target has the same change. Fix: apply the source's schema change (ALTER TABLE ...) on the target; ferry retries and then continues",
 				  qual, diff.data);
 		strbuf_release(&diff);
@@ -1302,10 +1326,11 @@ handle_relation(Apply *a, const PgoRelation *msg)
 	r->types = xcalloc((size_t) msg->ncols + 1, sizeof(char *));
 	for (int i = 0; i < msg->ncols; i++)
 	{
-		r->always[i] = PQgetvalue(res, i, 2)[0] == 't' ? '1' : '0';
+		r->always[i] = PQgetvalue(res, map[i], 2)[0] == 't' ? '1' : '0';
 		r->any_always |= r->always[i] == '1';
-		r->types[i] = xstrdup(PQgetvalue(res, i, 3));
+		r->types[i] = xstrdup(PQgetvalue(res, map[i], 3));
 	}
+	free(map);
 	r->batch_rows = msg->ncols > 0 ? APPLY_INSERT_BATCH : 1;
 	/* a batch's parameters must fit Apply.params */
 	if (msg->ncols > 0 && r->batch_rows * msg->ncols > APPLY_MAX_PARAMS)

@@ -48,7 +48,7 @@ static const char TABLES_SQL_FMT[] =
 	"         WHERE x.attrelid = c.oid), true) AS binary_ok,"
 	"       EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k"
 	"                WHERE k.conrelid = c.oid AND k.contype = 'p') AS has_pk,"
-	"       c.relreplident"
+	"       c.relreplident, c.relpersistence"
 	"  FROM pg_catalog.pg_class c"
 	"  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 	" WHERE c.oid = ANY ($1::pg_catalog.oid[]) AND c.relkind = 'r'"
@@ -78,7 +78,7 @@ catalog_tables(PGconn *conn, const unsigned int *oids, int noids, TableList *out
 	TableList	list = {NULL, 0};
 	bool		ok = false;
 
-	if (res == NULL || !pg_check_shape(res, -1, 10, "the table list"))
+	if (res == NULL || !pg_check_shape(res, -1, 11, "the table list"))
 		goto cleanup;
 	list.n = PQntuples(res);
 	list.items = xcalloc((size_t) (list.n ? list.n : 1), sizeof(TableInfo));
@@ -108,6 +108,7 @@ catalog_tables(PGconn *conn, const unsigned int *oids, int noids, TableList *out
 		t->binary_ok = PQgetvalue(res, i, 7)[0] == 't';
 		t->has_pk = PQgetvalue(res, i, 8)[0] == 't';
 		t->replident = PQgetvalue(res, i, 9)[0];
+		t->persistence = PQgetvalue(res, i, 10)[0];
 		free(qn);
 		free(qr);
 	}

@@ -19,6 +19,7 @@ typedef struct TableInfo
 	bool		binary_ok;		/* every column survives binary COPY between servers */
 	bool		has_pk;
 	char		replident;		/* relreplident: d, n, f, i */
+	char		persistence;	/* relpersistence: p, or u (unlogged: not in the WAL) */
 	int64_t		bytes;			/* heap size on the source */
 	int64_t		pages;			/* heap blocks */
 	int64_t		reltuples;		/* planner estimate, -1 if never analyzed */

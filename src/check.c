@@ -238,6 +238,16 @@ static const char SUBSCRIPTIONS_SQL[] =
 	"  JOIN pg_catalog.pg_database d ON d.oid = s.subdbid"
 	" WHERE d.datname = current_database() ORDER BY 1";
 
+/*
+ * Settings of the database itself (ALTER DATABASE ... SET, ALTER ROLE ... IN
+ * DATABASE ... SET): pg_dump without --create leaves them out, so does ferry.
+ */
+static const char DATABASE_SETTINGS_SQL[] =
+	"SELECT CASE WHEN s.setrole = 0 THEN '' ELSE pg_catalog.pg_get_userbyid(s.setrole) || ': ' END || c.setting"
+	"  FROM pg_catalog.pg_db_role_setting s, LATERAL pg_catalog.unnest(s.setconfig) WITH ORDINALITY AS c(setting, n)"
+	" WHERE s.setdatabase = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())"
+	" ORDER BY s.setrole <> 0, pg_catalog.pg_get_userbyid(s.setrole), c.n";
+
 /* ferry's own state tables (state.c): a schema holding only these is ours */
 
 /* PostgreSQL's reserved key words: identifiers that must be quoted. */
@@ -1273,8 +1283,9 @@ check_not_migrated(CheckCtx *ctx)
 			row(ctx, CHECK_OK, s, "large objects", NULL, "no large objects");
 		else
 			row(ctx, CHECK_WARNING, s, "large objects",
-				"copy them at switchover, once writes have stopped: pg_dump --data-only --blobs --exclude-table='*' <source> | psql <target>; or store them in bytea columns",
-				"%ld large %s (pg_largeobject) will not be migrated", n, plural((int) n, "object", "objects"));
+				"if they change after the clone, copy them again at switchover, once writes have stopped (on the target: SELECT lo_unlink(oid) FROM pg_largeobject_metadata; then pg_dump --data-only --blobs --exclude-table='*' <source> | psql <target>); or store them in bytea columns",
+				"%ld large %s (pg_largeobject): copied once at clone, later changes not replicated (logical replication does not carry large objects)",
+				n, plural((int) n, "object", "objects"));
 		PQclear(res);
 	}
 
@@ -1351,6 +1362,20 @@ check_not_migrated(CheckCtx *ctx)
 			row(ctx, CHECK_WARNING, s, "event triggers",
 				"recreate them on the target as a superuser (CREATE EVENT TRIGGER ...)",
 				"%d event %s not migrated: %s", names.n, plural(names.n, "trigger", "triggers"), list);
+		free(list);
+	}
+
+	/* settings of the database */
+	strlist_free(&names);
+	if (query_names(ctx, s, "database settings", DATABASE_SETTINGS_SQL, 0, NULL, &names))
+	{
+		list = name_list(&names);
+		if (names.n == 0)
+			row(ctx, CHECK_OK, s, "database settings", NULL, "no settings on the database");
+		else
+			row(ctx, CHECK_WARNING, s, "database settings",
+				"set them on the target database (ALTER DATABASE <target db> SET name = value; ALTER ROLE <role> IN DATABASE <target db> SET ... for a role's)",
+				"%d database %s not migrated: %s", names.n, plural(names.n, "setting", "settings"), list);
 		free(list);
 	}
 

@@ -27,11 +27,12 @@ cli_clone(FerryConfig *cfg)
 	config_format_size(s.bytes, size, sizeof(size));
 	if (cfg->json)
 	{
-		json_t	   *j = json_pack("{s:s, s:b, s:b, s:i, s:i, s:I, s:I, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:s, s:s}",
+		json_t	   *j = json_pack("{s:s, s:b, s:b, s:i, s:i, s:I, s:I, s:i, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:s, s:s}",
 								  "name", cfg->name, "already_done", s.already_done, "resumed", s.resumed,
 								  "tables", s.tables, "parts", s.parts, "rows", (json_int_t) s.rows,
 								  "bytes", (json_int_t) s.bytes, "schema_steps", s.steps,
 								  "sequences", s.sequences, "matviews", s.matviews,
+								  "large_objects", (json_int_t) s.large_objects,
 								  "schema_seconds", s.schema_seconds, "data_seconds", s.data_seconds,
 								  "post_data_seconds", s.post_seconds, "total_seconds", s.total_seconds,
 								  "slot", s.slot_name, "start_lsn", s.start_lsn);
@@ -45,9 +46,9 @@ cli_clone(FerryConfig *cfg)
 	else
 	{
 		printf("clone of \"%s\" complete%s in %.1f s: %d tables (%d parts), %lld rows, %s; "
-			   "%d indexes/constraints/other objects, %d sequences, %d materialized views\n",
+			   "%d indexes/constraints/other objects, %d sequences, %d materialized views, %lld large objects\n",
 			   cfg->name, s.resumed ? " (resumed)" : "", s.total_seconds, s.tables, s.parts,
-			   (long long) s.rows, size, s.steps, s.sequences, s.matviews);
+			   (long long) s.rows, size, s.steps, s.sequences, s.matviews, (long long) s.large_objects);
 		printf("  schema %.1f s, data %.1f s, indexes and the rest %.1f s\n",
 			   s.schema_seconds, s.data_seconds, s.post_seconds);
 		printf("  replication slot %s on the source starts at %s and retains WAL from there until ferry streams from it\n",

@@ -200,7 +200,7 @@ print_text(const FerryConfig *cfg, const Plan *p)
 
 	printf("\nNot migrated:\n");
 	if (count_rows(p, true, CHECK_WARNING) + count_rows(p, true, CHECK_BLOCKING) == 0)
-		printf("  nothing found (large objects, unlogged and foreign tables, publications, subscriptions, event triggers and tablespaces were checked)\n");
+		printf("  nothing found (large objects, unlogged and foreign tables, publications, subscriptions, event triggers, database settings and tablespaces were checked)\n");
 	else
 		print_rows(p, true, -1);
 	if (count_rows(p, false, CHECK_WARNING) > 0)

@@ -32,7 +32,9 @@
 #include "catalog.h"
 #include "copy.h"
 #include "fault.h"
+#include "largeobj.h"
 #include "log.h"
+#include "matview.h"
 #include "mem.h"
 #include "metrics.h"
 #include "pgsql.h"
@@ -78,32 +80,15 @@ static const char DONE_ITEMS_SQL[] =
 	"SELECT nspname, relname, count(*), max(nchunks)"
 	"  FROM ferry.copy_item WHERE migration = $1 GROUP BY nspname, relname";
 
+/*
+ * The dump's sequences. Their state is read from each sequence itself:
+ * pg_sequences shows no last_value for one whose nextval() has not been
+ * called since a setval(s, v, false) (or ever), and v must still be carried.
+ */
 static const char SEQUENCES_SQL[] =
-	"SELECT pg_catalog.quote_ident(s.schemaname) || '.' || pg_catalog.quote_ident(s.sequencename),"
-	"       s.last_value"
-	"  FROM pg_catalog.pg_sequences s"
-	"  JOIN pg_catalog.pg_namespace n ON n.nspname = s.schemaname"
-	"  JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename"
-	" WHERE c.oid = ANY ($1::pg_catalog.oid[]) AND s.last_value IS NOT NULL";
-
-/* Populated materialized views, those that read other ones after them. */
-static const char MATVIEWS_SQL[] =
-	"WITH RECURSIVE mv AS ("
-	"  SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c"
-	"    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-	"   WHERE c.relkind = 'm' AND c.relispopulated AND c.oid = ANY ($1::pg_catalog.oid[])),"
-	" dep AS ("
-	"  SELECT DISTINCT r.ev_class AS mv, d.refobjid AS uses"
-	"    FROM pg_catalog.pg_rewrite r"
-	"    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
-	"         AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
-	"    JOIN mv ON mv.oid = r.ev_class"
-	"    JOIN pg_catalog.pg_class rc ON rc.oid = d.refobjid AND rc.relkind = 'm' AND rc.oid <> r.ev_class),"
-	" lvl(oid, depth) AS ("
-	"  SELECT oid, 0 FROM mv"
-	"  UNION ALL SELECT dep.mv, lvl.depth + 1 FROM lvl JOIN dep ON dep.uses = lvl.oid WHERE lvl.depth < 50)"
-	"SELECT pg_catalog.quote_ident(mv.nspname) || '.' || pg_catalog.quote_ident(mv.relname), max(lvl.depth)"
-	"  FROM mv JOIN lvl USING (oid) GROUP BY 1 ORDER BY 2, 1";
+	"SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
+	"  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	" WHERE c.oid = ANY ($1::pg_catalog.oid[]) AND c.relkind = 'S' ORDER BY 1";
 
 /* ------------------------------------------------------------------ */
 /* SQL steps on the target: post-data, matview refreshes, ANALYZE      */
@@ -799,6 +784,33 @@ copy_data(Clone *c, CloneSummary *sum)
 }
 
 /*
+ * Name the unlogged tables whose rows were copied: the copy is as of the
+ * snapshot, and nothing after it reaches the target (they are not in the
+ * WAL, so not in the change stream; PostgreSQL does not publish them).
+ */
+static void
+warn_unlogged(const Clone *c)
+{
+	StrBuf		names;
+	int			n = 0;
+
+	strbuf_init(&names);
+	for (int i = 0; i < c->tables.n; i++)
+	{
+		const TableInfo *t = &c->tables.items[i];
+
+		if (t->persistence != 'u' || clone_data_excluded(c->cfg, t->nspname, t->relname))
+			continue;
+		strbuf_addf(&names, "%s%s", n ? ", " : "", t->qualname);
+		n++;
+	}
+	if (n > 0)
+		log_warn("%d unlogged %s copied as of the clone's snapshot, but later changes to them are not replicated (unlogged tables are not in the WAL): %s. Fix: ALTER TABLE ... SET LOGGED on the source before the clone, or copy them again at switchover",
+				 n, n == 1 ? "table was" : "tables were", names.data);
+	strbuf_release(&names);
+}
+
+/*
  * Were the tables copied at more than one snapshot (a resumed clone)? Sets
  * *lsn (owned) to the latest snapshot LSN then, else to NULL. False (logged)
  * on error.
@@ -929,22 +941,34 @@ post_data(Clone *c, CloneSummary *sum)
 	return ok;
 }
 
+/* Give every target sequence the source's last_value and is_called. */
 static bool
 sync_sequences(Clone *c, CloneSummary *sum)
 {
 	const char *arr = c->dump_oids;
 	const char *params[1] = {arr};
-	PGresult   *res = pg_query(c->src, "read the source sequences", SEQUENCES_SQL, 1, params);
+	PGresult   *res = pg_query(c->src, "list the source sequences", SEQUENCES_SQL, 1, params);
 	bool		ok = res != NULL;
 
 	for (int i = 0; ok && i < PQntuples(res); i++)
 	{
-		const char *p2[2] = {PQgetvalue(res, i, 0), PQgetvalue(res, i, 1)};
-		PGresult   *r = pg_query(c->tgt, "set a target sequence",
-								 "SELECT pg_catalog.setval($1::pg_catalog.regclass, $2::bigint, true)", 2, p2);
+		/* the name was quoted by the source (quote_ident) */
+		char	   *sql = xasprintf("SELECT last_value, is_called FROM %s", PQgetvalue(res, i, 0));
+		PGresult   *v = pg_query(c->src, "read a source sequence", sql, 0, NULL);
+		PGresult   *r = NULL;
 
-		ok = r != NULL;
+		ok = v != NULL && pg_check_shape(v, 1, 2, "a sequence's state");
+		if (ok)
+		{
+			const char *p3[3] = {PQgetvalue(res, i, 0), PQgetvalue(v, 0, 0), PQgetvalue(v, 0, 1)};
+
+			r = pg_query(c->tgt, "set a target sequence",
+						 "SELECT pg_catalog.setval($1::pg_catalog.regclass, $2::bigint, $3::boolean)", 3, p3);
+			ok = r != NULL;
+		}
 		PQclear(r);
+		PQclear(v);
+		free(sql);
 		sum->sequences += ok;
 	}
 	PQclear(res);
@@ -954,9 +978,7 @@ sync_sequences(Clone *c, CloneSummary *sum)
 static bool
 refresh_and_analyze(Clone *c, CloneSummary *sum)
 {
-	const char *arr = c->dump_oids;
-	const char *params[1] = {arr};
-	PGresult   *res = pg_query(c->src, "list the populated materialized views", MATVIEWS_SQL, 1, params);
+	PGresult   *res = matview_refresh_order(c->src, c->dump_oids);
 	SqlStep    *steps;
 	char	  **owned;
 	int			n = 0,
@@ -977,7 +999,7 @@ refresh_and_analyze(Clone *c, CloneSummary *sum)
 	}
 	sum->matviews = n;
 	/* refreshes run in dependency order, one at a time; the done ones are cheap to redo */
-	if (run_steps(c->cfg, steps, n, 1, NULL, NULL, "schema worker"))
+	if (run_steps(c->cfg, steps, n, 1, NULL, NULL, "schema worker") && matview_warn_stale(c->src, c->tgt, res))
 	{
 		int			na = 0;
 
@@ -1108,6 +1130,11 @@ clone_run(FerryConfig *cfg, CloneSummary *sum)
 		c.st.data_done = true;
 		fault_point("clone.after-data");
 	}
+	warn_unlogged(&c);
+	if (!largeobj_copy(c.src, c.tgt, cfg, &sum->large_objects, &sum->large_object_bytes))
+		goto fail;
+	if (sum->large_objects > 0)
+		c.committed_any = true;
 	sum->data_seconds = copy_now() - t1;
 	/* the snapshot is no longer needed: a temporary slot goes away here */
 	pg_exec_quiet(c.src, "COMMIT", NULL);

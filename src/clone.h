@@ -27,6 +27,8 @@ typedef struct CloneSummary
 	int			steps;			/* post-data steps run */
 	int			sequences;
 	int			matviews;
+	int64_t		large_objects;	/* copied once, as of the snapshot (largeobj.h) */
+	int64_t		large_object_bytes;
 	double		schema_seconds;
 	double		data_seconds;
 	double		post_seconds;
@@ -42,9 +44,9 @@ typedef struct CloneSummary
  *   1. preflight: versions, wal_level, privileges, empty target;
  *   2. the migration's slot with an exported snapshot (a rerun uses a
  *      temporary slot's snapshot instead and records that LSN per table);
- *   3. schema pre-data; 4. data; 5. post-data steps (foreign keys NOT
- *      VALID when tables were copied at more than one snapshot, for
- *      ferry start to validate: validate.h); 6. sequences;
+ *   3. schema pre-data; 4. data, then large objects; 5. post-data steps
+ *      (foreign keys NOT VALID when tables were copied at more than one
+ *      snapshot, for ferry start to validate: validate.h); 6. sequences;
  *   7. materialized views; 8. ANALYZE.
  * On failure: if nothing was committed yet, the slot and the state are
  * removed (nothing left retaining WAL); otherwise both are kept and the

@@ -542,42 +542,96 @@ make_reverse(Sw *s)
 	return ok;
 }
 
-/* The non-generated columns of table `qname`, quoted and comma-separated; owned. */
+/*
+ * The non-generated columns of table `qname`, quoted and comma-separated
+ * ("" for a table without any: CREATE TABLE t ()), and in *partitioned
+ * whether it is a partitioned table. Owned; NULL on error (logged).
+ */
 static char *
-copy_columns(PGconn *conn, const char *qname)
+copy_columns(PGconn *conn, const char *qname, bool *partitioned)
 {
 	const char *params[1] = {qname};
 	PGresult   *res = pg_query(conn, "list the table's columns",
-							   "SELECT string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum)"
-							   "  FROM pg_catalog.pg_attribute WHERE attrelid = $1::pg_catalog.regclass"
-							   "   AND attnum > 0 AND NOT attisdropped AND attgenerated = ''", 1, params);
+							   "SELECT (SELECT string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)"
+							   "          FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid"
+							   "           AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),"
+							   "       c.relkind = 'p'"
+							   "  FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass", 1, params);
 	char	   *cols = NULL;
 
-	if (res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
-		cols = xstrdup(PQgetvalue(res, 0, 0));
+	if (res && pg_check_shape(res, 1, 2, "the table's columns"))
+	{
+		cols = xstrdup(PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0));
+		*partitioned = PQgetvalue(res, 0, 1)[0] == 't';
+	}
 	PQclear(res);
 	return cols;
+}
+
+/*
+ * A table's own NOT VALID CHECK constraints (not inherited from a parent):
+ * rows older than such a constraint may violate it, and COPY checks it on
+ * every row it writes, so the re-copy lifts it for the copy. Run inside the
+ * re-copy's transaction on `to`: drops each one and sets *readd (owned) to
+ * the statements that add them again, NOT VALID as before (on an
+ * inheritance parent they merge with the children's copies again).
+ * Logs and returns false on error.
+ */
+static bool
+lift_not_valid_checks(PGconn *to, const char *qname, char **readd)
+{
+	const char *params[1] = {qname};
+	PGresult   *res = pg_query(to, "list the table's NOT VALID check constraints",
+							   "SELECT pg_catalog.quote_ident(conname), pg_catalog.pg_get_constraintdef(oid)"
+							   "  FROM pg_catalog.pg_constraint"
+							   " WHERE conrelid = $1::pg_catalog.regclass AND contype = 'c'"
+							   "   AND NOT convalidated AND coninhcount = 0 ORDER BY conname", 1, params);
+	StrBuf		add;
+	bool		ok = res != NULL;
+
+	strbuf_init(&add);
+	for (int i = 0; ok && i < PQntuples(res); i++)
+	{
+		char	   *drop = xasprintf("ALTER TABLE %s DROP CONSTRAINT %s", qname, PQgetvalue(res, i, 0));
+
+		ok = pg_exec(to, "lift a NOT VALID check constraint for the re-copy", drop);
+		strbuf_addf(&add, "ALTER TABLE %s ADD CONSTRAINT %s %s; ", qname, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+		free(drop);
+	}
+	PQclear(res);
+	if (ok)
+		*readd = strbuf_detach(&add);
+	strbuf_release(&add);
+	return ok;
 }
 
 /*
  * Re-copy one table from `from` to `to` in one transaction on `to`:
  * TRUNCATE, then COPY of every row (triggers off), marked as migration
  * `mark`'s own write (apply.h). Rows copied in *rows.
+ * Only the table's own rows: an inheritance parent's children are tables
+ * of their own (re-copied themselves if they have no key, replicated
+ * otherwise), so both sides read and empty it with ONLY; a partitioned
+ * table (published through its root) is read and emptied whole, its rows
+ * routed to the partitions again.
  */
 static bool
 recopy_table(PGconn *from, PGconn *to, const char *qname, const char *mark, long long *rows)
 {
-	char	   *cols = copy_columns(from, qname);
+	bool		partitioned = false;
+	char	   *cols = copy_columns(from, qname, &partitioned);
+	const char *only = partitioned ? "" : "ONLY ";
 	char	   *out_sql,
 			   *in_sql,
-			   *trunc;
+			   *trunc,
+			   *readd = NULL;
 	bool		ok = false;
 	int64_t		bytes;
 
 	if (cols == NULL)
 		return false;
-	out_sql = xasprintf("COPY (SELECT %s FROM %s) TO STDOUT", cols, qname);
-	in_sql = xasprintf("COPY %s (%s) FROM STDIN", qname, cols);
+	out_sql = xasprintf("COPY (SELECT %s FROM %s%s) TO STDOUT", cols, only, qname);
+	in_sql = xasprintf("COPY %s%s%s%s FROM STDIN", qname, cols[0] ? " (" : "", cols, cols[0] ? ")" : "");
 	/*
 	 * TRUNCATE is fast but refuses a table that a foreign key references
 	 * (a keyless table can still have a UNIQUE constraint); DELETE, with
@@ -591,10 +645,12 @@ recopy_table(PGconn *from, PGconn *to, const char *qname, const char *mark, long
 		bool		referenced = fk && PQgetvalue(fk, 0, 0)[0] == 't';
 
 		PQclear(fk);
-		trunc = xasprintf("BEGIN; SET LOCAL session_replication_role = replica; %s %s",
-						  referenced ? "DELETE FROM" : "TRUNCATE", qname);
+		trunc = xasprintf("BEGIN; SET LOCAL session_replication_role = replica; %s %s%s",
+						  referenced ? "DELETE FROM" : "TRUNCATE", only, qname);
 	}
 	if (!pg_exec(to, "empty the table before its re-copy", trunc))
+		goto rollback;
+	if (!lift_not_valid_checks(to, qname, &readd))
 		goto rollback;
 	{
 		/* ferry's own write: reverse replication and the watch skip it (apply.h, watch.h) */
@@ -615,6 +671,8 @@ recopy_table(PGconn *from, PGconn *to, const char *qname, const char *mark, long
 		if (ok)
 			*rows = (long long) n;
 	}
+	if (ok && readd[0])
+		ok = pg_exec(to, "add the NOT VALID check constraints again after the re-copy", readd);
 	if (ok)
 		ok = pg_exec(to, "commit the re-copy", "COMMIT");
 
@@ -626,6 +684,7 @@ rollback:
 	free(out_sql);
 	free(in_sql);
 	free(trunc);
+	free(readd);
 	return ok;
 }
 

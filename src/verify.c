@@ -93,9 +93,11 @@ verify_set_lock_source(bool on)
 #define VERIFY_LOCK_SECONDS 5		/* lock_timeout for the exact re-read */
 #define VERIFY_LOCK_WAIT_SECONDS 10	/* longest wait while holding that lock */
 
+/* No row: no such table; one NULL row: a table without columns (they exist). */
 static const char COLUMNS_SQL[] =
-	"SELECT a.attname FROM pg_catalog.pg_attribute a"
-	" WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped"
+	"SELECT a.attname FROM pg_catalog.pg_class c"
+	"  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+	" WHERE c.oid = pg_catalog.to_regclass($1)"
 	" ORDER BY a.attnum";
 
 static const char PKEY_SQL[] =
@@ -955,6 +957,15 @@ read_columns(PGconn *conn, const char *qual)
 	return side_query(conn, "read a table's columns", COLUMNS_SQL, 1, params, 1);
 }
 
+/* How many columns read_columns() found: -1 when the table is missing. */
+static int
+column_count(const PGresult *res)
+{
+	if (PQntuples(res) == 0)
+		return -1;
+	return PQntuples(res) == 1 && PQgetisnull(res, 0, 0) ? 0 : PQntuples(res);
+}
+
 /*
  * Plan one table: shared columns, key, top-level boundaries. A table
  * missing on the target or without shared columns is marked failed (it is
@@ -971,7 +982,9 @@ plan_table(PGconn *src, PGconn *tgt, VerifyTable *t, TablePlan *p)
 			   *res = NULL;
 	const char *params[1];
 	StrBuf		row;
-	int			shared = 0;
+	int			shared = 0,
+				nsrc,
+				ntgt;
 	bool		ok = false;
 
 	strbuf_init(&row);
@@ -989,19 +1002,22 @@ plan_table(PGconn *src, PGconn *tgt, VerifyTable *t, TablePlan *p)
 	ct = cs ? read_columns(tgt, p->qual) : NULL;
 	if (ct == NULL)
 		goto cleanup;
-	if (PQntuples(cs) == 0 || PQntuples(ct) == 0)
+	nsrc = column_count(cs);
+	ntgt = column_count(ct);
+	if (nsrc < 0 || ntgt < 0)
 	{
-		log_error("table %s.%s is missing on the %s", t->nspname, t->relname, PQntuples(cs) == 0 ? "source" : "target");
+		log_error("table %s.%s is missing on the %s", t->nspname, t->relname, nsrc < 0 ? "source" : "target");
 		t->failed = true;
 		ok = true;
 		goto cleanup;
 	}
+	/* a table without columns (CREATE TABLE t ()) has rows all the same: "()" */
 	strbuf_addstr(&row, "ROW(");
-	for (int i = 0; i < PQntuples(cs); i++)
+	for (int i = 0; i < nsrc; i++)
 	{
 		bool		found = false;
 
-		for (int j = 0; j < PQntuples(ct) && !found; j++)
+		for (int j = 0; j < ntgt && !found; j++)
 			found = strcmp(PQgetvalue(cs, i, 0), PQgetvalue(ct, j, 0)) == 0;
 		if (!found)
 			continue;
@@ -1011,9 +1027,9 @@ plan_table(PGconn *src, PGconn *tgt, VerifyTable *t, TablePlan *p)
 		free(a);
 	}
 	strbuf_addch(&row, ')');
-	if (shared != PQntuples(cs) || shared != PQntuples(ct))
+	if (shared != nsrc || shared != ntgt)
 		log_warn("table %s.%s: %d columns on the source, %d on the target; comparing the %d they share",
-				 t->nspname, t->relname, PQntuples(cs), PQntuples(ct), shared);
+				 t->nspname, t->relname, nsrc, ntgt, shared);
 	p->rowexpr = strbuf_detach(&row);
 
 	pk = side_query(src, "read a table's primary key", PKEY_SQL, 1, params, 2);

@@ -165,12 +165,26 @@ CREATE SEQUENCE standalone_seq INCREMENT 5 START 100;
 SELECT nextval('standalone_seq') FROM generate_series(1, 3);
 CREATE SEQUENCE unused_seq;
 SELECT setval('audit_log_id_seq', 777);
+-- rewound with is_called = false: its next value is 42 (pg_sequences shows no last_value)
+CREATE SEQUENCE rewound_seq;
+SELECT nextval('rewound_seq') FROM generate_series(1, 5);
+SELECT setval('rewound_seq', 42, false);
 
--- views and materialized views (one populated, one depending on it, one not populated)
+-- views and materialized views (one populated, one depending on it, one
+-- reading it through a view and named to sort before it, one not populated)
 CREATE VIEW child_totals AS SELECT parent_id, sum(qty) AS total FROM child GROUP BY parent_id;
 CREATE MATERIALIZED VIEW mv_totals AS SELECT * FROM child_totals;
 CREATE MATERIALIZED VIEW mv_top AS SELECT * FROM mv_totals ORDER BY total DESC LIMIT 5;
+CREATE VIEW totals_positive AS SELECT * FROM mv_totals WHERE total > 0;
+CREATE MATERIALIZED VIEW mv_a_via_view AS SELECT count(*) AS n FROM totals_positive;
 CREATE MATERIALIZED VIEW mv_unpopulated AS SELECT id FROM parent WITH NO DATA;
 CREATE UNIQUE INDEX mv_totals_pk ON mv_totals (parent_id);
 COMMENT ON TABLE parent IS 'the parents';
 COMMENT ON INDEX parent_code_expr IS 'lower-case lookup';
+
+-- large objects: one spanning several 1 MB copy chunks, with a comment and a
+-- grant; one empty (not in the WAL stream: the clone copies them once)
+SELECT lo_from_bytea(424242, convert_to(repeat('0123456789abcdef', 160000) || 'end', 'UTF8'));
+COMMENT ON LARGE OBJECT 424242 IS 'two and a half megabytes';
+GRANT SELECT ON LARGE OBJECT 424242 TO PUBLIC;
+SELECT lo_create(424243);

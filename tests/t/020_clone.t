@@ -37,7 +37,8 @@ is "$(q target "SELECT count(*) FROM pg_trigger WHERE tgname = 'audited_trg'")" 
 is "$(q target "SELECT string_agg(conname || '=' || convalidated::int, ',' ORDER BY conname) FROM pg_constraint WHERE conname LIKE 'loose%'")" \
    "loose_parent_fk=0,loose_pkey=1,loose_v_positive=0" "NOT VALID constraints stay NOT VALID"
 is "$(q target "SELECT string_agg(relname || '=' || relispopulated::int, ',' ORDER BY relname) FROM pg_class WHERE relkind = 'm'")" \
-   "mv_top=1,mv_totals=1,mv_unpopulated=0" "populated materialized views are refreshed (in dependency order), the other stays empty"
+   "mv_a_via_view=1,mv_top=1,mv_totals=1,mv_unpopulated=0" \
+   "populated materialized views are refreshed in dependency order (through views too), the other stays empty"
 src_idx=$(q source "SELECT string_agg(indexrelid::regclass::text || ':' || pg_get_indexdef(indexrelid), E'\n' ORDER BY indexrelid::regclass::text) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog','pg_toast','information_schema','ferry')")
 tgt_idx=$(q target "SELECT string_agg(indexrelid::regclass::text || ':' || pg_get_indexdef(indexrelid), E'\n' ORDER BY indexrelid::regclass::text) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog','pg_toast','information_schema','ferry')")
 is "$tgt_idx" "$src_idx" "the same indexes, with the same definitions"
@@ -46,12 +47,18 @@ src_con=$(q source "SELECT string_agg(conname || ':' || pg_get_constraintdef(oid
 tgt_con=$(q target "SELECT string_agg(conname || ':' || pg_get_constraintdef(oid), E'\n' ORDER BY conname, conrelid::regclass::text) FROM pg_constraint WHERE connamespace NOT IN (SELECT oid FROM pg_namespace WHERE nspname IN ('pg_catalog','information_schema','ferry'))")
 is "$tgt_con" "$src_con" "the same constraints"
 is "$(q target "SELECT last_value FROM standalone_seq")|$(q target "SELECT last_value FROM audit_log_id_seq")" "110|777" "sequences have the source's values"
+is "$(q target "SELECT last_value || ' ' || is_called FROM rewound_seq")" "42 false" \
+   "a sequence set with setval(s, 42, false) keeps that state (its next value is 42)"
 is "$(q target "INSERT INTO gen (a) VALUES (5) RETURNING id, b")" "$(q source "INSERT INTO gen (a) VALUES (5) RETURNING id, b")" \
    "identity and generated columns continue as on the source"
 is "$(q target "SELECT obj_description('parent'::regclass) || '/' || obj_description('parent_code_expr'::regclass)")" \
    "the parents/lower-case lookup" "comments on tables and indexes"
 is "$(q target "SELECT count(*) FROM pg_stats WHERE tablename = 'wide'")" "4" "the target was analyzed"
 is "$(q target "SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'")" "1" "extensions are created"
+LO_SQL="SELECT m.oid, pg_get_userbyid(m.lomowner), m.lomacl, length(lo_get(m.oid)), md5(lo_get(m.oid)),
+               obj_description(m.oid, 'pg_largeobject') FROM pg_largeobject_metadata m ORDER BY m.oid"
+is "$(q target "$LO_SQL")" "$(q source "$LO_SQL")" "large objects are copied: OID, data in several chunks, owner, grant, comment"
+like "$out" ", 2 large objects" "and counted in the report"
 
 # binary where safe, text where type OIDs would differ
 is "$(q target "SELECT count(*) FROM ferry.copy_item WHERE migration = 'ferry'")" \
