@@ -28,6 +28,7 @@
 #include "log.h"
 #include "mem.h"
 #include "pgsql.h"
+#include "publication.h"
 #include "state.h"
 #include "watch.h"
 #include "validate.h"
@@ -79,6 +80,7 @@ typedef struct Status
 	PGresult   *unmatched;		/* ferry.unmatched rows (divergence), or NULL */
 	PGresult   *source_writes;	/* ferry.source_writes rows (watch.h), or NULL */
 	int64_t		unrecorded;		/* changes the watch slot holds that nobody recorded yet */
+	StrList		unpublished;	/* selected tables not in the publications (publication_missing) */
 	PGresult   *pending;		/* foreign keys awaiting validation (validate_pending), or NULL */
 	bool		source_reachable;
 	TableDelta *tables;
@@ -159,6 +161,7 @@ status_release(Status *st)
 	PQclear(st->unmatched);
 	PQclear(st->source_writes);
 	PQclear(st->pending);
+	strlist_free(&st->unpublished);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -247,6 +250,8 @@ status_collect(const FerryConfig *cfg, PGconn *tgt, PGconn *src, Status *st)
 									 "SELECT tablename, changes, last_lsn::text, last_at::text FROM ferry.source_writes"
 									 " WHERE migration = $1 ORDER BY changes DESC, tablename", 1, params);
 	st->pending = validate_pending(tgt, cfg->name);
+	if (src && PQgetisnull(st->tr, 0, 16))
+		(void) publication_missing(src, cfg, &st->unpublished);
 	/* after a switchover: what the watch holds that no ferry start has recorded (it was stopped) */
 	if (src && !PQgetisnull(st->tr, 0, 16) && PQgetvalue(st->tr, 0, 18)[0] == 't' &&
 		strcmp(PQgetvalue(st->tr, 0, 0), "switched") == 0)
@@ -342,6 +347,13 @@ status_render_json(const FerryConfig *cfg, const Status *st, bool compact, StrBu
 												"last_at", PQgetvalue(st->source_writes, i, 3)));
 		json_object_set_new(j, "source_writes_after_switch", wa);
 		json_object_set_new(j, "source_writes_unrecorded", json_integer(st->unrecorded > 0 ? st->unrecorded : 0));
+		{
+			json_t	   *na = json_array();
+
+			for (int i = 0; i < st->unpublished.n; i++)
+				json_array_append_new(na, json_string(st->unpublished.items[i]));
+			json_object_set_new(j, "not_replicated", na);
+		}
 	}
 	{
 		json_t	   *pa = json_array();
@@ -488,6 +500,14 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 			strbuf_addf(out, "           %s: %s, the last in the transaction committed at %s on the old source (seen %s)\n",
 						PQgetvalue(st->source_writes, i, 0), PQgetvalue(st->source_writes, i, 1),
 						PQgetvalue(st->source_writes, i, 2), PQgetvalue(st->source_writes, i, 3));
+	}
+	if (st->unpublished.n > 0)
+	{
+		char	   *names = publication_name_list(&st->unpublished);
+
+		strbuf_addf(out, "  NOT REPLICATED %d table%s created after the clone: %s. Their rows are not on the target, and switchover refuses. Fix: %s\n",
+					st->unpublished.n, st->unpublished.n == 1 ? "" : "s", names, PUBLICATION_MISSING_FIX);
+		free(names);
 	}
 	if (st->unrecorded > 0)
 		strbuf_addf(out, "  LOST?    %lld more changes were committed on the OLD SOURCE after the switchover (in its watch slot, not recorded yet: ferry start records them) and are NOT on the new primary\n",

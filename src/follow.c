@@ -58,6 +58,8 @@ typedef struct Follow
 	bool		lock_refused;	/* another process holds it */
 	int64_t		last_phase_check_us;
 	int64_t		last_watch_us;	/* reverse: the last look at the old source (watch.h) */
+	int64_t		last_missing_us;	/* forward: the last look for unpublished tables */
+	int			last_missing_n;
 	int64_t		error_seen;		/* log_last_error's number of the last error noted */
 	bool		error_pending;	/* ... not yet written to ferry.apply_progress */
 	bool		error_shown;	/* ferry.apply_progress.last_error is set */
@@ -356,6 +358,34 @@ phase_moved(Follow *f)
 }
 
 /*
+ * Forward: every 10 s, look for tables created on the source after the
+ * clone, which are not published, so none of their rows arrive; warn when
+ * their number changes (status lists them, switchover refuses).
+ */
+static void
+missing_tick(Follow *f)
+{
+	StrList		missing = {0};
+
+	if (repl_now_us() - f->last_missing_us < 10 * 1000000LL)
+		return;
+	f->last_missing_us = repl_now_us();
+	if (publication_missing(f->src, f->cfg, &missing) && missing.n != f->last_missing_n)
+	{
+		if (missing.n > 0)
+		{
+			char	   *names = publication_name_list(&missing);
+
+			log_warn("%d table%s on the source %s not replicated (created after the clone): %s. Fix: %s",
+					 missing.n, missing.n == 1 ? "" : "s", missing.n == 1 ? "is" : "are", names, PUBLICATION_MISSING_FIX);
+			free(names);
+		}
+		f->last_missing_n = missing.n;
+	}
+	strlist_free(&missing);
+}
+
+/*
  * Reverse: every WATCH_INTERVAL_MS, look at the old source's watch slot
  * (the forward slot, kept after the switch) for writes that reached it
  * after the switchover (watch.h); `last`: now, as the session ends, so a
@@ -427,7 +457,10 @@ session(Follow *f, FollowResult *out, bool *ran_long)
 				break;
 			}
 			if (!f->reverse)
+			{
 				files_sync_tick(&f->files, f->cfg, f->tgt);
+				missing_tick(f);
+			}
 			else
 				watch_tick(f, false);
 			metrics_poll_source(f->src, f->cfg->name);

@@ -255,6 +255,59 @@ publication_drop(PGconn *src, const FerryConfig *cfg)
 }
 
 bool
+publication_missing(PGconn *src, const FerryConfig *cfg, StrList *missing)
+{
+	StrList		all = {0},
+				insert_only = {0},
+				no_identity = {0};
+	char	   *insn = xasprintf("%s%s", cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
+	const char *params[2] = {cfg->name, insn};
+	PGresult   *res = NULL;
+	bool		ok = publication_plan(src, cfg, &all, &insert_only, &no_identity);
+
+	if (ok)
+		res = pg_query(src, "list the published tables",
+					   /* quoted as libpq quotes (always): publication_plan's names */
+					   "SELECT '\"' || pg_catalog.replace(schemaname, '\"', '\"\"') || '\".\"'"
+					   "       || pg_catalog.replace(tablename, '\"', '\"\"') || '\"'"
+					   "  FROM pg_catalog.pg_publication_tables WHERE pubname IN ($1, $2)", 2, params);
+	ok = ok && res != NULL;
+	for (int k = 0; ok && k < 2; k++)
+	{
+		const StrList *l = k == 0 ? &all : &insert_only;
+
+		for (int i = 0; i < l->n; i++)
+		{
+			bool		found = false;
+
+			for (int r = 0; r < PQntuples(res) && !found; r++)
+				found = strcmp(PQgetvalue(res, r, 0), l->items[i]) == 0;
+			if (!found)
+				strlist_add(missing, l->items[i]);
+		}
+	}
+	PQclear(res);
+	free(insn);
+	strlist_free(&all);
+	strlist_free(&insert_only);
+	strlist_free(&no_identity);
+	return ok;
+}
+
+char *
+publication_name_list(const StrList *l)
+{
+	StrBuf		sb;
+
+	strbuf_init(&sb);
+	for (int i = 0; i < l->n && i < 10; i++)
+		strbuf_addf(&sb, "%s%s", i ? ", " : "", l->items[i]);
+	if (l->n > 10)
+		strbuf_addf(&sb, " ... and %d more", l->n - 10);
+	return strbuf_detach(&sb);
+}
+
+bool
 publication_guard_keyless(PGconn *src, const FerryConfig *cfg, bool on)
 {
 	char	   *insn = xasprintf("%s%s", cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);

@@ -55,6 +55,18 @@ bool		publication_plan(PGconn *src, const FerryConfig *cfg, StrList *all, StrLis
  * false on error.
  */
 bool		publication_guard_keyless(PGconn *src, const FerryConfig *cfg, bool on);
+/*
+ * The tables the filters select that neither publication holds: created
+ * on the source after the clone (ferry does not follow new tables yet), so
+ * none of their rows reach the target. Quoted "schema"."table" names
+ * appended to `missing`. Logs and returns false on error.
+ */
+bool		publication_missing(PGconn *src, const FerryConfig *cfg, StrList *missing);
+/* "a, b, c" of up to 10 names of l, "... and N more" after (owned). */
+char	   *publication_name_list(const StrList *l);
+/* What to do about them (static text). */
+#define PUBLICATION_MISSING_FIX \
+	"ferry does not follow tables created after the clone yet: exclude them (filters: exclude-tables) and move them yourself, or start the migration over (ferry cleanup, then ferry start) so that the clone copies them"
 /* Drop both if they exist. */
 bool		publication_drop(PGconn *src, const FerryConfig *cfg);
 /*

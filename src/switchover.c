@@ -289,6 +289,24 @@ preconditions(Sw *s)
 	}
 	PQclear(res);
 	res = NULL;
+	/* tables created after the clone are not replicated: their rows are not on the target */
+	{
+		StrList		missing = {0};
+		bool		mok = publication_missing(s->src, s->cfg, &missing);
+
+		if (mok && missing.n > 0)
+		{
+			char	   *names = publication_name_list(&missing);
+
+			log_error("%d table%s on the source %s not replicated (created after the clone: none of their rows are on the target): %s; nothing was frozen. Fix: %s",
+					  missing.n, missing.n == 1 ? "" : "s", missing.n == 1 ? "is" : "are", names, PUBLICATION_MISSING_FIX);
+			free(names);
+			mok = false;
+		}
+		strlist_free(&missing);
+		if (!mok)
+			goto done;
+	}
 	/* a target that diverged (changes that matched no row there) must not become the primary */
 	if (state_table_exists(s->tgt, "unmatched") == 1)
 	{
