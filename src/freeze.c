@@ -73,6 +73,31 @@ static const char FENCE_TABLES_SQL[] =
 	"                  FROM pg_catalog.pg_publication_tables"
 	"                 WHERE pubname IN ($1::text, $1::text || '" PUBLICATION_INSERT_ONLY_SUFFIX "')) p) t";
 
+/*
+ * The fence's sequences: a no-op ALTER SEQUENCE (its own increment) for
+ * each one in a user schema that this user may alter (owner or member of
+ * the owner's role), joined with "; ". Inside the fence's transaction it
+ * holds the sequence's SHARE ROW EXCLUSIVE lock, which nextval() waits
+ * for: a BEGIN READ WRITE session on the frozen side can no longer hand
+ * out values the other side will hand out again after the switch (the
+ * transaction is rolled back when the fence closes, so nothing changes).
+ * Identity sequences are left out (ALTER SEQUENCE refuses them; their
+ * table's lock already holds the inserts that use them). Also how many
+ * sequences are not held, for the log.
+ */
+static const char FENCE_SEQUENCES_SQL[] =
+	"SELECT pg_catalog.string_agg(pg_catalog.format('ALTER SEQUENCE %I.%I INCREMENT BY %s',"
+	"                             s.schemaname, s.sequencename, s.increment_by), '; ') FILTER (WHERE may),"
+	"       pg_catalog.count(*) FILTER (WHERE NOT may)"
+	"  FROM (SELECT s.*, pg_catalog.pg_has_role(s.sequenceowner, 'USAGE') AS may"
+	"          FROM pg_catalog.pg_sequences s"
+	"          JOIN pg_catalog.pg_namespace n ON n.nspname = s.schemaname"
+	"          JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename"
+	"         WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema', 'ferry')"
+	"           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
+	"                            WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+	"                              AND d.objid = c.oid AND d.deptype = 'i')) s";
+
 #define FENCE_LOCK_TIMEOUT_MS 1000
 #define FENCE_APPLICATION_NAME "ferry fence"
 #define FENCE_STR_(x) #x
@@ -387,7 +412,21 @@ fence_take(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const cha
 		ok = true;				/* nothing published, nothing to hold */
 		goto done;
 	}
-	lock = xasprintf("LOCK TABLE %s IN EXCLUSIVE MODE", PQgetvalue(res, 0, 0));
+	{
+		PGresult   *sq = pg_query(conn, "list the sequences to fence", FENCE_SEQUENCES_SQL, 0, NULL);
+
+		if (sq == NULL || !pg_check_shape(sq, 1, 2, "the fence's sequences"))
+		{
+			PQclear(sq);
+			goto done;
+		}
+		lock = xasprintf("LOCK TABLE %s IN EXCLUSIVE MODE%s%s", PQgetvalue(res, 0, 0),
+						 PQgetisnull(sq, 0, 0) ? "" : "; ", PQgetisnull(sq, 0, 0) ? "" : PQgetvalue(sq, 0, 0));
+		if (strcmp(PQgetvalue(sq, 0, 1), "0") != 0)
+			log_warn("%s sequences on the %s are not held by the freeze (this user does not own them): a BEGIN READ WRITE session can still take values from them there. Fix: run the switchover as their owner",
+					 PQgetvalue(sq, 0, 1), side);
+		PQclear(sq);
+	}
 	fz->fence = pg_connect(conninfo, side, PG_CONN_SQL, NULL);
 	/* named, so that a DBA (and test 151) can tell it apart; still ferry*, so the freeze spares it */
 	if (fz->fence == NULL ||
@@ -423,7 +462,7 @@ fence_take(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const cha
 			!end_frozen_sessions(conn, cfg, side, fz, timeout_ms - waited))
 			goto done;
 	}
-	log_info("holding every write to the published tables on the %s", side);
+	log_info("holding every write to the published tables on the %s, and nextval on its sequences", side);
 	ok = true;
 
 done:

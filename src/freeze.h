@@ -22,7 +22,12 @@
  * LOCK TABLE ... IN EXCLUSIVE MODE on every table of the migration's
  * publications (partitions included) and holds it until the switch is done
  * or undone: EXCLUSIVE conflicts with every write lock, superusers' too,
- * and still lets ferry and everyone read. Taking it waits for the writers
+ * and still lets ferry and everyone read. In the same transaction it runs
+ * a no-op ALTER SEQUENCE on every sequence it may alter (their SHARE ROW
+ * EXCLUSIVE lock makes nextval() wait: values handed out on the frozen side
+ * would be handed out again on the other; the rollback undoes the no-op,
+ * and the switchover reads the sequences through the fence's session).
+ * Taking it waits for the writers
  * that slipped in (a lock_timeout, their sessions ended again, retried).
  * At the switch (freeze_hand_over), every session still on the frozen side
  * is ended while the fence holds (those queued behind it included, so a

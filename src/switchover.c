@@ -741,8 +741,32 @@ recopy_insert_only(PGconn *from, PGconn *to, const FerryConfig *pub_cfg, SwitchR
 }
 
 /*
+ * The session to read the frozen side's sequences in: the fence's, which
+ * holds their locks (reading them elsewhere would wait for it), while it
+ * lives; `side` when there is none or it died (then nothing holds the
+ * sequences, and the caller's fence check retakes it and syncs again).
+ */
+static PGconn *
+sequence_reader(PGconn *fence, PGconn *side)
+{
+	if (fence != NULL && PQstatus(fence) == CONNECTION_OK)
+	{
+		PGresult   *r = pg_execute(fence, "SELECT 1", 0, NULL);
+		bool		alive = PQresultStatus(r) == PGRES_TUPLES_OK;
+
+		PQclear(r);
+		if (alive)
+			return fence;
+	}
+	return side;
+}
+
+/*
  * Set every sequence on `to` that also exists on `from` past from's value:
- * last_value + gap in the sequence's direction, within its bounds.
+ * last_value + gap in the sequence's direction, within its bounds. On the
+ * frozen side `from` is the fence's session when there is one: the fence
+ * holds the sequences' locks, so reading them from another session would
+ * wait for it (freeze.c).
  */
 static bool
 sync_sequences(PGconn *from, PGconn *to, int64_t gap, SwitchReport *rep)
@@ -1138,7 +1162,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 
 	/* 7. sequences */
 	log_info("step 7/10: sequences");
-	if (!sync_sequences(s.src, s.tgt, cfg->sequence_gap, rep))
+	if (!sync_sequences(sequence_reader(s.fz.fence, s.src), s.tgt, cfg->sequence_gap, rep))
 		goto abort;
 	log_info("set %d sequences on the target to the source's value + %" PRId64, rep->sequences, cfg->sequence_gap);
 
@@ -1190,7 +1214,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 		}
 		log_info("re-copying tables without a key and setting sequences again: the source took writes while its fence was down");
 		if (!recopy_insert_only(s.src, s.tgt, cfg, rep) ||
-			!sync_sequences(s.src, s.tgt, cfg->sequence_gap, rep))
+			!sync_sequences(sequence_reader(s.fz.fence, s.src), s.tgt, cfg->sequence_gap, rep))
 			goto abort;
 	}
 
@@ -1390,7 +1414,7 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	log_info("step 4/6: re-copying tables without a key and setting sequences on the source");
 	if (!publication_guard_keyless(s.src, cfg, false) ||
 		!recopy_insert_only(s.tgt, s.src, s.rcfg, rep) ||
-		!sync_sequences(s.tgt, s.src, cfg->sequence_gap, rep))
+		!sync_sequences(sequence_reader(s.fz.fence, s.tgt), s.src, cfg->sequence_gap, rep))
 		goto abort;
 
 	/* the last word from the target, with its fence checked after it (as at switchover) */
@@ -1405,7 +1429,7 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 		if (round == 2)
 			goto abort;
 		if (!recopy_insert_only(s.tgt, s.src, s.rcfg, rep) ||
-			!sync_sequences(s.tgt, s.src, cfg->sequence_gap, rep))
+			!sync_sequences(sequence_reader(s.fz.fence, s.tgt), s.src, cfg->sequence_gap, rep))
 			goto abort;
 	}
 
