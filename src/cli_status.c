@@ -285,6 +285,40 @@ status_collect(const FerryConfig *cfg, PGconn *tgt, PGconn *src, Status *st)
 	return true;
 }
 
+/*
+ * Per-table counts (ferry.unmatched, ferry.source_writes: tablename,
+ * changes, last_lsn, last_at): "LABEL total WHAT", then a line per table.
+ * Nothing when res is NULL or empty.
+ */
+static void
+table_counts_text(StrBuf *out, const PGresult *res, const char *label, const char *what)
+{
+	long long	total = 0;
+	int			n = res ? PQntuples(res) : 0;
+
+	if (n == 0)
+		return;
+	for (int i = 0; i < n; i++)
+		total += strtoll(PQgetvalue(res, i, 1), NULL, 10);
+	strbuf_addf(out, "  %-8s %lld %s\n", label, total, what);
+	for (int i = 0; i < n; i++)
+		strbuf_addf(out, "           %s: %s, the last in the source transaction committed at %s (seen %s)\n",
+					PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
+}
+
+/* The same as a JSON array of {table, changes, last_lsn, last_at}. */
+static json_t *
+table_counts_json(const PGresult *res)
+{
+	json_t	   *a = json_array();
+
+	for (int i = 0; res && i < PQntuples(res); i++)
+		json_array_append_new(a, json_pack("{s:s, s:I, s:s, s:s}", "table", PQgetvalue(res, i, 0),
+										   "changes", (json_int_t) strtoll(PQgetvalue(res, i, 1), NULL, 10),
+										   "last_lsn", PQgetvalue(res, i, 2), "last_at", PQgetvalue(res, i, 3)));
+	return a;
+}
+
 /* The report as JSON (`status --json`); pretty, or one line with compact. */
 static void
 status_render_json(const FerryConfig *cfg, const Status *st, bool compact, StrBuf *out)
@@ -327,25 +361,9 @@ status_render_json(const FerryConfig *cfg, const Status *st, bool compact, StrBu
 											"delta", t->src >= 0 && t->tgt >= 0 ? json_integer(t->src - t->tgt) : json_null()));
 	}
 	json_object_set_new(j, "tables", ta);
+	json_object_set_new(j, "unmatched", table_counts_json(st->unmatched));
+	json_object_set_new(j, "source_writes_after_switch", table_counts_json(st->source_writes));
 	{
-		json_t	   *ua = json_array();
-
-		for (int i = 0; st->unmatched && i < PQntuples(st->unmatched); i++)
-			json_array_append_new(ua, json_pack("{s:s, s:I, s:s, s:s}", "table", PQgetvalue(st->unmatched, i, 0),
-												"changes", (json_int_t) strtoll(PQgetvalue(st->unmatched, i, 1), NULL, 10),
-												"last_lsn", PQgetvalue(st->unmatched, i, 2),
-												"last_at", PQgetvalue(st->unmatched, i, 3)));
-		json_object_set_new(j, "unmatched", ua);
-	}
-	{
-		json_t	   *wa = json_array();
-
-		for (int i = 0; st->source_writes && i < PQntuples(st->source_writes); i++)
-			json_array_append_new(wa, json_pack("{s:s, s:I, s:s, s:s}", "table", PQgetvalue(st->source_writes, i, 0),
-												"changes", (json_int_t) strtoll(PQgetvalue(st->source_writes, i, 1), NULL, 10),
-												"last_lsn", PQgetvalue(st->source_writes, i, 2),
-												"last_at", PQgetvalue(st->source_writes, i, 3)));
-		json_object_set_new(j, "source_writes_after_switch", wa);
 		json_object_set_new(j, "source_writes_unrecorded", json_integer(st->unrecorded > 0 ? st->unrecorded : 0));
 		{
 			json_t	   *na = json_array();
@@ -475,32 +493,10 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 			strbuf_addf(out, "  rollback rolled back at %s, write downtime %.3f s\n",
 						PQgetvalue(tr, 0, 19), strtod(PQgetvalue(tr, 0, 20), NULL));
 	}
-	if (st->unmatched && PQntuples(st->unmatched) > 0)
-	{
-		long long	total = 0;
-
-		for (int i = 0; i < PQntuples(st->unmatched); i++)
-			total += strtoll(PQgetvalue(st->unmatched, i, 1), NULL, 10);
-		strbuf_addf(out, "  DIVERGED %lld updates/deletes from the source matched no row on the target. Fix: repair those rows (ferry verify shows them); a verify that finds every table equal clears this\n",
-					total);
-		for (int i = 0; i < PQntuples(st->unmatched); i++)
-			strbuf_addf(out, "           %s: %s, the last in the source transaction committed at %s (seen %s)\n",
-						PQgetvalue(st->unmatched, i, 0), PQgetvalue(st->unmatched, i, 1),
-						PQgetvalue(st->unmatched, i, 2), PQgetvalue(st->unmatched, i, 3));
-	}
-	if (st->source_writes && PQntuples(st->source_writes) > 0)
-	{
-		long long	total = 0;
-
-		for (int i = 0; i < PQntuples(st->source_writes); i++)
-			total += strtoll(PQgetvalue(st->source_writes, i, 1), NULL, 10);
-		strbuf_addf(out, "  LOST?    %lld changes were committed on the OLD SOURCE after the switchover and are NOT on the new primary. Fix: stop the client still writing there (see the old source's pg_stat_activity), carry those rows over by hand, then DELETE FROM ferry.source_writes on the target\n",
-					total);
-		for (int i = 0; i < PQntuples(st->source_writes); i++)
-			strbuf_addf(out, "           %s: %s, the last in the transaction committed at %s on the old source (seen %s)\n",
-						PQgetvalue(st->source_writes, i, 0), PQgetvalue(st->source_writes, i, 1),
-						PQgetvalue(st->source_writes, i, 2), PQgetvalue(st->source_writes, i, 3));
-	}
+	table_counts_text(out, st->unmatched, "DIVERGED",
+					  "updates/deletes from the source matched no row on the target. Fix: repair those rows (ferry verify shows them); a verify that finds every table equal clears this");
+	table_counts_text(out, st->source_writes, "LOST?",
+					  "changes were committed on the OLD SOURCE after the switchover and are NOT on the new primary. Fix: stop the client still writing there (see the old source's pg_stat_activity), carry those rows over by hand, then DELETE FROM ferry.source_writes on the target");
 	if (st->unpublished.n > 0)
 	{
 		char	   *names = publication_name_list(&st->unpublished);

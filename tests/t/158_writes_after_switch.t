@@ -37,7 +37,7 @@ done
 "${F[@]}" status >"$TEST_TMP/st1" 2>&1; rc=$?
 is "$rc" 1 "status exits 1"
 like "$(cat "$TEST_TMP/st1")" "LOST\?    2 changes were committed on the OLD SOURCE after the switchover and are NOT on the new primary" "status says so, loudly"
-like "$(cat "$TEST_TMP/st1")" "\"public\".\"kv\": 2, the last in the transaction committed at" "naming the table"
+like "$(cat "$TEST_TMP/st1")" "\"public\".\"kv\": 2, the last in the source transaction committed at" "naming the table"
 is "$("${F[@]}" --json status 2>/dev/null | /usr/bin/python3 -c 'import json,sys; print([(w["table"], w["changes"]) for w in json.load(sys.stdin)["source_writes_after_switch"]])')" \
   "[('\"public\".\"kv\"', 2)]" "status --json lists them"
 like "$(cat "$TEST_TMP/err")" "ERROR: a write reached the old source after the switchover: 2 changes to \"public\".\"kv\"" "ferry start logs an error"
