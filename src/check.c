@@ -1656,8 +1656,10 @@ cleanup:
 
 /*
  * Check 9: the target is empty, or holds this migration's own state (a
- * resumed clone). Relations the source also has are blocking; other user
- * objects are a warning.
+ * resumed clone). Relations the source also has are blocking, and so are
+ * other relations (tables, views, sequences, foreign tables: a fresh clone
+ * refuses a target that has any, so check must not call it ready); other
+ * user objects (schemas, functions, types) are a warning.
  */
 static void
 check_target_empty(CheckCtx *ctx)
@@ -1667,6 +1669,7 @@ check_target_empty(CheckCtx *ctx)
 	StrList		rels = {NULL, 0, 0};
 	StrList		conflicts = {NULL, 0, 0};
 	StrList		others = {NULL, 0, 0};
+	StrList		other_rels = {NULL, 0, 0};
 	char	   *a1 = NULL;
 	char	   *a2 = NULL;
 	PGresult   *res = NULL;
@@ -1733,10 +1736,20 @@ check_target_empty(CheckCtx *ctx)
 		if (!(is_rel && strlist_has(&conflicts, q)))
 		{
 			item = xasprintf("%s %s", kind, q);
-			strlist_add(&others, item);
+			strlist_add(is_rel ? &other_rels : &others, item);
 			free(item);
 		}
 		free(q);
+	}
+	if (other_rels.n > 0)
+	{
+		char	   *names = name_list(&other_rels);
+
+		row(ctx, CHECK_BLOCKING, t, conflicts.n ? "other objects" : "target empty",
+			"drop them or point --target at an empty database (createdb -T template0 newdb)",
+			"the target database is not empty: %d %s that the source does not have: %s (ferry clone restores only into a database without tables, views or sequences)",
+			other_rels.n, plural(other_rels.n, "relation", "relations"), names);
+		free(names);
 	}
 	if (others.n > 0)
 	{
@@ -1748,7 +1761,7 @@ check_target_empty(CheckCtx *ctx)
 			plural(others.n, "object", "objects"), names);
 		free(names);
 	}
-	else if (conflicts.n == 0)
+	else if (conflicts.n == 0 && other_rels.n == 0)
 		row(ctx, CHECK_OK, t, "target empty", NULL, "no user objects in database %s", t->dbname);
 
 cleanup:
@@ -1759,6 +1772,7 @@ cleanup:
 	strlist_free(&rels);
 	strlist_free(&conflicts);
 	strlist_free(&others);
+	strlist_free(&other_rels);
 }
 
 /* Check 8: every extension installed on the source is available on the target. */

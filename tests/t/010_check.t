@@ -121,8 +121,15 @@ like "$OUT" 'FAIL +target +target empty +target already has table public\.t ' "t
 like "$OUT" '  fix: drop it or point --target at an empty database' "fix says what to do"
 q target "CREATE TABLE unrelated (id int)"
 run_check --source "$SOURCE_CONN" --target "$TARGET_CONN"
-like "$OUT" 'WARN +target +other objects .*table public\.unrelated' "an unrelated table is a warning"
-q target "DROP TABLE unrelated"
+like "$OUT" 'FAIL +target +other objects .*table public\.unrelated' "an unrelated table blocks too: clone refuses a target with tables"
+q target "DROP TABLE t"
+run_check --source "$SOURCE_CONN" --target "$TARGET_CONN"
+rc_is 3 "an unrelated table alone: exit 3 (check said ready, then clone refused)"
+like "$OUT" 'FAIL +target +target empty +the target database is not empty: 1 relation that the source does not have: table public\.unrelated' "naming it"
+q target "DROP TABLE unrelated; CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'"
+run_check --source "$SOURCE_CONN" --target "$TARGET_CONN"
+like "$OUT" 'WARN +target +target empty +the target database is not empty: 1 unrelated object: function public\.f' "an unrelated function is a warning (clone restores around it)"
+q target "DROP FUNCTION f(); CREATE TABLE t (id int)"
 
 # --- resume: the target holds this migration's state -----------------------
 q target "CREATE SCHEMA ferry; CREATE TABLE ferry.migration (name text PRIMARY KEY, phase text NOT NULL,
