@@ -13,7 +13,8 @@ follow_servers
 F=("$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN")
 start_following
 cat >"$TEST_TMP/w.sh" <<SH
-while [ -z "\$("$PGBIN/psql" -XAtq -h "$TARGET_SOCK" -p "$TARGET_PORT" -U postgres app -c "SELECT switch_hook_at FROM ferry.migration WHERE name = 'ferry'")" ]; do
+# bounded: a switchover that never records its intent must not hang the test
+while [ "\$SECONDS" -lt 60 ] && [ -z "\$("$PGBIN/psql" -XAtq -h "$TARGET_SOCK" -p "$TARGET_PORT" -U postgres app -c "SELECT switch_hook_at FROM ferry.migration WHERE name = 'ferry'")" ]; do
   "$PGBIN/psql" -XAtq -h "$SOURCE_SOCK" -p "$SOURCE_PORT" -U postgres app \
     -c "BEGIN READ WRITE; SELECT count(nextval('kv_new_ids')) FROM generate_series(1, 5000); COMMIT" >/dev/null 2>&1
 done
