@@ -478,6 +478,27 @@ describe_sent(Apply *a, const Sent *e, char *buf, size_t size)
 }
 
 void
+apply_add_unmatched(ApplyShared *sh, const char *table, int64_t n, uint64_t lsn)
+{
+	int			i;
+
+	pthread_mutex_lock(&sh->unmatched_mu);
+	for (i = 0; i < sh->unmatched_tables.n && strcmp(sh->unmatched_tables.items[i], table) != 0; i++)
+		;
+	if (i == sh->unmatched_tables.n)
+	{
+		strlist_add(&sh->unmatched_tables, table);
+		sh->unmatched_counts = xrealloc(sh->unmatched_counts, sizeof(int64_t) * (size_t) sh->unmatched_tables.n);
+		sh->unmatched_lsns = xrealloc(sh->unmatched_lsns, sizeof(uint64_t) * (size_t) sh->unmatched_tables.n);
+		sh->unmatched_counts[i] = 0;
+	}
+	sh->unmatched_counts[i] += n;
+	if (sh->unmatched_counts[i] == n || lsn > sh->unmatched_lsns[i])	/* new, or later */
+		sh->unmatched_lsns[i] = lsn;
+	pthread_mutex_unlock(&sh->unmatched_mu);
+}
+
+void
 apply_take_unmatched(ApplyShared *sh, StrList *tables, int64_t **counts, uint64_t **lsns)
 {
 	pthread_mutex_lock(&sh->unmatched_mu);
@@ -503,22 +524,9 @@ unmatched(Apply *a, const Sent *e, int64_t missing)
 	const char *table = r ? r->qualname : "(unknown relation)";
 	ApplyShared *sh = a->args->shared;
 	int64_t		total = atomic_fetch_add(&sh->unmatched, missing) + missing;
-	int			i;
 	char		lsn[32];
 
-	pthread_mutex_lock(&sh->unmatched_mu);
-	for (i = 0; i < sh->unmatched_tables.n && strcmp(sh->unmatched_tables.items[i], table) != 0; i++)
-		;
-	if (i == sh->unmatched_tables.n)
-	{
-		strlist_add(&sh->unmatched_tables, table);
-		sh->unmatched_counts = xrealloc(sh->unmatched_counts, sizeof(int64_t) * (size_t) sh->unmatched_tables.n);
-		sh->unmatched_lsns = xrealloc(sh->unmatched_lsns, sizeof(uint64_t) * (size_t) sh->unmatched_tables.n);
-		sh->unmatched_counts[i] = 0;
-	}
-	sh->unmatched_counts[i] += missing;
-	sh->unmatched_lsns[i] = e->lsn;
-	pthread_mutex_unlock(&sh->unmatched_mu);
+	apply_add_unmatched(sh, table, missing, e->lsn);
 	pg_lsn_format(e->lsn, lsn, sizeof(lsn));
 	if (a->args->cfg->stop_on_unmatched)
 	{

@@ -137,6 +137,8 @@ typedef struct ApplyShared
  * *tables, *counts, *lsns, owned by the caller; lists empty afterwards).
  */
 void		apply_take_unmatched(ApplyShared *sh, StrList *tables, int64_t **counts, uint64_t **lsns);
+/* Add n such changes to `table`'s count (the last at commit LSN lsn); under unmatched_mu. */
+void		apply_add_unmatched(ApplyShared *sh, const char *table, int64_t n, uint64_t lsn);
 
 typedef struct ApplyArgs
 {

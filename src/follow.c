@@ -196,24 +196,8 @@ record_unmatched(Follow *f, ApplyShared *sh)
 	if (!ok)
 	{
 		/* give them back: the next round records them */
-		pthread_mutex_lock(&sh->unmatched_mu);
 		for (int i = 0; i < tables.n; i++)
-		{
-			int			j;
-
-			for (j = 0; j < sh->unmatched_tables.n && strcmp(sh->unmatched_tables.items[j], tables.items[i]) != 0; j++)
-				;
-			if (j == sh->unmatched_tables.n)
-			{
-				strlist_add(&sh->unmatched_tables, tables.items[i]);
-				sh->unmatched_counts = xrealloc(sh->unmatched_counts, sizeof(int64_t) * (size_t) (j + 1));
-				sh->unmatched_lsns = xrealloc(sh->unmatched_lsns, sizeof(uint64_t) * (size_t) (j + 1));
-				sh->unmatched_counts[j] = 0;
-				sh->unmatched_lsns[j] = lsns[i];
-			}
-			sh->unmatched_counts[j] += counts[i];
-		}
-		pthread_mutex_unlock(&sh->unmatched_mu);
+			apply_add_unmatched(sh, tables.items[i], counts[i], lsns[i]);
 	}
 	strlist_free(&tables);
 	free(counts);
@@ -485,8 +469,7 @@ session(Follow *f, FollowResult *out, bool *ran_long)
 		if (f->reverse)
 			watch_tick(f, true);
 	}
-	apply_take_unmatched(&sh, &sh.unmatched_tables, &sh.unmatched_counts, &sh.unmatched_lsns);
-	strlist_free(&sh.unmatched_tables);
+	strlist_free(&sh.unmatched_tables);	/* what the target could not take is in the log */
 	free(sh.unmatched_counts);
 	free(sh.unmatched_lsns);
 	pthread_mutex_destroy(&sh.unmatched_mu);
