@@ -3,6 +3,7 @@
  */
 #include "apply.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -202,6 +203,44 @@ typedef struct TableSnap
 	uint64_t	lsn;
 } TableSnap;
 
+/*
+ * Where the apply session is: the one state machine of the apply loop.
+ * "Target transaction" is the open batch (BEGIN sent, COMMIT not yet);
+ * "source transaction" is the one whose messages are being read (between
+ * its Begin and its Commit).
+ *
+ *   AS_IDLE        no target transaction, between source transactions
+ *   AS_BATCH       a target transaction open, between source transactions
+ *   AS_TXN         a source transaction applied into the target transaction
+ *   AS_SKIP        a source transaction dropped (applied before a restart),
+ *                  no target transaction open
+ *   AS_BATCH_SKIP  a source transaction dropped (applied before, or the
+ *                  forward apply's own on the reverse stream) inside an
+ *                  open target transaction
+ *   AS_BROKEN      final: a statement failed, the connection broke, a stop
+ *                  cancelled a statement, or a batch was rolled back. What
+ *                  was received may not be on the target; the session ends
+ *                  and the next one streams it again.
+ *
+ *   IDLE  --Begin--> TXN | SKIP          BATCH --Begin--> TXN | BATCH_SKIP
+ *   TXN   --origin or mark of the forward apply--> BATCH_SKIP
+ *   TXN | BATCH_SKIP --Commit--> BATCH   SKIP --Commit--> IDLE
+ *   BATCH --commit_batch--> IDLE         any --pipe_fail, abort_batch--> BROKEN
+ *
+ * The one rule for confirming to the source (caught_up) asks for AS_IDLE
+ * and nothing in flight; BROKEN never leaves, so nothing after a failure,
+ * cancel or rollback can make the session look caught up.
+ */
+typedef enum ApplyState
+{
+	AS_IDLE = 0,
+	AS_BATCH,
+	AS_TXN,
+	AS_SKIP,
+	AS_BATCH_SKIP,
+	AS_BROKEN,
+} ApplyState;
+
 typedef struct Apply
 {
 	ApplyArgs  *args;
@@ -211,11 +250,8 @@ typedef struct Apply
 	int			relcap;
 	TableSnap  *snaps;
 	int			nsnaps;
-	/* the open target transaction */
-	bool		in_batch;
-	bool		in_src_txn;
-	bool		skip_txn;		/* a transaction applied before a restart */
-	uint64_t	txn_final_lsn;
+	ApplyState	state;			/* see ApplyState; changed only by set_state */
+	uint64_t	txn_final_lsn;	/* the source transaction being read */
 	int64_t		txn_commit_time;
 	uint64_t	batch_end_lsn;	/* end LSN of the last complete source txn in the batch */
 	int64_t		batch_commit_time;
@@ -236,7 +272,7 @@ typedef struct Apply
 	int			sent_cap;
 	int			since_sync;		/* statements sent since the last sync */
 	int			commits_in_flight;	/* SENT_COMMIT entries in sent */
-	bool		pipe_failed;	/* an error was read: nothing after it ran */
+	bool		pipe_failed;	/* an error was read: nothing after it ran (pipe_fail: also AS_BROKEN) */
 	StrBuf		arena;			/* parameter values of the current statement */
 	size_t		poffs[APPLY_MAX_PARAMS];	/* their offsets in the arena */
 	const char *params[APPLY_MAX_PARAMS];
@@ -260,9 +296,89 @@ typedef struct Apply
 	ReplFrame	stash;			/* a message read ahead (see apply_main) */
 	SourceResult stash_result;
 	bool		stashed;
-	bool		aborted;		/* a batch was rolled back: what it held must come again */
 	int64_t		stop_wait_ms;	/* when a wait for the target first saw a stop, 0 = not yet */
 } Apply;
+
+/* ------------------------------------------------------------------ */
+/* the state machine (ApplyState)                                       */
+
+static bool
+in_batch(const Apply *a)
+{
+	return a->state == AS_BATCH || a->state == AS_TXN || a->state == AS_BATCH_SKIP;
+}
+
+static bool
+in_src_txn(const Apply *a)
+{
+	return a->state == AS_TXN || a->state == AS_SKIP || a->state == AS_BATCH_SKIP;
+}
+
+static bool
+skipping(const Apply *a)
+{
+	return a->state == AS_SKIP || a->state == AS_BATCH_SKIP;
+}
+
+/* Is from -> to one of the arrows drawn at ApplyState? */
+static bool
+state_move_ok(ApplyState from, ApplyState to)
+{
+	switch (to)
+	{
+		case AS_IDLE:
+			return from == AS_BATCH || from == AS_SKIP;
+		case AS_BATCH:
+			return from == AS_TXN || from == AS_BATCH_SKIP;
+		case AS_TXN:
+			return from == AS_IDLE || from == AS_BATCH;
+		case AS_SKIP:
+			return from == AS_IDLE;
+		case AS_BATCH_SKIP:
+			return from == AS_BATCH || from == AS_TXN;
+		case AS_BROKEN:
+			return true;
+	}
+	return false;
+}
+
+/*
+ * What must hold between messages (checked at each turn of the loop, as
+ * assert(check_state(a))): rows are held only inside an open target
+ * transaction, a failed pipeline means a broken session, a skipped
+ * transaction's changes never open a batch.
+ */
+static bool
+check_state(const Apply *a)
+{
+	if (a->pipe_failed && a->state != AS_BROKEN)
+		return false;
+	if (a->state == AS_IDLE || a->state == AS_SKIP)
+		return a->npending == 0 && a->batch_end_lsn == 0;
+	return true;
+}
+
+static void
+set_state(Apply *a, ApplyState to)
+{
+	if (a->state == AS_BROKEN)
+		return;					/* final */
+	assert(state_move_ok(a->state, to));
+	a->state = to;
+}
+
+/*
+ * The pipeline failed (an error was read, a send or the connection broke):
+ * nothing sent after the failure ran, and the session is over; `why` is
+ * the session's outcome (pass a->fail_status to keep the first one's).
+ */
+static void
+pipe_fail(Apply *a, ApplyStatus why)
+{
+	a->pipe_failed = true;
+	a->fail_status = why;
+	set_state(a, AS_BROKEN);
+}
 
 /* ------------------------------------------------------------------ */
 
@@ -454,8 +570,7 @@ pipe_broken(Apply *a, const char *msg)
 {
 	if (!a->pipe_failed)
 		log_error("%s: %s", msg, PQerrorMessage(a->conn));
-	a->fail_status = PQstatus(a->conn) != CONNECTION_OK ? APPLY_FAILED_CONN : failure_kind(a);
-	a->pipe_failed = true;
+	pipe_fail(a, PQstatus(a->conn) != CONNECTION_OK ? APPLY_FAILED_CONN : failure_kind(a));
 	clear_sent(a);
 }
 
@@ -532,8 +647,7 @@ unmatched(Apply *a, const Sent *e, int64_t missing)
 	{
 		log_error("the target has diverged: %s %s from the source transaction committed at %s matched %lld fewer rows on the target than on the source (a row is missing or different there); stopping (stop_on_unmatched). Fix: repair the table on the target (ferry verify shows the rows), then start again",
 				  e->what, table, lsn, (long long) missing);
-		a->fail_status = APPLY_FAILED;
-		a->pipe_failed = true;
+		pipe_fail(a, APPLY_FAILED);
 	}
 	else if ((total & (total - 1)) == 0)	/* the 1st, 2nd, 4th, 8th ... */
 		log_warn("the target has diverged: %s %s from the source transaction committed at %s matched no row on the target (%lld such changes so far; ferry status lists them by table). Fix: repair the rows (ferry verify shows them); set stop_on_unmatched: true to stop apply on the first one",
@@ -560,8 +674,7 @@ take_result(Apply *a, Sent *e, PGresult *res)
 		/* cannot happen: an error before it would have been read, and stopped everything */
 		log_error("internal error: the target answered %s to a batch's COMMIT", PQcmdStatus(res));
 		e->failed = true;
-		a->pipe_failed = true;
-		a->fail_status = APPLY_FAILED;
+		pipe_fail(a, APPLY_FAILED);
 	}
 	else if (st == PGRES_FATAL_ERROR)
 	{
@@ -581,12 +694,12 @@ take_result(Apply *a, Sent *e, PGresult *res)
 			a->fail_status = pg_interrupted() ? APPLY_STOPPED : failure_kind(a);
 		}
 		e->failed = true;
-		a->pipe_failed = true;
+		pipe_fail(a, a->fail_status);
 	}
 	else if (st == PGRES_PIPELINE_ABORTED)
 	{
 		e->failed = true;
-		a->pipe_failed = true;
+		pipe_fail(a, a->fail_status);
 	}
 }
 
@@ -676,7 +789,7 @@ read_results(Apply *a, int keep)
 			if (e->kind == SENT_COMMIT && !e->failed)
 				batch_committed(a, e);
 			else if (e->kind == SENT_WAL && !e->failed && !note_positions(a, a->last_value))
-				a->pipe_failed = true;
+				pipe_fail(a, a->fail_status);
 			sent_pop(a);
 			continue;
 		}
@@ -847,9 +960,10 @@ static const char *update_variant(Apply *a, ApplyRel *r, const char *mask, char 
 static bool
 begin_batch(Apply *a)
 {
-	if (a->in_batch)
-		return true;
 	const char *name[1] = {a->args->cfg->name};
+
+	if (in_batch(a))
+		return true;
 
 	if (!send_named(a, "ferry_begin", 0, NULL, SENT_STATEMENT, "starting a transaction") ||
 		(!a->args->use_origin &&
@@ -869,7 +983,6 @@ begin_batch(Apply *a)
 		a->last_wal_read_us = repl_now_us();
 		a->wal_read_due = false;
 	}
-	a->in_batch = true;
 	a->batch_changes = 0;
 	a->batch_txns = 0;
 	a->batch_message = false;
@@ -894,8 +1007,10 @@ commit_batch(Apply *a)
 	bool		write_row;
 	Sent	   *e;
 
-	if (!a->in_batch)
-		return true;
+	if (a->state == AS_BROKEN)
+		return false;
+	if (a->state != AS_BATCH)
+		return true;			/* nothing open (or inside a source transaction: not called then) */
 	if (!flush_all_inserts(a))
 		return false;
 	if (a->batch_end_lsn == 0)
@@ -903,7 +1018,7 @@ commit_batch(Apply *a)
 		/* nothing complete in it (e.g. only skipped transactions) */
 		if (!send_simple(a, "ROLLBACK", "ending an empty transaction") || !sync_pipeline(a))
 			return false;
-		a->in_batch = false;
+		set_state(a, AS_IDLE);
 		return true;
 	}
 	/*
@@ -933,7 +1048,7 @@ commit_batch(Apply *a)
 	e->commit_time = a->batch_commit_time;
 	e->changes = a->batch_changes;
 	e->txns = a->batch_txns;
-	a->in_batch = false;
+	set_state(a, AS_IDLE);
 	a->wal_read_due = true;
 	/* the row's bookkeeping is for what is sent: if this COMMIT fails, the session ends */
 	if (write_row)
@@ -947,6 +1062,7 @@ commit_batch(Apply *a)
 		a->row_changes += a->batch_changes;
 		a->row_txns += a->batch_txns;
 	}
+	a->batch_end_lsn = 0;		/* it is in e now */
 	/* its result is read when the target's socket has it (the main loop polls it) */
 	return true;
 }
@@ -984,7 +1100,7 @@ write_progress_row(Apply *a)
 	ProgressParams pp;
 	PGresult   *res;
 
-	if (a->in_batch || a->row_lsn >= a->applied_lsn)
+	if (in_batch(a) || a->row_lsn >= a->applied_lsn)
 		return true;
 	progress_params(a, &pp, a->applied_lsn, a->applied_commit_time, a->row_changes, a->row_txns);
 	res = query_now(a, "record the applied position", PROGRESS_UPDATE_SQL, 5, pp.v);
@@ -1065,21 +1181,22 @@ flush_unknown(const Apply *a)
  * The one rule for confirming more than flushed_lsn: may the source be told
  * it has everything received so far (the stream's position, which runs
  * ahead of the last applied transaction over WAL that holds nothing for
- * us)? Only when everything received is applied and durable: nothing open,
- * nothing in flight, nothing read ahead, nothing whose flush is unknown,
- * and nothing failed or rolled back in this apply session. The last two are
- * sticky (pipe_failed and aborted are never reset): after a failure or a
+ * us)? Only when everything received is applied and durable: AS_IDLE
+ * (no target or source transaction open, and nothing failed, cancelled or
+ * rolled back in this session: AS_BROKEN is final), nothing in flight,
+ * nothing read ahead, nothing whose flush is unknown. After a failure or a
  * cancel (a stop while the target made apply wait) the sent list is
- * cleared and no batch is open, which looks idle, but what was received may
- * not be on the target. Every feedback passes through here (stream.h's
- * send_feedback confirms `received` only when this is true), including the
- * last word after the loop.
+ * cleared and no batch is open, which would look idle; AS_BROKEN is what
+ * says that what was received may not be on the target. Every feedback
+ * passes through here (stream.h's send_feedback confirms `received` only
+ * when this is true), including the last word after the loop. Otherwise
+ * the source is told flushed_lsn: the end of the last batch whose COMMIT
+ * succeeded and whose commit record the target has flushed (note_flushed).
  */
 static bool
 caught_up(const Apply *a)
 {
-	return !a->pipe_failed && !a->aborted && !a->in_batch && !a->in_src_txn && a->nsent == 0 &&
-		!a->stashed && !flush_unknown(a);
+	return a->state == AS_IDLE && a->nsent == 0 && !a->stashed && !flush_unknown(a);
 }
 
 /*
@@ -1093,7 +1210,7 @@ advance_flushed(Apply *a, bool force)
 	PGresult   *res;
 	bool		ok;
 
-	if (!flush_unknown(a) || a->in_batch)
+	if (!flush_unknown(a) || in_batch(a))
 		return true;
 	if (!force && repl_now_us() - a->last_flush_check_us < 20000)
 		return true;
@@ -1111,7 +1228,7 @@ abort_batch(Apply *a)
 	PGresult   *r;
 
 	drop_pending_inserts(a);
-	a->aborted = true;
+	set_state(a, AS_BROKEN);
 	if (PQstatus(a->conn) != CONNECTION_OK)
 		return;
 	/* drain whatever is pending, then roll back outside the pipeline */
@@ -1121,8 +1238,6 @@ abort_batch(Apply *a)
 	if (PQpipelineStatus(a->conn) != PQ_PIPELINE_OFF)
 		PQexitPipelineMode(a->conn);
 	pg_exec_quiet(a->conn, "ROLLBACK", NULL);
-	a->in_batch = false;
-	a->in_src_txn = false;
 }
 
 /* ------------------------------------------------------------------ */
@@ -2068,19 +2183,37 @@ handle(Apply *a, const PgoMessage *m)
 	switch (m->kind)
 	{
 		case 'B':
-			a->in_src_txn = true;
+			if (in_src_txn(a))
+			{
+				log_error("internal error: a Begin inside a source transaction in the change stream");
+				a->fail_status = APPLY_FAILED;
+				return false;
+			}
 			a->txn_final_lsn = m->u.begin.final_lsn;
 			a->txn_commit_time = m->u.begin.commit_time;
 			/* applied before a restart: its commit is at or before our position */
-			a->skip_txn = m->u.begin.final_lsn < a->skip_until;
-			return a->skip_txn || begin_batch(a);
-		case 'C':
-			a->in_src_txn = false;
-			if (a->skip_txn)
+			if (m->u.begin.final_lsn < a->skip_until)
 			{
-				a->skip_txn = false;
+				set_state(a, in_batch(a) ? AS_BATCH_SKIP : AS_SKIP);
 				return true;
 			}
+			if (!begin_batch(a))
+				return false;
+			set_state(a, AS_TXN);
+			return true;
+		case 'C':
+			if (!in_src_txn(a))
+			{
+				log_error("internal error: a Commit outside a source transaction in the change stream");
+				a->fail_status = APPLY_FAILED;
+				return false;
+			}
+			if (skipping(a))
+			{
+				set_state(a, a->state == AS_SKIP ? AS_IDLE : AS_BATCH);
+				return true;
+			}
+			set_state(a, AS_BATCH);
 			a->batch_end_lsn = m->u.commit.end_lsn;
 			a->batch_commit_time = m->u.commit.commit_time;
 			a->batch_txns++;
@@ -2089,34 +2222,34 @@ handle(Apply *a, const PgoMessage *m)
 			return handle_relation(a, &m->u.relation);
 		case 'O':
 			/* reverse: what ferry's forward apply wrote must not go back */
-			if (a->args->skip_origin && a->in_src_txn && !a->skip_txn &&
+			if (a->args->skip_origin && a->state == AS_TXN &&
 				strcmp(m->u.origin.name, a->args->skip_origin) == 0)
 			{
 				log_debug("skipping a transaction from origin %s", m->u.origin.name);
-				a->skip_txn = true;
+				set_state(a, AS_BATCH_SKIP);
 			}
 			return true;
 		case 'Y':
 			return true;
 		case 'M':
 			/* reverse without an origin: the forward apply's mark (apply.h) */
-			if (a->args->skip_origin && a->in_src_txn && !a->skip_txn && m->u.message.transactional &&
+			if (a->args->skip_origin && a->state == AS_TXN && m->u.message.transactional &&
 				strcmp(m->u.message.prefix, APPLY_MARK_PREFIX) == 0 &&
 				m->u.message.len == strlen(a->args->skip_origin) &&
 				memcmp(m->u.message.content, a->args->skip_origin, m->u.message.len) == 0)
 			{
 				log_debug("skipping a transaction marked as applied by migration %s", a->args->skip_origin);
-				a->skip_txn = true;
+				set_state(a, AS_BATCH_SKIP);
 				return true;
 			}
 			/* heartbeats: their commit moves the position; probes and sentinels are waited for */
-			if (!a->skip_txn)
+			if (!skipping(a))
 				a->batch_message = true;
 			return true;
 		case 'I':
 		case 'U':
 		case 'D':
-			if (a->skip_txn)
+			if (skipping(a))
 				return true;
 			r = change_rel(a, m->kind == 'I' ? m->u.insert.relid : m->kind == 'U' ? m->u.update.relid : m->u.delete_.relid);
 			if (r == NULL)
@@ -2129,7 +2262,7 @@ handle(Apply *a, const PgoMessage *m)
 				return apply_update(a, r, m->u.update.oldkind, &m->u.update.oldtup, &m->u.update.newtup);
 			return apply_delete(a, r, m->u.delete_.oldkind, &m->u.delete_.oldtup);
 		case 'T':
-			if (a->skip_txn)
+			if (skipping(a))
 				return true;
 			return apply_truncate(a, m->u.truncate.options, m->u.truncate.nrelids, m->u.truncate.relids);
 		default:
@@ -2235,8 +2368,9 @@ apply_main(void *p)
 		int			wait_ms = 1000;
 		SourceResult sr;
 
+		assert(check_state(&a));
 		atomic_store(&args->shared->received_lsn, a.src.received);
-		if (atomic_load(&args->shared->stop) && !a.in_src_txn)
+		if (atomic_load(&args->shared->stop) && !in_src_txn(&a))
 		{
 			status = commit_batch(&a) && drain_pipeline(&a) && write_progress_row(&a) ? APPLY_STOPPED : a.fail_status;
 			/* let the last commits reach disk so the final feedback covers them */
@@ -2254,18 +2388,18 @@ apply_main(void *p)
 		 * unless the target still runs the previous COMMIT (then the batch
 		 * grows until its result is read, see below).
 		 */
-		if (a.in_batch && !a.in_src_txn && !a.stashed && a.commits_in_flight == 0 && !commit_batch(&a))
+		if (a.state == AS_BATCH && !a.stashed && a.commits_in_flight == 0 && !commit_batch(&a))
 		{
 			status = a.fail_status;
 			break;
 		}
-		if (a.in_batch && !a.in_src_txn)
+		if (a.state == AS_BATCH)
 		{
 			int64_t		age_ms = (repl_now_us() - a.batch_started_us) / 1000;
 
 			wait_ms = age_ms >= APPLY_BATCH_MS ? 0 : (int) (APPLY_BATCH_MS - age_ms);
 		}
-		else if (!a.in_batch && (flush_unknown(&a) || a.row_lsn < a.applied_lsn))
+		else if (!in_batch(&a) && (flush_unknown(&a) || a.row_lsn < a.applied_lsn))
 			wait_ms = 20;		/* commits to be known flushed, or a progress row behind */
 		if (a.stashed)
 		{
@@ -2292,7 +2426,7 @@ apply_main(void *p)
 			 * one, the whole batch rolls back (complete transactions in it too:
 			 * none was confirmed, so they are streamed and applied again).
 			 */
-			if (a.in_src_txn)
+			if (in_src_txn(&a))
 				abort_batch(&a);
 			else if (!commit_batch(&a) || !drain_pipeline(&a) || !write_progress_row(&a))
 			{
@@ -2304,20 +2438,20 @@ apply_main(void *p)
 		}
 		if (sr == SOURCE_TIMEOUT)
 		{
-			if (atomic_load(&args->shared->stop) && a.in_src_txn)
+			if (atomic_load(&args->shared->stop) && in_src_txn(&a))
 			{
 				/* asked to stop in the middle of a transaction: abandon it */
 				abort_batch(&a);
 				status = APPLY_STOPPED;
 				break;
 			}
-			if (a.in_batch && !a.in_src_txn && !commit_batch(&a))
+			if (a.state == AS_BATCH && !commit_batch(&a))
 			{
 				status = a.fail_status;
 				break;
 			}
 			/* idle: collect every result, end the server's pipeline state */
-			if (!a.in_batch && (!drain_pipeline(&a) || !write_progress_row(&a) || !advance_flushed(&a, false)))
+			if (!in_batch(&a) && (!drain_pipeline(&a) || !write_progress_row(&a) || !advance_flushed(&a, false)))
 			{
 				status = a.fail_status;
 				break;
@@ -2351,7 +2485,7 @@ apply_main(void *p)
 		 * for every source transaction where a backlog drains (batches of
 		 * one transaction doubled the target's CPU per transaction).
 		 */
-		if (m.kind == 'C' && a.in_batch)
+		if (m.kind == 'C' && in_batch(&a))
 		{
 			bool		commit = a.batch_changes >= APPLY_BATCH_CHANGES ||
 				(repl_now_us() - a.batch_started_us) / 1000 >= APPLY_BATCH_MS;
@@ -2375,7 +2509,7 @@ apply_main(void *p)
 				break;
 			}
 		}
-		if (atomic_load(&args->shared->stop) && a.in_src_txn)
+		if (atomic_load(&args->shared->stop) && in_src_txn(&a))
 		{
 			abort_batch(&a);
 			status = APPLY_STOPPED;
