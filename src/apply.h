@@ -16,7 +16,7 @@
  * Pipelining. Statements go to the target in libpq pipeline mode and a
  * batch's COMMIT is not waited for: the next batch follows it at once and
  * the COMMIT's result, read when it comes, publishes the batch. No sync is
- * sent between batches (read_results explains why), so after any error the
+ * sent between batches (pipe_read explains why), so after any error the
  * target runs nothing more until ferry has seen it.
  *
  * Exactly once. Every target transaction records the end LSN of the last
