@@ -67,8 +67,8 @@ static const struct
 /* the state machine (ApplyState)                                       */
 
 /* Is from -> to one of the arrows drawn at ApplyState? */
-static bool
-state_move_ok(ApplyState from, ApplyState to)
+bool
+apply_state_move_ok(ApplyState from, ApplyState to)
 {
 	switch (to)
 	{
@@ -109,7 +109,7 @@ set_state(Apply *a, ApplyState to)
 {
 	if (a->state == AS_BROKEN)
 		return;					/* final */
-	assert(state_move_ok(a->state, to));
+	assert(apply_state_move_ok(a->state, to));
 	a->state = to;
 }
 
@@ -261,7 +261,7 @@ batch_committed(Apply *a, const Sent *e)
 {
 	char		lsn[32];
 
-	a->unmarked_src = e->end_lsn;
+	flushq_committed(&a->fq, e->end_lsn);
 	a->applied_lsn = e->end_lsn;
 	a->applied_commit_time = e->commit_time;
 	atomic_store(&a->args->shared->applied_lsn, e->end_lsn);
@@ -302,36 +302,16 @@ write_progress_row(Apply *a)
 }
 
 /*
- * The target's WAL is flushed up to `flush`: publish the last committed
- * batch whose commit lies before it as ApplyShared.flushed_lsn.
- */
-static void
-note_flushed(Apply *a, uint64_t flush)
-{
-	int			k = 0;
-
-	a->last_flush_check_us = repl_now_us();
-	while (k < a->fq_len && a->fq_tgt[k] <= flush)
-		k++;
-	if (k > 0)
-	{
-		atomic_store(&a->args->shared->flushed_lsn, a->fq_src[k - 1]);
-		memmove(a->fq_tgt, a->fq_tgt + k, sizeof(uint64_t) * (size_t) (a->fq_len - k));
-		memmove(a->fq_src, a->fq_src + k, sizeof(uint64_t) * (size_t) (a->fq_len - k));
-		a->fq_len -= k;
-	}
-}
-
-/*
  * A WAL_POSITIONS_SQL result read after the last commit: its insert position
- * is beyond the commits of every batch committed since the previous read
- * (unmarked_src), so they are durable once the flushed position passes it.
+ * is beyond the commits of every batch committed since the previous read,
+ * so they are durable once the flushed position passes it (flushq.h).
  */
 bool
 note_positions(Apply *a, char *text)
 {
 	uint64_t	tgt = 0,
-				flush = 0;
+				flush = 0,
+				durable;
 	char	   *sp = strchr(text, ' ');
 
 	if (sp == NULL || (*sp = '\0', !pg_lsn_parse(text, &tgt)) || !pg_lsn_parse(sp + 1, &flush))
@@ -340,21 +320,11 @@ note_positions(Apply *a, char *text)
 		a->fail_status = APPLY_FAILED;
 		return false;
 	}
-	a->last_wal_read_us = repl_now_us();
-	if (a->unmarked_src != 0)
-	{
-		if (a->fq_len == a->fq_cap)
-		{
-			a->fq_cap = a->fq_cap ? a->fq_cap * 2 : 64;
-			a->fq_tgt = xrealloc(a->fq_tgt, sizeof(uint64_t) * (size_t) a->fq_cap);
-			a->fq_src = xrealloc(a->fq_src, sizeof(uint64_t) * (size_t) a->fq_cap);
-		}
-		a->fq_tgt[a->fq_len] = tgt;
-		a->fq_src[a->fq_len] = a->unmarked_src;
-		a->fq_len++;
-		a->unmarked_src = 0;
-	}
-	note_flushed(a, flush);
+	a->last_wal_read_us = a->last_flush_check_us = repl_now_us();
+	flushq_mark(&a->fq, tgt);
+	/* the last committed batch whose commit lies before `flush` is durable: confirmable */
+	if ((durable = flushq_flushed(&a->fq, flush)) != 0)
+		atomic_store(&a->args->shared->flushed_lsn, durable);
 	return true;
 }
 
@@ -362,7 +332,7 @@ note_positions(Apply *a, char *text)
 static bool
 flush_unknown(const Apply *a)
 {
-	return a->fq_len > 0 || a->unmarked_src != 0;
+	return flushq_unknown(&a->fq);
 }
 
 /*
@@ -381,8 +351,8 @@ flush_unknown(const Apply *a)
  * the source is told flushed_lsn: the end of the last batch whose COMMIT
  * succeeded and whose commit record the target has flushed (note_flushed).
  */
-static bool
-caught_up(const Apply *a)
+bool
+apply_caught_up(const Apply *a)
 {
 	return a->state == AS_IDLE && a->nsent == 0 && !a->stashed && !flush_unknown(a);
 }
@@ -678,7 +648,7 @@ apply_main(void *p)
 		}
 		else					/* with results in flight, wake for them too */
 			sr = source_next(&a.src, &f, wait_ms, a.nsent > 0 ? PQsocket(a.conn) : -1,
-							 atomic_load(&args->shared->flushed_lsn), caught_up(&a));
+							 atomic_load(&args->shared->flushed_lsn), apply_caught_up(&a));
 		if (sr == SOURCE_READABLE)
 		{
 			if (!pipe_read(&a, -1))
@@ -768,7 +738,7 @@ apply_main(void *p)
 			if (!commit)
 			{
 				a.stash_result = source_next(&a.src, &a.stash, -1, -1,
-											 atomic_load(&args->shared->flushed_lsn), caught_up(&a));
+											 atomic_load(&args->shared->flushed_lsn), apply_caught_up(&a));
 				a.stashed = a.stash_result != SOURCE_TIMEOUT;
 				commit = a.stash_result == SOURCE_END;	/* else see the top of the loop */
 			}
@@ -788,7 +758,7 @@ apply_main(void *p)
 	/*
 	 * A failure, or a stop that cancelled a statement (take_result: "apply
 	 * interrupted", fail_status APPLY_STOPPED): roll back whatever the
-	 * target still holds open; caught_up() stays false from here on.
+	 * target still holds open; apply_caught_up() stays false from here on.
 	 */
 	if ((status != APPLY_STOPPED || a.pipe_failed) && a.conn)
 		abort_batch(&a);
@@ -810,15 +780,14 @@ done:
 	}
 	free(a.snaps);
 	free(a.pending);
-	free(a.fq_tgt);
-	free(a.fq_src);
+	flushq_release(&a.fq);
 	strbuf_release(&a.arena);
 	pgo_decoder_free(a.dec);
 	pg_finish(a.conn);
 	atomic_store(&args->shared->status, (int) status);
 	/* the last word to the source: what is durable now */
 	if (a.src.status == STREAM_RUNNING)
-		(void) source_keepalive(&a.src, atomic_load(&args->shared->flushed_lsn), caught_up(&a), true);
+		(void) source_keepalive(&a.src, atomic_load(&args->shared->flushed_lsn), apply_caught_up(&a), true);
 	source_finish(&a.src);
 	return NULL;
 }

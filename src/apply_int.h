@@ -4,7 +4,7 @@
  *
  * The seams:
  *   apply.c       the loop and its state machine (ApplyState), batches (begin,
- *                 commit, abort), what may be confirmed (caught_up) and the
+ *                 commit, abort), what may be confirmed (apply_caught_up) and the
  *                 target's flushed position, the session and its position row
  *   apply_pipe.c  the libpq pipeline: what was sent and whose results are
  *                 owed (Sent), reading them in order, syncs, failures
@@ -19,6 +19,7 @@
 #include <libpq-fe.h>
 
 #include "apply.h"
+#include "flushq.h"
 #include "mem.h"
 #include "pgoutput.h"
 #include "stream.h"
@@ -140,7 +141,7 @@ typedef struct TableSnap
  *   TXN | BATCH_SKIP --Commit--> BATCH   SKIP --Commit--> IDLE
  *   BATCH --commit_batch--> IDLE         any --pipe_fail, abort_batch--> BROKEN
  *
- * The one rule for confirming to the source (caught_up) asks for AS_IDLE
+ * The one rule for confirming to the source (apply_caught_up) asks for AS_IDLE
  * and nothing in flight; BROKEN never leaves, so nothing after a failure,
  * cancel or rollback can make the session look caught up.
  */
@@ -192,13 +193,8 @@ typedef struct Apply
 	uint64_t	skip_until;		/* applied LSN at start */
 	char		last_value[64];	/* the WAL positions query's result */
 	char		last_sqlstate[8];	/* of the first error read */
-	/* committed batches not yet known flushed: target WAL position, source end */
-	uint64_t   *fq_tgt;
-	uint64_t   *fq_src;
-	int			fq_len;
-	int			fq_cap;
+	FlushQueue	fq;				/* committed batches not yet known durable (flushq.h) */
 	int64_t		last_flush_check_us;
-	uint64_t	unmarked_src;	/* batches committed since the last WAL position read: the last one's end */
 	int64_t		last_wal_read_us;
 	bool		wal_read_due;	/* a COMMIT was sent since the last WAL position read */
 	uint32_t   *pending;		/* relids with waiting inserts */
@@ -232,6 +228,8 @@ skipping(const Apply *a)
 }
 
 /* apply.c */
+bool		apply_state_move_ok(ApplyState from, ApplyState to);
+bool		apply_caught_up(const Apply *a);
 void		batch_committed(Apply *a, const Sent *e);
 bool		note_positions(Apply *a, char *text);
 
