@@ -42,6 +42,14 @@
  * a change the target could still lose in a crash; if it does crash, the
  * position is lost with the data and both are streamed again.
  *
+ * What is confirmed. The loop is an explicit state machine (ApplyState in
+ * apply_int.h: idle, batch, txn, skip, batch-skip, broken), and one
+ * predicate, apply_caught_up(), decides whether the source may be told
+ * more than flushed_lsn: only in the idle state with nothing in flight,
+ * read ahead or of unknown durability (flushq.h). A failure, a cancel or a
+ * rollback moves the session to the final broken state, so no exit path
+ * (stop, error, reconnect) can confirm what the target may not have.
+ *
  * Tables copied at a later snapshot. A table whose ferry.copy_item rows say
  * it was copied as of LSN L skips changes of transactions that committed
  * before L (they are already in its copy), as PostgreSQL's table sync does.
