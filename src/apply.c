@@ -42,6 +42,15 @@ static const char PROGRESS_ORIGIN_SQL[] =
 static const char WAL_POSITIONS_SQL[] =
 	"SELECT pg_catalog.pg_current_wal_insert_lsn()::text || ' ' || pg_catalog.pg_current_wal_flush_lsn()::text";
 
+/* what apply did to one table since the last write (ferry.table_rows, hold_count) */
+static const char TABLE_ROWS_SQL[] =
+	"INSERT INTO ferry.table_rows AS t (migration, nspname, relname, inserted, deleted, truncated)"
+	" VALUES ($1, $2, $3, $4, $5, $6)"
+	" ON CONFLICT (migration, nspname, relname) DO UPDATE"
+	" SET inserted = CASE WHEN excluded.truncated THEN 0 ELSE t.inserted END + excluded.inserted,"
+	"     deleted = CASE WHEN excluded.truncated THEN 0 ELSE t.deleted END + excluded.deleted,"
+	"     truncated = t.truncated OR excluded.truncated";
+
 /*
  * The statements of every batch, prepared once per session (named "ferry_*",
  * apart from the per-relation ones): parsing and planning them for each
@@ -62,7 +71,9 @@ static const struct
 	{"ferry_origin", ORIGIN_ADVANCE_SQL, 2},
 	{"ferry_mark", MARK_SQL, 1},
 	{"ferry_wal", WAL_POSITIONS_SQL, 0},
+	{"ferry_rows", TABLE_ROWS_SQL, 6},
 };
+
 /* ------------------------------------------------------------------ */
 /* the state machine (ApplyState)                                       */
 
@@ -188,6 +199,8 @@ begin_batch(Apply *a)
  * a stream of small transactions. A flush request makes the server send
  * the results without a sync (see pipe_read for why not a sync).
  */
+static bool write_table_rows(Apply *a, bool in_txn);
+
 static bool
 commit_batch(Apply *a)
 {
@@ -221,6 +234,10 @@ commit_batch(Apply *a)
 	 */
 	write_row = !a->args->use_origin || a->batch_message ||
 		repl_now_us() - a->row_written_us >= APPLY_PROGRESS_MS * 1000;
+	/* the tables' row counts go with this batch, about once a second */
+	if (a->ncounted > 0 && repl_now_us() - a->rows_written_us >= APPLY_TABLE_ROWS_MS * 1000 &&
+		!write_table_rows(a, true))
+		return false;
 	progress_params(a, &pp, a->batch_end_lsn, a->batch_commit_time,
 					a->row_changes + a->batch_changes, a->row_txns + a->batch_txns);
 	if ((write_row && !pipe_send_named(a, "ferry_progress", 5, pp.v, SENT_STATEMENT, "recording the applied position")) ||
@@ -278,6 +295,54 @@ batch_committed(Apply *a, const Sent *e)
 }
 
 /*
+ * Record what apply did to each table since the last time (hold_count) in
+ * ferry.table_rows: in the open batch (in_txn: it commits or vanishes with
+ * it), or between batches on its own. The counts of a batch that failed
+ * after it was written are lost with the session: they are what `status`
+ * shows without reading the tables, labelled as ferry's count.
+ */
+static bool
+write_table_rows(Apply *a, bool in_txn)
+{
+	for (int i = 0; i < a->ncounted; i++)
+	{
+		ApplyRel   *r = rel_lookup(a, a->counted[i], false);
+		char		ins[24],
+					del[24];
+		const char *v[6];
+
+		if (r == NULL)
+			continue;
+		snprintf(ins, sizeof(ins), "%" PRId64, r->n_ins);
+		snprintf(del, sizeof(del), "%" PRId64, r->n_del);
+		v[0] = a->args->cfg->name;
+		v[1] = r->rel->nspname;
+		v[2] = r->rel->relname;
+		v[3] = ins;
+		v[4] = del;
+		v[5] = r->truncated ? "true" : "false";
+		if (in_txn)
+		{
+			if (!pipe_send_named(a, "ferry_rows", 6, v, SENT_STATEMENT, "recording the tables' row counts"))
+				return false;
+		}
+		else
+		{
+			PGresult   *res = pipe_query_now(a, "record the tables' row counts", TABLE_ROWS_SQL, 6, v);
+
+			if (res == NULL)
+				return false;
+			PQclear(res);
+		}
+		r->n_ins = r->n_del = 0;
+		r->truncated = r->counted = false;
+	}
+	a->ncounted = 0;
+	a->rows_written_us = repl_now_us();
+	return true;
+}
+
+/*
  * Between batches: bring ferry.apply_progress up to the last committed batch
  * if commit_batch left it behind (the origin already has it), so that what
  * `status`, `verify` and the tests read is exact whenever apply is idle.
@@ -288,7 +353,11 @@ write_progress_row(Apply *a)
 	ProgressParams pp;
 	PGresult   *res;
 
-	if (in_batch(a) || a->row_lsn >= a->applied_lsn)
+	if (in_batch(a))
+		return true;
+	if (a->ncounted > 0 && !write_table_rows(a, false))
+		return false;
+	if (a->row_lsn >= a->applied_lsn)
 		return true;
 	progress_params(a, &pp, a->applied_lsn, a->applied_commit_time, a->row_changes, a->row_txns);
 	res = pipe_query_now(a, "record the applied position", PROGRESS_UPDATE_SQL, 5, pp.v);
@@ -638,8 +707,8 @@ apply_main(void *p)
 
 			wait_ms = age_ms >= APPLY_BATCH_MS ? 0 : (int) (APPLY_BATCH_MS - age_ms);
 		}
-		else if (!in_batch(&a) && (flush_unknown(&a) || a.row_lsn < a.applied_lsn))
-			wait_ms = 20;		/* commits to be known flushed, or a progress row behind */
+		else if (!in_batch(&a) && (flush_unknown(&a) || a.row_lsn < a.applied_lsn || a.ncounted > 0))
+			wait_ms = 20;		/* commits to be known flushed, or a progress row or row counts behind */
 		if (a.stashed)
 		{
 			sr = a.stash_result;
@@ -780,6 +849,7 @@ done:
 	}
 	free(a.snaps);
 	free(a.pending);
+	free(a.counted);
 	flushq_release(&a.fq);
 	strbuf_release(&a.arena);
 	pgo_decoder_free(a.dec);

@@ -102,6 +102,7 @@
 #define APPLY_SYNC_EVERY 1000
 #define APPLY_WAL_READ_MS 5			/* read the target's WAL positions after a commit at most this often */
 #define APPLY_PROGRESS_MS 25		/* with an origin, ferry.apply_progress is written this often under load */
+#define APPLY_TABLE_ROWS_MS 1000	/* ferry.table_rows (the tables' row counts) this often under load */
 #define APPLY_INSERT_BATCH 100		/* rows per multi-row INSERT */
 #define APPLY_INSERT_BYTES (1024 * 1024)	/* or fewer, once they hold this much */
 

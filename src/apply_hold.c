@@ -130,6 +130,31 @@ list_pending(Apply *a, ApplyRel *r)
 	r->listed = true;
 }
 
+/*
+ * Count rows inserted or deleted into `r` (or a TRUNCATE of it) for
+ * ferry.table_rows; apply.c writes them with the position row.
+ */
+void
+hold_count(Apply *a, ApplyRel *r, int64_t ins, int64_t del, bool truncated)
+{
+	if (truncated)
+	{
+		r->truncated = true;
+		r->n_ins = r->n_del = 0;
+	}
+	r->n_ins += ins;
+	r->n_del += del;
+	if (r->counted)
+		return;
+	if (a->ncounted == a->countcap)
+	{
+		a->countcap = a->countcap ? a->countcap * 2 : 64;
+		a->counted = xrealloc(a->counted, sizeof(uint32_t) * (size_t) a->countcap);
+	}
+	a->counted[a->ncounted++] = r->relid;
+	r->counted = true;
+}
+
 bool
 apply_insert(Apply *a, ApplyRel *r, const PgoTuple *t)
 {
@@ -158,6 +183,7 @@ apply_insert(Apply *a, ApplyRel *r, const PgoTuple *t)
 		}
 	}
 	r->npend++;
+	hold_count(a, r, 1, 0, false);
 	list_pending(a, r);
 	if (r->npend == r->batch_rows || r->pend.len > APPLY_INSERT_BYTES)
 		return flush_inserts(a, r);
@@ -200,6 +226,7 @@ apply_delete(Apply *a, ApplyRel *r, char oldkind, const PgoTuple *old)
 	}
 	strbuf_reset(&a->arena);
 	stmt_identity_params(a, r, oldkind, old, NULL, &n);
+	hold_count(a, r, 0, 1, false);
 	return stmt_send_prepared(a, name, n, "deleting from", r);
 }
 
@@ -490,6 +517,7 @@ apply_truncate(Apply *a, uint8_t options, int nrelids, const uint32_t *relids)
 		if (r->snapshot_lsn > a->txn_final_lsn)
 			continue;
 		strbuf_addf(&sql, "%s%s%s", n ? ", " : "", r->partitioned ? "" : "ONLY ", r->qualname);
+		hold_count(a, r, 0, 0, true);
 		n++;
 	}
 	if (options & PGO_TRUNCATE_RESTART_IDENTITY)

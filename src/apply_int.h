@@ -47,6 +47,15 @@ typedef struct ApplyRel
 	char	   *always;			/* per column: '1' = identity ALWAYS on the target */
 	bool		ins_prepared;
 	/*
+	 * Rows inserted and deleted since ferry.table_rows was last written
+	 * (write_table_rows), and whether a TRUNCATE came meanwhile (the
+	 * counts are then since it); counted is set while it is in Apply.counted.
+	 */
+	int64_t		n_ins;
+	int64_t		n_del;
+	bool		truncated;
+	bool		counted;
+	/*
 	 * Inserts wait here and go as one multi-row INSERT of batch_rows rows
 	 * (see apply.h): values NUL-terminated in pend, offsets in pend_offs
 	 * (SIZE_MAX = NULL), npend rows so far.
@@ -197,6 +206,10 @@ typedef struct Apply
 	int64_t		last_flush_check_us;
 	int64_t		last_wal_read_us;
 	bool		wal_read_due;	/* a COMMIT was sent since the last WAL position read */
+	uint32_t   *counted;		/* relids with rows counted since table_rows was written */
+	int64_t		rows_written_us;	/* ... when it was */
+	int			ncounted;
+	int			countcap;
 	uint32_t   *pending;		/* relids with waiting inserts */
 	int			npending;
 	int			pendcap;
@@ -264,6 +277,7 @@ bool		stmt_send_prepared(Apply *a, const char *name, int n, const char *what, co
 bool		stmt_prepare_insert(Apply *a, ApplyRel *r, const char *name, int rows);
 
 /* apply_hold.c */
+void		hold_count(Apply *a, ApplyRel *r, int64_t ins, int64_t del, bool truncated);
 bool		hold_flush_all(Apply *a);
 void		hold_drop_all(Apply *a);
 bool		apply_insert(Apply *a, ApplyRel *r, const PgoTuple *t);

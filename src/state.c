@@ -79,6 +79,20 @@ static const char STATE_DDL[] =
 	"  last_lsn pg_lsn NOT NULL,"
 	"  last_at timestamptz NOT NULL,"
 	"  PRIMARY KEY (migration, tablename));"
+	/*
+	 * What apply did to each table since its copy, by the source's name:
+	 * rows inserted and deleted (after a TRUNCATE, since it: truncated is
+	 * set and the copy's rows no longer count). Written with the position
+	 * row (apply.h), so `status` knows each table's rows without reading it.
+	 */
+	"CREATE TABLE IF NOT EXISTS ferry.table_rows ("
+	"  migration text NOT NULL REFERENCES ferry.migration ON DELETE CASCADE,"
+	"  nspname text NOT NULL,"
+	"  relname text NOT NULL,"
+	"  inserted bigint NOT NULL DEFAULT 0,"
+	"  deleted bigint NOT NULL DEFAULT 0,"
+	"  truncated boolean NOT NULL DEFAULT false,"
+	"  PRIMARY KEY (migration, nspname, relname));"
 	/* changes committed on the old source after the switchover, by table (watch.h) */
 	"CREATE TABLE IF NOT EXISTS ferry.source_writes ("
 	"  migration text NOT NULL REFERENCES ferry.migration ON DELETE CASCADE,"
@@ -103,7 +117,7 @@ static const char STATE_DDL[] =
 /* Every table ferry creates in schema ferry (STATE_DDL, and hooks.c the file sync's), NULL-ended; keep in step: check.c tells ferry's own schema from a user's by it. */
 const char *const STATE_TABLES[] = {
 	"migration", "copy_item", "copy_plan", "apply_progress", "schema_step", "file_sync", "unmatched",
-	"source_writes", "pending_constraint", NULL
+	"source_writes", "pending_constraint", "table_rows", NULL
 };
 
 const char	STATE_MARK_COPY_SQL[] =
