@@ -570,6 +570,7 @@ follow_run(FerryConfig *cfg, bool reverse, FollowResult *out)
 	{
 		out->stopped_by_signal = pg_interrupted();
 		out->stopped_by_request = !pg_interrupted();
+		free(f.skip_origin);
 		return true;
 	}
 
