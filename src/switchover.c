@@ -741,6 +741,75 @@ recopy_insert_only(PGconn *from, PGconn *to, const FerryConfig *pub_cfg, SwitchR
 }
 
 /*
+ * Rollback: tables on the target that reverse replication does not carry.
+ * NAME_reverse lists the tables the target had at the switchover, so one
+ * the application created there since (a deploy) streams nothing back.
+ * Those the source has too (the same DDL run there) go into *tables: the
+ * fence holds them (freeze.h, extra) and they are re-copied whole while the
+ * target is frozen. False (logged) when one does not exist on the source:
+ * its rows could go nowhere.
+ */
+static bool
+reverse_unpublished(Sw *s, StrList *tables)
+{
+	StrList		missing = {0};
+	StrList		absent = {0};
+	bool		ok = publication_missing(s->tgt, s->rcfg, &missing);
+
+	strlist_free(tables);
+	for (int i = 0; ok && i < missing.n; i++)
+	{
+		const char *params[1] = {missing.items[i]};
+		PGresult   *res = pg_query(s->src, "look for the table on the source",
+								   "SELECT pg_catalog.to_regclass($1) IS NOT NULL", 1, params);
+
+		ok = res != NULL && pg_check_shape(res, 1, 1, "the table on the source");
+		if (ok)
+			strlist_add(PQgetvalue(res, 0, 0)[0] == 't' ? tables : &absent, missing.items[i]);
+		PQclear(res);
+	}
+	if (ok && absent.n > 0)
+	{
+		char	   *names = publication_name_list(&absent);
+
+		log_error("%d table%s on the target %s not on the source (created after the switchover): %s; their rows would be lost, so nothing was frozen. Fix: create %s on the source with the same columns (BEGIN READ WRITE: it is read-only), so that the rollback copies %s rows, or drop %s on the target",
+				  absent.n, absent.n == 1 ? "" : "s", absent.n == 1 ? "is" : "are", names,
+				  absent.n == 1 ? "it" : "them", absent.n == 1 ? "its" : "their", absent.n == 1 ? "it" : "them");
+		free(names);
+		ok = false;
+	}
+	else if (ok && tables->n > 0)
+	{
+		char	   *names = publication_name_list(tables);
+
+		log_info("%d table%s on the target %s not replicated back (created after the switchover): %s; re-copied whole while the target is frozen",
+				 tables->n, tables->n == 1 ? "" : "s", tables->n == 1 ? "is" : "are", names);
+		free(names);
+	}
+	strlist_free(&missing);
+	strlist_free(&absent);
+	return ok;
+}
+
+/* Re-copy each of `tables` whole from `from` to `to` (recopy_table), marked as migration `mark`'s own. */
+static bool
+recopy_list(PGconn *from, PGconn *to, const StrList *tables, const char *mark, SwitchReport *rep)
+{
+	for (int i = 0; i < tables->n; i++)
+	{
+		long long	rows = 0;
+		double		t0 = now_s();
+
+		if (!recopy_table(from, to, tables->items[i], mark, &rows))
+			return false;
+		log_info("re-copied %s (not replicated back): %lld rows in %.2f s", tables->items[i], rows, now_s() - t0);
+		rep->recopied_tables++;
+		rep->recopied_rows += rows;
+	}
+	return true;
+}
+
+/*
  * The session to read the frozen side's sequences in: the fence's, which
  * holds their locks (reading them elsewhere would wait for it), while it
  * lives; `side` when there is none or it died (then nothing holds the
@@ -1314,7 +1383,7 @@ redrain_target(Sw *s, SwitchReport *rep)
 		log_error("could not bring over what the target took while its fence was down; the target stays frozen. Fix: see above, then run ferry rollback again (it carries on from here)");
 		return false;
 	}
-	log_warn("updates and deletes of tables without a key that a session made on the target while its fence was down are not on the source (only their inserts): compare them (ferry verify with --source and --target swapped)");
+	log_warn("updates and deletes of tables without a key, and any change to tables created on the target after the switchover, that a session made on the target while its fence was down are not on the source (only the inserts of the former): compare them (ferry verify with --source and --target swapped)");
 	return true;
 }
 
@@ -1447,6 +1516,7 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	if ((s.fz.mode == NULL &&
 		 !freeze_prepare(s.tgt, cfg, strcmp(cfg->freeze_mode, "hook") == 0 ? "hook" : cfg->freeze_mode, "target",
 						 s.rcfg->name, &s.fz)) ||
+		!reverse_unpublished(&s, &s.fz.extra) ||
 		!follower_ensure(&s.fol, s.src, s.rcfg, true) ||
 		(strcmp(phase, "rolling_back") != 0 && !wait_lag_ok(&s, s.tgt, s.src, s.rcfg)))
 		goto done;
@@ -1482,6 +1552,7 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	log_info("step 4/6: re-copying tables without a key and setting sequences on the source");
 	if (!publication_guard_keyless(s.src, cfg, false) ||
 		!recopy_insert_only(s.tgt, s.src, s.rcfg, rep) ||
+		!recopy_list(s.tgt, s.src, &s.fz.extra, s.rcfg->name, rep) ||
 		!sync_sequences(sequence_reader(s.fz.fence, s.tgt), s.src, cfg->sequence_gap, false, rep))
 		goto abort;
 
@@ -1497,6 +1568,7 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 		if (round == 2)
 			goto abort;
 		if (!recopy_insert_only(s.tgt, s.src, s.rcfg, rep) ||
+			!recopy_list(s.tgt, s.src, &s.fz.extra, s.rcfg->name, rep) ||
 			!sync_sequences(sequence_reader(s.fz.fence, s.tgt), s.src, cfg->sequence_gap, false, rep))
 			goto abort;
 	}
