@@ -425,6 +425,26 @@ save_freeze(PGconn *tgt, const char *name, const char *column, const Freeze *fz)
 	return ok;
 }
 
+/*
+ * A control session: what it records (the freeze, the phase, the switch
+ * intent, the database's read-only setting) must survive a crash of that
+ * server, so it commits synchronously even where the server's default is
+ * synchronous_commit = off: a switch intent lost in a crash made the rerun
+ * undo a switch the application already wrote after (test 181).
+ */
+static PGconn *
+control_connect(const char *conninfo, const char *label)
+{
+	PGconn	   *conn = pg_connect(conninfo, label, PG_CONN_SQL, NULL);
+
+	if (conn && !pg_exec(conn, "make ferry's records durable", "SET synchronous_commit = on"))
+	{
+		pg_finish(conn);
+		conn = NULL;
+	}
+	return conn;
+}
+
 /* Reconnect a control session if it died (the server restarted under us). */
 static PGconn *
 reconnect(PGconn *conn, const char *conninfo, const char *label)
@@ -441,7 +461,7 @@ reconnect(PGconn *conn, const char *conninfo, const char *label)
 	pg_finish(conn);
 	for (int i = 0; i < 10; i++)
 	{
-		conn = pg_connect(conninfo, label, PG_CONN_SQL, NULL);
+		conn = control_connect(conninfo, label);
 		if (conn)
 			return conn;
 		sleep(1);
@@ -953,8 +973,8 @@ sw_connect(Sw *s)
 	char	   *lock = xasprintf("%s:switchover", s->cfg->name);
 	bool		ok;
 
-	s->tgt = pg_connect(s->cfg->target, "target", PG_CONN_SQL, NULL);
-	s->src = s->tgt ? pg_connect(s->cfg->source, "source", PG_CONN_SQL, NULL) : NULL;
+	s->tgt = control_connect(s->cfg->target, "target");
+	s->src = s->tgt ? control_connect(s->cfg->source, "source") : NULL;
 	s->lock_conn = s->src ? pg_connect(s->cfg->target, "target", PG_CONN_SQL, NULL) : NULL;
 	ok = s->lock_conn != NULL && state_lock(s->lock_conn, lock);
 	free(lock);
