@@ -26,6 +26,7 @@
 #include "slot.h"
 #include "state.h"
 #include "validate.h"
+#include "watch.h"
 
 /* How long a stopped follower gets to release its slot before we drop it. */
 #define SWITCH_SLOT_RELEASE_MS 30000
@@ -1598,6 +1599,18 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	if (!state_set(s.src, s.rcfg->name, "phase", "rolled_back"))	/* the reverse follower stops */
 		goto abort;
 	fault_point("rollback.after-drain");
+	/*
+	 * The watch's last look at the old source (watch.h), while it is still
+	 * frozen, then the watch goes: once the source is unfrozen, the
+	 * application's writes there are not writes the new primary misses,
+	 * and a reverse follower stopping after this would report them so.
+	 */
+	if (slot_exists(s.src, cfg->name) == 1)
+	{
+		if (watch_poll_migration(s.src, s.tgt, true, cfg->name) < 0)
+			log_warn("could not read the watch on the source one last time: a write that reached it since its last look may go unreported");
+		drop_slot_when_released(s.src, cfg->name, "source");	/* the watch */
+	}
 	if (!freeze_release(s.src, cfg, "source", &src_fz))
 	{
 		log_error("could not unfreeze the source. Fix: run ferry rollback again (it finishes from here), or by hand: ALTER DATABASE %s RESET default_transaction_read_only",

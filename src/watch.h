@@ -36,7 +36,9 @@
  * Record before advance: a crash between the two reports a transaction
  * twice (counts may be high), never loses one. Rollback re-copies keyless
  * tables into the source marked as reverse replication's own; a rollback
- * or cleanup drops the watch. With --no-reverse there is no follower to
+ * (which reads it one last time after its drain, while the source is still
+ * frozen, and drops it before unfreezing the source: the application's
+ * writes there from then on are not news) or cleanup drops the watch. With --no-reverse there is no follower to
  * poll it, so the slot is dropped at the switch as before.
  */
 #ifndef FERRY_WATCH_H
