@@ -15,6 +15,7 @@
 #   1 kill -9 between the drain and unfreezing the source (rollback.after-drain)
 #   2 kill -9 inside the rollback hook (the source is writable already)
 #   3 the fence terminated by the rollback hook, the rollback not killed
+#   4, 5 (held) kill -9 at rollback.after-freeze and rollback.after-hook
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/pg.sh"
 
@@ -99,5 +100,8 @@ scenario 1 "" rollback.after-drain
 scenario 2 '[ -s '"$TEST_TMP"'/inhook2 ] || { echo $$ >'"$TEST_TMP"'/inhook2; sleep 61; };'
 scenario 3 "$PGBIN/psql -XAtq -h $TARGET_SOCK -p $TARGET_PORT -U postgres -d postgres -c \\\"$KILL_FENCE\\\" >>$TEST_TMP/killed3; sleep 1;"
 is "$(cat "$TEST_TMP/killed3" 2>/dev/null)" 1 "m3: the rollback hook terminated the target's fence"
+# held: killed inside the freeze window before the drain, and after the hook before the hand-over
+scenario 4 "" rollback.after-freeze
+scenario 5 "" rollback.after-hook
 unlike "$(cat "$TEST_TMP"/start*.err "$TEST_TMP"/rb*.err "$TEST_TMP"/sw*.err)" "runtime error|LeakSanitizer" "no sanitizer reports"
 done_testing
