@@ -204,7 +204,7 @@ check_source_writes(FerryConfig *cfg, PGconn *src, PGconn *tgt)
 	PGresult   *res;
 	long long	n = 0;
 
-	if (watch_poll_migration(src, tgt, cfg->name) < 0 && !force)
+	if (watch_poll_migration(src, tgt, true, cfg->name) < 0 && !force)
 		return false;
 	if (state_table_exists(tgt, "source_writes") != 1)
 		return true;
