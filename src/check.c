@@ -1722,6 +1722,22 @@ check_freeze_rights(CheckCtx *ctx, Server *srv, const char *check, const char *c
 					plural(unlockable.n, "table", "tables"), names);
 		free(names);
 	}
+	if (srv == &ctx->src)
+	{
+		/* reverse replication applies on the source as this user */
+		bool		srr;
+
+		res = pg_execute(srv->conn, "BEGIN; SET LOCAL session_replication_role = replica", 0, NULL);
+		srr = PQresultStatus(res) == PGRES_COMMAND_OK;
+		PQclear(res);
+		PQclear(pg_execute(srv->conn, "ROLLBACK", 0, NULL));
+		if (!srr)
+		{
+			strbuf_addf(&fix, "as a superuser: GRANT SET ON PARAMETER session_replication_role TO %s; (or switch over with --no-reverse: no rollback then) ", user);
+			strbuf_addf(&lacks, "%sthe right to set session_replication_role (reverse replication applies here after the switchover)",
+						lacks.len ? ", " : "");
+		}
+	}
 	if (srv == &ctx->tgt && !srv->replication)
 	{
 		strbuf_addf(&fix, "ALTER ROLE %s WITH REPLICATION; (on Amazon RDS/Aurora: GRANT rds_replication TO %s;) ", user, user);

@@ -264,6 +264,42 @@ check_passes(const FerryConfig *cfg)
 
 /* Preconditions on both servers; false (logged with the fix). */
 
+/*
+ * Can reverse replication run at all? It slots on the target (REPLICATION)
+ * and applies on the source as the source's user, which must set
+ * session_replication_role (a non-superuser needs a GRANT for it). Found
+ * out after the switch, a rollback would be impossible: the reverse apply
+ * retries for ever, and `rollback` waits for it and gives up.
+ */
+static bool
+reverse_rights(Sw *s)
+{
+	PGresult   *res = pg_execute(s->src, "BEGIN; SET LOCAL session_replication_role = replica", 0, NULL);
+	bool		apply_ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	bool		ok = true;
+
+	PQclear(res);
+	pg_exec_quiet(s->src, "ROLLBACK", NULL);
+	if (!apply_ok)
+	{
+		log_error("reverse replication could not apply on the source: role %s may not set session_replication_role there; nothing was frozen. Fix: as a superuser on the source, GRANT SET ON PARAMETER session_replication_role TO %s (PostgreSQL 15+; on a managed service its admin role may), or switch over with --no-reverse (no rollback then)",
+				  PQuser(s->src), PQuser(s->src));
+		ok = false;
+	}
+	res = pg_query(s->tgt, "read the target role's rights",
+				   "SELECT rolsuper OR rolreplication FROM pg_catalog.pg_roles WHERE rolname = current_user", 0, NULL);
+	if (res == NULL || !pg_check_shape(res, 1, 1, "the role's rights"))
+		ok = false;
+	else if (PQgetvalue(res, 0, 0)[0] != 't')
+	{
+		log_error("reverse replication needs a replication slot on the target, and role %s may not create one (no REPLICATION); nothing was frozen. Fix: ALTER ROLE %s WITH REPLICATION on the target (on Amazon RDS/Aurora: GRANT rds_replication TO %s), or switch over with --no-reverse (no rollback then)",
+				  PQuser(s->tgt), PQuser(s->tgt), PQuser(s->tgt));
+		ok = false;
+	}
+	PQclear(res);
+	return ok;
+}
+
 static bool
 preconditions(Sw *s)
 {
@@ -380,6 +416,8 @@ preconditions(Sw *s)
 			log_error("the target has no free replication slot for reverse replication. Fix: raise max_replication_slots on the target, or use --no-reverse");
 			goto done;
 		}
+		if (!reverse_rights(s))
+			goto done;
 	}
 	ok = true;
 
