@@ -12,7 +12,7 @@
 # live; needs about 6x the database size free), DATASET (pgbench, or many:
 # bench/dataset_many.sql, TABLES tables (300) in four schemas with a
 # long-tailed size distribution, 2-5 secondary indexes each, foreign keys,
-# jsonb, TOASTed text, partitioned and keyless tables; SCALE 1 is ~85 MB
+# jsonb, TOASTed text, partitioned and keyless tables; SCALE 1 is ~170 MB
 # there, and copy-floor, which copies pgbench_accounts, is left out).
 #
 # Two fresh servers with identical settings (bench/lib.sh) are started; the

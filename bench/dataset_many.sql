@@ -9,7 +9,7 @@
 -- ~3 kB, so it lives in TOAST), a foreign key to the previous table of its
 -- schema for every 4th table, every 25th table partitioned by range (4
 -- partitions), every 40th without a primary key. Deterministic: the same
--- variables give the same database. About 85 MB per scale unit at 300 tables.
+-- variables give the same database. About 170 MB per scale unit at 300 tables.
 \if :{?tables}
 \else
 \set tables 300
