@@ -866,20 +866,22 @@ pooler_resume_except(PoolerFleet *f, const bool *skip, PoolerStats *st)
 
 		if ((skip && skip[i]) || p->database == NULL)
 			continue;
-		if (!admin_entry_command(p, "RESUME", &e) && !(e && strstr(e, "is not paused")))
-		{
-			log_error("%s: could not RESUME %s: %s. Fix: run RESUME %s on its admin console: its clients wait until then",
-					  p->label, p->database, e ? e : "no admin session", p->database);
-			ok = false;
-		}
-		else
+		if (admin_entry_command(p, "RESUME", &e))
 		{
 			p->resumed_at_ms = pg_now_ms();
 			if (p->paused)
 				log_info("%s: resumed %s after %.3f s: %d requests that waited go on (the longest waited %.3f s)",
 						 p->label, p->database, (double) (p->resumed_at_ms - p->paused_at_ms) / 1000, p->held, p->longest_wait);
 			else
-				log_info("%s: %s is not paused (any more)", p->label, p->database);
+				log_info("%s: resumed %s (paused by an interrupted run)", p->label, p->database);
+		}
+		else if (e && strstr(e, "is not paused"))
+			log_info("%s: %s was not paused", p->label, p->database);
+		else
+		{
+			log_error("%s: could not RESUME %s: %s. Fix: run RESUME %s on its admin console: its clients wait until then",
+					  p->label, p->database, e ? e : "no admin session", p->database);
+			ok = false;
 		}
 		free(e);
 	}
