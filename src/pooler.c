@@ -780,6 +780,9 @@ repoint_one(PoolerFleet *f, Pooler *p, PoolerSide to)
 		repoint_env(f, p, to, &env);
 		ok = hook_run_command(f->cfg, "repoint", p->conf->repoint, &env);
 		strlist_free(&env);
+		if (!ok)
+			log_error("%s: its repoint command did not point entry %s at the %s (above). Fix: it gets FERRY_PGBOUNCER_HOST, _PORT, _DATABASE and FERRY_REPOINT_TO, FERRY_REPOINT_HOST, _PORT, _DBNAME; ferry sends RELOAD after it",
+					  p->label, p->database, SIDE_NAME[to]);
 	}
 	if (ok)
 	{
