@@ -52,6 +52,7 @@ pooler_fleet_release(PoolerFleet *f)
 		free(p->database);
 		free(p->label);
 		free(p->pool_mode);
+		free(p->login_retry);
 		strlist_free(&p->waiting);
 	}
 	free(f->items);
@@ -441,6 +442,24 @@ prepare_one(PoolerFleet *f, Pooler *p, PoolerSide from)
 	if (strcmp(p->pool_mode, "session") == 0)
 		log_info("%s: entry %s uses session pooling: PAUSE waits until each client connected through it disconnects (--pause-timeout %d s)",
 				 p->label, db, cfg->pause_timeout);
+	/* min_pool_size: see pooler.h (a number from PgBouncer's own SHOW, pasted back only if it is one) */
+	{
+		const char *mp = col(res, row, "min_pool_size");
+		char	   *gmp = mp && atoi(mp) > 0 ? NULL : config_value(p, "min_pool_size");
+		int			n = mp && atoi(mp) > 0 ? atoi(mp) : gmp ? atoi(gmp) : 0;
+
+		free(gmp);
+		free(p->login_retry);
+		p->login_retry = n > 0 ? config_value(p, "server_login_retry") : NULL;
+		if (p->login_retry && (p->login_retry[0] == '\0' || strspn(p->login_retry, "0123456789.") != strlen(p->login_retry)))
+		{
+			free(p->login_retry);
+			p->login_retry = NULL;
+		}
+		if (p->login_retry)
+			log_info("%s: entry %s has min_pool_size %d: PgBouncer reconnects while paused and would then wait server_login_retry (%s s) before serving the queue, so ferry sets that to 0 around the RESUME",
+					 p->label, db, n, p->login_retry);
+	}
 	/* a client queued longer than query_wait_timeout is disconnected with an error */
 	qwt = config_value(p, "query_wait_timeout");
 	if (qwt && atoi(qwt) > 0 && atoi(qwt) < cfg->pause_timeout + cfg->timeout)
@@ -869,6 +888,12 @@ pooler_resume_except(PoolerFleet *f, const bool *skip, PoolerStats *st)
 
 		if ((skip && skip[i]) || p->database == NULL)
 			continue;
+		if (p->login_retry)
+		{
+			PGresult   *r = admin_query(p, "set server_login_retry to 0 for the resume", "SET server_login_retry = 0");
+
+			PQclear(r);
+		}
 		if (admin_entry_command(p, "RESUME", &e))
 		{
 			p->resumed_at_ms = pg_now_ms();
@@ -925,6 +950,16 @@ pooler_resume_except(PoolerFleet *f, const bool *skip, PoolerStats *st)
 		if (p->failed > 0)
 			log_warn("%s: %d requests failed while %s was held (clients that left the queue unanswered, or cancelled)",
 					 p->label, p->failed, p->database);
+		if (p->login_retry)
+		{
+			char	   *cmd = xasprintf("SET server_login_retry = %s", p->login_retry);
+			PGresult   *r = admin_query(p, "set server_login_retry back", cmd);
+
+			if (r == NULL)
+				log_warn("%s: server_login_retry stays 0. Fix: %s on its admin console (or RELOAD)", p->label, cmd);
+			PQclear(r);
+			free(cmd);
+		}
 		p->paused = false;
 	}
 	return ok;

@@ -76,6 +76,15 @@
  * queue must drain within POOLER_DRAIN_MS, or ferry warns that the pooler
  * may not reach the new primary.
  *
+ * PgBouncer with min_pool_size (1.18, and 1.25 still): while an entry is
+ * paused its maintenance keeps opening server connections to satisfy
+ * min_pool_size and the pause closes them half way, which PgBouncer takes
+ * for a failed login: after RESUME it waits server_login_retry (15 s by
+ * default) before it connects again, and the queue waits with it. For
+ * such a pooler ferry sets server_login_retry to 0 just before RESUME and
+ * back to its value once the queue is served (a ferry killed in between
+ * leaves 0 until the next RELOAD or restart: retries without a pause).
+ *
  * Ownership: the fleet borrows the config's PgBouncerConf entries and
  * owns its admin sessions (one per pooler), opened by pooler_prepare() and
  * reopened by any step that finds one dead.
@@ -108,6 +117,7 @@ typedef struct Pooler
 	char	   *label;			/* "PgBouncer HOST:PORT" for messages, owned */
 	PGconn	   *conn;			/* its admin session, or NULL */
 	char	   *pool_mode;		/* the entry's, as SHOW shows it; owned */
+	char	   *login_retry;	/* its server_login_retry when min_pool_size > 0 (see above), or NULL; owned */
 	bool		paused;			/* PAUSE was sent by this process and no RESUME since */
 	int64_t		paused_at_ms;	/* pg_now_ms() of the PAUSE */
 	int64_t		pause_done_ms;

@@ -7,7 +7,8 @@
 # SERVER's database app over its unix socket, an entry `other` that the
 # switchover must leave alone, a comment, trust authentication for every
 # user of the servers (auth_file lists postgres and app_rw), admin_users
-# postgres, POOL_MODE (default transaction). After it:
+# postgres, POOL_MODE (default transaction); PGB_ENTRY_OPTS (e.g.
+# min_pool_size=2) are added to entry app. After it:
 #   NAME_PORT, NAME_INI, NAME_ADMIN (the admin console's conninfo),
 #   NAME_APP (a conninfo for database app through it as app_rw).
 # pgb q NAME CMD runs an admin console command, rows unaligned.
@@ -35,7 +36,7 @@ pgb_start() {  # pgb_start NAME SERVER [POOL_MODE]
     cat >"$dir/pgbouncer.ini" <<INI
 ;; a PgBouncer for ferry's tests: ferry rewrites only the entry app
 [databases]
-app = host=$sock port=$sport dbname=app
+app = host=$sock port=$sport dbname=app${PGB_ENTRY_OPTS:+ $PGB_ENTRY_OPTS}
 other = host=$sock port=$sport dbname=postgres pool_size=2
 
 [pgbouncer]

@@ -7,7 +7,9 @@
 # - the second's repoint fails: the first, already repointed, is pointed
 #   back, both resume on the source, nothing changed;
 # - then the switchover succeeds, and a rollback brings both back;
-# zero failed requests, every acknowledged write where it belongs.
+# zero failed requests, every acknowledged write where it belongs. The
+# first has min_pool_size (PgBouncer then waits server_login_retry, 15 s,
+# after a RESUME, unless ferry sets it to 0 for the resume: pooler.h).
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/pg.sh"
 . "$(dirname "$0")/../lib/pgbouncer.sh"
@@ -17,7 +19,7 @@ follow_servers
 for side in source target; do q "$side" "CREATE ROLE app_rw LOGIN" >/dev/null; done
 q source "CREATE TABLE orders (id bigint PRIMARY KEY, writer text NOT NULL, at timestamptz NOT NULL DEFAULT now());
           GRANT SELECT, INSERT ON orders TO app_rw" >/dev/null
-pgb_start pgb1 source transaction
+PGB_ENTRY_OPTS="min_pool_size=2" pgb_start pgb1 source transaction
 pgb_start pgb2 source transaction
 F=("$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" --config "$TEST_TMP/ferry.yaml")
 # the second pooler's repoint, as a deploy tool would do it; fails on demand
@@ -81,6 +83,9 @@ wait "$AP1" "$AP2"
 diag "application through the first: $(cat "$TEST_TMP/app1.out")"
 diag "application through the second: $(cat "$TEST_TMP/app2.out")"
 like "$(cat "$TEST_TMP/app1.out") $(cat "$TEST_TMP/app2.out")" "failed=0 .*failed=0 " "zero failed requests through either"
+stall=$(sed -n 's/.*max_latency=\([0-9.]*\).*/\1/p' "$TEST_TMP/app1.out")
+ok "$(awk -v s="$stall" 'BEGIN { exit !(s < 5) }'; echo $?)" "no server_login_retry stall behind min_pool_size (longest request $stall s)"
+is "$(pgb q pgb1 "SHOW CONFIG" | awk -F'|' '$1 == "server_login_retry" { print $2 }')" 15 "server_login_retry is back at its value"
 sort "$TEST_TMP/acked1" "$TEST_TMP/acked2" >"$TEST_TMP/acked.s"
 order_ids source >"$TEST_TMP/src_ids"
 is "$(comm -23 "$TEST_TMP/acked.s" "$TEST_TMP/src_ids" | wc -l)" 0 "every acknowledged write is on the source after the rollback"
