@@ -4,22 +4,16 @@
  */
 #include "pooler.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "hooks.h"
 #include "log.h"
 #include "pgsql.h"
-
-/* Bytes an ini file may have: a PgBouncer configuration is small. */
-#define POOLER_INI_MAX (16 * 1024 * 1024)
+#include "pooler_ini.h"
 
 static const char *const SIDE_NAME[2] = {"source", "target"};
 
@@ -238,144 +232,6 @@ side_endpoint(PgbPairs *out, const char *given, const char *option, PGconn *conn
 	return true;
 }
 
-/* The whole ini file in *text (owned); false (logged) if unreadable or too big. */
-static bool
-read_ini(const Pooler *p, char **text)
-{
-	FILE	   *fh = fopen(p->conf->ini, "r");
-	StrBuf		sb;
-	char		buf[8192];
-	size_t		n;
-
-	if (fh == NULL)
-	{
-		log_error("%s: could not read its ini file %s: %s. Fix: give ferry read and write access to it (or use repoint: with a command)",
-				  p->label, p->conf->ini, strerror(errno));
-		return false;
-	}
-	strbuf_init(&sb);
-	while ((n = fread(buf, 1, sizeof(buf), fh)) > 0 && sb.len < POOLER_INI_MAX)
-		strbuf_add(&sb, buf, n);
-	fclose(fh);
-	if (sb.len >= POOLER_INI_MAX || memchr(sb.data, '\0', sb.len))
-	{
-		log_error("%s: %s does not look like a PgBouncer ini file (too big, or binary)", p->label, p->conf->ini);
-		strbuf_release(&sb);
-		return false;
-	}
-	*text = strbuf_detach(&sb);
-	return true;
-}
-
-/*
- * Replace the ini file with `text`: a temporary file in its directory with
- * the same mode (and owner, where ferry may set it), fsynced, renamed over
- * it, the directory fsynced. False (logged) on any failure; the file is
- * then as it was.
- */
-static bool
-write_ini(const Pooler *p, const char *text)
-{
-	/* a symlinked file (config management) is replaced where it really is */
-	char	   *real = realpath(p->conf->ini, NULL);
-	const char *path = real ? real : p->conf->ini;
-	char	   *dirbuf = xstrdup(path);
-	const char *dir = dirname(dirbuf);
-	char	   *tmp = xasprintf("%s.ferry-XXXXXX", path);
-	struct stat st;
-	size_t		len = strlen(text);
-	bool		ok = false;
-	int			fd = -1;
-
-	if (stat(path, &st) != 0 || (fd = mkstemp(tmp)) < 0)
-	{
-		log_error("%s: could not write next to %s: %s. Fix: give ferry write access to %s", p->label,
-				  p->conf->ini, strerror(errno), dir);
-		goto done;
-	}
-	/* pgbouncer must still read it: the old file's mode and, if ferry may, its owner */
-	(void) !fchown(fd, st.st_uid, st.st_gid);
-	if (fchmod(fd, st.st_mode & 07777) != 0 || write(fd, text, len) != (ssize_t) len || fsync(fd) != 0)
-	{
-		log_error("%s: could not write %s: %s", p->label, tmp, strerror(errno));
-		goto done;
-	}
-	if (close(fd) != 0 || rename(tmp, path) != 0)
-	{
-		fd = -1;
-		log_error("%s: could not replace %s: %s", p->label, path, strerror(errno));
-		goto done;
-	}
-	fd = -1;
-	{
-		int			dfd = open(dir, O_RDONLY | O_DIRECTORY);
-
-		if (dfd >= 0)
-		{
-			(void) fsync(dfd);
-			close(dfd);
-		}
-	}
-	ok = true;
-
-done:
-	if (fd >= 0)
-		close(fd);
-	if (!ok)
-		unlink(tmp);
-	free(tmp);
-	free(dirbuf);
-	free(real);
-	return ok;
-}
-
-/*
- * The ini file holds p's entry, as a connection string ferry can rewrite,
- * and ferry may replace the file. Its password, if any, joins the log's
- * secrets. False (logged with the fix).
- */
-static bool
-check_ini(const Pooler *p)
-{
-	char	   *text = NULL;
-	char	   *value = NULL;
-	char	   *dirbuf;
-	char	   *real;
-	PgbPairs	pairs = {0};
-	bool		ok = false;
-
-	if (!read_ini(p, &text))
-		return false;
-	if (pgbconf_find_entry(text, p->database, &value) == 0)
-	{
-		log_error("%s: %s defines no entry %s under [databases]. Fix: name the file that holds it (ini:, --pgbouncer-ini; an %%include of pgbouncer.ini), or the entry (database:, --pgbouncer-database)",
-				  p->label, p->conf->ini, p->database);
-		goto done;
-	}
-	if (!pgbconf_parse_connstr(value, &pairs))
-	{
-		log_error("%s: the entry %s in %s is not a connection string ferry can rewrite. Fix: write it as key=value pairs (values with spaces in single quotes)",
-				  p->label, p->database, p->conf->ini);
-		goto done;
-	}
-	if (pgbconf_pairs_get(&pairs, "password"))
-		log_add_secret(pgbconf_pairs_get(&pairs, "password"));
-	real = realpath(p->conf->ini, NULL);
-	dirbuf = xstrdup(real ? real : p->conf->ini);
-	free(real);
-	ok = access(p->conf->ini, R_OK) == 0 && access(dirname(dirbuf), W_OK) == 0;
-	if (!ok)
-		log_error("%s: ferry may not replace %s (it writes a new file in %s and renames it). Fix: give the ferry user write access to that directory, or use repoint: with a command",
-				  p->label, p->conf->ini, dirname(dirbuf));
-	free(dirbuf);
-
-done:
-	pgbconf_pairs_release(&pairs);
-	free(value);
-	free(text);
-	return ok;
-}
-
 /* A SHOW CONFIG setting of p, owned, or NULL. */
 static char *
 config_value(Pooler *p, const char *key)
@@ -466,7 +322,7 @@ prepare_one(PoolerFleet *f, Pooler *p, PoolerSide from)
 		log_warn("%s: query_wait_timeout is %s s: a client held longer gets an error, and the hold may last up to --pause-timeout + --timeout (%d s). Fix: raise query_wait_timeout or lower --timeout",
 				 p->label, qwt, cfg->pause_timeout + cfg->timeout);
 	if (p->conf->ini)
-		ok = check_ini(p);
+		ok = pooler_ini_check(p->label, p->conf->ini, p->database);
 	else if (p->conf->repoint)
 		ok = true;
 	else
@@ -741,41 +597,6 @@ repoint_env(const PoolerFleet *f, const Pooler *p, PoolerSide to, StrList *env)
 		}
 }
 
-/* Rewrite p's entry in its ini file to point at `to` (no write when it does already). */
-static bool
-rewrite_entry(PoolerFleet *f, Pooler *p, PoolerSide to)
-{
-	char	   *text = NULL,
-			   *value = NULL,
-			   *fresh = NULL,
-			   *out = NULL;
-	PgbPairs	pairs = {0};
-	bool		ok = false;
-
-	if (!read_ini(p, &text))
-		return false;
-	if (pgbconf_find_entry(text, p->database, &value) == 0 || !pgbconf_parse_connstr(value, &pairs))
-	{
-		log_error("%s: %s no longer holds a readable entry %s. Fix: restore it, then run ferry again", p->label,
-				  p->conf->ini, p->database);
-		goto done;
-	}
-	for (int k = 0; k < 3; k++)
-		if (pgbconf_pairs_get(&f->at[to], ENDPOINT_KEYS[k]))
-			pgbconf_pairs_set(&pairs, ENDPOINT_KEYS[k], pgbconf_pairs_get(&f->at[to], ENDPOINT_KEYS[k]));
-	fresh = pgbconf_format_connstr(&pairs);
-	out = pgbconf_set_entry(text, p->database, fresh);
-	ok = strcmp(out, text) == 0 || write_ini(p, out);
-
-done:
-	pgbconf_pairs_release(&pairs);
-	free(text);
-	free(value);
-	free(fresh);
-	free(out);
-	return ok;
-}
-
 /* Point p's entry at `to` and RELOAD; check SHOW DATABASES. */
 static bool
 repoint_one(PoolerFleet *f, Pooler *p, PoolerSide to)
@@ -786,7 +607,7 @@ repoint_one(PoolerFleet *f, Pooler *p, PoolerSide to)
 	char	   *want = endpoint_text(&f->at[to]);
 
 	if (p->conf->ini)
-		ok = rewrite_entry(f, p, to);
+		ok = pooler_ini_repoint(p->label, p->conf->ini, p->database, &f->at[to]);
 	else
 	{
 		StrList		env = {0};
