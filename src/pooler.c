@@ -246,6 +246,40 @@ config_value(Pooler *p, const char *key)
 	return v;
 }
 
+/*
+ * Other entries of p that lead to the same server database (a read-only
+ * entry, one per user) are not paused unless the fleet lists them too: the
+ * freeze then ends their server connections, and their clients get errors.
+ * Warned about, with the fix.
+ */
+static void
+same_database_entries(const PoolerFleet *f, const Pooler *p, const PGresult *res, int row)
+{
+	for (int i = 0; i < PQntuples(res); i++)
+	{
+		const char *name = col(res, i, "name");
+		bool		same = true,
+					held = false;
+
+		if (i == row || name == NULL || strcmp(name, "pgbouncer") == 0)
+			continue;
+		for (int k = 0; k < 3; k++)
+		{
+			const char *a = col(res, i, ENDPOINT_COLUMNS[k]);
+			const char *b = col(res, row, ENDPOINT_COLUMNS[k]);
+
+			if ((a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0))
+				same = false;
+		}
+		for (int j = 0; same && j < f->n; j++)
+			held |= f->items[j].database && strcmp(f->items[j].database, name) == 0 &&
+				strcmp(f->items[j].conf->admin, p->conf->admin) == 0;
+		if (same && !held)
+			log_warn("%s: entry %s leads to the same database as %s and is not held: the freeze ends its server connections, so its clients get errors. Fix: hold it too (another pgbouncer: item with the same admin: and database: %s)",
+					 p->label, name, p->database, name);
+	}
+}
+
 /* pooler_prepare() for one pooler (its entry name is set). */
 static bool
 prepare_one(PoolerFleet *f, Pooler *p, PoolerSide from)
@@ -293,6 +327,7 @@ prepare_one(PoolerFleet *f, Pooler *p, PoolerSide from)
 				 p->label, db, now, SIDE_NAME[from], want, SIDE_NAME[from]);
 		free(want);
 	}
+	same_database_entries(f, p, res, row);
 	if (col(res, row, "paused") && strcmp(col(res, row, "paused"), "0") != 0)
 		log_info("%s: entry %s is paused already (an interrupted run?): ferry resumes it when it is done", p->label, db);
 	if (strcmp(p->pool_mode, "session") == 0)
@@ -483,7 +518,10 @@ pooler_pause(PoolerFleet *f, int timeout_ms, PGconn *server, const char *side)
 			pg_finish(p->conn);
 			p->conn = NULL;
 			who = holdouts(p, server);
-			log_error("%s: PAUSE %s did not finish within --pause-timeout %d s: sessions still hold server connections to the %s: %s. Fix: let those transactions end (or end them), or raise --pause-timeout%s; nothing was frozen",
+			if (pg_interrupted())
+				log_error("%s: interrupted while PAUSE %s waited for: %s; nothing was frozen", p->label, p->database, who);
+			else
+				log_error("%s: PAUSE %s did not finish within --pause-timeout %d s: sessions still hold server connections to the %s: %s. Fix: let those transactions end (or end them), or raise --pause-timeout%s; nothing was frozen",
 					  p->label, p->database, f->cfg->pause_timeout, side, who,
 					  p->pool_mode && strcmp(p->pool_mode, "session") == 0
 					  ? "; in session pooling PAUSE waits until each client disconnects" : "");

@@ -8,7 +8,8 @@
 # switchover must leave alone, a comment, trust authentication for every
 # user of the servers (auth_file lists postgres and app_rw), admin_users
 # postgres, POOL_MODE (default transaction); PGB_ENTRY_OPTS (e.g.
-# min_pool_size=2) are added to entry app. After it:
+# min_pool_size=2) are added to entry app; PGB_ALIAS=NAME adds an entry
+# NAME that leads to the same database as app. After it:
 #   NAME_PORT, NAME_INI, NAME_ADMIN (the admin console's conninfo),
 #   NAME_APP (a conninfo for database app through it as app_rw).
 # pgb q NAME CMD runs an admin console command, rows unaligned.
@@ -38,6 +39,7 @@ pgb_start() {  # pgb_start NAME SERVER [POOL_MODE]
 [databases]
 app = host=$sock port=$sport dbname=app${PGB_ENTRY_OPTS:+ $PGB_ENTRY_OPTS}
 other = host=$sock port=$sport dbname=postgres pool_size=2
+${PGB_ALIAS:+$PGB_ALIAS = host=$sock port=$sport dbname=app}
 
 [pgbouncer]
 listen_addr = 127.0.0.1

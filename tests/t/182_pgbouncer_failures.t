@@ -9,7 +9,8 @@
 #   rollback resumes it onto the source;
 # - ferry is killed after the repoint, before the resume: ferry switchover
 #   finishes the switch and resumes it onto the target.
-# Through all of it the application sees no error: only waits.
+# Through all of it the application sees no error: only waits. The pooler
+# also has an entry app_ro to the same database, which ferry warns about.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/pg.sh"
 . "$(dirname "$0")/../lib/pgbouncer.sh"
@@ -19,7 +20,7 @@ follow_servers
 for side in source target; do q "$side" "CREATE ROLE app_rw LOGIN" >/dev/null; done
 q source "CREATE TABLE orders (id bigint PRIMARY KEY, writer text NOT NULL, at timestamptz NOT NULL DEFAULT now());
           GRANT SELECT, INSERT ON orders TO app_rw" >/dev/null
-pgb_start pgb source transaction
+PGB_ALIAS=app_ro pgb_start pgb source transaction
 F=("$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN")
 PGBOPT=(--pgbouncer "$PGB_ADMIN" --pgbouncer-ini "$PGB_INI")
 "${F[@]}" start --jobs 2 >>"$TEST_TMP/out" 2>>"$TEST_TMP/err" &
@@ -45,6 +46,8 @@ like "$err" "PAUSE app did not finish within --pause-timeout 2 s" "it says the p
 like "$err" "server pid [0-9]+ for client 127.0.0.1:[0-9]+ \(user app_rw, application_name \"holder\"" "and names the client that holds it"
 like "$err" "pid [0-9]+ is idle in transaction \(transaction open [0-9.]+ s" "with its state on the source"
 like "$err" "nothing was frozen" "nothing was frozen"
+like "$err" "entry app_ro leads to the same database as app and is not held: the freeze ends its server connections" \
+     "an entry to the same database that is not held is warned about"
 is "$(pgb_entry pgb)" "$SOURCE_SOCK|$SOURCE_PORT|app|0" "the pooler is resumed, on the source"
 is "$(migration_phase)" following "phase following"
 source_writable; is $? 0 "the source takes writes"
