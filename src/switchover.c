@@ -132,13 +132,23 @@ follower_failed(Follower *f)
 	return f->running && atomic_load(&f->done);
 }
 
-/* Emit a logical message on conn; its LSN in *lsn. */
+/*
+ * Emit a logical message on conn; its LSN in *lsn. Its commit is flushed
+ * at once (synchronous_commit = local, for this transaction only): the
+ * walsender sends only flushed WAL, so on a server with synchronous_commit
+ * = off a sentinel would otherwise wait for the WAL writer
+ * (wal_writer_delay, 200 ms by default) while the application waits for
+ * the switch; local, not on, so that it never waits for a synchronous
+ * standby that may be down.
+ */
 static bool
 emit(PGconn *conn, const char *prefix, const char *name, uint64_t *lsn)
 {
 	const char *params[2] = {prefix, name};
 	PGresult   *res = pg_query(conn, "emit a marker message",
-							   "SELECT pg_catalog.pg_logical_emit_message(true, $1, $2)::text", 2, params);
+							   "SELECT pg_catalog.pg_logical_emit_message(true, $1, $2)::text"
+							   "  FROM (SELECT pg_catalog.set_config('synchronous_commit', 'local', true) AS sc) s"
+							   " WHERE s.sc = 'local'", 2, params);
 	bool		ok = res != NULL && pg_check_shape(res, 1, 1, "the marker") &&
 		pg_lsn_parse(PQgetvalue(res, 0, 0), lsn);
 

@@ -35,7 +35,8 @@ AP=$!
 sleep 3
 "${F[@]}" switchover --yes --max-lag 5 "${PGBOPT[@]}" >"$TEST_TMP/sw.out" 2>"$TEST_TMP/sw.err" &
 SWP=$!
-sleep 0.3   # after start-up, as ps shows it from then on (main.c blanks secrets while parsing)
+# its command line as ps shows it once it logs (main.c blanks secrets while parsing, before that)
+for _ in $(seq 1 500); do grep -q "step 1/10" "$TEST_TMP/sw.err" 2>/dev/null && break; sleep 0.01; done
 tr '\0' ' ' <"/proc/$SWP/cmdline" >"$TEST_TMP/ps.log" 2>/dev/null
 wait "$SWP"; rc=$?; is $rc 0 "switchover through PgBouncer exits 0"; [ $rc = 0 ] || diag "$(tail -20 "$TEST_TMP/sw.err")"
 wait "$AP"
