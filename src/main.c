@@ -71,14 +71,17 @@ static const Command commands[] = {
 		"reports the write downtime. Any failure before the switch unfreezes the source\n"
 		"and leaves replication running. Killed in or after the switch hook, a rerun\n"
 		"finishes forward (the hook runs again: hooks must be idempotent). Works with or\n"
-		"without ferry start running.",
+		"without ferry start running. With --pgbouncer, the application's PgBouncers\n"
+		"hold its requests instead of letting them fail: PAUSE before the freeze, the\n"
+		"database entry repointed at the target, RESUME after the switch.",
 	OPT_SWITCHOVER, cli_switchover},
 	{"rollback", "move the application back to the source after a switchover",
 		"Freezes the target, drains the reverse replication into the source, sets the\n"
 		"source's sequences past the target's, unfreezes the source, runs the rollback\n"
 		"hook and reports the write downtime. After a switchover interrupted before its\n"
 		"switch hook it unfreezes the source and returns to following; interrupted in\n"
-		"or after the hook, it finishes the switch, then rolls back.",
+		"or after the hook, it finishes the switch, then rolls back. --pgbouncer holds\n"
+		"the application in its PgBouncers the same way, back to the source.",
 	OPT_ROLLBACK, cli_rollback},
 	{"cleanup", "drop the migration's slots, publications, origins and state",
 		"Removes what ferry created for this migration on both servers: replication\n"

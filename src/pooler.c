@@ -134,7 +134,7 @@ admin_query(Pooler *p, const char *what, const char *cmd)
 	return res;
 }
 
-/* "PAUSE", "RESUME" (and the like) with p's entry; the result or NULL (error text in *err, owned). */
+/* "PAUSE", "RESUME" (and the like) with p's entry: true when done; else the error text in *err (owned) if err. */
 static bool
 admin_entry_command(Pooler *p, const char *verb, char **err)
 {
@@ -572,9 +572,7 @@ watch_one(Pooler *p)
 			continue;
 		key = client_key(res, i);
 		strlist_add(&present, key);
-		if (strstr(st, "cancel") && !strlist_has(&p->waiting, key))
-			p->failed++;		/* a request given up by its client: it failed */
-		if (strncmp(st, "waiting", 7) == 0 || strstr(st, "cancel"))
+		if (strcmp(st, "waiting") == 0)
 		{
 			double		w = atof(col(res, i, "wait") ? col(res, i, "wait") : "0") +
 				atof(col(res, i, "wait_us") ? col(res, i, "wait_us") : "0") / 1e6;
@@ -586,7 +584,7 @@ watch_one(Pooler *p)
 		}
 		free(key);
 	}
-	/* waiting last time and gone now: it left without an answer */
+	/* waiting last time and gone now: PgBouncer disconnected it (query_wait_timeout) unanswered */
 	for (int i = 0; i < p->waiting.n; i++)
 		if (!strlist_has(&present, p->waiting.items[i]))
 			p->failed++;
@@ -807,7 +805,7 @@ pooler_resume_except(PoolerFleet *f, const bool *skip, PoolerStats *st)
 				st->drained = false;
 		}
 		if (p->failed > 0)
-			log_warn("%s: %d requests failed while %s was held (clients that left the queue unanswered, or cancelled)",
+			log_warn("%s: %d requests failed while %s was held (clients that left the queue unanswered: query_wait_timeout?)",
 					 p->label, p->failed, p->database);
 		if (p->login_retry)
 		{

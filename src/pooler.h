@@ -69,12 +69,16 @@
  * rerun (or RESUME by hand; ferry status says so).
  *
  * What ferry can know of failed requests (PgBouncer counts none): a
- * client seen waiting in a sample that is gone by the next one left
- * without an answer (its own timeout, or PgBouncer's query_wait_timeout),
- * and a waiting cancel request is a request that failed; a client that
- * came and went between two samples is not seen. After the RESUME the
- * queue must drain within POOLER_DRAIN_MS, or ferry warns that the pooler
- * may not reach the new primary.
+ * client seen waiting in a sample that is gone by the next one was
+ * disconnected unanswered, by PgBouncer's query_wait_timeout; one that
+ * came and went between two samples is not seen. A client that gives up by
+ * itself is not seen either: PgBouncer (1.18) does not read a queued
+ * client's socket, so it stays "waiting" until the RESUME and is dropped
+ * then, its request never run; a cancel request for a queued one is
+ * dropped ("cancel request for idle client") and its request runs after
+ * the RESUME. So the count is a lower bound: what PgBouncer failed. After
+ * the RESUME the queue must drain within POOLER_DRAIN_MS, or ferry warns
+ * that the pooler may not reach the new primary.
  *
  * PgBouncer with min_pool_size (1.18, and 1.25 still): while an entry is
  * paused its maintenance keeps opening server connections to satisfy
@@ -123,7 +127,7 @@ typedef struct Pooler
 	int64_t		pause_done_ms;
 	int64_t		resumed_at_ms;
 	StrList		waiting;		/* clients seen waiting at the last sample (keys) */
-	int			failed;			/* clients that left the queue unanswered, cancels */
+	int			failed;			/* clients that left the queue unanswered */
 	int			held;			/* waiting at the last sample */
 	double		longest_wait;	/* seconds, the longest a waiting client had waited */
 } Pooler;

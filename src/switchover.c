@@ -1407,6 +1407,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 		goto abort;
 	}
 	fault_point("switchover.after-repoint");
+	pooler_watch(&s.pf);		/* the hook may run long: who waits before it */
 	if (!hook_run(cfg, "switch"))
 	{
 		log_warn("if the switch hook pointed part of the application at the target, writes it made there are not on the source");
@@ -1659,6 +1660,7 @@ unfreeze_source:
 
 	/* 6. rollback hook */
 	log_info("step 6/6: rollback hook");
+	pooler_watch(&s.pf);
 	if (!hook_run(cfg, "rollback"))
 		log_error("the rollback hook failed: the source takes writes again, but the application may still point at the target (which is read-only). Fix: point it at the source by hand");
 	hold_release_forward(&s, rep);

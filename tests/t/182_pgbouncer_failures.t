@@ -9,7 +9,9 @@
 #   rollback resumes it onto the source;
 # - ferry is killed after the repoint, before the resume: ferry switchover
 #   finishes the switch and resumes it onto the target.
-# Through all of it the application sees no error: only waits. The pooler
+# Through all of it the application sees no error: only waits. Then a
+# rollback during which PgBouncer fails a queued client (query_wait_timeout
+# 1 s, a slow rollback hook): the report counts that failed request. The pooler
 # also has an entry app_ro to the same database, which ferry warns about.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/pg.sh"
@@ -84,6 +86,30 @@ order_ids target >"$TEST_TMP/tgt_ids"
 is "$(comm -23 "$TEST_TMP/acked.s" "$TEST_TMP/tgt_ids" | wc -l)" 0 "every acknowledged write is on the target"
 is "$(q target "SELECT count(*) - count(DISTINCT id) FROM orders")" 0 "exactly once"
 is "$(comm -23 <(order_ids source) "$TEST_TMP/tgt_ids" | wc -l)" 0 "nothing committed on the source is missing on the target"
+# --- 4. a request that fails while held is counted ------------------------------
+# PgBouncer disconnects a client queued longer than query_wait_timeout (1 s
+# here) with an error; the rollback hook holds the pause for 3 s
+cat >"$TEST_TMP/slow.yaml" <<YAML
+hooks:
+  rollback: "sleep 3"
+YAML
+# (in the file: the repoint's RELOAD would undo a SET on the admin console)
+sed -i 's/^\[pgbouncer\]$/[pgbouncer]\nquery_wait_timeout = 1/' "$PGB_INI"
+pgb q pgb "RELOAD" >/dev/null
+( for _ in $(seq 1 1000); do [ "$(pgb_entry pgb | cut -d'|' -f4)" = 1 ] && break; sleep 0.01; done
+  "$PGBIN/psql" -XAtq -h 127.0.0.1 -p "$PGB_PORT" -U app_rw app -c "INSERT INTO orders VALUES (-2, 'held too long')" ) >"$TEST_TMP/late4" 2>&1 &
+GP=$!
+"${F[@]}" --config "$TEST_TMP/slow.yaml" --json rollback --yes --max-lag 5 "${PGBOPT[@]}" >"$TEST_TMP/rb4.json" 2>"$TEST_TMP/rb4.err"
+rc=$?; is $rc 0 "a rollback with a slow hook exits 0"; [ $rc = 0 ] || diag "$(tail -15 "$TEST_TMP/rb4.err")"
+wait "$GP"; isnt $? 0 "a client queued longer than query_wait_timeout gets an error"
+like "$(cat "$TEST_TMP/late4")" "query_wait_timeout" "PgBouncer's"
+like "$(cat "$TEST_TMP/rb4.err")" "query_wait_timeout is 1 s: a client held longer gets an error" "ferry warned about it before anything was frozen"
+is "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pgbouncer"]["failed_requests"])' "$TEST_TMP/rb4.json")" 1 \
+   "the report counts the failed request"
+like "$(cat "$TEST_TMP/rb4.err")" "1 requests failed while app was held" "and the log says so"
+is "$(q source "SELECT count(*) FROM orders WHERE id = -2")" 0 "its write is nowhere (it never reached a server)"
+is "$(pgb_entry pgb)" "$SOURCE_SOCK|$SOURCE_PORT|app|0" "the pooler points at the source, resumed"
+
 kill -TERM "$FP" 2>/dev/null; wait "$FP" 2>/dev/null
-unlike "$(cat "$TEST_TMP/err" "$TEST_TMP"/sw[14].err "$TEST_TMP/rb2.err")" "runtime error|LeakSanitizer" "no sanitizer reports"
+unlike "$(cat "$TEST_TMP/err" "$TEST_TMP"/sw[14].err "$TEST_TMP/rb2.err" "$TEST_TMP/rb4.err")" "runtime error|LeakSanitizer" "no sanitizer reports"
 done_testing
