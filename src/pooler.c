@@ -280,6 +280,32 @@ same_database_entries(const PoolerFleet *f, const Pooler *p, const PGresult *res
 	}
 }
 
+/*
+ * An entry with min_pool_size (its own, or the pooler's default): keep the
+ * pooler's server_login_retry in p->login_retry, so that the RESUME can set
+ * it to 0 and back (pooler.h). A number from PgBouncer's own SHOW CONFIG,
+ * pasted back into SET only if it is one.
+ */
+static void
+check_min_pool(Pooler *p, const PGresult *res, int row)
+{
+	const char *mp = col(res, row, "min_pool_size");
+	char	   *gmp = mp && atoi(mp) > 0 ? NULL : config_value(p, "min_pool_size");
+	int			n = mp && atoi(mp) > 0 ? atoi(mp) : gmp ? atoi(gmp) : 0;
+
+	free(gmp);
+	free(p->login_retry);
+	p->login_retry = n > 0 ? config_value(p, "server_login_retry") : NULL;
+	if (p->login_retry && (p->login_retry[0] == '\0' || strspn(p->login_retry, "0123456789.") != strlen(p->login_retry)))
+	{
+		free(p->login_retry);
+		p->login_retry = NULL;
+	}
+	if (p->login_retry)
+		log_info("%s: entry %s has min_pool_size %d: PgBouncer reconnects while paused and would then wait server_login_retry (%s s) before serving the queue, so ferry sets that to 0 around the RESUME",
+				 p->label, p->database, n, p->login_retry);
+}
+
 /* pooler_prepare() for one pooler (its entry name is set). */
 static bool
 prepare_one(PoolerFleet *f, Pooler *p, PoolerSide from)
@@ -333,24 +359,7 @@ prepare_one(PoolerFleet *f, Pooler *p, PoolerSide from)
 	if (strcmp(p->pool_mode, "session") == 0)
 		log_info("%s: entry %s uses session pooling: PAUSE waits until each client connected through it disconnects (--pause-timeout %d s)",
 				 p->label, db, cfg->pause_timeout);
-	/* min_pool_size: see pooler.h (a number from PgBouncer's own SHOW, pasted back only if it is one) */
-	{
-		const char *mp = col(res, row, "min_pool_size");
-		char	   *gmp = mp && atoi(mp) > 0 ? NULL : config_value(p, "min_pool_size");
-		int			n = mp && atoi(mp) > 0 ? atoi(mp) : gmp ? atoi(gmp) : 0;
-
-		free(gmp);
-		free(p->login_retry);
-		p->login_retry = n > 0 ? config_value(p, "server_login_retry") : NULL;
-		if (p->login_retry && (p->login_retry[0] == '\0' || strspn(p->login_retry, "0123456789.") != strlen(p->login_retry)))
-		{
-			free(p->login_retry);
-			p->login_retry = NULL;
-		}
-		if (p->login_retry)
-			log_info("%s: entry %s has min_pool_size %d: PgBouncer reconnects while paused and would then wait server_login_retry (%s s) before serving the queue, so ferry sets that to 0 around the RESUME",
-					 p->label, db, n, p->login_retry);
-	}
+	check_min_pool(p, res, row);
 	/* a client queued longer than query_wait_timeout is disconnected with an error */
 	qwt = config_value(p, "query_wait_timeout");
 	if (qwt && atoi(qwt) > 0 && atoi(qwt) < cfg->pause_timeout + cfg->timeout)
@@ -731,11 +740,75 @@ queue_length(Pooler *p)
 	return n;
 }
 
+/* The report's figures from each pooler's hold (*st unless NULL). */
+static void
+fill_stats(const PoolerFleet *f, PoolerStats *st)
+{
+	if (st == NULL)
+		return;
+	memset(st, 0, sizeof(*st));
+	st->drained = true;
+	for (int i = 0; i < f->n; i++)
+	{
+		const Pooler *p = &f->items[i];
+		double		h = p->paused && p->resumed_at_ms ? (double) (p->resumed_at_ms - p->paused_at_ms) / 1000 : 0;
+
+		st->poolers++;
+		st->held_seconds = h > st->held_seconds ? h : st->held_seconds;
+		st->longest_wait = p->longest_wait > st->longest_wait ? p->longest_wait : st->longest_wait;
+		st->held_clients += p->held;
+		st->failed += p->failed;
+	}
+}
+
+/*
+ * After the RESUME: the queues must go on now (one that does not: the
+ * pooler may not reach the new server; st->drained false), failures are
+ * said, server_login_retry is set back (see pooler.h); the resumed
+ * poolers are no longer ours to hold.
+ */
+static void
+after_resume(PoolerFleet *f, const bool *skip, PoolerStats *st)
+{
+	int64_t		t0 = pg_now_ms();
+
+	for (int i = 0; i < f->n; i++)
+	{
+		Pooler	   *p = &f->items[i];
+		int			q = 0;
+
+		if ((skip && skip[i]) || p->database == NULL)
+			continue;
+		while ((q = queue_length(p)) > 0 && pg_now_ms() - t0 < POOLER_DRAIN_MS && !pg_interrupted())
+			usleep(10000);
+		if (q > 0)
+		{
+			log_warn("%s: %d clients still wait for %s %.1f s after the resume: it may not reach the server it points at. Fix: see its log (server login failed?) and SHOW POOLS",
+					 p->label, q, p->database, (double) (pg_now_ms() - t0) / 1000);
+			if (st)
+				st->drained = false;
+		}
+		if (p->failed > 0)
+			log_warn("%s: %d requests failed while %s was held (clients that left the queue unanswered: query_wait_timeout?)",
+					 p->label, p->failed, p->database);
+		if (p->login_retry)
+		{
+			char	   *cmd = xasprintf("SET server_login_retry = %s", p->login_retry);
+			PGresult   *r = admin_query(p, "set server_login_retry back", cmd);
+
+			if (r == NULL)
+				log_warn("%s: server_login_retry stays 0. Fix: %s on its admin console (or RELOAD)", p->label, cmd);
+			PQclear(r);
+			free(cmd);
+		}
+		p->paused = false;
+	}
+}
+
 bool
 pooler_resume_except(PoolerFleet *f, const bool *skip, PoolerStats *st)
 {
 	bool		ok = true;
-	int64_t		t0;
 
 	pooler_watch(f);			/* the last look at the queues before they move */
 	for (int i = 0; i < f->n; i++)
@@ -770,55 +843,8 @@ pooler_resume_except(PoolerFleet *f, const bool *skip, PoolerStats *st)
 		}
 		free(e);
 	}
-	if (st)
-	{
-		memset(st, 0, sizeof(*st));
-		st->drained = true;
-		for (int i = 0; i < f->n; i++)
-		{
-			Pooler	   *p = &f->items[i];
-			double		h = p->paused && p->resumed_at_ms ? (double) (p->resumed_at_ms - p->paused_at_ms) / 1000 : 0;
-
-			st->poolers++;
-			st->held_seconds = h > st->held_seconds ? h : st->held_seconds;
-			st->longest_wait = p->longest_wait > st->longest_wait ? p->longest_wait : st->longest_wait;
-			st->held_clients += p->held;
-			st->failed += p->failed;
-		}
-	}
-	/* the queue must go on now; one that does not: the pooler may not reach the new server */
-	t0 = pg_now_ms();
-	for (int i = 0; i < f->n; i++)
-	{
-		Pooler	   *p = &f->items[i];
-		int			q = 0;
-
-		if ((skip && skip[i]) || p->database == NULL)
-			continue;
-		while ((q = queue_length(p)) > 0 && pg_now_ms() - t0 < POOLER_DRAIN_MS && !pg_interrupted())
-			usleep(10000);
-		if (q > 0)
-		{
-			log_warn("%s: %d clients still wait for %s %.1f s after the resume: it may not reach the server it points at. Fix: see its log (server login failed?) and SHOW POOLS",
-					 p->label, q, p->database, (double) (pg_now_ms() - t0) / 1000);
-			if (st)
-				st->drained = false;
-		}
-		if (p->failed > 0)
-			log_warn("%s: %d requests failed while %s was held (clients that left the queue unanswered: query_wait_timeout?)",
-					 p->label, p->failed, p->database);
-		if (p->login_retry)
-		{
-			char	   *cmd = xasprintf("SET server_login_retry = %s", p->login_retry);
-			PGresult   *r = admin_query(p, "set server_login_retry back", cmd);
-
-			if (r == NULL)
-				log_warn("%s: server_login_retry stays 0. Fix: %s on its admin console (or RELOAD)", p->label, cmd);
-			PQclear(r);
-			free(cmd);
-		}
-		p->paused = false;
-	}
+	fill_stats(f, st);
+	after_resume(f, skip, st);
 	return ok;
 }
 
