@@ -6,7 +6,7 @@ set -euo pipefail
 
 BUILD_PKGS="gcc make pkg-config libpq-dev libyaml-dev libjansson-dev libmicrohttpd-dev"
 # rsync: files: entries (switchover); python3-psycopg2: a real driver writes through the freeze (147); pgbouncer: the
-# pooler switchover (180-183 start their own, never the package's service); man-db and groff-base: tests/t/136_docs.t
+# pooler switchover (tests 141-144 start their own, never the package's service); man-db and groff-base: tests/t/136_docs.t
 # renders the manual page; curl scrapes metrics; systemd: systemd-analyze verify;
 # postgresql-server-dev-15 (PGXS, server headers) builds regress.so and dpkg-dev
 # (dpkg-source) unpacks the postgresql-15 source package for scripts/regress-db.sh (024)
