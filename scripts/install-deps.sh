@@ -5,11 +5,12 @@
 set -euo pipefail
 
 BUILD_PKGS="gcc make pkg-config libpq-dev libyaml-dev libjansson-dev libmicrohttpd-dev"
-# rsync: files: entries (switchover); python3-psycopg2: a real driver writes through the freeze (147); man-db and groff-base: tests/t/136_docs.t
+# rsync: files: entries (switchover); python3-psycopg2: a real driver writes through the freeze (147); pgbouncer: the
+# pooler switchover (tests 141-144 start their own, never the package's service); man-db and groff-base: tests/t/136_docs.t
 # renders the manual page; curl scrapes metrics; systemd: systemd-analyze verify;
 # postgresql-server-dev-15 (PGXS, server headers) builds regress.so and dpkg-dev
 # (dpkg-source) unpacks the postgresql-15 source package for scripts/regress-db.sh (024)
-TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib perl util-linux procps python3 rsync man-db groff-base curl systemd python3-psycopg2 postgresql-server-dev-15 dpkg-dev"
+TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib perl util-linux procps python3 rsync man-db groff-base curl systemd python3-psycopg2 pgbouncer postgresql-server-dev-15 dpkg-dev"
 BENCH_PKGS="pgcopydb time"
 
 want="$BUILD_PKGS $TEST_PKGS"
@@ -39,3 +40,14 @@ if [ -n "$server_ver" ] && apt-cache show "postgresql-server-dev-15=$server_ver"
 fi
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# the pgbouncer package starts and enables a system-wide pgbouncer on port
+# 6432: the tests start their own (free port, own ini), so stop it for good
+case " $missing " in
+  *" pgbouncer "*)
+    if [ -d /run/systemd/system ]; then
+      $SUDO systemctl disable --now pgbouncer.service >/dev/null 2>&1 || true
+    else
+      $SUDO systemctl disable pgbouncer.service >/dev/null 2>&1 || true   # offline: only the enablement
+      [ -f /var/run/postgresql/pgbouncer.pid ] && $SUDO kill "$(cat /var/run/postgresql/pgbouncer.pid)" 2>/dev/null || true
+    fi ;;
+esac

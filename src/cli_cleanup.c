@@ -25,6 +25,7 @@
 #include "freeze.h"
 #include "exitcode.h"
 #include "log.h"
+#include "pooler.h"
 #include "mem.h"
 #include "pgsql.h"
 #include "publication.h"
@@ -161,7 +162,8 @@ check_phase(FerryConfig *cfg, PGconn *tgt)
 	if (has <= 0)
 		return has == 0;
 	res = pg_query(tgt, "read the migration state",
-				   "SELECT phase, source_freeze, target_freeze FROM ferry.migration WHERE name = $1", 1, params);
+				   "SELECT phase, source_freeze, target_freeze, pg_catalog.to_jsonb(m) ->> 'pooler_hold'"
+				   "  FROM ferry.migration m WHERE name = $1", 1, params);
 	if (res == NULL)
 		return false;
 	if (PQntuples(res) == 1)
@@ -174,6 +176,18 @@ check_phase(FerryConfig *cfg, PGconn *tgt)
 			log_error("migration %s is in phase %s: a switchover or rollback is half done. Fix: run ferry rollback (it undoes an interrupted switchover) or ferry switchover to finish it; ferry cleanup --force removes ferry's objects anyway",
 					  cfg->name, phase);
 			ok = false;
+		}
+		if (ok && !PQgetisnull(res, 0, 3))
+		{
+			/* the record is about to go: say what it held (pooler.h) */
+			PoolerSide	from;
+			bool		repointed;
+			char	   *names = NULL;
+
+			if (pooler_hold_from_json(PQgetvalue(res, 0, 3), &from, &repointed, &names))
+				printf("note: PgBouncers may stay paused, as the interrupted %s left them (%s%s): on each, point the entry at the server that takes writes, RELOAD, then RESUME it\n",
+					   from == POOLER_SOURCE ? "switchover" : "rollback", names, repointed ? ", maybe repointed" : "");
+			free(names);
 		}
 		for (int col = 1; ok && col <= 2; col++)
 		{

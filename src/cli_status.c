@@ -29,6 +29,7 @@
 #include "log.h"
 #include "mem.h"
 #include "pgsql.h"
+#include "pooler.h"
 #include "publication.h"
 #include "state.h"
 #include "watch.h"
@@ -52,7 +53,9 @@ static const char TARGET_STATUS_SQL[] =
 	"                  AND l.objid = (pg_catalog.hashtext(m.name)::bigint & 4294967295)::pg_catalog.oid"
 	"                  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())),"
 	"       m.switched_at::text, m.switch_window_ms / 1000, m.reverse, m.rolled_back_at::text,"
-	"       m.rollback_window_ms / 1000, p.last_error, p.last_error_at::text"
+	"       m.rollback_window_ms / 1000, p.last_error, p.last_error_at::text,"
+	/* by name through jsonb: state written before the column existed has none */
+	"       pg_catalog.to_jsonb(m) ->> 'pooler_hold'"
 	"  FROM ferry.migration m LEFT JOIN ferry.apply_progress p ON p.migration = m.name"
 	" WHERE m.name = $1";
 
@@ -60,6 +63,27 @@ static const char SOURCE_STATUS_SQL[] =
 	"SELECT pg_catalog.pg_current_wal_lsn()::text, s.confirmed_flush_lsn::text, s.active,"
 	"       pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn)::bigint"
 	"  FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = $1";
+
+/*
+ * A hold an interrupted switchover or rollback left (pooler.h): its
+ * PgBouncers stay paused until a rerun resumes them.
+ */
+static void
+pooler_hold_text(StrBuf *out, const PGresult *tr)
+{
+	PoolerSide	from;
+	bool		repointed;
+	char	   *names = NULL;
+
+	if (PQgetisnull(tr, 0, 23))
+		return;
+	if (pooler_hold_from_json(PQgetvalue(tr, 0, 23), &from, &repointed, &names))
+		strbuf_addf(out, "  HELD     PgBouncers paused by a switchover or rollback: %s%s. Fix: if no ferry switchover or rollback runs now, run the one that was interrupted again (it resumes them)\n",
+					names, repointed ? " (maybe repointed)" : "");
+	else
+		strbuf_addstr(out, "  HELD     an unreadable ferry.migration.pooler_hold record: PgBouncers may be paused\n");
+	free(names);
+}
 
 typedef struct TableDelta
 {
@@ -458,6 +482,7 @@ status_render_json(const FerryConfig *cfg, const Status *st, bool compact, StrBu
 	json_object_set_new(j, "running", json_boolean(PQgetvalue(tr, 0, 15)[0] == 't'));
 	json_object_set_new(j, "start_lsn", json_string(PQgetvalue(tr, 0, 1)));
 	json_object_set_new(j, "last_error", PQgetisnull(tr, 0, 21) ? json_null() : json_string(PQgetvalue(tr, 0, 21)));
+	json_object_set_new(j, "pgbouncer_hold", PQgetisnull(tr, 0, 23) ? json_null() : json_loads(PQgetvalue(tr, 0, 23), 0, NULL));
 	json_object_set_new(j, "copy", json_pack("{s:I, s:I, s:I, s:I, s:I}",
 											 "tables_total", (json_int_t) strtoll(PQgetvalue(tr, 0, 4), NULL, 10),
 											 "tables_done", (json_int_t) strtoll(PQgetvalue(tr, 0, 6), NULL, 10),
@@ -602,6 +627,7 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 	}
 	if (!PQgetisnull(tr, 0, 21))
 		strbuf_addf(out, "  error    %s (since %s; ferry start retries)\n", PQgetvalue(tr, 0, 21), PQgetvalue(tr, 0, 22));
+	pooler_hold_text(out, tr);
 	if (st->lag_bytes >= 0)
 	{
 		config_format_size(st->lag_bytes, b3, sizeof(b3));

@@ -50,6 +50,14 @@ print_report(const FerryConfig *cfg, const char *what, bool ok, const SwitchRepo
 								  "recopied_rows", (json_int_t) rep->recopied_rows,
 								  "reverse_replication", rep->reverse);
 
+		if (rep->pool.poolers > 0)
+			json_object_set_new(j, "pgbouncer",
+								json_pack("{s:i, s:f, s:f, s:i, s:i, s:b}", "poolers", rep->pool.poolers,
+										  "held_seconds", rep->pool.held_seconds,
+										  "longest_wait_seconds", rep->pool.longest_wait,
+										  "held_requests", rep->pool.held_clients,
+										  "failed_requests", rep->pool.failed,
+										  "drained", rep->pool.drained));
 		json_dumpf(j, stdout, JSON_INDENT(2));
 		fputc('\n', stdout);
 		json_decref(j);
@@ -66,6 +74,13 @@ print_report(const FerryConfig *cfg, const char *what, bool ok, const SwitchRepo
 	printf("  drain              %.3f s\n", rep->drain_seconds);
 	printf("  sequences set      %d\n", rep->sequences);
 	printf("  re-copied tables   %d (%lld rows)\n", rep->recopied_tables, rep->recopied_rows);
+	if (rep->pool.poolers > 0)
+	{
+		printf("  clients held       %.3f s in %d PgBouncer%s (PAUSE to RESUME); the longest request waited %.3f s\n",
+			   rep->pool.held_seconds, rep->pool.poolers, rep->pool.poolers == 1 ? "" : "s", rep->pool.longest_wait);
+		printf("  held requests      %d waiting at the resume, %d seen failing%s\n", rep->pool.held_clients,
+			   rep->pool.failed, rep->pool.drained ? "" : "; some queue did not drain (see the log)");
+	}
 	if (strcmp(what, "switchover") == 0)
 		printf("  reverse replication %s\n", rep->reverse ? "prepared (ferry rollback can go back; ferry start keeps the source current)" : "off (--no-reverse)");
 }

@@ -27,6 +27,7 @@ config_init(FerryConfig *cfg)
 	cfg->max_lag = -1;
 	cfg->timeout = -1;
 	cfg->sequence_gap = -1;
+	cfg->pause_timeout = -1;
 	cfg->log_format = -1;
 	cfg->cli_log_format = -1;
 }
@@ -57,7 +58,38 @@ config_release(FerryConfig *cfg)
 	strlist_free(&cfg->files_to);
 	free(cfg->freeze_mode);
 	strlist_free(&cfg->freeze_roles);
+	for (int i = 0; i < cfg->n_pgbouncers; i++)
+	{
+		PgBouncerConf *b = &cfg->pgbouncers[i];
+
+		if (b->admin)
+			explicit_bzero(b->admin, strlen(b->admin));
+		free(b->admin);
+		free(b->database);
+		free(b->ini);
+		free(b->repoint);
+	}
+	free(cfg->pgbouncers);
+	free(cfg->pgbouncer_database);
+	if (cfg->pgbouncer_target)
+		explicit_bzero(cfg->pgbouncer_target, strlen(cfg->pgbouncer_target));
+	if (cfg->pgbouncer_source)
+		explicit_bzero(cfg->pgbouncer_source, strlen(cfg->pgbouncer_source));
+	free(cfg->pgbouncer_target);
+	free(cfg->pgbouncer_source);
 	memset(cfg, 0, sizeof(*cfg));
+}
+
+PgBouncerConf *
+config_add_pgbouncer(FerryConfig *cfg, const char *admin)
+{
+	PgBouncerConf *b;
+
+	cfg->pgbouncers = xrealloc(cfg->pgbouncers, sizeof(PgBouncerConf) * (size_t) (cfg->n_pgbouncers + 1));
+	b = &cfg->pgbouncers[cfg->n_pgbouncers++];
+	memset(b, 0, sizeof(*b));
+	b->admin = xstrdup(admin);
+	return b;
 }
 
 bool
@@ -159,7 +191,8 @@ typedef struct YamlCtx
 				cli_exclude_schemas,
 				cli_exclude_tables,
 				cli_exclude_table_data,
-				cli_freeze_roles;
+				cli_freeze_roles,
+				cli_pgbouncers;
 } YamlCtx;
 
 static void yaml_fail(YamlCtx *y, const yaml_node_t *node, const char *fmt, ...)
@@ -391,6 +424,73 @@ yaml_files(YamlCtx *y, yaml_node_t *list)
 	}
 }
 
+/* One pgbouncer: entry, {admin: CONN, database: NAME, ini: FILE, repoint: CMD}. */
+static void
+yaml_pgbouncer_one(YamlCtx *y, yaml_node_t *m)
+{
+	PgBouncerConf b = {0};
+
+	if (m == NULL || m->type != YAML_MAPPING_NODE)
+	{
+		yaml_fail(y, m, "%s", "each pgbouncer: entry must be a map {admin: CONN, database: NAME, ini: FILE or repoint: COMMAND}");
+		return;
+	}
+	for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++)
+	{
+		yaml_node_t *k = yaml_document_get_node(y->doc, p->key);
+		yaml_node_t *v = yaml_document_get_node(y->doc, p->value);
+		const char *kn = k->type == YAML_SCALAR_NODE ? (const char *) k->data.scalar.value : "";
+
+		if (strcmp(kn, "admin") == 0)
+			yaml_set_string(y, v, "admin", &b.admin);
+		else if (strcmp(kn, "database") == 0)
+			yaml_set_string(y, v, "database", &b.database);
+		else if (strcmp(kn, "ini") == 0)
+			yaml_set_string(y, v, "ini", &b.ini);
+		else if (strcmp(kn, "repoint") == 0)
+			yaml_set_string(y, v, "repoint", &b.repoint);
+		else
+			yaml_fail(y, k, "unknown key \"%s\" in a pgbouncer: entry (known: admin, database, ini, repoint)", kn);
+	}
+	if (b.admin == NULL || *b.admin == '\0')
+		yaml_fail(y, m, "%s", "a pgbouncer: entry needs admin: (the connection string of its admin console, dbname=pgbouncer)");
+	else if (b.ini && b.repoint)
+		yaml_fail(y, m, "%s", "a pgbouncer: entry takes ini: (ferry rewrites the entry) or repoint: (your command does), not both");
+	else if (!y->cli_pgbouncers)
+	{
+		PgBouncerConf *n = config_add_pgbouncer(y->cfg, b.admin);
+
+		n->database = b.database;
+		n->ini = b.ini;
+		n->repoint = b.repoint;
+		b.database = b.ini = b.repoint = NULL;
+	}
+	if (b.admin)
+		explicit_bzero(b.admin, strlen(b.admin));
+	free(b.admin);
+	free(b.database);
+	free(b.ini);
+	free(b.repoint);
+}
+
+/* pgbouncer: one map or a list of them (a fleet) */
+static void
+yaml_pgbouncers(YamlCtx *y, yaml_node_t *node)
+{
+	if (node->type == YAML_MAPPING_NODE)
+	{
+		yaml_pgbouncer_one(y, node);
+		return;
+	}
+	if (node->type != YAML_SEQUENCE_NODE)
+	{
+		yaml_fail(y, node, "%s", "config key \"pgbouncer\" must be a list of {admin: CONN, database: NAME, ini: FILE or repoint: COMMAND}");
+		return;
+	}
+	for (yaml_node_item_t *it = node->data.sequence.items.start; it < node->data.sequence.items.top; it++)
+		yaml_pgbouncer_one(y, yaml_document_get_node(y->doc, *it));
+}
+
 bool
 config_load_string(FerryConfig *cfg, const char *text, size_t len, char **errmsg)
 {
@@ -398,7 +498,7 @@ config_load_string(FerryConfig *cfg, const char *text, size_t len, char **errmsg
 	yaml_document_t doc;
 	yaml_node_t *root;
 	YamlCtx		y = {&doc, cfg, NULL, cfg->include_schemas.n > 0, cfg->exclude_schemas.n > 0,
-	cfg->exclude_tables.n > 0, cfg->exclude_table_data.n > 0, cfg->freeze_roles.n > 0};
+	cfg->exclude_tables.n > 0, cfg->exclude_table_data.n > 0, cfg->freeze_roles.n > 0, cfg->n_pgbouncers > 0};
 
 	if (!yaml_parser_initialize(&parser))
 	{
@@ -521,6 +621,16 @@ config_load_string(FerryConfig *cfg, const char *text, size_t len, char **errmsg
 				yaml_set_bool(&y, v, key, &cfg->verify);
 			else if (strcmp(key, "no_reverse") == 0)
 				yaml_set_bool(&y, v, key, &cfg->no_reverse);
+			else if (strcmp(key, "pgbouncer") == 0)
+				yaml_pgbouncers(&y, v);
+			else if (strcmp(key, "pgbouncer_database") == 0)
+				yaml_set_string(&y, v, key, &cfg->pgbouncer_database);
+			else if (strcmp(key, "pgbouncer_target") == 0)
+				yaml_set_string(&y, v, key, &cfg->pgbouncer_target);
+			else if (strcmp(key, "pgbouncer_source") == 0)
+				yaml_set_string(&y, v, key, &cfg->pgbouncer_source);
+			else if (strcmp(key, "pause_timeout") == 0)
+				yaml_set_int(&y, v, key, &cfg->pause_timeout, 1, 3600);
 			else
 				yaml_fail(&y, k, "unknown key \"%s\" in config file", (const char *) k->data.scalar.value);
 		}
@@ -602,6 +712,8 @@ config_apply_defaults(FerryConfig *cfg)
 		cfg->freeze_mode = xstrdup(cfg->hooks.freeze ? "hook" : "readonly");
 	if (cfg->sequence_gap < 0)
 		cfg->sequence_gap = 1000;
+	if (cfg->pause_timeout < 0)
+		cfg->pause_timeout = 5;
 	if (cfg->log_format < 0)
 		cfg->log_format = LOG_FORMAT_TEXT;
 }
@@ -647,6 +759,20 @@ config_reversed(const FerryConfig *cfg)
 	copy_list(&r->exclude_schemas, &cfg->exclude_schemas);
 	copy_list(&r->exclude_tables, &cfg->exclude_tables);
 	copy_list(&r->freeze_roles, &cfg->freeze_roles);
+	/* the poolers are the same ones: rollback drives them through the forward config, but the copy owns its own */
+	r->pgbouncers = NULL;
+	r->n_pgbouncers = 0;
+	for (int i = 0; i < cfg->n_pgbouncers; i++)
+	{
+		PgBouncerConf *b = config_add_pgbouncer(r, cfg->pgbouncers[i].admin);
+
+		b->database = dup_or_null(cfg->pgbouncers[i].database);
+		b->ini = dup_or_null(cfg->pgbouncers[i].ini);
+		b->repoint = dup_or_null(cfg->pgbouncers[i].repoint);
+	}
+	r->pgbouncer_database = dup_or_null(cfg->pgbouncer_database);
+	r->pgbouncer_target = dup_or_null(cfg->pgbouncer_source);
+	r->pgbouncer_source = dup_or_null(cfg->pgbouncer_target);
 	/* files go one way: to the new home */
 	/* the endpoint belongs to this process, not to a direction */
 	r->metrics_listen = NULL;

@@ -34,6 +34,16 @@
  *   freeze: readonly           # readonly | revoke | hook
  *   freeze-roles: [app]        # for freeze: revoke
  *   sequence-gap: 1000
+ *   pgbouncer:                 # PgBouncers in front of the source (pooler.h):
+ *     - admin: "host=pgb1 port=6432 dbname=pgbouncer user=ferry"   # its admin console
+ *       database: app          # the [databases] entry (default: pgbouncer-database)
+ *       ini: /etc/pgbouncer/pgbouncer.ini   # repoint: rewrite the entry, RELOAD
+ *     - admin: "host=pgb2 port=6432 dbname=pgbouncer user=ferry"
+ *       repoint: ./repoint-pgb2.sh          # or: a command for what ferry cannot edit
+ *   pgbouncer-database: app    # default: the source's database name
+ *   pgbouncer-target: "host=10.0.0.6 port=5432 dbname=app"   # the entry after the switch
+ *   pgbouncer-source: "host=10.0.0.5 port=5432 dbname=app"   # and after a rollback
+ *   pause-timeout: 5           # seconds PAUSE may wait for running transactions
  *
  * Unknown keys are errors (a typo must not silently change a migration).
  * A filter list given on the command line replaces the file's list.
@@ -55,6 +65,18 @@
 /* split threshold "auto": each worker's even share of the data (at least 64 MB) */
 #define SPLIT_AUTO (-2)
 #define SPLIT_AUTO_MIN (64LL * 1024 * 1024)
+
+/*
+ * One PgBouncer in front of the database (config key pgbouncer:, or
+ * --pgbouncer with --pgbouncer-ini). How it is driven is pooler.h's.
+ */
+typedef struct PgBouncerConf
+{
+	char	   *admin;			/* its admin console's conninfo, owned; may hold a password */
+	char	   *database;		/* the [databases] entry, or NULL: cfg->pgbouncer_database */
+	char	   *ini;			/* the ini file with that entry: ferry rewrites it, or NULL */
+	char	   *repoint;		/* else: a shell command that repoints it, or NULL */
+} PgBouncerConf;
 
 /* Shell commands run at switchover and rollback phases (NULL = none). */
 typedef struct FerryHooks
@@ -105,6 +127,13 @@ typedef struct FerryConfig
 	bool		verify;			/* switchover --verify */
 	bool		no_reverse;		/* switchover --no-reverse */
 	bool		yes;			/* do not ask */
+	/* PgBouncers held across the switch (pooler.h); the command line's replace the file's */
+	PgBouncerConf *pgbouncers;	/* owned array */
+	int			n_pgbouncers;
+	char	   *pgbouncer_database;	/* default entry name, or NULL: the source's database */
+	char	   *pgbouncer_target;	/* the entries' connection string after the switch, or NULL */
+	char	   *pgbouncer_source;	/* after a rollback, or NULL */
+	int			pause_timeout;	/* seconds */
 } FerryConfig;
 
 void		config_init(FerryConfig *cfg);
@@ -134,6 +163,9 @@ void		config_apply_defaults(FerryConfig *cfg);
  */
 #define CONFIG_REVERSE_SUFFIX "_reverse"
 FerryConfig *config_reversed(const FerryConfig *cfg);
+
+/* Append a PgBouncer (admin conninfo copied; the rest unset); returns it. */
+PgBouncerConf *config_add_pgbouncer(FerryConfig *cfg, const char *admin);
 
 /* Remember the command line's settings (call right after parsing it). */
 void		config_mark_command_line(FerryConfig *cfg);

@@ -13,7 +13,11 @@
  * before the intent), switchover.before-switch-hook (intent recorded),
  * switchover.after-switch-hook (before the hand-over and phase switched),
  * switchover.resume-drained (a rerun that finishes forward, before its
- * hook); rollback.after-freeze, rollback.after-drain.
+ * hook); rollback.after-freeze, rollback.after-drain; with PgBouncers
+ * (pooler.h): switchover.after-pause (paused, the source not frozen yet),
+ * switchover.after-repoint (entries at the target, still paused, before
+ * the switch hook), switchover.after-resume (resumed, before the
+ * hand-over; also after a rollback's resume).
  */
 #ifndef FERRY_FAULT_H
 #define FERRY_FAULT_H

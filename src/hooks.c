@@ -55,8 +55,13 @@ add_conn_env(StrList *env, const char *side, const char *conninfo)
 bool
 hook_run(const FerryConfig *cfg, const char *phase)
 {
+	return hook_run_command(cfg, phase, hook_command(cfg, phase), NULL);
+}
+
+bool
+hook_run_command(const FerryConfig *cfg, const char *phase, const char *cmd, const StrList *extra_env)
+{
 	static const char *const unset[] = {"FERRY_SOURCE", "FERRY_TARGET", "PGPASSWORD", NULL};
-	const char *cmd = hook_command(cfg, phase);
 	StrList		env = {0};
 	const char **envp;
 	char	   *argv[4];
@@ -76,6 +81,8 @@ hook_run(const FerryConfig *cfg, const char *phase)
 	free(kv);
 	add_conn_env(&env, "SOURCE", cfg->source);
 	add_conn_env(&env, "TARGET", cfg->target);
+	for (int i = 0; extra_env && i < extra_env->n; i++)
+		strlist_add(&env, extra_env->items[i]);
 	envp = xmalloc(sizeof(char *) * (size_t) (env.n + 1));
 	for (int i = 0; i < env.n; i++)
 		envp[i] = env.items[i];

@@ -38,6 +38,13 @@ const char *hook_command(const FerryConfig *cfg, const char *phase);
  * status or timeout, and returns false.
  */
 bool		hook_run(const FerryConfig *cfg, const char *phase);
+/*
+ * Run `cmd` (none: true) as the hook for `phase`, with the hook
+ * environment plus extra_env ("NAME=value" each, may be NULL); the same
+ * timeout, logging and return as hook_run(). A pgbouncer: entry's
+ * repoint command runs this way (pooler.h).
+ */
+bool		hook_run_command(const FerryConfig *cfg, const char *phase, const char *cmd, const StrList *extra_env);
 
 /* Background file sync while following; zero-initialise. */
 typedef struct FilesSync

@@ -15,6 +15,7 @@
 #include "exitcode.h"
 #include "log.h"
 #include "pgsql.h"
+#include "pooler.h"
 #include "verify.h"
 
 static const Command commands[] = {
@@ -72,14 +73,17 @@ static const Command commands[] = {
 		"reports the write downtime. Any failure before the switch unfreezes the source\n"
 		"and leaves replication running. Killed in or after the switch hook, a rerun\n"
 		"finishes forward (the hook runs again: hooks must be idempotent). Works with or\n"
-		"without ferry start running.",
+		"without ferry start running. With --pgbouncer, the application's PgBouncers\n"
+		"hold its requests instead of letting them fail: PAUSE before the freeze, the\n"
+		"database entry repointed at the target, RESUME after the switch.",
 	OPT_SWITCHOVER, cli_switchover},
 	{"rollback", "move the application back to the source after a switchover",
 		"Freezes the target, drains the reverse replication into the source, sets the\n"
 		"source's sequences past the target's, unfreezes the source, runs the rollback\n"
 		"hook and reports the write downtime. After a switchover interrupted before its\n"
 		"switch hook it unfreezes the source and returns to following; interrupted in\n"
-		"or after the hook, it finishes the switch, then rolls back.",
+		"or after the hook, it finishes the switch, then rolls back. --pgbouncer holds\n"
+		"the application in its PgBouncers the same way, back to the source.",
 	OPT_ROLLBACK, cli_rollback},
 	{"cleanup", "drop the migration's slots, publications, origins and state",
 		"Removes what ferry created for this migration on both servers: replication\n"
@@ -96,7 +100,8 @@ enum
 	O_JOBS, O_INDEX_JOBS, O_SPLIT, O_NO_OWNER, O_NO_PRIV, O_INC_SCHEMA, O_EXC_SCHEMA,
 	O_EXC_TABLE, O_EXC_DATA, O_SET_RIF, O_TABLE, O_LOCK_SOURCE, O_YES, O_MAX_LAG, O_TIMEOUT,
 	O_VERIFY, O_NO_REVERSE, O_FREEZE, O_FREEZE_ROLE, O_SEQ_GAP, O_HOOK_TIMEOUT, O_FORCE, O_DRY_RUN,
-	O_LOG_FORMAT, O_METRICS, O_WATCH, O_INTERVAL, O_EXACT, O_VERBOSE = 'v',
+	O_LOG_FORMAT, O_METRICS, O_WATCH, O_INTERVAL, O_EXACT, O_PGBOUNCER, O_PGBOUNCER_INI, O_PGBOUNCER_DB,
+	O_PGBOUNCER_TARGET, O_PGBOUNCER_SOURCE, O_PAUSE_TIMEOUT, O_VERBOSE = 'v',
 };
 
 typedef struct OptionDesc
@@ -142,6 +147,12 @@ static const OptionDesc option_descs[] = {
 	{"freeze-role", 1, O_FREEZE_ROLE, OPT_SWITCHOVER, "ROLE", "application role whose LOGIN is revoked by --freeze revoke (repeatable)"},
 	{"sequence-gap", 1, O_SEQ_GAP, OPT_SWITCHOVER | OPT_ROLLBACK, "N", "set sequences this far past the other side's value (default 1000)"},
 	{"hook-timeout", 1, O_HOOK_TIMEOUT, OPT_SWITCHOVER | OPT_ROLLBACK, "SECONDS", "seconds each hook may run (default 60)"},
+	{"pgbouncer", 1, O_PGBOUNCER, OPT_SWITCHOVER | OPT_ROLLBACK, "CONN", "hold the application in this PgBouncer (its admin console) across the switch (repeatable)"},
+	{"pgbouncer-ini", 1, O_PGBOUNCER_INI, OPT_SWITCHOVER | OPT_ROLLBACK, "FILE", "repoint the n-th --pgbouncer by rewriting its entry in FILE and RELOAD (repeatable)"},
+	{"pgbouncer-database", 1, O_PGBOUNCER_DB, OPT_SWITCHOVER | OPT_ROLLBACK, "NAME", "the PgBouncer [databases] entry to pause and repoint (default: the source's database)"},
+	{"pgbouncer-target", 1, O_PGBOUNCER_TARGET, OPT_SWITCHOVER | OPT_ROLLBACK, "CONNSTR", "host=, port=, dbname= the entry gets at the switch (default: the target's, as ferry reaches it)"},
+	{"pgbouncer-source", 1, O_PGBOUNCER_SOURCE, OPT_SWITCHOVER | OPT_ROLLBACK, "CONNSTR", "the same for a rollback (default: the source's, as ferry reaches it)"},
+	{"pause-timeout", 1, O_PAUSE_TIMEOUT, OPT_SWITCHOVER | OPT_ROLLBACK, "SECONDS", "how long PgBouncer's PAUSE may wait for running transactions (default 5)"},
 	{"force", 0, O_FORCE, OPT_CLEANUP, NULL, "clean up even while a switchover or rollback is half done"},
 	{"metrics-listen", 1, O_METRICS, OPT_START, "ADDR:PORT", "serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR default 127.0.0.1)"},
 	{"watch", 0, O_WATCH, OPT_STATUS, NULL, "refresh the report until interrupted (a live view on a terminal)"},
@@ -263,6 +274,25 @@ scrub_secret_arg(char *arg)
 	strlist_free(&secrets);
 }
 
+/* --pgbouncer-ini FILEs in order, matched with the --pgbouncer entries after parsing (static: every exit path may leave it) */
+static StrList cli_pgbouncer_ini;
+
+/* The same for a PgBouncer connection string (--pgbouncer-target): its password= value. */
+static void
+scrub_pgbouncer_arg(char *arg)
+{
+	StrList		secrets = {0};
+
+	pooler_connstr_secrets(arg, &secrets);
+	for (int i = 0; i < secrets.n; i++)
+	{
+		for (char *at = strstr(arg, secrets.items[i]); at; at = strstr(at, secrets.items[i]))
+			memset(at, '*', strlen(secrets.items[i]));
+		explicit_bzero(secrets.items[i], strlen(secrets.items[i]));
+	}
+	strlist_free(&secrets);
+}
+
 /* Scrub every message ferry logs of the connection strings' secrets. */
 static void
 register_secrets(const FerryConfig *cfg)
@@ -271,6 +301,10 @@ register_secrets(const FerryConfig *cfg)
 
 	pg_conninfo_secrets(cfg->source, &secrets);
 	pg_conninfo_secrets(cfg->target, &secrets);
+	for (int i = 0; i < cfg->n_pgbouncers; i++)
+		pg_conninfo_secrets(cfg->pgbouncers[i].admin, &secrets);
+	pooler_connstr_secrets(cfg->pgbouncer_target, &secrets);
+	pooler_connstr_secrets(cfg->pgbouncer_source, &secrets);
 	for (int i = 0; i < secrets.n; i++)
 	{
 		log_add_secret(secrets.items[i]);
@@ -437,6 +471,24 @@ main(int argc, char **argv)
 				}
 				break;
 			case O_METRICS: set_string(&cfg.metrics_listen, optarg); break;
+			case O_PGBOUNCER:
+				config_add_pgbouncer(&cfg, optarg);
+				scrub_secret_arg(optarg);
+				break;
+			case O_PGBOUNCER_INI: strlist_add(&cli_pgbouncer_ini, optarg); break;
+			case O_PGBOUNCER_DB: set_string(&cfg.pgbouncer_database, optarg); break;
+			case O_PGBOUNCER_TARGET:
+			case O_PGBOUNCER_SOURCE:
+				set_string(c == O_PGBOUNCER_TARGET ? &cfg.pgbouncer_target : &cfg.pgbouncer_source, optarg);
+				scrub_pgbouncer_arg(optarg);
+				break;
+			case O_PAUSE_TIMEOUT:
+				if (!parse_int_arg(optarg, 1, 3600, &cfg.pause_timeout))
+				{
+					config_release(&cfg);
+					return usage_error("--pause-timeout must be a whole number of seconds from 1 to 3600, not \"%s\"", optarg);
+				}
+				break;
 			case O_WATCH: cli_status_set_watch(true); break;
 			case O_EXACT: cli_status_set_exact(true); break;
 			case O_INTERVAL:
@@ -464,6 +516,18 @@ main(int argc, char **argv)
 		config_release(&cfg);
 		return rc;
 	}
+	/* --pgbouncer-ini goes with the --pgbouncer of the same position */
+	if (cli_pgbouncer_ini.n > cfg.n_pgbouncers)
+	{
+		rc = usage_error("%d --pgbouncer-ini for %d --pgbouncer: give one --pgbouncer CONN for each --pgbouncer-ini FILE, in the same order",
+						 cli_pgbouncer_ini.n, cfg.n_pgbouncers);
+		strlist_free(&cli_pgbouncer_ini);
+		config_release(&cfg);
+		return rc;
+	}
+	for (int i = 0; i < cli_pgbouncer_ini.n; i++)
+		cfg.pgbouncers[i].ini = xstrdup(cli_pgbouncer_ini.items[i]);
+	strlist_free(&cli_pgbouncer_ini);
 	if (want_help || cmd == NULL)
 	{
 		if (cmd)

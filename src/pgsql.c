@@ -157,6 +157,8 @@ pg_connect(const char *conninfo, const char *label, PgConnKind kind, char **errt
 
 	/* server notices (NOTICE: drop cascades to ...) go to the debug log */
 	PQsetNoticeProcessor(conn, notice_to_log, NULL);
+	if (kind == PG_CONN_ADMIN)
+		return conn;			/* SHOW, PAUSE, RESUME, RELOAD: no SQL to set up */
 	res = pg_execute(conn, SESSION_SETUP_SQL, 0, NULL);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{

@@ -24,6 +24,7 @@ typedef enum PgConnKind
 {
 	PG_CONN_SQL,				/* an ordinary session */
 	PG_CONN_REPLICATION,		/* replication=database: walsender + simple SQL */
+	PG_CONN_ADMIN,				/* a PgBouncer admin console: its own commands only, no session set-up */
 } PgConnKind;
 
 /*

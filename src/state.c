@@ -71,6 +71,8 @@ static const char STATE_DDL[] =
 	"ALTER TABLE ferry.apply_progress ADD COLUMN IF NOT EXISTS last_error_at timestamptz;"
 	/* set just before the switch hook runs: from then on the switchover only goes forward (switchover.h) */
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS switch_hook_at timestamptz;"
+	/* PgBouncers a switchover or rollback holds paused, until resumed (pooler.h) */
+	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS pooler_hold text;"
 	/* UPDATEs and DELETEs from the source that matched no row on the target, by table (apply.h) */
 	"CREATE TABLE IF NOT EXISTS ferry.unmatched ("
 	"  migration text NOT NULL REFERENCES ferry.migration ON DELETE CASCADE,"
@@ -371,7 +373,7 @@ state_set(PGconn *target, const char *name, const char *column, const char *valu
 	/* column names come from our own code, never from input */
 	static const char *const allowed[] = {"start_lsn", "phase", "pre_data_done", "data_done",
 	"post_data_done", "clone_finished_at", "source_freeze", "target_freeze", "reverse", "switched_at",
-	"switch_window_ms", "rolled_back_at", "rollback_window_ms", "switch_hook_at"};
+	"switch_window_ms", "rolled_back_at", "rollback_window_ms", "switch_hook_at", "pooler_hold"};
 	const char *params[2] = {name, value};
 	char	   *sql = NULL;
 	PGresult   *res;

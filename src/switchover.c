@@ -22,6 +22,7 @@
 #include "log.h"
 #include "mem.h"
 #include "pgsql.h"
+#include "pooler.h"
 #include "publication.h"
 #include "slot.h"
 #include "state.h"
@@ -54,6 +55,9 @@ typedef struct Sw
 	bool		frozen;			/* freeze_apply was called (maybe partly) */
 	bool		reverse_made;	/* reverse objects may exist */
 	bool		intent;			/* switch_hook_at is set: only forward from here */
+	PoolerFleet pf;				/* the PgBouncers in front (pooler.h), n = 0 without */
+	bool		held;			/* the poolers may be paused (ferry.migration.pooler_hold) */
+	bool		repointed;		/* and their entries may point at the other side */
 	Follower	fol;
 	double		t_start;
 	double		deadline;		/* for freeze + drain + ... before the switch */
@@ -942,6 +946,135 @@ sync_sequences(PGconn *from, PGconn *to, int64_t gap, bool only_forward, SwitchR
 }
 
 /*
+ * Record the poolers' hold in ferry.migration.pooler_hold before it
+ * changes anything (pooler.h): paused with their entries at `from`, and
+ * whether they may be repointed. Sets s->held (and s->repointed).
+ */
+static bool
+save_hold(Sw *s, PoolerSide from, bool repointed)
+{
+	char	   *j = pooler_hold_to_json(&s->pf, from, repointed);
+	bool		ok = state_set(s->tgt, s->cfg->name, "pooler_hold", j);
+
+	free(j);
+	if (ok)
+	{
+		s->held = true;
+		s->repointed |= repointed;
+	}
+	return ok;
+}
+
+/*
+ * A hold left by an interrupted run: sets s->held and s->repointed from
+ * the record. Without poolers in this run's configuration nothing can
+ * resume them: logged with the manual fix. False on a database error or
+ * an unreadable record.
+ */
+static bool
+load_hold(Sw *s)
+{
+	const char *params[1] = {s->cfg->name};
+	PGresult   *res = pg_query(s->tgt, "read the poolers' hold", "SELECT pooler_hold FROM ferry.migration WHERE name = $1",
+							   1, params);
+	PoolerSide	from;
+	bool		repointed,
+				ok = res != NULL;
+	char	   *names = NULL;
+
+	if (ok && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+	{
+		ok = pooler_hold_from_json(PQgetvalue(res, 0, 0), &from, &repointed, &names);
+		if (!ok)
+			log_error("the saved record ferry.migration.pooler_hold is unreadable. Fix: on each PgBouncer in front of the database, make sure its entry points at the server that takes writes, then RESUME it; set pooler_hold to NULL");
+		else if (s->pf.n == 0)
+			log_error("an interrupted run left PgBouncers paused (%s)%s, and this run has no pgbouncer: in its configuration to resume them. Fix: run again with the same pgbouncer: settings, or on each: %sRESUME the entry",
+					  names, repointed ? ", maybe repointed" : "", repointed ? "point the entry back at the server that takes writes, RELOAD, " : "");
+		else
+		{
+			s->held = true;
+			s->repointed = repointed;
+		}
+	}
+	free(names);
+	PQclear(res);
+	return ok;
+}
+
+/*
+ * Undoing a hold, part 1, before the frozen side is unfrozen: entries that
+ * may point elsewhere are pointed back at `home` (prepared first if this
+ * run has not). Returns the poolers that could not be (owned, n flags):
+ * they stay paused (pooler.h's invariant); NULL when there is no hold.
+ */
+static bool *
+hold_point_back(Sw *s, PoolerSide home)
+{
+	bool	   *back;
+	bool	   *skip;
+
+	if (!s->held || s->pf.n == 0)
+		return NULL;
+	skip = xcalloc((size_t) s->pf.n, sizeof(bool));
+	if (!s->pf.prepared && (s->src == NULL || s->tgt == NULL || !pooler_prepare(&s->pf, s->src, s->tgt, home)))
+		log_warn("the PgBouncers' checks failed (above)%s", s->repointed ? "" : ": resuming them as they are");
+	if (s->pf.items && s->pf.items[0].database == NULL)
+	{
+		/* not even their entries are known (a server is down): nothing to resume with */
+		log_error("ferry cannot reach both servers to work out the PgBouncers' entries: they stay PAUSED. Fix: run ferry rollback once both are up, or RESUME the entries by hand");
+		free(skip);
+		return NULL;
+	}
+	if (!s->repointed)
+		return skip;
+	back = xcalloc((size_t) s->pf.n, sizeof(bool));
+	if (!s->pf.prepared)
+		log_error("ferry cannot check where the PgBouncers point: they stay PAUSED. Fix: point each entry at the %s, RELOAD, RESUME it; set ferry.migration.pooler_hold to NULL",
+				  home == POOLER_SOURCE ? "source" : "target");
+	else
+		(void) pooler_repoint_back(&s->pf, home, back);
+	for (int i = 0; i < s->pf.n; i++)
+		skip[i] = !back[i];
+	free(back);
+	return skip;
+}
+
+/*
+ * Part 2, once the home side takes writes again: resume every pooler but
+ * the `skip`ped; the record goes when all are resumed. Frees skip.
+ */
+static void
+hold_release(Sw *s, bool *skip, PoolerStats *st)
+{
+	bool		all;
+
+	if (skip == NULL)
+		return;
+	all = pooler_resume_except(&s->pf, skip, st);
+	for (int i = 0; i < s->pf.n; i++)
+		all &= !skip[i];
+	if (all && s->tgt && state_set(s->tgt, s->cfg->name, "pooler_hold", NULL))
+		s->held = s->repointed = false;
+	free(skip);
+}
+
+/*
+ * The switch (or the rollback) is done, entries repointed and checked:
+ * RESUME every pooler, so that their queues go on to the new primary. One
+ * that cannot be resumed is logged with the fix and the record kept; the
+ * switch itself stands.
+ */
+static void
+hold_release_forward(Sw *s, SwitchReport *rep)
+{
+	if (s->pf.n == 0)
+		return;
+	if (pooler_resume(&s->pf, &rep->pool) && state_set(s->tgt, s->cfg->name, "pooler_hold", NULL))
+		s->held = s->repointed = false;
+	fault_point("switchover.after-resume");
+}
+
+/*
  * Put everything back after a failed step before the switch: source
  * writable again, reverse objects gone, phase following. Replication keeps
  * running (a `ferry start` elsewhere never stopped; ours is stopped here,
@@ -952,6 +1085,7 @@ static bool
 abort_switchover(Sw *s)
 {
 	bool		ok = true;
+	bool	   *skip;
 
 	log_warn("switchover aborted: putting the source back in service");
 	s->src = reconnect(s->src, s->cfg->source, "source");
@@ -964,12 +1098,15 @@ abort_switchover(Sw *s)
 	 */
 	if (s->intent && (s->tgt == NULL || !state_set(s->tgt, s->cfg->name, "switch_hook_at", NULL)))
 	{
-		log_error("could not record on the target that the switch is abandoned, so nothing is undone: the source stays frozen. Fix: once the target is reachable, run ferry switchover again (it finishes the switch, running the switch hook again) or ferry rollback");
+		log_error("could not record on the target that the switch is abandoned, so nothing is undone: the source stays frozen%s. Fix: once the target is reachable, run ferry switchover again (it finishes the switch, running the switch hook again) or ferry rollback",
+				  s->held ? " and the PgBouncers stay paused" : "");
 		return false;
 	}
 	s->intent = false;
 	if (s->reverse_made)
 		drop_reverse(s);
+	/* the poolers back at the source (still paused) before it takes writes, released after */
+	skip = hold_point_back(s, POOLER_SOURCE);
 	if (s->frozen)
 	{
 		ok = s->src != NULL && freeze_release(s->src, s->cfg, "source", &s->fz);
@@ -977,6 +1114,8 @@ abort_switchover(Sw *s)
 			log_error("COULD NOT UNFREEZE THE SOURCE. Fix: run ferry rollback (it unfreezes an interrupted switchover), or by hand: ALTER DATABASE %s RESET default_transaction_read_only",
 					  s->fz.dbname ? s->fz.dbname : "<db>");
 	}
+	/* even onto a source still frozen: a client that gets an error beats one held without end */
+	hold_release(s, skip, NULL);
 	if (s->tgt && ok)
 	{
 		if (s->freeze_saved)
@@ -995,6 +1134,7 @@ sw_release(Sw *s)
 {
 	follower_stop(&s->fol);
 	freeze_release_record(&s->fz);
+	pooler_fleet_release(&s->pf);
 	if (s->rcfg)
 	{
 		config_release(s->rcfg);
@@ -1167,14 +1307,22 @@ resume_switch(Sw *s, SwitchReport *rep, bool run_hook)
 	if (slot_exists(s->tgt, s->rcfg->name) == 1)
 		rep->reverse = true;
 	if (!follower_ensure(&s->fol, s->tgt, s->cfg, false) ||
-		!drain_fenced(s, false, s->deadline, true, &retaken))
+		!drain_fenced(s, false, s->deadline, true, &retaken) || !load_hold(s))
 		return false;
 	fault_point("switchover.resume-drained");
+	if (s->pf.n > 0 &&
+		(!pooler_prepare(&s->pf, s->src, s->tgt, POOLER_SOURCE) || !save_hold(s, POOLER_SOURCE, true) ||
+		 !pooler_repoint(&s->pf, POOLER_TARGET)))
+	{
+		log_error("the PgBouncers could not be pointed at the target (above): the switchover stays half done, and only goes forward. Fix: remove the cause, then run ferry switchover again");
+		return false;
+	}
 	if (run_hook && !hook_run(s->cfg, "switch"))
 	{
 		log_error("the switch hook failed again: the switchover stays half done, and only goes forward. Fix: make the hook succeed (it must be idempotent), then run ferry switchover again");
 		return false;
 	}
+	hold_release_forward(s, rep);
 	if (!finish_switch(s, rep, -1))
 		return false;
 	log_info("switched over: the target takes writes");
@@ -1199,6 +1347,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 	memset(rep, 0, sizeof(*rep));
 	s.cfg = cfg;
 	s.rcfg = config_reversed(cfg);
+	pooler_fleet_init(&s.pf, cfg);
 	s.t_start = now_s();
 	s.deadline = s.t_start + cfg->timeout;
 	if (!sw_connect(&s))
@@ -1230,6 +1379,11 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 			goto done;
 		freeze_release_record(&s.fz);
 		s.frozen = s.freeze_saved = s.reverse_made = false;
+		if (s.held)
+		{
+			log_error("the interrupted switchover's PgBouncers are not all resumed (above): not starting over. Fix: see above, then run ferry switchover again");
+			goto done;
+		}
 	}
 	else if (strcmp(phase, "following") != 0)
 	{
@@ -1242,6 +1396,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 	log_info("step 1/10: preconditions");
 	if (!preconditions(&s) ||
 		!freeze_prepare(s.src, cfg, cfg->freeze_mode, "source", cfg->name, &s.fz) ||
+		!pooler_prepare(&s.pf, s.src, s.tgt, POOLER_SOURCE) ||
 		!follower_ensure(&s.fol, s.tgt, cfg, false) ||
 		!wait_lag_ok(&s, s.src, s.tgt, s.cfg))
 		goto done;
@@ -1253,13 +1408,21 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 	if (pg_interrupted())
 		goto done;
 
-	/* 3. freeze */
-	log_info("step 3/10: freezing writes on the source (%s)", s.fz.mode);
+	/* 3. freeze: the poolers hold their clients first, then the source itself */
+	log_info("step 3/10: %sfreezing writes on the source (%s)", s.pf.n ? "pausing the PgBouncers, then " : "", s.fz.mode);
 	if (!save_freeze(s.tgt, cfg->name, "source_freeze", &s.fz) ||
 		!state_set(s.tgt, cfg->name, "switch_hook_at", NULL) ||
 		!state_set(s.tgt, cfg->name, "phase", "switching"))
 		goto done;
 	s.freeze_saved = true;
+	if (s.pf.n > 0)
+	{
+		if (!save_hold(&s, POOLER_SOURCE, false))
+			goto abort;
+		if (!pooler_pause(&s.pf, cfg->pause_timeout * 1000, s.src, "source"))
+			goto abort;
+		fault_point("switchover.after-pause");
+	}
 	t_freeze = now_s();
 	s.frozen = true;
 	if (!freeze_apply(s.src, cfg->source, cfg, "source", &s.fz, (int) ((s.deadline - now_s()) * 1000)))
@@ -1267,6 +1430,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 	save_freeze(s.tgt, cfg->name, "source_freeze", &s.fz);	/* with the roles revoked */
 	fault_point("switchover.after-freeze");
 	log_info("source frozen in %.3f s", now_s() - t_freeze);
+	pooler_watch(&s.pf);
 
 	/* 4. drain */
 	log_info("step 4/10: draining the last changes");
@@ -1284,6 +1448,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 	rep->drain_seconds = now_s() - t_drain;
 	log_info("drained in %.3f s", rep->drain_seconds);
 	fault_point("switchover.after-drain");
+	pooler_watch(&s.pf);
 
 	/* 5. files */
 	if (cfg->files_from.n > 0)
@@ -1324,6 +1489,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 		rep->reverse = true;
 	}
 	fault_point("switchover.after-reverse");
+	pooler_watch(&s.pf);
 	if (pg_interrupted() || now_s() > s.deadline)
 	{
 		log_error("%s before the switch. Fix: run ferry switchover again", pg_interrupted() ? "interrupted" : "--timeout reached");
@@ -1357,17 +1523,26 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 	}
 
 	/* 10. switch: forward only from the moment the hook may run (switchover.h) */
-	log_info("step 10/10: switch hook");
+	log_info("step 10/10: %sswitch hook", s.pf.n ? "repointing the PgBouncers at the target, " : "");
 	if (!state_set(s.tgt, cfg->name, "switch_hook_at", "now"))
 		goto abort;
 	s.intent = true;
 	fault_point("switchover.before-switch-hook");
+	/* still paused: undoable, no client has reached the target through them (pooler.h) */
+	if (s.pf.n > 0 && (!save_hold(&s, POOLER_SOURCE, true) || !pooler_repoint(&s.pf, POOLER_TARGET)))
+	{
+		log_warn("no client went through a PgBouncer to the target: pointing them back at the source");
+		goto abort;
+	}
+	fault_point("switchover.after-repoint");
+	pooler_watch(&s.pf);		/* the hook may run long: who waits before it */
 	if (!hook_run(cfg, "switch"))
 	{
 		log_warn("if the switch hook pointed part of the application at the target, writes it made there are not on the source");
 		goto abort;
 	}
 	fault_point("switchover.after-switch-hook");
+	hold_release_forward(&s, rep);
 	/* end what connected during the freeze (a pool reconnects, to the target now), then drop the fence */
 	if (!finish_switch(&s, rep, t_freeze))
 		goto done;
@@ -1401,6 +1576,8 @@ undo_switching(Sw *s)
 	s->frozen = r == 1;
 	s->reverse_made = true;
 	s->freeze_saved = s->frozen;
+	if (!load_hold(s))
+		return false;
 	return abort_switchover(s);
 }
 
@@ -1455,6 +1632,7 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	Freeze		src_fz;
 	uint64_t	sentinel;
 	double		t_freeze;
+	bool		pooled_home = false;	/* the PgBouncers point at the source (checked) */
 	bool		ok = false;
 	int			r;
 
@@ -1463,6 +1641,7 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	memset(rep, 0, sizeof(*rep));
 	s.cfg = cfg;
 	s.rcfg = config_reversed(cfg);
+	pooler_fleet_init(&s.pf, cfg);
 	s.t_start = now_s();
 	s.deadline = s.t_start + cfg->timeout;
 	if (!sw_connect(&s))
@@ -1527,6 +1706,10 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 		}
 	}
 
+	/* the PgBouncers (their entries at the target now): a hold an interrupted rollback left is carried on */
+	if (s.pf.n > 0 && (!load_hold(&s) || !pooler_prepare(&s.pf, s.src, s.tgt, POOLER_TARGET)))
+		goto done;
+
 	/*
 	 * An interrupted rollback that got past the drain (the source's reverse
 	 * row says rolled_back, written just before the source is unfrozen) lost
@@ -1580,11 +1763,14 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 		(strcmp(phase, "rolling_back") != 0 && !wait_lag_ok(&s, s.tgt, s.src, s.rcfg)))
 		goto done;
 
-	/* 2. freeze the target */
-	log_info("step 2/6: freezing writes on the target (%s)", s.fz.mode);
+	/* 2. freeze the target: the poolers hold their clients first */
+	log_info("step 2/6: %sfreezing writes on the target (%s)", s.pf.n ? "pausing the PgBouncers, then " : "", s.fz.mode);
 	if (!save_freeze(s.tgt, cfg->name, "target_freeze", &s.fz) ||
 		!state_set(s.tgt, cfg->name, "phase", "rolling_back"))
 		goto done;
+	if (s.pf.n > 0 && (!save_hold(&s, POOLER_TARGET, s.repointed) ||
+					   !pooler_pause(&s.pf, cfg->pause_timeout * 1000, s.tgt, "target")))
+		goto abort;
 	t_freeze = now_s();
 	s.frozen = true;
 	if (s.fz.pubname == NULL)
@@ -1593,6 +1779,7 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 		goto abort;
 	save_freeze(s.tgt, cfg->name, "target_freeze", &s.fz);
 	fault_point("rollback.after-freeze");
+	pooler_watch(&s.pf);
 
 	/* 3. drain the reverse stream into the source */
 	log_info("step 3/6: draining the target's last changes into the source");
@@ -1632,6 +1819,15 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 			goto abort;
 	}
 
+	/* the poolers to the source while still paused: undoable until the source takes writes */
+	pooler_watch(&s.pf);
+	if (s.pf.n > 0 && (!save_hold(&s, POOLER_TARGET, true) || !pooler_repoint(&s.pf, POOLER_SOURCE)))
+	{
+		log_warn("no client went through a PgBouncer to the source: pointing them back at the target");
+		goto abort;
+	}
+	pooled_home = true;
+
 	/* 5. the source takes writes again */
 	log_info("step 5/6: unfreezing the source");
 	if (!state_set(s.src, s.rcfg->name, "phase", "rolled_back"))	/* the reverse follower stops */
@@ -1661,9 +1857,17 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 
 	/* 6. rollback hook */
 rollback_hook:
+	/* an interrupted rollback finished from here: its poolers, wherever they point, go to the source */
+	if (s.pf.n > 0 && !pooled_home && (!save_hold(&s, POOLER_TARGET, true) || !pooler_repoint(&s.pf, POOLER_SOURCE)))
+	{
+		log_error("the PgBouncers could not be pointed at the source (above); the rollback has unfrozen the source and only goes forward. Fix: remove the cause, then run ferry rollback again");
+		goto done;
+	}
 	log_info("step 6/6: rollback hook");
+	pooler_watch(&s.pf);
 	if (!hook_run(cfg, "rollback"))
 		log_error("the rollback hook failed: the source takes writes again, but the application may still point at the target (which is read-only). Fix: point it at the source by hand");
+	hold_release_forward(&s, rep);
 	fault_point("rollback.after-hook");
 	for (int round = 0;; round++)
 	{
@@ -1703,15 +1907,21 @@ abort:
 	if (s.src)
 		(void) publication_guard_keyless(s.src, cfg, true);	/* the old source again */
 	s.tgt = reconnect(s.tgt, cfg->target, "target");
-	if (s.tgt && freeze_release(s.tgt, cfg, "target", &s.fz))
 	{
-		save_freeze(s.tgt, cfg->name, "target_freeze", NULL);
-		state_set(s.tgt, cfg->name, "phase", "switched");
-		log_warn("rollback aborted: the target takes writes again");
+		/* the poolers back at the target (still paused), released once it takes writes again */
+		bool	   *skip = hold_point_back(&s, POOLER_TARGET);
+
+		if (s.tgt && freeze_release(s.tgt, cfg, "target", &s.fz))
+		{
+			save_freeze(s.tgt, cfg->name, "target_freeze", NULL);
+			state_set(s.tgt, cfg->name, "phase", "switched");
+			log_warn("rollback aborted: the target takes writes again");
+		}
+		else
+			log_error("rollback aborted, and the target may still be frozen (%s): ferry could not undo that. Fix: once the target is reachable run ferry rollback again (it continues from the freeze record it saved), or reopen the target by hand (ALTER DATABASE ... RESET default_transaction_read_only, or your unfreeze hook)",
+					  s.fz.mode ? s.fz.mode : "frozen");
+		hold_release(&s, skip, NULL);
 	}
-	else
-		log_error("rollback aborted, and the target may still be frozen (%s): ferry could not undo that. Fix: once the target is reachable run ferry rollback again (it continues from the freeze record it saved), or reopen the target by hand (ALTER DATABASE ... RESET default_transaction_read_only, or your unfreeze hook)",
-				  s.fz.mode ? s.fz.mode : "frozen");
 	if (s.src && state_table_exists(s.src, "migration") == 1)
 		state_set(s.src, s.rcfg->name, "phase", "following");
 done:

@@ -84,6 +84,7 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "pooler.h"
 
 #define SWITCHOVER_SENTINEL_PREFIX "ferry_sentinel"
 
@@ -97,6 +98,7 @@ typedef struct SwitchReport
 	long long	recopied_rows;
 	bool		reverse;
 	bool		aborted;		/* failed and put back */
+	PoolerStats pool;			/* the PgBouncers' hold (poolers = 0 without) */
 } SwitchReport;
 
 /* Called for --verify while frozen: true when every table is identical. */

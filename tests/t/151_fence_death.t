@@ -62,15 +62,22 @@ QDB=postgres q target "CREATE DATABASE app2" >/dev/null
 TC2="host=$TARGET_SOCK port=$TARGET_PORT dbname=app2 user=postgres"
 F2=("$FERRY" --source "$SOURCE_CONN" --target "$TC2" --name m2)
 echo "host=$SOURCE_SOCK port=$SOURCE_PORT dbname=app user=app_rw" >"$TEST_TMP/conn"
-FENCE_HELD="SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-  WHERE (a.application_name = 'ferry fence' OR (a.application_name LIKE 'ferry%' AND a.query LIKE 'LOCK TABLE%'))
-    AND l.mode = 'ExclusiveLock' AND l.granted"
+# kill_fence_sql DB: terminate DB's fence the moment it holds its locks (its LOCK
+# TABLE done: idle in its transaction, not half way through the tables), polled
+# inside the server every millisecond (the freeze window can be a few ms: a
+# watcher starting psql every 5 ms missed it); run from database postgres,
+# which the freeze does not end (pg_stat_activity is read afresh each time:
+# a transaction otherwise keeps its first look); prints "killed N" as a notice
+kill_fence_sql() {
+  echo "DO \$\$ DECLARE n int := 0; BEGIN FOR i IN 1..60000 LOOP
+    SELECT count(pg_terminate_backend(a.pid)) INTO n FROM pg_stat_activity a
+     WHERE a.datname = '$1' AND a.state = 'idle in transaction' AND (a.application_name = 'ferry fence' OR (a.application_name LIKE 'ferry%' AND a.query LIKE 'LOCK TABLE%'))
+       AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'relation' AND l.mode = 'ExclusiveLock' AND l.granted);
+    EXIT WHEN n > 0; PERFORM pg_sleep(0.001); PERFORM pg_stat_clear_snapshot(); END LOOP; RAISE NOTICE 'killed %', n; END \$\$"
+}
+kill_fence_sql app >"$TEST_TMP/kill2.sql"   # a file: sh would expand the \$\$ of a -c string
 cat >"$TEST_TMP/watch.sh" <<SH
-for i in \$(seq 1 3000); do
-  [ "\$($PGBIN/psql -XAtq -h $SOURCE_SOCK -p $SOURCE_PORT -U postgres -d app -c "$(echo $FENCE_HELD)")" -gt 0 ] 2>/dev/null && break
-  sleep 0.005
-done
-$PGBIN/psql -XAtq -h $SOURCE_SOCK -p $SOURCE_PORT -U postgres -d app -c "$(echo $KILL_FENCE)" >>$TEST_TMP/killed2
+$PGBIN/psql -XAtq -h $SOURCE_SOCK -p $SOURCE_PORT -U postgres -d postgres -f $TEST_TMP/kill2.sql 2>&1 | sed -n 's/.*killed \([0-9]*\).*/\1/p' >>$TEST_TMP/killed2
 SH
 cat >"$TEST_TMP/ferry2.yaml" <<YAML
 hooks:
@@ -105,11 +112,8 @@ is "$missing" 0 "every acknowledged write is on the new primary"
 # a BEGIN READ WRITE session writes on the target right then
 PSQL_T2="$PGBIN/psql -XAtq -h $TARGET_SOCK -p $TARGET_PORT -U postgres -d app2"
 (
-  for i in $(seq 1 3000); do
-    [ "$($PSQL_T2 -c "$(echo $FENCE_HELD)")" -gt 0 ] 2>/dev/null && break
-    sleep 0.005
-  done
-  $PSQL_T2 -c "$(echo $KILL_FENCE | sed "s/datname = 'app'/datname = 'app2'/")" >>"$TEST_TMP/killed3"
+  "$PGBIN/psql" -XAtq -h "$TARGET_SOCK" -p "$TARGET_PORT" -U postgres -d postgres -c "$(kill_fence_sql app2)" 2>&1 |
+    sed -n 's/.*killed \([0-9]*\).*/\1/p' >>"$TEST_TMP/killed3"
   $PSQL_T2 -c "BEGIN READ WRITE; INSERT INTO orders VALUES (-1, 'after the fence died', now()); COMMIT" >"$TEST_TMP/late3" 2>&1
   echo "$?" >"$TEST_TMP/late3.rc"
 ) &

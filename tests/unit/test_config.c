@@ -220,6 +220,66 @@ test_load_all_keys(void)
 	config_release(&cfg);
 }
 
+/* pgbouncer: a list of maps (a fleet) or one map; the command line's list wins; the reverse config copies it */
+static void
+test_load_pgbouncer(void)
+{
+	FerryConfig cfg;
+	FerryConfig *r;
+	char	   *err = NULL;
+	const char *yaml =
+		"pgbouncer:\n"
+		"  - admin: \"host=pgb1 port=6432 dbname=pgbouncer user=ferry\"\n"
+		"    database: app\n"
+		"    ini: /etc/pgbouncer/pgbouncer.ini\n"
+		"  - admin: \"host=pgb2 port=6432 dbname=pgbouncer\"\n"
+		"    repoint: ./repoint.sh\n"
+		"pgbouncer-database: shop\n"
+		"pgbouncer-target: \"host=10.0.0.6 port=5432 dbname=app\"\n"
+		"pgbouncer_source: \"host=10.0.0.5\"\n"
+		"pause-timeout: 9\n";
+
+	config_init(&cfg);
+	ok(load(&cfg, yaml, &err), "pgbouncer: as a list loads");
+	is_int(cfg.n_pgbouncers, 2, "two poolers");
+	if (cfg.n_pgbouncers == 2)
+	{
+		is_str(cfg.pgbouncers[0].admin, "host=pgb1 port=6432 dbname=pgbouncer user=ferry", "the first's admin");
+		is_str(cfg.pgbouncers[0].database, "app", "its database");
+		is_str(cfg.pgbouncers[0].ini, "/etc/pgbouncer/pgbouncer.ini", "its ini");
+		is_str(cfg.pgbouncers[1].database, NULL, "the second has no database of its own");
+		is_str(cfg.pgbouncers[1].repoint, "./repoint.sh", "its repoint command");
+	}
+	is_str(cfg.pgbouncer_database, "shop", "pgbouncer-database");
+	is_str(cfg.pgbouncer_target, "host=10.0.0.6 port=5432 dbname=app", "pgbouncer-target");
+	is_str(cfg.pgbouncer_source, "host=10.0.0.5", "pgbouncer_source");
+	is_int(cfg.pause_timeout, 9, "pause-timeout");
+	r = config_reversed(&cfg);
+	ok(r->n_pgbouncers == 2 && r->pgbouncers != cfg.pgbouncers && strcmp(r->pgbouncers[1].repoint, "./repoint.sh") == 0,
+	   "the reverse config has its own copy of the poolers");
+	is_str(r->pgbouncer_target, "host=10.0.0.5", "and its target is the source's place");
+	config_release(r);
+	free(r);
+	config_release(&cfg);
+
+	config_init(&cfg);
+	config_add_pgbouncer(&cfg, "host=cli dbname=pgbouncer");
+	ok(load(&cfg, yaml, &err), "loads over a command-line pooler");
+	ok(cfg.n_pgbouncers == 1 && strcmp(cfg.pgbouncers[0].admin, "host=cli dbname=pgbouncer") == 0,
+	   "the command line's --pgbouncer replaces the file's list");
+	config_release(&cfg);
+
+	config_init(&cfg);
+	ok(load(&cfg, "pgbouncer: {admin: \"host=one dbname=pgbouncer\", ini: /x.ini}\n", &err) && cfg.n_pgbouncers == 1,
+	   "one map is a fleet of one");
+	config_apply_defaults(&cfg);
+	config_release(&cfg);
+	config_init(&cfg);
+	config_apply_defaults(&cfg);
+	is_int(cfg.pause_timeout, 5, "pause-timeout defaults to 5 s");
+	config_release(&cfg);
+}
+
 static void
 test_load_underscores(void)
 {
@@ -383,6 +443,11 @@ test_load_errors(void)
 	load_bad("just a string\n", "root is a scalar", "map", NULL);
 	load_bad("name: x\njobs: four\n", "bad int", "jobs", "line 2");
 	load_bad("jobs: 0\n", "jobs below 1", "jobs", NULL);
+	load_bad("pgbouncer:\n  - database: app\n", "a pgbouncer entry without admin", "needs admin:", "line 2");
+	load_bad("pgbouncer:\n  - {admin: a, ini: /x, repoint: y}\n", "ini and repoint", "not both", "line 2");
+	load_bad("pgbouncer:\n  - {admin: a, inifile: /x}\n", "an unknown pgbouncer key", "inifile", "line 2");
+	load_bad("pgbouncer: host=x\n", "pgbouncer as a scalar", "must be a list", "line 1");
+	load_bad("pause-timeout: 0\n", "pause-timeout below 1", "pause_timeout", NULL);
 	load_bad("jobs: 300\n", "jobs above 256", "jobs", NULL);
 	load_bad("index-jobs: 2.5\n", "decimal index-jobs", "index_jobs", NULL);
 	load_bad("jobs: 99999999999999999999\n", "huge jobs", "jobs", NULL);
@@ -562,6 +627,7 @@ main(void)
 	test_format_size();
 	test_valid_name();
 	test_load_all_keys();
+	test_load_pgbouncer();
 	test_load_underscores();
 	test_load_precedence();
 	test_load_errors();
