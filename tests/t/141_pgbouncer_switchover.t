@@ -53,8 +53,8 @@ order_ids target >"$TEST_TMP/tgt_ids"
 is "$(comm -23 "$TEST_TMP/acked1.s" "$TEST_TMP/tgt_ids" | wc -l)" 0 "every acknowledged write is on the target"
 is "$(q target "SELECT count(*) - count(DISTINCT id) FROM orders")" 0 "exactly once"
 is "$(comm -23 <(order_ids source) "$TEST_TMP/tgt_ids" | wc -l)" 0 "nothing committed on the source is missing on the target"
-late=$(q source "SELECT count(*) FROM orders" ); tl=$(q target "SELECT count(*) FROM orders")
-ok "$([ "$tl" -gt "$late" ]; echo $?)" "the writes after the switch went to the target ($late rows on the source, $tl on the target)"
+# (where the writes after the switch went is the entry's address below and the frozen source's refusal of a
+# direct client; the source's row count proves nothing: reverse replication brings them back to it)
 is "$(pgb_entry pgb)" "$TARGET_SOCK|$TARGET_PORT|app|0" "the entry points at the target, resumed"
 is "$(diff "$TEST_TMP/ini.before" "$PGB_INI" | grep -c '^[<>]')" 2 "one line of the ini file changed"
 like "$(grep '^app = ' "$PGB_INI")" "^app = host=$TARGET_SOCK port=$TARGET_PORT dbname=app$" "the entry reads host, port, dbname of the target"
