@@ -16,11 +16,15 @@
 #include "pgsql.h"
 #include "publication.h"
 
-/* $1 slot, $2 most changes, $3 publications */
-static const char WATCH_PEEK_SQL[] =
+/*
+ * $1 slot, $2 most changes, $3 publications; %s: the messages option where
+ * the server has it (PGO_MESSAGES_MIN_VERSION), else nothing: before 14 the
+ * watch knows reverse replication's transactions by their origin alone
+ */
+static const char WATCH_PEEK_SQL_FMT[] =
 	"SELECT lsn::text, encode(data, 'hex')"
 	"  FROM pg_catalog.pg_logical_slot_peek_binary_changes($1, NULL, $2::int,"
-	"       'proto_version', '1', 'publication_names', $3, 'messages', 'true')";
+	"       'proto_version', '1', 'publication_names', $3%s)";
 
 static const char WATCH_RECORD_SQL[] =
 	"INSERT INTO ferry.source_writes AS w (migration, tablename, changes, last_lsn, last_at)"
@@ -221,11 +225,15 @@ watch_poll(PGconn *old_src, PGconn *state_conn, const char *forward_name, const 
 	unsigned char *buf = NULL;
 	size_t		cap = 0;
 	int64_t		found = -1;
+	char	   *sql;
 
 	memset(&w, 0, sizeof(w));
 	w.conn = old_src;
 	snprintf(most, sizeof(most), "%d", WATCH_MAX_CHANGES);
-	res = pg_query(old_src, "read the old source's watch slot", WATCH_PEEK_SQL, 3, params);
+	sql = xasprintf(WATCH_PEEK_SQL_FMT,
+					PQserverVersion(old_src) >= PGO_MESSAGES_MIN_VERSION ? ", 'messages', 'true'" : "");
+	res = pg_query(old_src, "read the old source's watch slot", sql, 3, params);
+	free(sql);
 	if (res == NULL || !pg_check_shape(res, -1, 2, "the watch slot's changes"))
 		goto done;
 	for (int r = 0; r < PQntuples(res); r++)
