@@ -497,7 +497,7 @@ keep_or_drop_forward_slot(PGconn *src, const FerryConfig *cfg, bool reverse)
 		drop_slot_when_released(src, cfg->name, "source");
 		return;
 	}
-	if (!publication_guard_keyless(src, cfg, true))
+	if (!publication_guard_keyless(src, cfg, KEYLESS_GUARD))
 		log_warn("the old source still takes UPDATE and DELETE on tables without a key, which the watch cannot see. Fix: ALTER PUBLICATION %s%s SET (publish = 'insert, update, delete, truncate') on the old source",
 				 cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
 	log_info("kept replication slot %s on the old source as a watch: ferry start (in reverse) reports any write that still reaches the old source; rollback or cleanup drops it",
@@ -1412,7 +1412,7 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 
 	/* 4. tables without a key, sequences */
 	log_info("step 4/6: re-copying tables without a key and setting sequences on the source");
-	if (!publication_guard_keyless(s.src, cfg, false) ||
+	if (!publication_guard_keyless(s.src, cfg, KEYLESS_SILENT) ||
 		!recopy_insert_only(s.tgt, s.src, s.rcfg, rep) ||
 		!sync_sequences(sequence_reader(s.fz.fence, s.tgt), s.src, cfg->sequence_gap, rep))
 		goto abort;
@@ -1478,6 +1478,7 @@ unfreeze_source:
 	follower_stop(&s.fol);
 	drop_slot_when_released(s.tgt, s.rcfg->name, "target");
 	drop_slot_when_released(s.src, cfg->name, "source");	/* the watch (watch.h) */
+	(void) publication_guard_keyless(s.src, cfg, KEYLESS_INSERTS);	/* as ferry start made it */
 	rep->total_seconds = now_s() - s.t_start;
 	goto done;
 
@@ -1485,7 +1486,7 @@ abort:
 	rep->aborted = true;
 	follower_stop(&s.fol);
 	if (s.src)
-		(void) publication_guard_keyless(s.src, cfg, true);	/* the old source again */
+		(void) publication_guard_keyless(s.src, cfg, KEYLESS_GUARD);	/* the old source again */
 	s.tgt = reconnect(s.tgt, cfg->target, "target");
 	if (s.tgt && freeze_release(s.tgt, cfg, "target", &s.fz))
 	{

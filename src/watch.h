@@ -13,7 +13,8 @@
  * start` in reverse, follow.c) polls it every WATCH_INTERVAL_MS:
  *
  *   1 peek        pg_logical_slot_peek_binary_changes(NAME, ...) through the
- *                 forward publications, with logical messages, at most
+ *                 forward publications, with logical messages (from 14 on,
+ *                 PGO_MESSAGES_MIN_VERSION), at most
  *                 WATCH_MAX_CHANGES changes (whole transactions)
  *   2 classify    a transaction that carries reverse replication's origin
  *                 (NAME_reverse) or its ferry_apply mark (apply.h) is
@@ -31,7 +32,10 @@
  *
  * Record before advance: a crash between the two reports a transaction
  * twice (counts may be high), never loses one. Rollback re-copies keyless
- * tables into the source marked as reverse replication's own; a rollback
+ * tables into the source with their publication publishing nothing
+ * (KEYLESS_SILENT, publication.h: the mark alone would not do before
+ * PostgreSQL 14, whose pgoutput sends no messages; there the watch knows
+ * reverse replication's own transactions by their origin only); a rollback
  * or cleanup drops the watch. With --no-reverse there is no follower to
  * poll it, so the slot is dropped at the switch as before.
  */
