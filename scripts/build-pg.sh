@@ -143,6 +143,8 @@ fi
 if $cached_only; then
   if [ -n "$existing" ]; then
     apt_log "the build in $existing is incomplete (no $MISSING). Fix: scripts/build-pg.sh $MAJOR (or make pg-majors)"
+  elif [ -s "$CACHE_ROOT/unavailable" ]; then
+    apt_log "not built: $(cat "$CACHE_ROOT/unavailable")"
   else
     apt_log "not built yet. Fix: scripts/build-pg.sh $MAJOR (or make pg-majors)"
   fi
@@ -173,7 +175,13 @@ apt_log "fetching Debian's postgresql-$MAJOR source package (suites: ${want:-of 
 # costs a second on the next run, not a download
 APT_SOURCE_STATE=$CACHE_ROOT/.apt
 # shellcheck disable=SC2086
-apt_source_fetch "$tmp" "postgresql-$MAJOR" "" $want || exit $?
+apt_source_fetch "$tmp" "postgresql-$MAJOR" "" $want || {
+  rc=$?
+  # for --cached (the tests' skip message): why there is none
+  [ "$rc" -ne 3 ] || echo "Debian's postgresql-$MAJOR source package could not be fetched on $(date -u +%Y-%m-%d) ($(grep -o -m1 '[0-9]\{3\}  *[A-Z][A-Za-z ]*[a-z]' "$tmp/dl.log" 2>/dev/null || echo "no such package in: ${want:-this release}"))" >"$CACHE_ROOT/unavailable"
+  exit "$rc"
+}
+rm -f "$CACHE_ROOT/unavailable"
 ver=${APT_SOURCE_VERSION#*:}
 ver=${ver%%-*}
 apt_log "fetched and verified postgresql-$MAJOR $APT_SOURCE_VERSION in $(apt_took "$t0")"
