@@ -86,6 +86,10 @@ xver_arc() {
   unlike "$(cat "$TEST_TMP/err")" "copying [^ ]+ \(binary\)" "never binary"
   wait_applied ferry 60; ok $? "the target caught up"
   xver_equal "while following"
+  out=$("${F[@]}" status 2>&1); rc=$?
+  is "$rc" 0 "status exits 0 while following" || diag "$out"
+  out=$("${F[@]}" verify --jobs 2 2>&1); rc=$?
+  is "$rc" 0 "verify finds both sides identical ($smaj -> $tmaj)" || diag "$(echo "$out" | tail -15)"
 
   # the switchover while the application writes
   pgload 8 3 "$SQL/load/mixed.sql@10" >"$TEST_TMP/load1" 2>&1 &
