@@ -82,8 +82,12 @@ xver_arc() {
   # already moved to another partition"; pgbench before 15 cannot retry)
   wait "$lp"
   like "$(cat "$TEST_TMP/load0")" "number of transactions actually processed: [0-9]{3,}" "the load wrote during the clone and the stream's start"
-  like "$(cat "$TEST_TMP/err")" 'copying "public"\."kv" \(text\)' "COPY in text across majors"
-  unlike "$(cat "$TEST_TMP/err")" "copying [^ ]+ \(binary\)" "never binary"
+  if [ "$smaj" != "$tmaj" ]; then
+    like "$(cat "$TEST_TMP/err")" 'copying "public"\."kv" \(text\)' "COPY in text across majors"
+    unlike "$(cat "$TEST_TMP/err")" "copying [^ ]+ \(binary\)" "never binary"
+  else
+    like "$(cat "$TEST_TMP/err")" 'copying "public"\."kv" \(binary\)' "COPY in binary between equal majors"
+  fi
   wait_applied ferry 60; ok $? "the target caught up"
   xver_equal "while following"
   out=$("${F[@]}" status 2>&1); rc=$?
@@ -110,7 +114,8 @@ xver_arc() {
   # the application on the new primary; reverse replication to the older server
   "$(pg_bin target)/pgbench" -n -T 4 -c 2 -h "$TARGET_SOCK" -p "$TARGET_PORT" -U postgres \
     -f "$SQL/load/mixed.sql" app >"$TEST_TMP/load2" 2>&1
-  is "$?" 0 "the application writes on the new primary ($tmaj)" || diag "$(tail -5 "$TEST_TMP/load2")"
+  like "$(cat "$TEST_TMP/load2")" "number of transactions actually processed: [0-9]{3,}" \
+    "the application writes on the new primary ($tmaj)"
   q target "INSERT INTO kv VALUES (-77777777, 'written on target', 0)" >/dev/null
   xver_wait_on source "SELECT count(*) = 1 FROM kv WHERE id = -77777777" 60
   ok $? "reverse replication brings the target's writes to the older server ($smaj)"
