@@ -16,7 +16,7 @@
  * Pipelining. Statements go to the target in libpq pipeline mode and a
  * batch's COMMIT is not waited for: the next batch follows it at once and
  * the COMMIT's result, read when it comes, publishes the batch. No sync is
- * sent between batches (read_results explains why), so after any error the
+ * sent between batches (pipe_read explains why), so after any error the
  * target runs nothing more until ferry has seen it.
  *
  * Exactly once. Every target transaction records the end LSN of the last
@@ -41,6 +41,14 @@
  * the source (flush LSN) only flushed batches, so the slot never moves past
  * a change the target could still lose in a crash; if it does crash, the
  * position is lost with the data and both are streamed again.
+ *
+ * What is confirmed. The loop is an explicit state machine (ApplyState in
+ * apply_int.h: idle, batch, txn, skip, batch-skip, broken), and one
+ * predicate, apply_caught_up(), decides whether the source may be told
+ * more than flushed_lsn: only in the idle state with nothing in flight,
+ * read ahead or of unknown durability (flushq.h). A failure, a cancel or a
+ * rollback moves the session to the final broken state, so no exit path
+ * (stop, error, reconnect) can confirm what the target may not have.
  *
  * Tables copied at a later snapshot. A table whose ferry.copy_item rows say
  * it was copied as of LSN L skips changes of transactions that committed
@@ -94,6 +102,7 @@
 #define APPLY_SYNC_EVERY 1000
 #define APPLY_WAL_READ_MS 5			/* read the target's WAL positions after a commit at most this often */
 #define APPLY_PROGRESS_MS 25		/* with an origin, ferry.apply_progress is written this often under load */
+#define APPLY_TABLE_ROWS_MS 1000	/* ferry.table_rows (the tables' row counts) this often under load */
 #define APPLY_INSERT_BATCH 100		/* rows per multi-row INSERT */
 #define APPLY_INSERT_BYTES (1024 * 1024)	/* or fewer, once they hold this much */
 

@@ -49,6 +49,7 @@ int			cli_plan(FerryConfig *cfg);
 
 /* `ferry status --watch [--interval SECONDS]` */
 void		cli_status_set_watch(bool on);
+void		cli_status_set_exact(bool on);
 void		cli_status_set_interval(int seconds);
 /* collects `ferry verify --table PATTERN` (repeatable) */
 void		cli_verify_add_table(const char *pattern);

@@ -17,6 +17,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
@@ -62,9 +63,15 @@ static const char SOURCE_STATUS_SQL[] =
 
 typedef struct TableDelta
 {
+	char	   *nspname;
+	char	   *relname;
 	char	   *name;			/* "schema.table" */
 	char	   *qual;			/* quoted */
-	long long	src;
+	long long	rows;			/* ferry's count: copied, + inserted - deleted by apply; -1 unknown */
+	char	   *counted_under;	/* a partition: the root its changes are counted under, or NULL */
+	long long	src_est;		/* the servers' statistics (n_live_tup), -1 unknown */
+	long long	tgt_est;
+	long long	src;			/* exact counts (--exact), -1 not counted or failed */
 	long long	tgt;
 	int			parts_done;
 	int			parts;			/* 0 = not started */
@@ -89,11 +96,20 @@ typedef struct Status
 	long long	retained;		/* -1 unknown */
 	double		lag_seconds;	/* -1 unknown */
 	bool		following;
+	bool		exact;			/* --exact: src and tgt were counted */
+	bool		source_counted;	/* ... on the source too (not while it is frozen) */
 	double		taken_at;		/* monotonic seconds */
 } Status;
 
 static bool watch_mode = false;
+static bool exact_mode = false;
 static int	watch_interval = 5;
+
+void
+cli_status_set_exact(bool on)
+{
+	exact_mode = on;
+}
 
 void
 cli_status_set_watch(bool on)
@@ -115,10 +131,20 @@ phase_name(const char *phase, bool data_done)
 	return phase;
 }
 
-/* Row counts of every planned table on one side; -1 where it fails. */
+/*
+ * --exact: the row count of every planned table on one side, one table at a
+ * time, each bounded by STATUS_COUNT_TIMEOUT; -1 where it fails (logged
+ * once per side). This reads every table: only when asked.
+ */
+#define STATUS_COUNT_TIMEOUT "60s"
+
 static void
 count_rows(PGconn *conn, TableDelta *t, int n, bool source)
 {
+	bool		warned = false;
+
+	if (conn && !pg_exec(conn, "bound the row counts", "SET statement_timeout = '" STATUS_COUNT_TIMEOUT "'"))
+		conn = NULL;
 	for (int i = 0; i < n; i++)
 	{
 		char	   *sql = t[i].qual ? xasprintf("SELECT count(*) FROM ONLY %s", t[i].qual) : NULL;
@@ -127,6 +153,14 @@ count_rows(PGconn *conn, TableDelta *t, int n, bool source)
 
 		if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 			v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		else if (res && !warned)
+		{
+			char	   *e = pg_result_error_text(res, conn);
+
+			log_warn("could not count the rows of %s on the %s: %s", t[i].name, source ? "source" : "target", e);
+			free(e);
+			warned = true;
+		}
 		if (source)
 			t[i].src = v;
 		else
@@ -134,6 +168,45 @@ count_rows(PGconn *conn, TableDelta *t, int n, bool source)
 		PQclear(res);
 		free(sql);
 	}
+	if (conn)
+		(void) pg_exec(conn, "reset the statement timeout", "RESET statement_timeout");
+}
+
+/*
+ * The servers' own estimate of each planned table's rows (the statistics'
+ * n_live_tup: no table is read). Both lists are sorted by name in "C"
+ * order (STATUS_PLAN_SQL too), so one merge pass matches them.
+ */
+static int
+name_cmp(const PGresult *res, int k, const TableDelta *t)
+{
+	int			c = strcmp(PQgetvalue(res, k, 0), t->nspname);
+
+	return c != 0 ? c : strcmp(PQgetvalue(res, k, 1), t->relname);
+}
+
+static void
+estimate_rows(PGconn *conn, TableDelta *t, int n, bool source)
+{
+	PGresult   *res = conn ? pg_execute(conn,
+										"SELECT schemaname, relname, n_live_tup FROM pg_catalog.pg_stat_user_tables"
+										" ORDER BY schemaname COLLATE \"C\", relname COLLATE \"C\"", 0, NULL) : NULL;
+	int			k = 0,
+				nr = res && PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res) : 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		bool		found;
+
+		while (k < nr && name_cmp(res, k, &t[i]) < 0)
+			k++;
+		found = k < nr && name_cmp(res, k, &t[i]) == 0;
+		if (source)
+			t[i].src_est = found ? strtoll(PQgetvalue(res, k, 2), NULL, 10) : -1;
+		else
+			t[i].tgt_est = found ? strtoll(PQgetvalue(res, k, 2), NULL, 10) : -1;
+	}
+	PQclear(res);
 }
 
 static double
@@ -150,6 +223,9 @@ status_release(Status *st)
 {
 	for (int i = 0; i < st->ntables; i++)
 	{
+		free(st->tables[i].nspname);
+		free(st->tables[i].counted_under);
+		free(st->tables[i].relname);
 		free(st->tables[i].name);
 		free(st->tables[i].qual);
 	}
@@ -256,30 +332,78 @@ status_collect(const FerryConfig *cfg, PGconn *tgt, PGconn *src, Status *st)
 	if (src && !PQgetisnull(st->tr, 0, 16) && PQgetvalue(st->tr, 0, 18)[0] == 't' &&
 		strcmp(PQgetvalue(st->tr, 0, 0), "switched") == 0)
 		st->unrecorded = watch_poll_migration(src, NULL, cfg->name);
-	plan = pg_query(tgt, "read the copy plan",
-					"SELECT p.nspname, p.relname, count(ci.chunk), COALESCE(max(ci.nchunks), 0)"
-					"  FROM ferry.copy_plan p LEFT JOIN ferry.copy_item ci"
-					"    ON ci.migration = p.migration AND ci.nspname = p.nspname AND ci.relname = p.relname"
-					" WHERE p.migration = $1 GROUP BY 1, 2 ORDER BY 1, 2", 1, params);
+	/*
+	 * The planned tables with what ferry knows of their rows: copied, then
+	 * inserted and deleted by apply (ferry.table_rows, since a TRUNCATE if
+	 * one came). No user table is read here (issue: a status polled every
+	 * few seconds must not scan a terabyte); --exact counts them.
+	 */
+	{
+		bool		counts = state_table_exists(tgt, "table_rows") == 1;
+		char	   *sql = xasprintf("SELECT p.nspname, p.relname, count(ci.chunk), COALESCE(max(ci.nchunks), 0),"
+									"       COALESCE(sum(ci.rows), 0), %s,"
+									/* a partition's changes come under its root's name (publish_via_partition_root) */
+									"       (SELECT pg_catalog.format('%%I.%%I', rn.nspname, rc.relname)"
+									"          FROM pg_catalog.pg_class rc JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace"
+									"         WHERE rc.oid = pg_catalog.pg_partition_root(pg_catalog.to_regclass("
+									"                 pg_catalog.quote_ident(p.nspname) || '.' || pg_catalog.quote_ident(p.relname)))"
+									"           AND rc.relkind = 'p')"
+									"  FROM ferry.copy_plan p LEFT JOIN ferry.copy_item ci"
+									"    ON ci.migration = p.migration AND ci.nspname = p.nspname AND ci.relname = p.relname"
+									"  %s"
+									" WHERE p.migration = $1 GROUP BY 1, 2%s"
+									" ORDER BY p.nspname COLLATE \"C\", p.relname COLLATE \"C\"",
+									counts ? "tr.inserted, tr.deleted, tr.truncated" : "NULL::bigint, NULL::bigint, NULL::boolean",
+									counts ? "LEFT JOIN ferry.table_rows tr ON tr.migration = p.migration"
+									" AND tr.nspname = p.nspname AND tr.relname = p.relname" : "",
+									counts ? ", tr.inserted, tr.deleted, tr.truncated" : "");
+
+		plan = pg_query(tgt, "read the copy plan", sql, 1, params);
+		free(sql);
+	}
 	if (plan)
 	{
+		const char *phase = PQgetvalue(st->tr, 0, 0);
+
 		st->ntables = PQntuples(plan);
 		st->tables = xcalloc((size_t) st->ntables + 1, sizeof(TableDelta));
 		for (int i = 0; i < st->ntables; i++)
 		{
+			TableDelta *t = &st->tables[i];
 			char	   *a = pg_quote_ident(tgt, PQgetvalue(plan, i, 0));
 			char	   *b = pg_quote_ident(tgt, PQgetvalue(plan, i, 1));
+			bool		truncated = !PQgetisnull(plan, i, 7) && PQgetvalue(plan, i, 7)[0] == 't';
 
-			st->tables[i].name = xasprintf("%s.%s", PQgetvalue(plan, i, 0), PQgetvalue(plan, i, 1));
-			st->tables[i].parts_done = atoi(PQgetvalue(plan, i, 2));
-			st->tables[i].parts = atoi(PQgetvalue(plan, i, 3));
+			t->nspname = xstrdup(PQgetvalue(plan, i, 0));
+			t->relname = xstrdup(PQgetvalue(plan, i, 1));
+			t->name = xasprintf("%s.%s", t->nspname, t->relname);
+			t->parts_done = atoi(PQgetvalue(plan, i, 2));
+			t->parts = atoi(PQgetvalue(plan, i, 3));
+			t->rows = (truncated ? 0 : strtoll(PQgetvalue(plan, i, 4), NULL, 10)) +
+				strtoll(PQgetvalue(plan, i, 5), NULL, 10) - strtoll(PQgetvalue(plan, i, 6), NULL, 10);
+			/* a partition: its changes are counted under the tree's root, not per partition */
+			if (!PQgetisnull(plan, i, 8))
+			{
+				t->rows = -1;
+				t->counted_under = xstrdup(PQgetvalue(plan, i, 8));
+			}
+			t->src = t->tgt = -1;
 			/* NULL (no count, logged) if a name cannot be quoted */
-			st->tables[i].qual = a && b ? xasprintf("%s.%s", a, b) : NULL;
+			t->qual = a && b ? xasprintf("%s.%s", a, b) : NULL;
 			free(a);
 			free(b);
 		}
-		count_rows(src, st->tables, st->ntables, true);
-		count_rows(tgt, st->tables, st->ntables, false);
+		estimate_rows(src, st->tables, st->ntables, true);
+		estimate_rows(tgt, st->tables, st->ntables, false);
+		if (exact_mode)
+		{
+			/* never on a frozen source: the switchover's window is no time to read every table */
+			st->exact = true;
+			st->source_counted = src != NULL && strcmp(phase, "switching") != 0;
+			if (st->source_counted)
+				count_rows(src, st->tables, st->ntables, true);
+			count_rows(tgt, st->tables, st->ntables, false);
+		}
 	}
 	PQclear(plan);
 	return true;
@@ -353,14 +477,19 @@ status_render_json(const FerryConfig *cfg, const Status *st, bool compact, StrBu
 	{
 		const TableDelta *t = &st->tables[i];
 
-		json_array_append_new(ta, json_pack("{s:s, s:b, s:i, s:o, s:o, s:o}", "name", t->name,
+		json_array_append_new(ta, json_pack("{s:s, s:b, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "name", t->name,
 											"copied", t->parts > 0 && t->parts_done >= t->parts,
 											"parts_copied", t->parts_done,
+											"rows", t->rows >= 0 ? json_integer(t->rows) : json_null(),
+											"rows_counted_under", t->counted_under ? json_string(t->counted_under) : json_null(),
+											"source_rows_estimate", t->src_est >= 0 ? json_integer(t->src_est) : json_null(),
+											"target_rows_estimate", t->tgt_est >= 0 ? json_integer(t->tgt_est) : json_null(),
 											"source_rows", t->src >= 0 ? json_integer(t->src) : json_null(),
 											"target_rows", t->tgt >= 0 ? json_integer(t->tgt) : json_null(),
 											"delta", t->src >= 0 && t->tgt >= 0 ? json_integer(t->src - t->tgt) : json_null()));
 	}
 	json_object_set_new(j, "tables", ta);
+	json_object_set_new(j, "row_counts", json_string(st->exact ? (st->source_counted ? "exact" : "exact on the target") : "ferry and statistics"));
 	json_object_set_new(j, "unmatched", table_counts_json(st->unmatched));
 	json_object_set_new(j, "source_writes_after_switch", table_counts_json(st->source_writes));
 	{
@@ -420,11 +549,21 @@ prev_target_rows(const Status *prev, const char *name, int hint)
 	if (prev == NULL)
 		return -1;
 	if (hint < prev->ntables && strcmp(prev->tables[hint].name, name) == 0)
-		return prev->tables[hint].tgt;
+		return prev->tables[hint].rows;
 	for (int i = 0; i < prev->ntables; i++)
 		if (strcmp(prev->tables[i].name, name) == 0)
-			return prev->tables[i].tgt;
+			return prev->tables[i].rows;
 	return -1;
+}
+
+/* One right-aligned count, "?" when unknown (LLONG_MIN, or any negative count unless `delta`). */
+static void
+count_cell(StrBuf *out, long long v, int width, bool delta)
+{
+	if (v >= 0 || (delta && v != LLONG_MIN))
+		strbuf_addf(out, " %*lld", width, v);
+	else
+		strbuf_addf(out, " %*s", width, "?");
 }
 
 /*
@@ -532,9 +671,15 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 			w = (int) strlen(st->tables[i].name);
 	if (w > 40)
 		w = 40;
-	strbuf_addf(out, "  %-*s %8s %14s %14s %10s", w, "table", "copied", "source rows", "target rows", "delta");
+	/*
+	 * rows: ferry's own count (copied + inserted - deleted); ~source ~target:
+	 * the servers' statistics; with --exact, the counted rows and the delta.
+	 */
+	strbuf_addf(out, "  %-*s %8s %14s %14s %14s", w, "table", "copied", "rows (ferry)", "~source", "~target");
+	if (st->exact)
+		strbuf_addf(out, " %14s %14s %10s", "source rows", "target rows", "delta");
 	if (prev)
-		strbuf_addf(out, " %14s", "target rows/s");
+		strbuf_addf(out, " %14s", "rows/s");
 	strbuf_addch(out, '\n');
 	for (int i = 0; i < shown; i++)
 	{
@@ -548,13 +693,18 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 			snprintf(copied, sizeof(copied), "%d/%d", t->parts_done, t->parts);
 		else
 			snprintf(copied, sizeof(copied), "no");
-		if (t->src >= 0 && t->tgt >= 0)
-			strbuf_addf(out, "  %-*s %8s %14lld %14lld %10lld", w, t->name, copied, t->src, t->tgt, t->src - t->tgt);
-		else
-			strbuf_addf(out, "  %-*s %8s %14s %14s %10s", w, t->name, copied,
-						t->src >= 0 ? "" : "?", t->tgt >= 0 ? "" : "?", "?");
-		if (prev && before >= 0 && t->tgt >= 0 && secs > 0)
-			strbuf_addf(out, " %14.0f", (double) (t->tgt - before) / secs);
+		strbuf_addf(out, "  %-*s %8s", w, t->name, copied);
+		count_cell(out, t->rows, 14, false);
+		count_cell(out, t->src_est, 14, false);
+		count_cell(out, t->tgt_est, 14, false);
+		if (st->exact)
+		{
+			count_cell(out, t->src, 14, false);
+			count_cell(out, t->tgt, 14, false);
+			count_cell(out, t->src >= 0 && t->tgt >= 0 ? t->src - t->tgt : LLONG_MIN, 10, true);
+		}
+		if (prev && before >= 0 && t->rows >= 0 && secs > 0)
+			strbuf_addf(out, " %14.0f", (double) (t->rows - before) / secs);
 		strbuf_addch(out, '\n');
 	}
 	if (shown < st->ntables)

@@ -51,7 +51,9 @@ static const Command commands[] = {
 		"Reports the migration's state from any terminal, whether or not ferry start\n"
 		"is running: phase, copy progress, applied position, lag in bytes and\n"
 		"seconds, apply rate, WAL retained by the slot on the source, and for each\n"
-		"table the row delta (source rows minus target rows).",
+		"table its rows: ferry's own count (rows copied, plus rows inserted minus\n"
+		"rows deleted by apply) and the servers' statistics (estimates). It reads no\n"
+		"user table; --exact counts every table on both servers and shows the delta.",
 	OPT_STATUS, cli_status},
 	{"verify", "compare every migrated table's full contents, row by row where they differ",
 		"Hashes every row of every migrated table on source and target, per primary\n"
@@ -94,7 +96,7 @@ enum
 	O_JOBS, O_INDEX_JOBS, O_SPLIT, O_NO_OWNER, O_NO_PRIV, O_INC_SCHEMA, O_EXC_SCHEMA,
 	O_EXC_TABLE, O_EXC_DATA, O_SET_RIF, O_TABLE, O_LOCK_SOURCE, O_YES, O_MAX_LAG, O_TIMEOUT,
 	O_VERIFY, O_NO_REVERSE, O_FREEZE, O_FREEZE_ROLE, O_SEQ_GAP, O_HOOK_TIMEOUT, O_FORCE, O_DRY_RUN,
-	O_LOG_FORMAT, O_METRICS, O_WATCH, O_INTERVAL, O_VERBOSE = 'v',
+	O_LOG_FORMAT, O_METRICS, O_WATCH, O_INTERVAL, O_EXACT, O_VERBOSE = 'v',
 };
 
 typedef struct OptionDesc
@@ -144,6 +146,7 @@ static const OptionDesc option_descs[] = {
 	{"metrics-listen", 1, O_METRICS, OPT_START, "ADDR:PORT", "serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR default 127.0.0.1)"},
 	{"watch", 0, O_WATCH, OPT_STATUS, NULL, "refresh the report until interrupted (a live view on a terminal)"},
 	{"interval", 1, O_INTERVAL, OPT_STATUS, "SECONDS", "seconds between --watch refreshes (default 5)"},
+	{"exact", 0, O_EXACT, OPT_STATUS, NULL, "count every table's rows on both servers (reads them all; 60 s limit per table; not on a frozen source)"},
 };
 #define N_OPTIONS (sizeof(option_descs) / sizeof(option_descs[0]))
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -435,6 +438,7 @@ main(int argc, char **argv)
 				break;
 			case O_METRICS: set_string(&cfg.metrics_listen, optarg); break;
 			case O_WATCH: cli_status_set_watch(true); break;
+			case O_EXACT: cli_status_set_exact(true); break;
 			case O_INTERVAL:
 				if (!parse_int_arg(optarg, 1, 3600, &watch_interval))
 				{

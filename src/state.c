@@ -79,6 +79,20 @@ static const char STATE_DDL[] =
 	"  last_lsn pg_lsn NOT NULL,"
 	"  last_at timestamptz NOT NULL,"
 	"  PRIMARY KEY (migration, tablename));"
+	/*
+	 * What apply did to each table since its copy, by the source's name:
+	 * rows inserted and deleted (after a TRUNCATE, since it: truncated is
+	 * set and the copy's rows no longer count). Written with the position
+	 * row (apply.h), so `status` knows each table's rows without reading it.
+	 */
+	"CREATE TABLE IF NOT EXISTS ferry.table_rows ("
+	"  migration text NOT NULL REFERENCES ferry.migration ON DELETE CASCADE,"
+	"  nspname text NOT NULL,"
+	"  relname text NOT NULL,"
+	"  inserted bigint NOT NULL DEFAULT 0,"
+	"  deleted bigint NOT NULL DEFAULT 0,"
+	"  truncated boolean NOT NULL DEFAULT false,"
+	"  PRIMARY KEY (migration, nspname, relname));"
 	/* changes committed on the old source after the switchover, by table (watch.h) */
 	"CREATE TABLE IF NOT EXISTS ferry.source_writes ("
 	"  migration text NOT NULL REFERENCES ferry.migration ON DELETE CASCADE,"
@@ -103,7 +117,7 @@ static const char STATE_DDL[] =
 /* Every table ferry creates in schema ferry (STATE_DDL, and hooks.c the file sync's), NULL-ended; keep in step: check.c tells ferry's own schema from a user's by it. */
 const char *const STATE_TABLES[] = {
 	"migration", "copy_item", "copy_plan", "apply_progress", "schema_step", "file_sync", "unmatched",
-	"source_writes", "pending_constraint", NULL
+	"source_writes", "pending_constraint", "table_rows", NULL
 };
 
 const char	STATE_MARK_COPY_SQL[] =
@@ -125,7 +139,10 @@ static const char TRY_LOCK_SQL[] =
  * session: if that one is running a statement, wait for it (up to
  * STATE_LOCK_WAIT_S): a ferry killed a moment ago leaves its session, and
  * the lock, until the statement it was running ends. An idle holder is a
- * live ferry: refuse at once. The error names the holder and the fix.
+ * live ferry: refuse at once. (Except the busy holder waited for, idle for
+ * less than a second: between the end of its statement and noticing that
+ * its client is gone, a killed ferry's session is idle for a moment.)
+ * The error names the holder and the fix.
  */
 #define STATE_LOCK_WAIT_S 15
 
@@ -133,6 +150,7 @@ bool
 state_lock(PGconn *target, const char *name)
 {
 	const char *params[1] = {name};
+	char		busy_pid[16] = "";	/* the holder seen running a statement */
 
 	for (int i = 0;; i++)
 	{
@@ -153,12 +171,13 @@ state_lock(PGconn *target, const char *name)
 			return true;
 		res = pg_query(target, "find the session holding the migration lock",
 					   "SELECT a.pid, a.state = 'active', format('pid %s, application %L, %s for %s s', a.pid,"
-					   " a.application_name, a.state, round(extract(epoch FROM now() - a.state_change)))"
+					   " a.application_name, a.state, round(extract(epoch FROM now() - a.state_change))),"
+					   " a.state_change > pg_catalog.clock_timestamp() - interval '1 s'"
 					   " FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
 					   " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = " FERRY_LOCK_CLASS "::oid"
 					   " AND l.objid = pg_catalog.hashtext($1)::oid AND l.objsubid = 2 LIMIT 1",
 					   1, params);
-		if (res == NULL || !pg_check_shape(res, -1, 3, "the lock holder"))
+		if (res == NULL || !pg_check_shape(res, -1, 4, "the lock holder"))
 		{
 			PQclear(res);
 			return false;
@@ -169,7 +188,10 @@ state_lock(PGconn *target, const char *name)
 			PQclear(res);		/* let go just now: try again */
 			continue;
 		}
-		active = found && PQgetvalue(res, 0, 1)[0] == 't';
+		active = found && (PQgetvalue(res, 0, 1)[0] == 't' ||
+						   (strcmp(PQgetvalue(res, 0, 0), busy_pid) == 0 && PQgetvalue(res, 0, 3)[0] == 't'));
+		if (active)
+			snprintf(busy_pid, sizeof(busy_pid), "%s", PQgetvalue(res, 0, 0));
 		who = xstrdup(found ? PQgetvalue(res, 0, 2) : "unknown session");
 		if (active && i < STATE_LOCK_WAIT_S * 10)
 		{
