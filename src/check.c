@@ -39,6 +39,8 @@
 
 /* Version gates (server_version_num) */
 #define PG_MIN_SOURCE_VERSION	100000	/* logical replication (pgoutput) */
+#define PG_ORIGIN_GRANT_VERSION	140000	/* replication origins for non-superusers (GRANT EXECUTE) */
+#define PG_SET_GRANT_VERSION	150000	/* GRANT SET ON PARAMETER (session_replication_role) */
 
 /* How many names a row spells out before "and N more" */
 #define NAMES_SHOWN 5
@@ -893,6 +895,39 @@ check_replication_privilege(CheckCtx *ctx)
 		s->user);
 	free(fix);
 	free(role);
+}
+
+/*
+ * Check 5b, source before PostgreSQL 15: reverse replication at switchover
+ * applies the target's changes on the source with session_replication_role
+ * = replica, which only a superuser may set before 15 (no GRANT SET ON
+ * PARAMETER), under a replication origin, which only a superuser may use
+ * before 14 (and there the watch for writes after the switchover, watch.h,
+ * tells reverse replication's own by that origin alone: pgoutput before 14
+ * sends no messages). A warning: the forward migration needs neither. No
+ * row from 15 on (the grants exist there).
+ */
+static void
+check_reverse_old_source(CheckCtx *ctx)
+{
+	Server	   *s = &ctx->src;
+	const char *why;
+
+	if (s->version_num >= PG_SET_GRANT_VERSION)
+		return;
+	why = s->version_num < PG_ORIGIN_GRANT_VERSION
+		? "only a superuser may set session_replication_role before PostgreSQL 15 and use replication origins before 14"
+		: "only a superuser may set session_replication_role before PostgreSQL 15";
+	if (s->superuser)
+	{
+		row(ctx, CHECK_OK, s, "reverse replication", NULL,
+			"role %s is a superuser: reverse replication can apply here at switchover (%s)", s->user, why);
+		return;
+	}
+	row(ctx, CHECK_WARNING, s, "reverse replication",
+		"connect to the source as a superuser for the switchover and the reverse replication after it, or switch over with --no-reverse (no rollback then)",
+		"role %s is not a superuser and the source runs PostgreSQL %s: reverse replication at switchover cannot apply the target's changes here (%s)",
+		s->user, s->version, why);
 }
 
 /* --- the source's schemas and tables -------------------------------------- */
@@ -2047,6 +2082,7 @@ check_run(const FerryConfig *cfg, CheckReport *report)
 		check_wal_level(&ctx, s);
 		check_slots_and_senders(&ctx, s, own_slot);
 		check_replication_privilege(&ctx);
+		check_reverse_old_source(&ctx);
 		STOP_IF_INTERRUPTED();
 		if (load_relations(&ctx))
 		{
