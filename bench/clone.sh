@@ -3,13 +3,17 @@
 #
 # Usage: bench/clone.sh [SCALE] [--scale N] [--rounds N] [--jobs N]
 #                       [--split SIZE|auto] [--tools LIST] [--timeout SECS]
-#                       [--logs DIR]
+#                       [--logs DIR] [--dataset pgbench|many] [--tables N]
 # Each option also has an environment variable: SCALE (default 50, about
 # 750 MB), ROUNDS (3), JOBS (2), SPLIT (auto), TOOLS (all, see below),
 # TIMEOUT (per run, 7200 s), LOGS (keep every run's output in this directory),
 # FERRY (build/ferry), PGBIN (/usr/lib/postgresql/15/bin), DUMP_OPTS (extra
 # pg_dump options for dump-restore, e.g. "-Z0"), TMPDIR (where the servers
-# live; needs about 6x the database size free).
+# live; needs about 6x the database size free), DATASET (pgbench, or many:
+# bench/dataset_many.sql, TABLES tables (300) in four schemas with a
+# long-tailed size distribution, 2-5 secondary indexes each, foreign keys,
+# jsonb, TOASTed text, partitioned and keyless tables; SCALE 1 is ~85 MB
+# there, and copy-floor, which copies pgbench_accounts, is left out).
 #
 # Two fresh servers with identical settings (bench/lib.sh) are started; the
 # source gets `pgbench -i -s SCALE`. Every round runs every tool once, in an
@@ -52,12 +56,18 @@ TIMEOUT=${TIMEOUT:-7200}
 LOGS=${LOGS:-}
 FERRY=${FERRY:-$ROOT/build/ferry}
 DUMP_OPTS=${DUMP_OPTS:-}
+DATASET=${DATASET:-pgbench}
+NTABLES=${TABLES:-300}
 PGCOPYDB=${PGCOPYDB:-/usr/bin/pgcopydb}
 
 usage() { sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
+    --dataset) DATASET=$2; shift 2 ;;
+    --dataset=*) DATASET=${1#*=}; shift ;;
+    --tables) TABLES=$2; NTABLES=$2; shift 2 ;;
+    --tables=*) TABLES=${1#*=}; NTABLES=$TABLES; shift ;;
     --scale) SCALE=$2; shift 2 ;;
     --scale=*) SCALE=${1#*=}; shift ;;
     --rounds) ROUNDS=$2; shift 2 ;;
@@ -85,6 +95,14 @@ for t in $TOOLS; do
   case " $ALL_TOOLS " in *" $t "*) ;; *) echo "clone.sh: unknown tool $t (known: $ALL_TOOLS)" >&2; exit 2 ;; esac
 done
 case "$FERRY" in /*) ;; *) FERRY="$PWD/$FERRY" ;; esac
+case "$DATASET" in
+  pgbench) ;;
+  many)
+    case "$NTABLES" in ''|*[!0-9]*|0) echo "clone.sh: TABLES must be a positive integer" >&2; exit 2 ;; esac
+    # the floor pre-creates and copies pgbench_accounts: not in this dataset
+    TOOLS=$(echo " $TOOLS " | sed 's/ copy-floor / /g' | xargs) ;;
+  *) echo "clone.sh: --dataset must be pgbench or many, not $DATASET" >&2; exit 2 ;;
+esac
 
 # shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"
@@ -121,11 +139,18 @@ SRC_URI=$(bench_uri source $DB)
 TGT_URI=$(bench_uri target $DB)
 bq source postgres "CREATE DATABASE $DB" || bench_die "create source database"
 
-bench_log "pgbench -i -s $SCALE on the source"
 t0=$(date +%s)
-pgbench -i -s "$SCALE" -q -h "$SOURCE_SOCK" -p "$SOURCE_PORT" -U postgres "$DB" >"$BENCH_TMP/pgbench.log" 2>&1 \
-  || { tail -n 20 "$BENCH_TMP/pgbench.log" >&2; bench_die "pgbench -i failed"; }
-bench_log "pgbench -i done in $(( $(date +%s) - t0 )) s"
+if [ "$DATASET" = many ]; then
+  bench_log "bench/dataset_many.sql: $NTABLES tables, scale $SCALE, on the source"
+  psql -X -q -v ON_ERROR_STOP=1 -v tables="$NTABLES" -v scale="$SCALE" -h "$SOURCE_SOCK" -p "$SOURCE_PORT" -U postgres \
+    -d "$DB" -f "$HERE/dataset_many.sql" >"$BENCH_TMP/pgbench.log" 2>&1 \
+    || { tail -n 20 "$BENCH_TMP/pgbench.log" >&2; bench_die "dataset_many.sql failed"; }
+else
+  bench_log "pgbench -i -s $SCALE on the source"
+  pgbench -i -s "$SCALE" -q -h "$SOURCE_SOCK" -p "$SOURCE_PORT" -U postgres "$DB" >"$BENCH_TMP/pgbench.log" 2>&1 \
+    || { tail -n 20 "$BENCH_TMP/pgbench.log" >&2; bench_die "pgbench -i failed"; }
+fi
+bench_log "dataset $DATASET done in $(( $(date +%s) - t0 )) s"
 bq source postgres "CHECKPOINT" >/dev/null
 
 # what every clone must reproduce
@@ -138,17 +163,19 @@ expected_counts() {  # SERVER: "table=rows ..." for every source table
 N_INDEXES_SQL="SELECT count(*) FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'ferry')"
 EXP_COUNTS=$(expected_counts source)
 EXP_INDEXES=$(bq source $DB "$N_INDEXES_SQL")
-EXP_ACCOUNTS=$(bq source $DB "SELECT count(*) FROM pgbench_accounts")
+# the largest table (pgbench_accounts for pgbench): the floor copies it, auto split cuts it in JOBS parts
+BIG=$(bq source $DB "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables ORDER BY pg_table_size(relid) DESC LIMIT 1")
+EXP_ACCOUNTS=$(bq source $DB "SELECT count(*) FROM $BIG")
 DB_SIZE=$(bq source $DB "SELECT pg_database_size('$DB')")
-ACC_SIZE=$(bq source $DB "SELECT pg_table_size('pgbench_accounts')")
+ACC_SIZE=$(bq source $DB "SELECT pg_table_size('$BIG')")
 PGVER=$(bq source postgres "SHOW server_version")
 if [ "$SPLIT" = auto ]; then
   SPLIT="$(( (ACC_SIZE / JOBS + 1048575) / 1048576 ))MB"
 fi
 mb() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
-bench_log "source: database $(mb "$DB_SIZE") MB, pgbench_accounts $(mb "$ACC_SIZE") MB ($EXP_ACCOUNTS rows); split threshold $SPLIT"
+bench_log "source: database $(mb "$DB_SIZE") MB, largest table $BIG $(mb "$ACC_SIZE") MB ($EXP_ACCOUNTS rows); split threshold $SPLIT"
 # warm the OS cache the same for everyone (pgbench just wrote it anyway)
-bq source $DB "SELECT count(*) FROM pgbench_accounts" >/dev/null
+bq source $DB "SELECT count(*) FROM $BIG" >/dev/null
 
 # ------------------------------------------------------------------ runs
 reset_target() {
@@ -270,7 +297,7 @@ for t in $TOOLS; do MED[$t]=$(echo "${RUNS[$t]}" | median); done
 FERRY_TOOLS=""
 for f in ferry ferry-split; do case " $TOOLS " in *" $f "*) FERRY_TOOLS="$FERRY_TOOLS $f" ;; esac; done
 
-echo "ferry clone benchmark: pgbench scale $SCALE, database $(mb "$DB_SIZE") MB, pgbench_accounts $(mb "$ACC_SIZE") MB ($EXP_ACCOUNTS rows)"
+echo "ferry clone benchmark: dataset $DATASET$([ "$DATASET" = many ] && echo " ($NTABLES tables)"), scale $SCALE, database $(mb "$DB_SIZE") MB, largest table $BIG $(mb "$ACC_SIZE") MB ($EXP_ACCOUNTS rows)"
 echo "jobs $JOBS, rounds $ROUNDS, split threshold $SPLIT, PostgreSQL $PGVER, $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "both servers: $(printf '%s\n' "${BENCH_PG_SETTINGS[@]}" | grep -v '^log' | sed 's/ = /=/' | paste -sd' ')"
 echo

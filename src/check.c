@@ -37,6 +37,9 @@
 #include "proc.h"
 #include "state.h"
 
+/* GRANT SET ON PARAMETER: a superuser may let a role set a superuser-only setting */
+#define GRANT_SET_PARAMETER_MIN_VERSION 150000
+
 /* Version gates (server_version_num) */
 #define PG_MIN_SOURCE_VERSION	100000	/* logical replication (pgoutput) */
 #define PG_ORIGIN_GRANT_VERSION	140000	/* replication origins for non-superusers (GRANT EXECUTE) */
@@ -97,7 +100,9 @@ static const char RELATIONS_SQL[] =
 	"                WHERE i.indrelid = c.oid AND i.indisprimary),"
 	"       EXISTS (SELECT 1 FROM pg_catalog.pg_index i"
 	"                WHERE i.indrelid = c.oid AND i.indisreplident AND i.indisvalid),"
-	"       pg_has_role(c.relowner, 'USAGE'), pg_get_userbyid(c.relowner)"
+	"       pg_has_role(c.relowner, 'USAGE'), pg_get_userbyid(c.relowner),"
+	/* the switchover's fence locks it IN EXCLUSIVE MODE (freeze.h) */
+	"       c.relkind NOT IN ('r', 'p') OR has_table_privilege(c.oid, 'UPDATE, DELETE, TRUNCATE')"
 	"  FROM pg_catalog.pg_class c"
 	"  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 	" WHERE c.relkind IN ('r', 'p', 'S', 'f', 'm', 'v') AND c.relpersistence <> 't'"
@@ -535,6 +540,7 @@ typedef struct RelInfo
 	bool		has_ri_index;
 	bool		owner_ok;		/* the user has the owner's privileges */
 	char	   *owner;			/* owning role */
+	bool		lock_ok;		/* the user may lock it as the switchover's fence does */
 } RelInfo;
 
 typedef struct CheckCtx
@@ -950,7 +956,7 @@ load_relations(CheckCtx *ctx)
 	}
 	PQclear(res);
 
-	res = run_query(ctx, &ctx->src, "select privilege", RELATIONS_SQL, 3, params, -1, 10);
+	res = run_query(ctx, &ctx->src, "select privilege", RELATIONS_SQL, 3, params, -1, 11);
 	if (res == NULL)
 		return false;
 	ctx->nrels = PQntuples(res);
@@ -970,6 +976,7 @@ load_relations(CheckCtx *ctx)
 		r->has_ri_index = getbool(res, i, 7);
 		r->owner_ok = getbool(res, i, 8);
 		r->owner = xstrdup(PQgetvalue(res, i, 9));
+		r->lock_ok = getbool(res, i, 10);
 	}
 	PQclear(res);
 	ctx->have_rels = true;
@@ -1622,11 +1629,171 @@ check_target_apply_role(CheckCtx *ctx)
 	if (ok)
 		row(ctx, CHECK_OK, t, "apply role", NULL,
 			"may set session_replication_role = replica (replicated rows fire no triggers or foreign keys)");
+	else if (PQserverVersion(t->conn) >= GRANT_SET_PARAMETER_MIN_VERSION)
+	{
+		char	   *user = check_ident(t->user);
+		char	   *fix = xasprintf("as a superuser on the target: GRANT SET ON PARAMETER session_replication_role TO %s; "
+									"(on a managed service its admin role may already: e.g. rds_superuser, azure_pg_admin)", user);
+
+		row(ctx, CHECK_BLOCKING, t, "apply role", fix,
+			"cannot set session_replication_role = replica, which applying changes needs: %s", e);
+		free(fix);
+		free(user);
+	}
 	else
 		row(ctx, CHECK_BLOCKING, t, "apply role",
 			"connect to the target as a superuser, or on a managed service as its admin role that may set session_replication_role (e.g. rds_superuser, azure_pg_admin)",
 			"cannot set session_replication_role = replica, which applying changes needs: %s", e);
 	free(e);
+}
+
+/*
+ * Warning: may the target user use a replication origin? Without one apply
+ * still works (the position row alone, and a logical message marks its
+ * transactions for reverse replication, apply.h), a little slower.
+ */
+static void
+check_target_origin(CheckCtx *ctx)
+{
+	Server	   *t = &ctx->tgt;
+	PGresult   *res;
+	bool		ok;
+
+	if (t->superuser)
+	{
+		row(ctx, CHECK_OK, t, "replication origin", NULL, "role %s is a superuser and may use replication origins", t->user);
+		return;
+	}
+	res = pg_execute(t->conn,
+					 "SELECT bool_and(pg_catalog.has_function_privilege(f, 'EXECUTE'))"
+					 "  FROM unnest(ARRAY['pg_catalog.pg_replication_origin_create(text)',"
+					 "                    'pg_catalog.pg_replication_origin_drop(text)',"
+					 "                    'pg_catalog.pg_replication_origin_oid(text)',"
+					 "                    'pg_catalog.pg_replication_origin_session_setup(text)',"
+					 "                    'pg_catalog.pg_replication_origin_xact_setup(pg_lsn, timestamp with time zone)',"
+					 "                    'pg_catalog.pg_replication_origin_progress(text, boolean)']::pg_catalog.regprocedure[]) f",
+					 0, NULL);
+	ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && getbool(res, 0, 0);
+	PQclear(res);
+	if (ok)
+		row(ctx, CHECK_OK, t, "replication origin", NULL, "role %s may use a replication origin for the applied position", t->user);
+	else
+	{
+		char	   *user = check_ident(t->user);
+		char	   *fix = xasprintf("as a superuser on the target: GRANT EXECUTE ON FUNCTION pg_catalog.pg_replication_origin_create(text),"
+									" pg_catalog.pg_replication_origin_drop(text), pg_catalog.pg_replication_origin_oid(text),"
+									" pg_catalog.pg_replication_origin_session_setup(text),"
+									" pg_catalog.pg_replication_origin_xact_setup(pg_lsn, timestamp with time zone),"
+									" pg_catalog.pg_replication_origin_progress(text, boolean) TO %s;", user);
+
+		row(ctx, CHECK_WARNING, t, "replication origin", fix,
+			"role %s may not use replication origins: apply keeps its position in ferry.apply_progress alone and marks its transactions with a logical message for reverse replication (a little more work per transaction)",
+			t->user);
+		free(fix);
+		free(user);
+	}
+}
+
+/*
+ * Warning: may the user freeze this server's writes as the switchover (on
+ * the source) or the rollback (on the target) does (freeze.h)? It must see
+ * and end the application's sessions, set the database read-only (its
+ * owner) and lock every table; on the target, reverse replication needs a
+ * slot too (REPLICATION). Without them start works and those commands
+ * refuse before freezing anything; here each missing right is named with
+ * its GRANT, so the operator learns it before the day of the switchover.
+ */
+static void
+check_freeze_rights(CheckCtx *ctx, Server *srv, const char *check, const char *command)
+{
+	PGresult   *res;
+	char	   *user = check_ident(srv->user);
+	char	   *db = check_ident(srv->dbname);
+	StrBuf		fix,
+				lacks;
+	StrList		unlockable = {NULL, 0, 0};
+
+	if (srv->superuser)
+	{
+		row(ctx, CHECK_OK, srv, check, NULL, "role %s is a superuser and may freeze writes for %s", srv->user, command);
+		goto out;
+	}
+	res = pg_execute(srv->conn,
+					 "SELECT pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE'),"
+					 "       pg_catalog.pg_has_role('pg_signal_backend', 'USAGE'),"
+					 "       pg_catalog.pg_has_role(d.datdba, 'USAGE')"
+					 "  FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()", 0, NULL);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		PQclear(res);
+		goto out;
+	}
+	strbuf_init(&fix);
+	strbuf_init(&lacks);
+	if (!getbool(res, 0, 0) || !getbool(res, 0, 1))
+	{
+		const char *r = !getbool(res, 0, 0) && !getbool(res, 0, 1) ? "pg_read_all_stats, pg_signal_backend"
+			: !getbool(res, 0, 0) ? "pg_read_all_stats" : "pg_signal_backend";
+
+		strbuf_addf(&fix, "GRANT %s TO %s; ", r, user);
+		strbuf_addf(&lacks, "%s (to see and end the application's sessions)", r);
+	}
+	if (!getbool(res, 0, 2))
+	{
+		strbuf_addf(&fix, "ALTER DATABASE %s OWNER TO %s; (or set --freeze hook) ", db, user);
+		strbuf_addf(&lacks, "%sownership of database %s (to set it read-only)", lacks.len ? ", " : "", srv->dbname);
+	}
+	PQclear(res);
+	if (srv == &ctx->src)
+		for (int i = 0; i < ctx->nrels; i++)
+			if (!ctx->rels[i].lock_ok && !ctx->rels[i].owner_ok)
+				strlist_add(&unlockable, ctx->rels[i].qualname);
+	if (unlockable.n > 0)
+	{
+		char	   *names = name_list(&unlockable);
+
+		strbuf_addf(&fix, "GRANT pg_write_all_data TO %s; (or GRANT UPDATE ON those tables) ", user);
+		strbuf_addf(&lacks, "%sthe right to lock %d %s (%s)", lacks.len ? ", " : "", unlockable.n,
+					plural(unlockable.n, "table", "tables"), names);
+		free(names);
+	}
+	if (srv == &ctx->src)
+	{
+		/* reverse replication applies on the source as this user */
+		bool		srr;
+
+		res = pg_execute(srv->conn, "BEGIN; SET LOCAL session_replication_role = replica", 0, NULL);
+		srr = PQresultStatus(res) == PGRES_COMMAND_OK;
+		PQclear(res);
+		PQclear(pg_execute(srv->conn, "ROLLBACK", 0, NULL));
+		if (!srr)
+		{
+			strbuf_addf(&fix, "as a superuser: GRANT SET ON PARAMETER session_replication_role TO %s; (or switch over with --no-reverse: no rollback then) ", user);
+			strbuf_addf(&lacks, "%sthe right to set session_replication_role (reverse replication applies here after the switchover)",
+						lacks.len ? ", " : "");
+		}
+	}
+	if (srv == &ctx->tgt && !srv->replication)
+	{
+		strbuf_addf(&fix, "ALTER ROLE %s WITH REPLICATION; (on Amazon RDS/Aurora: GRANT rds_replication TO %s;) ", user, user);
+		strbuf_addf(&lacks, "%sREPLICATION (for the reverse replication slot that makes a rollback possible)",
+					lacks.len ? ", " : "");
+	}
+	if (lacks.len == 0)
+		row(ctx, CHECK_OK, srv, check, NULL, "role %s may freeze writes here for %s", srv->user, command);
+	else
+	{
+		while (fix.len > 0 && fix.data[fix.len - 1] == ' ')
+			fix.data[--fix.len] = '\0';
+		row(ctx, CHECK_WARNING, srv, check, fix.data,
+			"role %s lacks what %s needs here (it refuses before freezing anything): %s", srv->user, command, lacks.data);
+	}
+	strbuf_release(&fix);
+	strbuf_release(&lacks);
+out:
+	strlist_free(&unlockable);
+	free(user);
+	free(db);
 }
 
 static void
@@ -1992,6 +2159,55 @@ check_roles(CheckCtx *ctx)
 		free(user);
 	}
 
+	/*
+	 * ALTER ... OWNER TO, unless run by a superuser, needs the new owner
+	 * to have CREATE on the object's schema, and pg_restore gives objects
+	 * to their owners before it restores the schemas' privileges: on a
+	 * schema the target already has (public), the owners need it first.
+	 */
+	if (!t->superuser && owners.n > 0 && ctx->schemas.n > 0)
+	{
+		char	   *oarr = pg_text_array(&owners);
+		char	   *sarr = pg_text_array(&ctx->schemas);
+		const char *p2[2] = {oarr, sarr};
+		PGresult   *r2 = run_query(ctx, t, "schema privileges",
+									"SELECT o, s FROM unnest($1::text[]) o, unnest($2::text[]) s"
+									" WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = s)"
+									"   AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = o AND NOT rolsuper)"
+									"   AND NOT pg_catalog.has_schema_privilege(o, s, 'CREATE') ORDER BY 2, 1",
+									2, p2, -1, 2);
+
+		if (r2 != NULL && PQntuples(r2) > 0)
+		{
+			StrBuf		fix;
+			StrBuf		what;
+
+			strbuf_init(&fix);
+			strbuf_init(&what);
+			for (int i = 0; i < PQntuples(r2); i++)
+			{
+				char	   *o = check_ident(PQgetvalue(r2, i, 0));
+				char	   *s = check_ident(PQgetvalue(r2, i, 1));
+
+				strbuf_addf(&fix, "GRANT CREATE ON SCHEMA %s TO %s; ", s, o);
+				strbuf_addf(&what, "%s%s on %s", i ? ", " : "", PQgetvalue(r2, i, 0), PQgetvalue(r2, i, 1));
+				free(o);
+				free(s);
+			}
+			strbuf_addstr(&fix, "on the target, or run with --no-owner (the target user then owns everything)");
+			row(ctx, CHECK_BLOCKING, t, "schema privileges", fix.data,
+				"the restore gives objects to their owners before it restores the schemas' privileges, and a new owner needs CREATE on the schema, which these lack on the target: %s",
+				what.data);
+			strbuf_release(&fix);
+			strbuf_release(&what);
+		}
+		else if (r2 != NULL)
+			row(ctx, CHECK_OK, t, "schema privileges", NULL, "the objects' owners may create in the target's existing schemas");
+		PQclear(r2);
+		free(oarr);
+		free(sarr);
+	}
+
 cleanup:
 	strlist_free(&all);
 	strlist_free(&owners);
@@ -2096,6 +2312,8 @@ check_run(const FerryConfig *cfg, CheckReport *report)
 		ctx.not_migrated = true;
 		check_not_migrated(&ctx);
 		ctx.not_migrated = false;
+		if (ctx.have_rels)
+			check_freeze_rights(&ctx, s, "switchover rights", "ferry switchover");
 		STOP_IF_INTERRUPTED();
 		check_pg_dump(&ctx);
 	}
@@ -2112,6 +2330,8 @@ check_run(const FerryConfig *cfg, CheckReport *report)
 		STOP_IF_INTERRUPTED();
 		check_target_create(&ctx);
 		check_target_apply_role(&ctx);
+		check_target_origin(&ctx);
+		check_freeze_rights(&ctx, t, "rollback rights", "reverse replication and ferry rollback");
 		check_target_empty(&ctx);
 		STOP_IF_INTERRUPTED();
 		if (src_ok)

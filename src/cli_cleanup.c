@@ -103,14 +103,26 @@ cleanup_target(FerryConfig *cfg, PGconn *tgt, const char *side)
 	bool		ok = true;
 	int			has;
 
-	res = pg_query(tgt, "drop the replication origin",
-				   "SELECT pg_catalog.pg_replication_origin_drop(roname)"
-				   "  FROM pg_catalog.pg_replication_origin WHERE roname = $1", 1, params);
+	/*
+	 * Only an origin that exists is dropped: a role without EXECUTE on the
+	 * origin functions (apply ran without one) is refused the call even
+	 * when no row would reach it.
+	 */
+	res = pg_query(tgt, "look for the replication origin",
+				   "SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = $1", 1, params);
 	if (res == NULL)
 		return false;
-	if (PQntuples(res) > 0)
-		printf("dropped replication origin %s on the %s\n", cfg->name, side);
+	has = PQntuples(res);
 	PQclear(res);
+	if (has > 0)
+	{
+		res = pg_query(tgt, "drop the replication origin",
+					   "SELECT pg_catalog.pg_replication_origin_drop($1)", 1, params);
+		if (res == NULL)
+			return false;
+		PQclear(res);
+		printf("dropped replication origin %s on the %s\n", cfg->name, side);
+	}
 
 	has = state_table_exists(tgt, "migration");
 	if (has <= 0)
@@ -204,7 +216,7 @@ check_source_writes(FerryConfig *cfg, PGconn *src, PGconn *tgt)
 	PGresult   *res;
 	long long	n = 0;
 
-	if (watch_poll_migration(src, tgt, cfg->name) < 0 && !force)
+	if (watch_poll_migration(src, tgt, true, cfg->name) < 0 && !force)
 		return false;
 	if (state_table_exists(tgt, "source_writes") != 1)
 		return true;

@@ -331,7 +331,7 @@ status_collect(const FerryConfig *cfg, PGconn *tgt, PGconn *src, Status *st)
 	/* after a switchover: what the watch holds that no ferry start has recorded (it was stopped) */
 	if (src && !PQgetisnull(st->tr, 0, 16) && PQgetvalue(st->tr, 0, 18)[0] == 't' &&
 		strcmp(PQgetvalue(st->tr, 0, 0), "switched") == 0)
-		st->unrecorded = watch_poll_migration(src, NULL, cfg->name);
+		st->unrecorded = watch_poll_migration(src, tgt, false, cfg->name);
 	/*
 	 * The planned tables with what ferry knows of their rows: copied, then
 	 * inserted and deleted by apply (ferry.table_rows, since a TRUNCATE if

@@ -382,7 +382,7 @@ watch_tick(Follow *f, bool last)
 	if (!last && repl_now_us() - f->last_watch_us < WATCH_INTERVAL_MS * 1000LL)
 		return;
 	f->last_watch_us = repl_now_us();
-	(void) watch_poll_migration(f->tgt, f->src, f->skip_origin);
+	(void) watch_poll_migration(f->tgt, f->src, true, f->skip_origin);
 }
 
 /*
@@ -570,6 +570,7 @@ follow_run(FerryConfig *cfg, bool reverse, FollowResult *out)
 	{
 		out->stopped_by_signal = pg_interrupted();
 		out->stopped_by_request = !pg_interrupted();
+		free(f.skip_origin);
 		return true;
 	}
 

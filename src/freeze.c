@@ -141,6 +141,7 @@ freeze_release_record(Freeze *fz)
 	free(fz->prior);
 	free(fz->frozen_at);
 	strlist_free(&fz->revoked);
+	strlist_free(&fz->extra);
 	memset(fz, 0, sizeof(*fz));
 }
 
@@ -407,21 +408,27 @@ fence_take(PGconn *conn, const char *conninfo, const FerryConfig *cfg, const cha
 
 	if (res == NULL || !pg_check_shape(res, 1, 3, "the fence's tables"))
 		goto done;
-	if (PQgetisnull(res, 0, 0))
+	if (PQgetisnull(res, 0, 0) && fz->extra.n == 0)
 	{
 		ok = true;				/* nothing published, nothing to hold */
 		goto done;
 	}
 	{
 		PGresult   *sq = pg_query(conn, "list the sequences to fence", FENCE_SEQUENCES_SQL, 0, NULL);
+		StrBuf		tables;
 
 		if (sq == NULL || !pg_check_shape(sq, 1, 2, "the fence's sequences"))
 		{
 			PQclear(sq);
 			goto done;
 		}
-		lock = xasprintf("LOCK TABLE %s IN EXCLUSIVE MODE%s%s", PQgetvalue(res, 0, 0),
+		strbuf_init(&tables);
+		strbuf_addstr(&tables, PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0));
+		for (int i = 0; i < fz->extra.n; i++)
+			strbuf_addf(&tables, "%s%s", tables.len ? ", " : "", fz->extra.items[i]);
+		lock = xasprintf("LOCK TABLE %s IN EXCLUSIVE MODE%s%s", tables.data,
 						 PQgetisnull(sq, 0, 0) ? "" : "; ", PQgetisnull(sq, 0, 0) ? "" : PQgetvalue(sq, 0, 0));
+		strbuf_release(&tables);
 		if (strcmp(PQgetvalue(sq, 0, 1), "0") != 0)
 			log_warn("%s sequences on the %s are not held by the freeze (this user does not own them): a BEGIN READ WRITE session can still take values from them there. Fix: run the switchover as their owner",
 					 PQgetvalue(sq, 0, 1), side);

@@ -75,6 +75,7 @@ typedef struct Freeze
 	char	   *frozen_at;		/* server time the freeze began, owned */
 	/* not saved: this process's own */
 	char	   *pubname;		/* the fence locks this publication's tables (and NAME_insert_only's) */
+	StrList		extra;			/* ... and these (quoted names): tables no publication lists (rollback: created on the target after the switchover) */
 	PGconn	   *fence;			/* holds the fence's locks, or NULL */
 } Freeze;
 

@@ -26,6 +26,7 @@
 #include "slot.h"
 #include "state.h"
 #include "validate.h"
+#include "watch.h"
 
 /* How long a stopped follower gets to release its slot before we drop it. */
 #define SWITCH_SLOT_RELEASE_MS 30000
@@ -263,6 +264,42 @@ check_passes(const FerryConfig *cfg)
 
 /* Preconditions on both servers; false (logged with the fix). */
 
+/*
+ * Can reverse replication run at all? It slots on the target (REPLICATION)
+ * and applies on the source as the source's user, which must set
+ * session_replication_role (a non-superuser needs a GRANT for it). Found
+ * out after the switch, a rollback would be impossible: the reverse apply
+ * retries for ever, and `rollback` waits for it and gives up.
+ */
+static bool
+reverse_rights(Sw *s)
+{
+	PGresult   *res = pg_execute(s->src, "BEGIN; SET LOCAL session_replication_role = replica", 0, NULL);
+	bool		apply_ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	bool		ok = true;
+
+	PQclear(res);
+	pg_exec_quiet(s->src, "ROLLBACK", NULL);
+	if (!apply_ok)
+	{
+		log_error("reverse replication could not apply on the source: role %s may not set session_replication_role there; nothing was frozen. Fix: as a superuser on the source, GRANT SET ON PARAMETER session_replication_role TO %s (PostgreSQL 15+; on a managed service its admin role may), or switch over with --no-reverse (no rollback then)",
+				  PQuser(s->src), PQuser(s->src));
+		ok = false;
+	}
+	res = pg_query(s->tgt, "read the target role's rights",
+				   "SELECT rolsuper OR rolreplication FROM pg_catalog.pg_roles WHERE rolname = current_user", 0, NULL);
+	if (res == NULL || !pg_check_shape(res, 1, 1, "the role's rights"))
+		ok = false;
+	else if (PQgetvalue(res, 0, 0)[0] != 't')
+	{
+		log_error("reverse replication needs a replication slot on the target, and role %s may not create one (no REPLICATION); nothing was frozen. Fix: ALTER ROLE %s WITH REPLICATION on the target (on Amazon RDS/Aurora: GRANT rds_replication TO %s), or switch over with --no-reverse (no rollback then)",
+				  PQuser(s->tgt), PQuser(s->tgt), PQuser(s->tgt));
+		ok = false;
+	}
+	PQclear(res);
+	return ok;
+}
+
 static bool
 preconditions(Sw *s)
 {
@@ -379,6 +416,8 @@ preconditions(Sw *s)
 			log_error("the target has no free replication slot for reverse replication. Fix: raise max_replication_slots on the target, or use --no-reverse");
 			goto done;
 		}
+		if (!reverse_rights(s))
+			goto done;
 	}
 	ok = true;
 
@@ -425,6 +464,26 @@ save_freeze(PGconn *tgt, const char *name, const char *column, const Freeze *fz)
 	return ok;
 }
 
+/*
+ * A control session: what it records (the freeze, the phase, the switch
+ * intent, the database's read-only setting) must survive a crash of that
+ * server, so it commits synchronously even where the server's default is
+ * synchronous_commit = off: a switch intent lost in a crash made the rerun
+ * undo a switch the application already wrote after (test 181).
+ */
+static PGconn *
+control_connect(const char *conninfo, const char *label)
+{
+	PGconn	   *conn = pg_connect(conninfo, label, PG_CONN_SQL, NULL);
+
+	if (conn && !pg_exec(conn, "make ferry's records durable", "SET synchronous_commit = on"))
+	{
+		pg_finish(conn);
+		conn = NULL;
+	}
+	return conn;
+}
+
 /* Reconnect a control session if it died (the server restarted under us). */
 static PGconn *
 reconnect(PGconn *conn, const char *conninfo, const char *label)
@@ -441,7 +500,7 @@ reconnect(PGconn *conn, const char *conninfo, const char *label)
 	pg_finish(conn);
 	for (int i = 0; i < 10; i++)
 	{
-		conn = pg_connect(conninfo, label, PG_CONN_SQL, NULL);
+		conn = control_connect(conninfo, label);
 		if (conn)
 			return conn;
 		sleep(1);
@@ -741,6 +800,75 @@ recopy_insert_only(PGconn *from, PGconn *to, const FerryConfig *pub_cfg, SwitchR
 }
 
 /*
+ * Rollback: tables on the target that reverse replication does not carry.
+ * NAME_reverse lists the tables the target had at the switchover, so one
+ * the application created there since (a deploy) streams nothing back.
+ * Those the source has too (the same DDL run there) go into *tables: the
+ * fence holds them (freeze.h, extra) and they are re-copied whole while the
+ * target is frozen. False (logged) when one does not exist on the source:
+ * its rows could go nowhere.
+ */
+static bool
+reverse_unpublished(Sw *s, StrList *tables)
+{
+	StrList		missing = {0};
+	StrList		absent = {0};
+	bool		ok = publication_missing(s->tgt, s->rcfg, &missing);
+
+	strlist_free(tables);
+	for (int i = 0; ok && i < missing.n; i++)
+	{
+		const char *params[1] = {missing.items[i]};
+		PGresult   *res = pg_query(s->src, "look for the table on the source",
+								   "SELECT pg_catalog.to_regclass($1) IS NOT NULL", 1, params);
+
+		ok = res != NULL && pg_check_shape(res, 1, 1, "the table on the source");
+		if (ok)
+			strlist_add(PQgetvalue(res, 0, 0)[0] == 't' ? tables : &absent, missing.items[i]);
+		PQclear(res);
+	}
+	if (ok && absent.n > 0)
+	{
+		char	   *names = publication_name_list(&absent);
+
+		log_error("%d table%s on the target %s not on the source (created after the switchover): %s; their rows would be lost, so nothing was frozen. Fix: create %s on the source with the same columns (BEGIN READ WRITE: it is read-only), so that the rollback copies %s rows, or drop %s on the target",
+				  absent.n, absent.n == 1 ? "" : "s", absent.n == 1 ? "is" : "are", names,
+				  absent.n == 1 ? "it" : "them", absent.n == 1 ? "its" : "their", absent.n == 1 ? "it" : "them");
+		free(names);
+		ok = false;
+	}
+	else if (ok && tables->n > 0)
+	{
+		char	   *names = publication_name_list(tables);
+
+		log_info("%d table%s on the target %s not replicated back (created after the switchover): %s; re-copied whole while the target is frozen",
+				 tables->n, tables->n == 1 ? "" : "s", tables->n == 1 ? "is" : "are", names);
+		free(names);
+	}
+	strlist_free(&missing);
+	strlist_free(&absent);
+	return ok;
+}
+
+/* Re-copy each of `tables` whole from `from` to `to` (recopy_table), marked as migration `mark`'s own. */
+static bool
+recopy_list(PGconn *from, PGconn *to, const StrList *tables, const char *mark, SwitchReport *rep)
+{
+	for (int i = 0; i < tables->n; i++)
+	{
+		long long	rows = 0;
+		double		t0 = now_s();
+
+		if (!recopy_table(from, to, tables->items[i], mark, &rows))
+			return false;
+		log_info("re-copied %s (not replicated back): %lld rows in %.2f s", tables->items[i], rows, now_s() - t0);
+		rep->recopied_tables++;
+		rep->recopied_rows += rows;
+	}
+	return true;
+}
+
+/*
  * The session to read the frozen side's sequences in: the fence's, which
  * holds their locks (reading them elsewhere would wait for it), while it
  * lives; `side` when there is none or it died (then nothing holds the
@@ -766,10 +894,12 @@ sequence_reader(PGconn *fence, PGconn *side)
  * last_value + gap in the sequence's direction, within its bounds. On the
  * frozen side `from` is the fence's session when there is one: the fence
  * holds the sequences' locks, so reading them from another session would
- * wait for it (freeze.c).
+ * wait for it (freeze.c). only_forward: `to` takes writes already (a
+ * rollback finished after the source was unfrozen): a sequence already
+ * past that value is left where it is, never set back.
  */
 static bool
-sync_sequences(PGconn *from, PGconn *to, int64_t gap, SwitchReport *rep)
+sync_sequences(PGconn *from, PGconn *to, int64_t gap, bool only_forward, SwitchReport *rep)
 {
 	char		gaps[32];
 	PGresult   *res;
@@ -790,7 +920,15 @@ sync_sequences(PGconn *from, PGconn *to, int64_t gap, SwitchReport *rep)
 		PQclear(res);
 		return false;
 	}
-	r2 = pg_query(to, "set the sequences",
+	r2 = pg_query(to, "set the sequences", only_forward ?
+				  "SELECT count(pg_catalog.setval(x.s::pg_catalog.regclass,"
+				  "        (CASE WHEN q.last_value IS NULL THEN x.v"
+				  "              WHEN q.increment_by > 0 THEN GREATEST(x.v, q.last_value::numeric)"
+				  "              ELSE LEAST(x.v, q.last_value::numeric) END)::bigint, true))"
+				  "  FROM unnest($1::text[], $2::numeric[]) AS x(s, v)"
+				  "  LEFT JOIN pg_catalog.pg_sequences q"
+				  "    ON pg_catalog.quote_ident(q.schemaname) || '.' || pg_catalog.quote_ident(q.sequencename) = x.s"
+				  " WHERE pg_catalog.to_regclass(x.s) IS NOT NULL" :
 				  "SELECT count(pg_catalog.setval(s::pg_catalog.regclass, v::bigint, true))"
 				  "  FROM unnest($1::text[], $2::numeric[]) AS x(s, v)"
 				  " WHERE pg_catalog.to_regclass(s) IS NOT NULL",
@@ -874,8 +1012,8 @@ sw_connect(Sw *s)
 	char	   *lock = xasprintf("%s:switchover", s->cfg->name);
 	bool		ok;
 
-	s->tgt = pg_connect(s->cfg->target, "target", PG_CONN_SQL, NULL);
-	s->src = s->tgt ? pg_connect(s->cfg->source, "source", PG_CONN_SQL, NULL) : NULL;
+	s->tgt = control_connect(s->cfg->target, "target");
+	s->src = s->tgt ? control_connect(s->cfg->source, "source") : NULL;
 	s->lock_conn = s->src ? pg_connect(s->cfg->target, "target", PG_CONN_SQL, NULL) : NULL;
 	ok = s->lock_conn != NULL && state_lock(s->lock_conn, lock);
 	free(lock);
@@ -1162,7 +1300,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 
 	/* 7. sequences */
 	log_info("step 7/10: sequences");
-	if (!sync_sequences(sequence_reader(s.fz.fence, s.src), s.tgt, cfg->sequence_gap, rep))
+	if (!sync_sequences(sequence_reader(s.fz.fence, s.src), s.tgt, cfg->sequence_gap, false, rep))
 		goto abort;
 	log_info("set %d sequences on the target to the source's value + %" PRId64, rep->sequences, cfg->sequence_gap);
 
@@ -1214,7 +1352,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 		}
 		log_info("re-copying tables without a key and setting sequences again: the source took writes while its fence was down");
 		if (!recopy_insert_only(s.src, s.tgt, cfg, rep) ||
-			!sync_sequences(sequence_reader(s.fz.fence, s.src), s.tgt, cfg->sequence_gap, rep))
+			!sync_sequences(sequence_reader(s.fz.fence, s.src), s.tgt, cfg->sequence_gap, false, rep))
 			goto abort;
 	}
 
@@ -1264,6 +1402,48 @@ undo_switching(Sw *s)
 	s->reverse_made = true;
 	s->freeze_saved = s->frozen;
 	return abort_switchover(s);
+}
+
+/*
+ * The rollback had drained the reverse stream (the source's reverse row says
+ * rolled_back, and its follower stopped) when the target's fence was lost:
+ * the process killed (a rerun carries on) or its session ended during the
+ * rollback hook. The target is read-only, but a session that overrides that
+ * (BEGIN READ WRITE) wrote there since, and the application may still point
+ * at it. Take the fence again (ending the target's sessions), let the reverse
+ * stream run again and drain it into the source, then mark it drained again.
+ * The source takes writes already: tables without a key are not re-copied
+ * (the re-copy would drop what the application wrote there; their inserts
+ * are in the stream), and sequences only move forward. False (logged): the
+ * target stays frozen, phase rolling_back, a rerun carries on from here.
+ */
+static bool
+redrain_target(Sw *s, SwitchReport *rep)
+{
+	bool		retaken = false;
+	bool		ok;
+
+	log_warn("the target's fence was lost after the rollback's drain: taking it again and bringing to the source what the target took since");
+	if (s->fz.pubname == NULL)
+		s->fz.pubname = xstrdup(s->rcfg->name);
+	follower_stop(&s->fol);
+	if (!state_set(s->src, s->rcfg->name, "phase", "following"))
+		return false;
+	/* a ferry start that saw the drained phase is on its way out (it looks once a second): let it go first */
+	for (int i = 0; i < 30 && state_lock_held(s->src, s->rcfg->name) == 1; i++)
+		usleep(100000);
+	ok = follower_ensure(&s->fol, s->src, s->rcfg, true) &&
+		drain_fenced(s, true, now_s() + s->cfg->timeout, true, &retaken) &&
+		sync_sequences(sequence_reader(s->fz.fence, s->tgt), s->src, s->cfg->sequence_gap, true, rep) &&
+		state_set(s->src, s->rcfg->name, "phase", "rolled_back");
+	follower_stop(&s->fol);
+	if (!ok)
+	{
+		log_error("could not bring over what the target took while its fence was down; the target stays frozen. Fix: see above, then run ferry rollback again (it carries on from here)");
+		return false;
+	}
+	log_warn("updates and deletes of tables without a key, and any change to tables created on the target after the switchover, that a session made on the target while its fence was down are not on the source (only the inserts of the former): compare them (ferry verify with --source and --target swapped)");
+	return true;
 }
 
 bool
@@ -1349,23 +1529,39 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 
 	/*
 	 * An interrupted rollback that got past the drain (the source's reverse
-	 * row says rolled_back, written just before the source is unfrozen) has
-	 * nothing left to drain: only unfreeze the source and finish.
+	 * row says rolled_back, written just before the source is unfrozen) lost
+	 * the target's fence with its process: a BEGIN READ WRITE session may
+	 * have written on the target since. If the source was not unfrozen yet
+	 * (its reverse row's rolled_back_at is set once it is), the rollback is
+	 * simply carried on from the target's freeze, drain included; if it was,
+	 * the application may be on both: the target's fence is taken again and
+	 * what it took since drained (redrain_target), then the rollback is
+	 * finished.
 	 */
 	if (strcmp(phase, "rolling_back") == 0 && s.fz.mode != NULL && state_table_exists(s.src, "migration") == 1)
 	{
 		const char *params[1] = {s.rcfg->name};
 		PGresult   *res = pg_query(s.src, "read the reverse state",
-								   "SELECT phase FROM ferry.migration WHERE name = $1", 1, params);
-		bool		drained = res && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "rolled_back") == 0;
+								   "SELECT phase, rolled_back_at IS NOT NULL FROM ferry.migration WHERE name = $1", 1, params);
+		bool		found = res && PQntuples(res) == 1;
+		bool		drained = found && strcmp(PQgetvalue(res, 0, 0), "rolled_back") == 0;
+		bool		unfrozen = found && PQgetvalue(res, 0, 1)[0] == 't';
 
 		PQclear(res);
-		if (drained)
+		if (unfrozen)
 		{
-			log_info("the interrupted rollback had drained everything: finishing it");
+			log_info("the interrupted rollback had unfrozen the source: finishing it");
 			t_freeze = now_s();
 			s.frozen = true;
-			goto unfreeze_source;
+			if (!redrain_target(&s, rep))
+				goto done;
+			goto rollback_hook;
+		}
+		if (drained)
+		{
+			log_info("the interrupted rollback had drained the target, but its fence died with it: draining again");
+			if (!state_set(s.src, s.rcfg->name, "phase", "following"))
+				goto done;
 		}
 	}
 
@@ -1379,6 +1575,7 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	if ((s.fz.mode == NULL &&
 		 !freeze_prepare(s.tgt, cfg, strcmp(cfg->freeze_mode, "hook") == 0 ? "hook" : cfg->freeze_mode, "target",
 						 s.rcfg->name, &s.fz)) ||
+		!reverse_unpublished(&s, &s.fz.extra) ||
 		!follower_ensure(&s.fol, s.src, s.rcfg, true) ||
 		(strcmp(phase, "rolling_back") != 0 && !wait_lag_ok(&s, s.tgt, s.src, s.rcfg)))
 		goto done;
@@ -1414,7 +1611,8 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	log_info("step 4/6: re-copying tables without a key and setting sequences on the source");
 	if (!publication_guard_keyless(s.src, cfg, KEYLESS_SILENT) ||
 		!recopy_insert_only(s.tgt, s.src, s.rcfg, rep) ||
-		!sync_sequences(sequence_reader(s.fz.fence, s.tgt), s.src, cfg->sequence_gap, rep))
+		!recopy_list(s.tgt, s.src, &s.fz.extra, s.rcfg->name, rep) ||
+		!sync_sequences(sequence_reader(s.fz.fence, s.tgt), s.src, cfg->sequence_gap, false, rep))
 		goto abort;
 
 	/* the last word from the target, with its fence checked after it (as at switchover) */
@@ -1429,7 +1627,8 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 		if (round == 2)
 			goto abort;
 		if (!recopy_insert_only(s.tgt, s.src, s.rcfg, rep) ||
-			!sync_sequences(sequence_reader(s.fz.fence, s.tgt), s.src, cfg->sequence_gap, rep))
+			!recopy_list(s.tgt, s.src, &s.fz.extra, s.rcfg->name, rep) ||
+			!sync_sequences(sequence_reader(s.fz.fence, s.tgt), s.src, cfg->sequence_gap, false, rep))
 			goto abort;
 	}
 
@@ -1438,31 +1637,48 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	if (!state_set(s.src, s.rcfg->name, "phase", "rolled_back"))	/* the reverse follower stops */
 		goto abort;
 	fault_point("rollback.after-drain");
-unfreeze_source:
+	/*
+	 * The watch's last look at the old source (watch.h), while it is still
+	 * frozen, then the watch goes: once the source is unfrozen, the
+	 * application's writes there are not writes the new primary misses,
+	 * and a reverse follower stopping after this would report them so.
+	 */
+	if (slot_exists(s.src, cfg->name) == 1)
+	{
+		if (watch_poll_migration(s.src, s.tgt, true, cfg->name) < 0)
+			log_warn("could not read the watch on the source one last time: a write that reached it since its last look may go unreported");
+		drop_slot_when_released(s.src, cfg->name, "source");	/* the watch */
+	}
 	if (!freeze_release(s.src, cfg, "source", &src_fz))
 	{
 		log_error("could not unfreeze the source. Fix: run ferry rollback again (it finishes from here), or by hand: ALTER DATABASE %s RESET default_transaction_read_only",
 				  src_fz.dbname ? src_fz.dbname : "<db>");
 		goto done;
 	}
+	/* from here on a rerun only finishes (redrain_target): the source may take writes */
+	if (!state_set(s.src, s.rcfg->name, "rolled_back_at", "now"))
+		log_warn("could not record on the source that it was unfrozen; a rerun of an interrupted rollback would re-copy its tables without a key");
 
 	/* 6. rollback hook */
+rollback_hook:
 	log_info("step 6/6: rollback hook");
 	if (!hook_run(cfg, "rollback"))
 		log_error("the rollback hook failed: the source takes writes again, but the application may still point at the target (which is read-only). Fix: point it at the source by hand");
-	switch (freeze_hand_over(s.tgt, cfg, "target", &s.fz))
+	fault_point("rollback.after-hook");
+	for (int round = 0;; round++)
 	{
-		case HAND_OVER_DONE:
-			break;
-		case HAND_OVER_SESSIONS_LEFT:
+		HandOver	h = freeze_hand_over(s.tgt, cfg, "target", &s.fz);
+
+		if (h == HAND_OVER_SESSIONS_LEFT)
 			log_warn("some sessions on the target could not be ended after the rollback: they may write there (see above)");
+		if (h != HAND_OVER_FENCE_LOST)
 			break;
-		case HAND_OVER_FENCE_LOST:
-			/* the reverse stream is stopped and the source takes writes: nothing to drain into */
-			log_error("the target's fence was lost after its last drain: writes a session made there meanwhile (BEGIN READ WRITE) are not on the source. Fix: compare the target with the source (ferry verify with --source and --target swapped) and carry them over by hand");
-			pg_finish(s.fz.fence);
-			s.fz.fence = NULL;
-			break;
+		/* the reverse stream was drained and the source takes writes: bring over what got in since */
+		if (round == 3 || !redrain_target(&s, rep))
+		{
+			log_error("the target's fence was lost after its last drain, and what a session wrote there meanwhile (BEGIN READ WRITE) may not be on the source. Fix: run ferry rollback again: it takes the fence again and brings it over");
+			goto done;
+		}
 	}
 	rep->window_seconds = now_s() - t_freeze;
 	{

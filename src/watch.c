@@ -47,6 +47,7 @@ typedef struct Watch
 	/* the transaction being read */
 	bool		in_txn;
 	bool		own;			/* reverse replication's */
+	uint64_t	carried;		/* transactions ending at or before it went forward */
 	StrList		txn_tables;		/* tables it changed, with counts */
 	int64_t    *txn_counts;
 	/* found, per table */
@@ -146,7 +147,7 @@ watch_message(Watch *w, const PgoMessage *m, const char *reverse_name)
 				count_add(&w->txn_tables, &w->txn_counts, rel_name(w, m->u.truncate.relids[i]), 1);
 			break;
 		case 'C':
-			if (!w->own)
+			if (!w->own && m->u.commit.end_lsn > w->carried)
 				for (int i = 0; i < w->txn_tables.n; i++)
 				{
 					int			before = w->tables.n;
@@ -215,7 +216,7 @@ watch_record(PGconn *state_conn, const char *forward_name, const Watch *w)
 
 int64_t
 watch_poll(PGconn *old_src, PGconn *state_conn, const char *forward_name, const char *pubs,
-		   const char *reverse_name)
+		   const char *reverse_name, uint64_t carried)
 {
 	char		most[16];
 	const char *params[3] = {forward_name, most, pubs};
@@ -229,6 +230,7 @@ watch_poll(PGconn *old_src, PGconn *state_conn, const char *forward_name, const 
 
 	memset(&w, 0, sizeof(w));
 	w.conn = old_src;
+	w.carried = carried;
 	snprintf(most, sizeof(most), "%d", WATCH_MAX_CHANGES);
 	sql = xasprintf(WATCH_PEEK_SQL_FMT,
 					PQserverVersion(old_src) >= PGO_MESSAGES_MIN_VERSION ? ", 'messages', 'true'" : "");
@@ -295,7 +297,7 @@ done:
 }
 
 int64_t
-watch_poll_migration(PGconn *old_src, PGconn *state_conn, const char *forward_name)
+watch_poll_migration(PGconn *old_src, PGconn *new_primary, bool record, const char *forward_name)
 {
 	const char *params[1] = {forward_name};
 	PGresult   *res = pg_query(old_src, "look up the watch slot",
@@ -304,6 +306,7 @@ watch_poll_migration(PGconn *old_src, PGconn *state_conn, const char *forward_na
 	FerryConfig fwd;
 	char	   *pubs;
 	char	   *rname;
+	uint64_t	carried = 0;
 	int64_t		n = 0;
 
 	PQclear(res);
@@ -311,12 +314,20 @@ watch_poll_migration(PGconn *old_src, PGconn *state_conn, const char *forward_na
 		return -1;
 	if (!idle)
 		return 0;				/* none (--no-reverse, cleaned up), or the forward stream still stops */
+	/* what the forward stream carried to the new primary: never a write after the switch */
+	res = pg_query(new_primary, "read the forward migration's applied position",
+				   "SELECT applied_lsn::text FROM ferry.apply_progress WHERE migration = $1", 1, params);
+	if (res == NULL)
+		return -1;
+	if (PQntuples(res) == 1)
+		pg_lsn_parse(PQgetvalue(res, 0, 0), &carried);
+	PQclear(res);
 	memset(&fwd, 0, sizeof(fwd));
 	fwd.name = (char *) forward_name;
 	pubs = publication_names(old_src, &fwd);
 	rname = xasprintf("%s%s", forward_name, CONFIG_REVERSE_SUFFIX);
 	if (pubs != NULL)
-		n = watch_poll(old_src, state_conn, forward_name, pubs, rname);
+		n = watch_poll(old_src, record ? new_primary : NULL, forward_name, pubs, rname, carried);
 	free(pubs);
 	free(rname);
 	return n;

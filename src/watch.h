@@ -18,9 +18,13 @@
  *                 WATCH_MAX_CHANGES changes (whole transactions)
  *   2 classify    a transaction that carries reverse replication's origin
  *                 (NAME_reverse) or its ferry_apply mark (apply.h) is
- *                 reverse replication's own; one with data changes that
- *                 carries neither was written on the old source after the
- *                 switch
+ *                 reverse replication's own; so is one that ends at or
+ *                 before the forward migration's applied position (it was
+ *                 carried to the new primary: the watch slot's position is
+ *                 only saved at checkpoints, so after a crash of the old
+ *                 source it reads again from before the switchover); one
+ *                 with data changes otherwise was written on the old source
+ *                 after the switch
  *   3 record      those, per table, into ferry.source_writes on the new
  *                 primary (the migration's state), an ERROR in the log and
  *                 the metric ferry_source_writes_after_switch_total;
@@ -36,12 +40,16 @@
  * (KEYLESS_SILENT, publication.h: the mark alone would not do before
  * PostgreSQL 14, whose pgoutput sends no messages; there the watch knows
  * reverse replication's own transactions by their origin only); a rollback
- * or cleanup drops the watch. With --no-reverse there is no follower to
+ * (which reads it one last time after its drain and re-copy, while the
+ * source is still frozen, and drops it before unfreezing the source: the
+ * application's writes there from then on are not news) or cleanup drops
+ * the watch. With --no-reverse there is no follower to
  * poll it, so the slot is dropped at the switch as before.
  */
 #ifndef FERRY_WATCH_H
 #define FERRY_WATCH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <libpq-fe.h>
 
@@ -58,14 +66,16 @@
  * on error (logged).
  */
 int64_t		watch_poll(PGconn *old_src, PGconn *state_conn, const char *forward_name, const char *pubs,
-					   const char *reverse_name);
+					   const char *reverse_name, uint64_t carried);
 
 /*
- * watch_poll for migration `cfg` (the forward one) when its watch slot
- * exists on old_src and nothing streams from it: the publications looked
- * up, the reverse name derived. Returns as watch_poll; 0 when there is no
+ * watch_poll for migration `forward_name` when its watch slot exists on
+ * old_src and nothing streams from it: the publications looked up, the
+ * reverse name derived, what was carried forward read from new_primary
+ * (the migration's applied position there). Records on new_primary if
+ * `record`, else only counts. Returns as watch_poll; 0 when there is no
  * idle watch slot.
  */
-int64_t		watch_poll_migration(PGconn *old_src, PGconn *state_conn, const char *forward_name);
+int64_t		watch_poll_migration(PGconn *old_src, PGconn *new_primary, bool record, const char *forward_name);
 
 #endif

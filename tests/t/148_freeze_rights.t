@@ -7,7 +7,8 @@
 # and switchover reported success. Each missing right is named with its GRANT;
 # with all of them the non-superuser switchover loses nothing. (migrator owns
 # the tables here, as ferry check asks for the publication, so the fence's
-# lock right is not exercised: the refusal for it is untested.)
+# lock right is not exercised here; may set session_replication_role, which
+# reverse replication applying on the source needs: test 175.)
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/pg.sh"
 
@@ -20,6 +21,7 @@ q source "CREATE TABLE orders (id bigint PRIMARY KEY, writer text NOT NULL, at t
           GRANT SELECT, INSERT ON orders TO app_rw;
           CREATE ROLE migrator LOGIN REPLICATION; GRANT SELECT ON ALL TABLES IN SCHEMA public TO migrator;
           ALTER DATABASE app OWNER TO migrator; GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO migrator;
+          GRANT SET ON PARAMETER session_replication_role TO migrator;
           DO \$\$ DECLARE r record; BEGIN
             FOR r IN SELECT c.oid::regclass AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                       WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') LOOP
