@@ -62,8 +62,10 @@
  * replication's name `reverse_name`. With state_conn (the new primary) it
  * records what it finds there and advances the slot; with NULL it only
  * counts (status: what nobody has recorded yet). Returns the number of
- * changes written on the old source found by this poll (0 if none), or -1
- * on error (logged).
+ * changes written on the old source found by this poll (0 if none, or when
+ * another session holds the slot just then: the reverse follower, a
+ * rollback's last look, status and cleanup may look at once, and the
+ * holder does the work), or -1 on error (logged).
  */
 int64_t		watch_poll(PGconn *old_src, PGconn *state_conn, const char *forward_name, const char *pubs,
 					   const char *reverse_name, uint64_t carried);
