@@ -11,9 +11,12 @@ BUILD_PKGS="gcc make pkg-config libpq-dev libyaml-dev libjansson-dev libmicrohtt
 # postgresql-server-dev-15 (PGXS, server headers) builds regress.so and dpkg-dev
 # (dpkg-source) unpacks the postgresql-15 source package for scripts/regress-db.sh (024)
 TEST_PKGS="postgresql-15 postgresql-client-15 postgresql-contrib perl util-linux procps python3 rsync man-db groff-base curl systemd python3-psycopg2 pgbouncer postgresql-server-dev-15 dpkg-dev"
+# scripts/build-pg.sh builds PostgreSQL 13, 17, 18 from Debian's source packages
+# for the cross-version tests (18x_xver_*): its compilers and libraries
+PGBUILD_PKGS="bison flex libreadline-dev zlib1g-dev libicu-dev libssl-dev xz-utils bzip2"
 BENCH_PKGS="pgcopydb time"
 
-want="$BUILD_PKGS $TEST_PKGS"
+want="$BUILD_PKGS $TEST_PKGS $PGBUILD_PKGS"
 case "${1:-}" in
   --bench) want="$want $BENCH_PKGS" ;;
 esac

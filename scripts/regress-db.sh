@@ -13,8 +13,9 @@
 #     package is fetched with `apt-get source --download-only` through a
 #     private deb-src list derived from this machine's own apt sources (the
 #     Debian entries of /etc/apt/sources.list and /etc/apt/sources.list.d/;
-#     no mirror is named here). apt checks the .dsc against the signed
-#     Sources index, dpkg-source checks every tarball against the .dsc.
+#     no mirror is named here; scripts/lib/apt-source.sh, shared with
+#     scripts/build-pg.sh). apt checks the .dsc against the signed Sources
+#     index, dpkg-source checks every tarball against the .dsc.
 #     src/test/regress is kept and regress.so is built from it with PGXS
 #     (postgresql-server-dev-15). Everything is built in a temporary
 #     directory and renamed into ${FERRY_CACHE:-/var/cache/ferry}/regress-15/
@@ -52,102 +53,18 @@ done
 [ -n "$host" ] && [ -n "$port" ] || usage
 case "$schedule" in parallel|serial) ;; *) echo "regress-db: --schedule is parallel or serial" >&2; exit 2 ;; esac
 
-log() { printf '%s regress-db: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-now() { date +%s.%N; }
-took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f s", b - a }'; }
-
-# deb_src_sources: a deb822 list of the deb-src twins of this machine's
-# enabled Debian entries (suites of this release: CODENAME, CODENAME-updates,
-# CODENAME-security), each with its own Signed-By. Prints nothing if none.
-deb_src_sources() {
-  local codename f
-  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-  [ -n "$codename" ] || return 0
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] || continue
-    # one-line format: deb [options] URI SUITE COMPONENT...
-    awk -v cn="$codename" '
-      $1 == "deb" {
-        i = 2; opts = ""
-        if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) { opts = opts " " $i; i++ }; opts = opts " " $i; i++ }
-        uri = $i; suite = $(i + 1); comps = ""
-        for (j = i + 2; j <= NF && $j !~ /^#/; j++) comps = comps " " $j
-        if (suite != cn && suite !~ "^" cn "-(updates|security)$") next
-        signed = ""
-        if (match(opts, /signed-by=[^] ]+/)) signed = substr(opts, RSTART + 10, RLENGTH - 10)
-        printf "Types: deb-src\nURIs: %s\nSuites: %s\nComponents:%s\n", uri, suite, comps
-        if (signed != "") printf "Signed-By: %s\n", signed
-        printf "\n"
-      }' "$f"
-  done
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    # deb822: stanzas separated by blank lines; keep enabled "deb" stanzas of this release
-    awk -v cn="$codename" '
-      function flush() {
-        if (types ~ /(^| )deb( |$)/ && enabled != "no" && uris != "" && suites != "") {
-          n = split(suites, s, " "); keep = ""
-          for (k = 1; k <= n; k++) if (s[k] == cn || s[k] ~ "^" cn "-(updates|security)$") keep = keep " " s[k]
-          if (keep != "") {
-            printf "Types: deb-src\nURIs: %s\nSuites:%s\nComponents: %s\n", uris, keep, comps
-            if (signed != "") printf "Signed-By: %s\n", signed
-            printf "\n"
-          }
-        }
-        types = uris = suites = comps = signed = enabled = ""
-      }
-      /^[ \t]*#/ { next }
-      /^[ \t]*$/ { flush(); next }
-      { key = tolower($1); sub(/:$/, "", key); val = $0; sub(/^[^:]*:[ \t]*/, "", val)
-        if (key == "types") types = val; else if (key == "uris") uris = val
-        else if (key == "suites") suites = val; else if (key == "components") comps = val
-        else if (key == "signed-by") signed = val; else if (key == "enabled") enabled = tolower(val) }
-      END { flush() }' "$f"
-  done
-}
+APT_SOURCE_TAG=regress-db
+# shellcheck source=scripts/lib/apt-source.sh
+. "$(dirname "$0")/lib/apt-source.sh"
+log() { apt_log "$@"; }
+now() { apt_now; }
+took() { apt_took "$@"; }
 
 # fetch_source DIR: download and unpack Debian's postgresql-15 source package
-# into DIR/src (the tree), using private apt state under DIR/apt. Returns 3
-# when no source can be had.
+# (this release's suites; the installed server's version first) into DIR/src.
+# Returns 3 when no source can be had.
 fetch_source() {
-  local dir=$1 ver="" apt_opts
-  mkdir -p "$dir/apt/sources.list.d" "$dir/apt/lists/partial" "$dir/apt/cache/archives/partial" "$dir/dl"
-  : > "$dir/apt/sources.list"
-  deb_src_sources > "$dir/apt/sources.list.d/ferry-deb-src.sources"
-  if [ ! -s "$dir/apt/sources.list.d/ferry-deb-src.sources" ]; then
-    log "no Debian entry in /etc/apt/sources.list{,.d}: cannot derive a deb-src source"
-    return 3
-  fi
-  apt_opts=(-o "Dir::Etc::SourceList=$dir/apt/sources.list"
-            -o "Dir::Etc::SourceParts=$dir/apt/sources.list.d"
-            -o "Dir::State::Lists=$dir/apt/lists"
-            -o "Dir::Cache=$dir/apt/cache"
-            -o "APT::Sandbox::User=$(id -un)")
-  # only the source indexes: the machine's binary lists are left as they are
-  if ! apt-get "${apt_opts[@]}" -q update >"$dir/apt/update.log" 2>&1 \
-     || grep -q '^[EW]:' "$dir/apt/update.log"; then
-    sed 's/^/  /' "$dir/apt/update.log" | tail -5 >&2
-    grep -q '^Get:\|^Hit:' "$dir/apt/update.log" || return 3
-  fi
-  # the installed server's version first, then every other version the
-  # indexes list, newest first (a mirror may lack the files of one of them)
-  local inst tried="" v
-  inst=$(dpkg-query -W -f='${Version}' postgresql-$PGMAJOR 2>/dev/null || true)
-  for v in $inst $(apt-cache "${apt_opts[@]}" showsrc "postgresql-$PGMAJOR" 2>/dev/null |
-                   sed -n 's/^Version: //p' | sort -rV); do
-    case " $tried " in *" $v "*) continue ;; esac
-    tried="$tried $v"
-    if (cd "$dir/dl" && apt-get "${apt_opts[@]}" -q source --download-only "postgresql-$PGMAJOR=$v") >>"$dir/dl.log" 2>&1; then
-      ver=$v; break
-    fi
-    log "postgresql-$PGMAJOR $v: not fetched ($(grep -o -m1 '[0-9]\{3\}  *[A-Z][A-Za-z ]*[a-z]' "$dir/dl.log" || echo "see apt-get's output"))"
-    rm -f "$dir"/dl/*
-  done
-  [ -n "${ver:-}" ] || { sed 's/^/  /' "$dir/dl.log" | tail -5 >&2; return 3; }
-  # dpkg-source verifies each file's size and checksums against the .dsc (whose
-  # own checksum apt verified against the signed index) and applies Debian's patches
-  dpkg-source -x "$dir"/dl/postgresql-"$PGMAJOR"_*.dsc "$dir/src" >"$dir/unpack.log" 2>&1 \
-    || { sed 's/^/  /' "$dir/unpack.log" | tail -5 >&2; return 1; }
+  apt_source_fetch "$1" "postgresql-$PGMAJOR" "$(dpkg-query -W -f='${Version}' postgresql-$PGMAJOR 2>/dev/null || true)"
 }
 
 # build_regress_so SRC OUT: regress.so from SRC/regress.c with PGXS, into OUT
@@ -176,11 +93,9 @@ build_regress_so() {
 
 # prepare: the cached tree (VERSION/regress, VERSION/lib); prints its path
 prepare() {
-  mkdir -p "$CACHE_ROOT"
-  exec 9>"$CACHE_ROOT/.lock"
-  flock 9
+  apt_cache_lock "$CACHE_ROOT"
   local existing
-  existing=$(find "$CACHE_ROOT" -mindepth 1 -maxdepth 1 -type d -name '15.*' -print | sort -V | tail -1)
+  existing=$(apt_cache_newest "$CACHE_ROOT" "$PGMAJOR.*")
   if [ -n "$existing" ]; then
     log "using the cached source and regress.so in $existing"
     echo "$existing"; return 0
@@ -192,7 +107,7 @@ prepare() {
   t0=$(now)
   log "fetching Debian's postgresql-$PGMAJOR source package"
   fetch_source "$tmp" || { rc=$?; rm -rf "$tmp"; return "$rc"; }
-  ver=$(sed -n 's/^Version: //p' "$tmp"/dl/postgresql-"$PGMAJOR"_*.dsc)
+  ver=$APT_SOURCE_VERSION
   log "fetched and verified postgresql-$PGMAJOR $ver in $(took "$t0")"
   mkdir -p "$tmp/out"
   cp -a "$tmp/src/src/test/regress" "$tmp/out/regress"

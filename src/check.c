@@ -34,13 +34,11 @@
 #include "log.h"
 #include "mem.h"
 #include "pgsql.h"
+#include "pgversion.h"
 #include "proc.h"
 #include "state.h"
 
-/* GRANT SET ON PARAMETER: a superuser may let a role set a superuser-only setting */
-#define GRANT_SET_PARAMETER_MIN_VERSION 150000
-
-/* Version gates (server_version_num) */
+/* Version gates (server_version_num; the rights' gates are in pgversion.h) */
 #define PG_MIN_SOURCE_VERSION	100000	/* logical replication (pgoutput) */
 
 /* How many names a row spells out before "and N more" */
@@ -1629,6 +1627,19 @@ check_target_origin(CheckCtx *ctx)
 		row(ctx, CHECK_OK, t, "replication origin", NULL, "role %s is a superuser and may use replication origins", t->user);
 		return;
 	}
+	if (t->version_num < ORIGIN_GRANT_MIN_VERSION)
+	{
+		/*
+		 * No GRANT makes them usable, and the mark that replaces the origin
+		 * is a logical message, which pgoutput before 14 (the target
+		 * publishes the reverse stream) never sends.
+		 */
+		row(ctx, CHECK_WARNING, t, "replication origin",
+			"connect to the target as a superuser from ferry start on, or switch over with --no-reverse (no rollback then)",
+			"role %s may not use replication origins, which before PostgreSQL 14 only a superuser may: apply keeps its position in ferry.apply_progress alone, and reverse replication could not tell the changes it applied here from the application's (pgoutput before 14 sends no logical messages, its other mark), so the switchover will refuse reverse replication",
+			t->user);
+		return;
+	}
 	res = pg_execute(t->conn,
 					 "SELECT bool_and(pg_catalog.has_function_privilege(f, 'EXECUTE'))"
 					 "  FROM unnest(ARRAY['pg_catalog.pg_replication_origin_create(text)',"
@@ -1731,7 +1742,15 @@ check_freeze_rights(CheckCtx *ctx, Server *srv, const char *check, const char *c
 		srr = PQresultStatus(res) == PGRES_COMMAND_OK;
 		PQclear(res);
 		PQclear(pg_execute(srv->conn, "ROLLBACK", 0, NULL));
-		if (!srr)
+		if (!srr && srv->version_num < GRANT_SET_PARAMETER_MIN_VERSION)
+		{
+			/* no GRANT for it before 15 */
+			strbuf_addf(&fix, "connect to the source as a superuser for the switchover and the reverse replication after it (PostgreSQL %s has no GRANT SET ON PARAMETER, which came in 15; or switch over with --no-reverse: no rollback then) ",
+						srv->version);
+			strbuf_addf(&lacks, "%sthe right to set session_replication_role, which before PostgreSQL 15 only a superuser has (reverse replication applies here after the switchover)",
+						lacks.len ? ", " : "");
+		}
+		else if (!srr)
 		{
 			strbuf_addf(&fix, "as a superuser: GRANT SET ON PARAMETER session_replication_role TO %s; (or switch over with --no-reverse: no rollback then) ", user);
 			strbuf_addf(&lacks, "%sthe right to set session_replication_role (reverse replication applies here after the switchover)",

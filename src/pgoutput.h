@@ -142,6 +142,13 @@ int64_t		repl_now_us(void);
 #define PGO_PROTO_STREAM_PARALLEL 4	/* Stream Abort may carry lsn + time (PG 16) */
 #define PGO_PROTO_MAX 4
 
+/*
+ * Logical messages ('M'): pgoutput sends them with the option messages
+ * 'true', which PostgreSQL 14 introduced; an older server rejects the
+ * option ("unrecognized pgoutput option: messages") and never sends them.
+ */
+#define PGO_MESSAGES_MIN_VERSION 140000
+
 #define PGO_TRUNCATE_CASCADE 1
 #define PGO_TRUNCATE_RESTART_IDENTITY 2
 

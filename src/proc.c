@@ -136,25 +136,58 @@ proc_run(char *const argv[], const char *const *env, const char *stdout_path,
 	return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
-char *
-proc_find_pg_program(const char *bindir, const char *name, int source_major, int target_major)
+/*
+ * path of ROOT/V/bin/NAME for the first root of the colon-separated list
+ * `roots` where it is an executable (owned), or NULL.
+ */
+static char *
+find_in_roots(const char *roots, int v, const char *name)
 {
-	const char *root = getenv("FERRY_PG_LIB") && getenv("FERRY_PG_LIB")[0] ? getenv("FERRY_PG_LIB") : PROC_PG_LIB;
-	int			lo = source_major > 10 ? source_major : 10;
-	int			hi = target_major >= lo ? target_major : 30;
+	const char *r = roots;
 
-	if (bindir && bindir[0])
-		return xasprintf("%s/%s", bindir, name);
-	/* the newest that the target reads, then the oldest newer one */
-	for (int pass = 0; pass < 2; pass++)
-		for (int v = pass == 0 ? hi : hi + 1; pass == 0 ? v >= lo : v <= 30; v += pass == 0 ? -1 : 1)
+	while (*r)
+	{
+		size_t		len = strcspn(r, ":");
+
+		if (len > 0)
 		{
-			char	   *p = xasprintf("%s/%d/bin/%s", root, v, name);
+			char	   *p = xasprintf("%.*s/%d/bin/%s", (int) len, r, v, name);
 
 			if (access(p, X_OK) == 0)
 				return p;
 			free(p);
 		}
+		r += len;
+		if (*r == ':')
+			r++;
+	}
+	return NULL;
+}
+
+char *
+proc_find_pg_program(const char *bindir, const char *name, int source_major, int target_major)
+{
+	const char *roots = getenv("FERRY_PG_LIB") && getenv("FERRY_PG_LIB")[0] ? getenv("FERRY_PG_LIB") : PROC_PG_LIB;
+	int			lo = source_major > 10 ? source_major : 10;
+	int			hi = target_major >= lo ? target_major : PROC_PG_MAX_MAJOR;
+
+	if (bindir && bindir[0])
+		return xasprintf("%s/%s", bindir, name);
+	/* the newest that the target reads, then the oldest newer one */
+	for (int v = hi; v >= lo; v--)
+	{
+		char	   *p = find_in_roots(roots, v, name);
+
+		if (p)
+			return p;
+	}
+	for (int v = hi + 1; v <= PROC_PG_MAX_MAJOR; v++)
+	{
+		char	   *p = find_in_roots(roots, v, name);
+
+		if (p)
+			return p;
+	}
 	return xstrdup(name);
 }
 

@@ -31,15 +31,19 @@ int			proc_run(char *const argv[], const char *const *env, const char *stdout_pa
 /*
  * Find a PostgreSQL client program (pg_dump, pg_restore) for a source of
  * major `source_major` and a target of `target_major` (0: unknown): in
- * `bindir` if given; else in PROC_PG_LIB/N/bin (FERRY_PG_LIB overrides the
- * root) the newest N from source_major up to target_major, so the target's
- * own when it is installed (pg_dump dumps any older server, and what it
- * writes its own major reads: a newer one writes settings an older target
- * rejects, pg_dump 17's SET transaction_timeout); else the oldest N above
- * target_major (ferry check blocks on it); else the bare name (PATH).
+ * `bindir` if given; else in ROOT/N/bin the newest N from source_major up to
+ * target_major, so the target's own when it is installed (pg_dump dumps any
+ * older server, and what it writes its own major reads: a newer one writes
+ * settings an older target rejects, pg_dump 17's SET transaction_timeout);
+ * else the oldest N above target_major (ferry check blocks on it); else the
+ * bare name (PATH). The roots are PROC_PG_LIB, or the colon-separated list
+ * in FERRY_PG_LIB (e.g. "/usr/lib/postgresql:/var/cache/ferry/lib", where
+ * scripts/build-pg.sh links the majors it built): the version decides
+ * first, the order of the roots only between two of the same major.
  * Returns an owned path.
  */
 #define PROC_PG_LIB "/usr/lib/postgresql"
+#define PROC_PG_MAX_MAJOR 30	/* the newest major looked for */
 char	   *proc_find_pg_program(const char *bindir, const char *name, int source_major, int target_major);
 
 /*

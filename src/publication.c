@@ -308,8 +308,14 @@ publication_name_list(const StrList *l)
 }
 
 bool
-publication_guard_keyless(PGconn *src, const FerryConfig *cfg, bool on)
+publication_guard_keyless(PGconn *src, const FerryConfig *cfg, KeylessPublish mode)
 {
+	static const char *const publish[] = {"insert, truncate", "insert, update, delete, truncate", ""};
+	static const char *const what[] = {
+		"publish the keyless tables for inserts only again",
+		"refuse changes to keyless tables on the old source",
+		"stop publishing the keyless tables on the old source for the re-copy"
+	};
 	char	   *insn = xasprintf("%s%s", cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
 	char	   *q = NULL;
 	char	   *sql = NULL;
@@ -320,10 +326,8 @@ publication_guard_keyless(PGconn *src, const FerryConfig *cfg, bool on)
 		ok = (q = pg_quote_ident(src, insn)) != NULL;
 		if (ok)
 		{
-			sql = xasprintf("ALTER PUBLICATION %s SET (publish = '%s')", q,
-							on ? "insert, update, delete, truncate" : "insert, truncate");
-			ok = pg_exec(src, on ? "refuse changes to keyless tables on the old source"
-						 : "publish the keyless tables for inserts only again", sql);
+			sql = xasprintf("ALTER PUBLICATION %s SET (publish = '%s')", q, publish[mode]);
+			ok = pg_exec(src, what[mode], sql);
 		}
 	}
 	free(insn);

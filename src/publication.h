@@ -46,15 +46,31 @@ bool		publication_ensure(PGconn *src, const FerryConfig *cfg);
 bool		publication_plan(PGconn *src, const FerryConfig *cfg, StrList *all, StrList *insert_only,
 							 StrList *no_identity);
 /*
- * After a switchover: the old source refuses UPDATE and DELETE on the
- * tables published for inserts only (no replica identity: PostgreSQL
- * refuses to change a table without one that a publication publishes
- * updates and deletes of), since the watch (watch.h) could not see them;
- * `on` false puts the inserts-only publishing back (rollback, before it
- * re-copies those tables). A missing publication is fine. Logs and returns
- * false on error.
+ * What the publication of the tables without a key (NAME_insert_only)
+ * publishes on the source:
+ *  KEYLESS_INSERTS   inserts and truncates: the forward stream (as created);
+ *  KEYLESS_GUARD     everything, so the old source refuses UPDATE and DELETE
+ *                    on them after a switchover (no replica identity:
+ *                    PostgreSQL refuses to change a table without one that a
+ *                    publication publishes updates and deletes of), which
+ *                    the watch (watch.h) could not see;
+ *  KEYLESS_SILENT    nothing: the rollback's re-copy into the old source is
+ *                    not seen by the watch. Before PostgreSQL 14 pgoutput
+ *                    sends no logical messages, so the re-copy's mark
+ *                    (APPLY_MARK_PREFIX) never reaches the watch, which took
+ *                    every re-copied row for a write on the old source. The
+ *                    decoder reads the publication as of each change's LSN,
+ *                    so no change committed after this one is published:
+ *                    race-free with a concurrent poll of the watch.
+ * A missing publication is fine. Logs and returns false on error.
  */
-bool		publication_guard_keyless(PGconn *src, const FerryConfig *cfg, bool on);
+typedef enum KeylessPublish
+{
+	KEYLESS_INSERTS,
+	KEYLESS_GUARD,
+	KEYLESS_SILENT
+} KeylessPublish;
+bool		publication_guard_keyless(PGconn *src, const FerryConfig *cfg, KeylessPublish mode);
 /*
  * The tables the filters select that neither publication holds: created
  * on the source after the clone (ferry does not follow new tables yet), so

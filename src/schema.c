@@ -350,6 +350,97 @@ schema_strip_meta(char *script)
 	return true;
 }
 
+/*
+ * One line [line, end) of a script: if it is "ALTER TABLE ... ALTER COLUMN
+ * ... SET (options);", drop the SCHEMA_ATTVER_OPTION entries of its option
+ * list, writing the line (or nothing, when the list is left empty) at w.
+ * Returns the number removed, and *wlen the bytes written.
+ */
+static int
+strip_attver_line(const char *line, const char *end, char *w, size_t *wlen)
+{
+	static const char opt[] = SCHEMA_ATTVER_OPTION "=";
+	const char *set = NULL;
+	const char *p;
+	const char *close;
+	StrBuf		list;
+	int			removed = 0;
+	size_t		len = (size_t) (end - line);
+	char	   *copy;
+
+	*wlen = len;
+	if (strncmp(line, "ALTER TABLE ", 12) != 0)
+		goto keep;
+	for (p = line; p + 6 <= end; p++)
+		if (memcmp(p, " SET (", 6) == 0)
+			set = p;
+	close = end;
+	while (close > line && (close[-1] == '\n' || close[-1] == '\r'))
+		close--;
+	if (set == NULL || close - set < 9 || memcmp(close - 2, ");", 2) != 0)
+		goto keep;
+	copy = xstrndup(line, len);
+	strbuf_init(&list);
+	{
+		const char *item = set + 6;
+		const char *lend = close - 2;
+
+		while (item < lend)
+		{
+			const char *comma = memchr(item, ',', (size_t) (lend - item));
+			const char *iend = comma ? comma : lend;
+
+			while (item < iend && *item == ' ')
+				item++;
+			if ((size_t) (iend - item) > sizeof(opt) - 1 && memcmp(item, opt, sizeof(opt) - 1) == 0 &&
+				strspn(item + sizeof(opt) - 1, "0123456789") == (size_t) (iend - item) - (sizeof(opt) - 1))
+				removed++;
+			else
+				strbuf_addf(&list, "%s%.*s", list.len ? ", " : "", (int) (iend - item), item);
+			item = comma ? comma + 1 : lend;
+		}
+	}
+	if (removed > 0)
+	{
+		if (list.len == 0)
+			*wlen = 0;
+		else
+		{
+			int			n = snprintf(w, len + 1, "%.*s%s%s", (int) (set + 6 - line), copy, list.data, copy + (close - 2 - line));
+
+			*wlen = (size_t) n;
+		}
+	}
+	strbuf_release(&list);
+	free(copy);
+	if (removed > 0)
+		return removed;
+keep:
+	memmove(w, line, len);
+	return 0;
+}
+
+int
+schema_strip_attver(char *script)
+{
+	char	   *w = script;
+	char	   *r = script;
+	int			removed = 0;
+
+	while (*r)
+	{
+		char	   *nl = strchr(r, '\n');
+		size_t		len = nl ? (size_t) (nl - r) + 1 : strlen(r);
+		size_t		wlen;
+
+		removed += strip_attver_line(r, r + len, w, &wlen);
+		w += wlen;
+		r += len;
+	}
+	*w = '\0';
+	return removed;
+}
+
 /* Run a pg_restore section into a file and read it, meta-commands stripped. */
 static bool
 restore_section(const FerryConfig *cfg, const SchemaDump *d, const char *section, StrBuf *out)
@@ -373,6 +464,9 @@ restore_section(const FerryConfig *cfg, const SchemaDump *d, const char *section
 	if (run_tool(argv, NULL, NULL, "extracting the schema") && read_file(file, out))
 	{
 		ok = schema_strip_meta(out->data);
+		if (ok && schema_strip_attver(out->data) > 0)
+			log_info("left out the column option %s that pg_dump dumped (internal to the source's PostgreSQL release; its own pg_dump leaves it out)",
+					 SCHEMA_ATTVER_OPTION);
 		out->len = strlen(out->data);
 		if (!ok)
 			strbuf_release(out);

@@ -107,4 +107,20 @@ bool		schema_fk_not_valid(const char *sql, char **sql_out, char **table_out, cha
 /* Remove the psql \restrict / \unrestrict lines from a script in place. */
 bool		schema_strip_meta(char *script);
 
+/*
+ * Remove, in place, the column option SCHEMA_ATTVER_OPTION from the
+ * "ALTER TABLE ... ALTER COLUMN ... SET (...);" lines of a pg_dump script,
+ * and such a line whole when nothing else is left in its list. PostgreSQL
+ * 15.20 stamps every column with it (attoptions pg_attver=N), internal: its
+ * own pg_dump leaves it out, but a pg_dump of a newer major released before
+ * it (18.6) dumps it as a column option, which a server that predates it
+ * rejects ("unrecognized parameter"): every clone from a 15.20 source to an
+ * 18.6 target failed on its first table. A server that has it stamps its
+ * own columns. Only the list after the line's last " SET (" is read, so an
+ * identifier holding the text changes nothing. Returns the number of
+ * options removed. Pure.
+ */
+#define SCHEMA_ATTVER_OPTION "pg_attver"
+int			schema_strip_attver(char *script);
+
 #endif

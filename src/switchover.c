@@ -21,7 +21,9 @@
 #include "hooks.h"
 #include "log.h"
 #include "mem.h"
+#include "pgoutput.h"
 #include "pgsql.h"
+#include "pgversion.h"
 #include "pooler.h"
 #include "publication.h"
 #include "slot.h"
@@ -271,9 +273,14 @@ check_passes(const FerryConfig *cfg)
 /*
  * Can reverse replication run at all? It slots on the target (REPLICATION)
  * and applies on the source as the source's user, which must set
- * session_replication_role (a non-superuser needs a GRANT for it). Found
- * out after the switch, a rollback would be impossible: the reverse apply
- * retries for ever, and `rollback` waits for it and gives up.
+ * session_replication_role (a non-superuser needs a GRANT for it, from 15
+ * on). Found out after the switch, a rollback would be impossible: the
+ * reverse apply retries for ever, and `rollback` waits for it and gives up.
+ * And it must know the changes ferry makes on the target once the reverse
+ * slot exists (the last drain, a re-copy after a lost fence), not to send
+ * them back: by their replication origin, or by the logical message that
+ * marks them (apply.h), which pgoutput sends from 14 on only; a target
+ * before 14 whose apply ran without an origin has neither.
  */
 static bool
 reverse_rights(Sw *s)
@@ -284,11 +291,32 @@ reverse_rights(Sw *s)
 
 	PQclear(res);
 	pg_exec_quiet(s->src, "ROLLBACK", NULL);
-	if (!apply_ok)
+	if (!apply_ok && PQserverVersion(s->src) < GRANT_SET_PARAMETER_MIN_VERSION)
+	{
+		log_error("reverse replication could not apply on the source: role %s may not set session_replication_role there, which before PostgreSQL 15 only a superuser may; nothing was frozen. Fix: run the switchover and ferry start with a superuser --source, or switch over with --no-reverse (no rollback then)",
+				  PQuser(s->src));
+		ok = false;
+	}
+	else if (!apply_ok)
 	{
 		log_error("reverse replication could not apply on the source: role %s may not set session_replication_role there; nothing was frozen. Fix: as a superuser on the source, GRANT SET ON PARAMETER session_replication_role TO %s (PostgreSQL 15+; on a managed service its admin role may), or switch over with --no-reverse (no rollback then)",
 				  PQuser(s->src), PQuser(s->src));
 		ok = false;
+	}
+	if (PQserverVersion(s->tgt) < PGO_MESSAGES_MIN_VERSION)
+	{
+		const char *p[1] = {s->cfg->name};
+
+		res = pg_query(s->tgt, "look up the forward apply's replication origin",
+					   "SELECT count(*) FROM pg_catalog.pg_replication_origin WHERE roname = $1", 1, p);
+		if (res == NULL || !pg_check_shape(res, 1, 1, "the origin count"))
+			ok = false;
+		else if (strcmp(PQgetvalue(res, 0, 0), "0") == 0)
+		{
+			log_error("reverse replication from this target would send ferry's own applied changes back to the source (the last drain, once its slot exists, and any re-copy after it): they carry no replication origin (the forward apply ran without one: before PostgreSQL 14 only a superuser may use one) and pgoutput before 14 sends no logical messages to mark them; nothing was frozen. Fix: switch over with --no-reverse (no rollback then), or migrate again with a superuser --target");
+			ok = false;
+		}
+		PQclear(res);
 	}
 	res = pg_query(s->tgt, "read the target role's rights",
 				   "SELECT rolsuper OR rolreplication FROM pg_catalog.pg_roles WHERE rolname = current_user", 0, NULL);
@@ -560,7 +588,7 @@ keep_or_drop_forward_slot(PGconn *src, const FerryConfig *cfg, bool reverse)
 		drop_slot_when_released(src, cfg->name, "source");
 		return;
 	}
-	if (!publication_guard_keyless(src, cfg, true))
+	if (!publication_guard_keyless(src, cfg, KEYLESS_GUARD))
 		log_warn("the old source still takes UPDATE and DELETE on tables without a key, which the watch cannot see. Fix: ALTER PUBLICATION %s%s SET (publish = 'insert, update, delete, truncate') on the old source",
 				 cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
 	log_info("kept replication slot %s on the old source as a watch: ferry start (in reverse) reports any write that still reaches the old source; rollback or cleanup drops it",
@@ -1796,7 +1824,7 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 
 	/* 4. tables without a key, sequences */
 	log_info("step 4/6: re-copying tables without a key and setting sequences on the source");
-	if (!publication_guard_keyless(s.src, cfg, false) ||
+	if (!publication_guard_keyless(s.src, cfg, KEYLESS_SILENT) ||
 		!recopy_insert_only(s.tgt, s.src, s.rcfg, rep) ||
 		!recopy_list(s.tgt, s.src, &s.fz.extra, s.rcfg->name, rep) ||
 		!sync_sequences(sequence_reader(s.fz.fence, s.tgt), s.src, cfg->sequence_gap, false, rep))
@@ -1898,6 +1926,7 @@ rollback_hook:
 	follower_stop(&s.fol);
 	drop_slot_when_released(s.tgt, s.rcfg->name, "target");
 	drop_slot_when_released(s.src, cfg->name, "source");	/* the watch (watch.h) */
+	(void) publication_guard_keyless(s.src, cfg, KEYLESS_INSERTS);	/* as ferry start made it */
 	rep->total_seconds = now_s() - s.t_start;
 	goto done;
 
@@ -1905,7 +1934,7 @@ abort:
 	rep->aborted = true;
 	follower_stop(&s.fol);
 	if (s.src)
-		(void) publication_guard_keyless(s.src, cfg, true);	/* the old source again */
+		(void) publication_guard_keyless(s.src, cfg, KEYLESS_GUARD);	/* the old source again */
 	s.tgt = reconnect(s.tgt, cfg->target, "target");
 	{
 		/* the poolers back at the target (still paused), released once it takes writes again */

@@ -16,11 +16,15 @@
 #include "pgsql.h"
 #include "publication.h"
 
-/* $1 slot, $2 most changes, $3 publications */
-static const char WATCH_PEEK_SQL[] =
+/*
+ * $1 slot, $2 most changes, $3 publications; %s: the messages option where
+ * the server has it (PGO_MESSAGES_MIN_VERSION), else nothing: before 14 the
+ * watch knows reverse replication's transactions by their origin alone
+ */
+static const char WATCH_PEEK_SQL_FMT[] =
 	"SELECT lsn::text, encode(data, 'hex')"
 	"  FROM pg_catalog.pg_logical_slot_peek_binary_changes($1, NULL, $2::int,"
-	"       'proto_version', '1', 'publication_names', $3, 'messages', 'true')";
+	"       'proto_version', '1', 'publication_names', $3%s)";
 
 static const char WATCH_RECORD_SQL[] =
 	"INSERT INTO ferry.source_writes AS w (migration, tablename, changes, last_lsn, last_at)"
@@ -210,6 +214,43 @@ watch_record(PGconn *state_conn, const char *forward_name, const Watch *w)
 	return res != NULL;
 }
 
+/*
+ * A query on the watch slot: its result (owned), or NULL. Several sessions
+ * may look at the watch at once (the reverse follower every interval, a
+ * rollback's last look, status, cleanup), and PostgreSQL lets one hold the
+ * slot at a time: the others get "replication slot ... is active for PID"
+ * (SQLSTATE 55006). That is no failure: the holder does the work (a
+ * transaction it and a later reader both read is counted twice, never
+ * lost), so *busy is set and nothing is logged but a debug line. Any other
+ * error is logged.
+ */
+static PGresult *
+watch_query(PGconn *conn, const char *what, const char *sql, int nparams, const char *const *params,
+			bool *busy)
+{
+	PGresult   *res = pg_execute(conn, sql, nparams, params);
+	const char *state;
+
+	*busy = false;
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		return res;
+	state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	if (state && strcmp(state, "55006") == 0)
+	{
+		log_debug("could not %s: another session holds the watch slot; left to it", what);
+		*busy = true;
+	}
+	else
+	{
+		char	   *e = pg_result_error_text(res, conn);
+
+		log_error("could not %s: %s", what, e);
+		free(e);
+	}
+	PQclear(res);
+	return NULL;
+}
+
 int64_t
 watch_poll(PGconn *old_src, PGconn *state_conn, const char *forward_name, const char *pubs,
 		   const char *reverse_name, uint64_t carried)
@@ -222,12 +263,19 @@ watch_poll(PGconn *old_src, PGconn *state_conn, const char *forward_name, const 
 	unsigned char *buf = NULL;
 	size_t		cap = 0;
 	int64_t		found = -1;
+	char	   *sql;
+	bool		busy;
 
 	memset(&w, 0, sizeof(w));
 	w.conn = old_src;
 	w.carried = carried;
 	snprintf(most, sizeof(most), "%d", WATCH_MAX_CHANGES);
-	res = pg_query(old_src, "read the old source's watch slot", WATCH_PEEK_SQL, 3, params);
+	sql = xasprintf(WATCH_PEEK_SQL_FMT,
+					PQserverVersion(old_src) >= PGO_MESSAGES_MIN_VERSION ? ", 'messages', 'true'" : "");
+	res = watch_query(old_src, "read the old source's watch slot", sql, 3, params, &busy);
+	free(sql);
+	if (res == NULL && busy)
+		found = 0;				/* this look found nothing: the holder looks */
 	if (res == NULL || !pg_check_shape(res, -1, 2, "the watch slot's changes"))
 		goto done;
 	for (int r = 0; r < PQntuples(res); r++)
@@ -266,11 +314,11 @@ watch_poll(PGconn *old_src, PGconn *state_conn, const char *forward_name, const 
 		PGresult   *adv;
 
 		pg_lsn_format(w.end_lsn, lsn, sizeof(lsn));
-		adv = pg_query(old_src, "advance the watch slot",
-					   "SELECT pg_catalog.pg_replication_slot_advance($1, $2::pg_catalog.pg_lsn)", 2, ap);
+		adv = watch_query(old_src, "advance the watch slot",
+						  "SELECT pg_catalog.pg_replication_slot_advance($1, $2::pg_catalog.pg_lsn)", 2, ap, &busy);
 		PQclear(adv);
-		if (adv == NULL)
-			goto done;
+		if (adv == NULL && !busy)
+			goto done;			/* busy: recorded; the holder reads them again (counted twice) */
 	}
 	found = w.total;
 

@@ -13,7 +13,8 @@
  * start` in reverse, follow.c) polls it every WATCH_INTERVAL_MS:
  *
  *   1 peek        pg_logical_slot_peek_binary_changes(NAME, ...) through the
- *                 forward publications, with logical messages, at most
+ *                 forward publications, with logical messages (from 14 on,
+ *                 PGO_MESSAGES_MIN_VERSION), at most
  *                 WATCH_MAX_CHANGES changes (whole transactions)
  *   2 classify    a transaction that carries reverse replication's origin
  *                 (NAME_reverse) or its ferry_apply mark (apply.h) is
@@ -35,10 +36,14 @@
  *
  * Record before advance: a crash between the two reports a transaction
  * twice (counts may be high), never loses one. Rollback re-copies keyless
- * tables into the source marked as reverse replication's own; a rollback
- * (which reads it one last time after its drain, while the source is still
- * frozen, and drops it before unfreezing the source: the application's
- * writes there from then on are not news) or cleanup drops the watch. With --no-reverse there is no follower to
+ * tables into the source with their publication publishing nothing
+ * (KEYLESS_SILENT, publication.h: the mark alone would not do before
+ * PostgreSQL 14, whose pgoutput sends no messages; there the watch knows
+ * reverse replication's own transactions by their origin only); a rollback
+ * (which reads it one last time after its drain and re-copy, while the
+ * source is still frozen, and drops it before unfreezing the source: the
+ * application's writes there from then on are not news) or cleanup drops
+ * the watch. With --no-reverse there is no follower to
  * poll it, so the slot is dropped at the switch as before.
  */
 #ifndef FERRY_WATCH_H
@@ -57,8 +62,10 @@
  * replication's name `reverse_name`. With state_conn (the new primary) it
  * records what it finds there and advances the slot; with NULL it only
  * counts (status: what nobody has recorded yet). Returns the number of
- * changes written on the old source found by this poll (0 if none), or -1
- * on error (logged).
+ * changes written on the old source found by this poll (0 if none, or when
+ * another session holds the slot just then: the reverse follower, a
+ * rollback's last look, status and cleanup may look at once, and the
+ * holder does the work), or -1 on error (logged).
  */
 int64_t		watch_poll(PGconn *old_src, PGconn *state_conn, const char *forward_name, const char *pubs,
 					   const char *reverse_name, uint64_t carried);

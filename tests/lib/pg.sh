@@ -6,9 +6,15 @@
 # `postgres` OS user when we are root (initdb and postgres refuse root).
 # Every server is stopped and its directory removed when the test exits,
 # however it exits. After pg_start NAME these are set:
-#   NAME_PORT, NAME_SOCK (socket dir), NAME_DATA, and NAME_CONN (a conninfo
-#   for database "app" as user postgres over the socket).
+#   NAME_PORT, NAME_SOCK (socket dir), NAME_DATA, NAME_CONN (a conninfo
+#   for database "app" as user postgres over the socket) and NAME_PGBIN.
 # q NAME SQL runs SQL in database app of that server and prints the rows.
+#
+# Each server may run its own major version: NAME_PGBIN set before pg_start
+# NAME is the bin directory it runs from (e.g. SOURCE_PGBIN=$(pg_major_bin 13)
+# for a PostgreSQL 13 source); unset, it is PGBIN, Debian's 15. Everything
+# that talks to a server here (q, qf, db_checksum, pgload, pg_stop ...) uses
+# that server's own programs.
 
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 FERRY=${FERRY:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/asan/ferry}
@@ -27,10 +33,17 @@ as_pg() {
 }
 if [ "$(id -u)" -eq 0 ]; then chown postgres: "$TEST_TMP"; fi
 
+# pg_bin NAME: the bin directory server NAME runs from
+pg_bin() {
+  local up v; up=$(echo "$1" | tr '[:lower:]' '[:upper:]')
+  eval "v=\${${up}_PGBIN:-}"
+  echo "${v:-$PGBIN}"
+}
+
 pg_cleanup() {
   local s
   for s in $PG_SERVERS; do
-    as_pg "$PGBIN/pg_ctl" -D "$TEST_TMP/$s" -m immediate -w stop >/dev/null 2>&1 || true
+    as_pg "$(pg_bin "$s")/pg_ctl" -D "$TEST_TMP/$s" -m immediate -w stop >/dev/null 2>&1 || true
   done
   # any ferry left running by a failed test
   pkill -KILL -f "$TEST_TMP" >/dev/null 2>&1 || true
@@ -44,19 +57,23 @@ pg_cleanup() {
 trap pg_cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A template data directory, made once per machine and user: initdb is the
-# slow part of starting a server.
+# pg_template [BINDIR]: a template data directory made by BINDIR's initdb
+# (PGBIN's by default), once per machine and user: initdb is the slow part of
+# starting a server. One per bin directory (PGBIN's keeps its old name).
 pg_template() {
-  local t="${TMPDIR:-/tmp}/ferry-pgtemplate-15"
+  local bin=${1:-$PGBIN} key t
+  key=15
+  [ "$bin" = /usr/lib/postgresql/15/bin ] || key=$(printf '%s' "$bin" | cksum | cut -d' ' -f1)
+  t="${TMPDIR:-/tmp}/ferry-pgtemplate-$key"
   (
     flock 9
     if [ ! -f "$t/PG_VERSION" ]; then
       rm -rf "$t" && mkdir -p "$t" && chmod 700 "$t"
       [ "$(id -u)" -eq 0 ] && chown postgres: "$t"
-      as_pg "$PGBIN/initdb" -D "$t" -A trust -U postgres -E UTF8 --locale=C.UTF-8 >/dev/null \
+      as_pg "$bin/initdb" -D "$t" -A trust -U postgres -E UTF8 --locale=C.UTF-8 >/dev/null \
         || { echo "initdb failed" >&2; rm -rf "$t"; exit 1; }
     fi
-  ) 9>"${TMPDIR:-/tmp}/ferry-pgtemplate-15.lock"
+  ) 9>"${TMPDIR:-/tmp}/ferry-pgtemplate-$key.lock"
   echo "$t"
 }
 
@@ -72,8 +89,9 @@ free_port() {
 # pg_start NAME [postgresql.conf lines...]
 pg_start() {
   local name=$1; shift
-  local dir="$TEST_TMP/$name" tmpl port try
-  tmpl=$(pg_template) || bail "could not initdb a template"
+  local dir="$TEST_TMP/$name" tmpl port try bin
+  bin=$(pg_bin "$name")
+  tmpl=$(pg_template "$bin") || bail "could not initdb a template with $bin/initdb"
   cp -a "$tmpl" "$dir"
   for try in 1 2 3 4 5; do
     port=$(free_port) || bail "no free port"
@@ -94,12 +112,12 @@ pg_start() {
       for l in "$@"; do echo "$l"; done
     } > "$dir/postgresql.auto.conf"
     [ "$(id -u)" -eq 0 ] && chown postgres: "$dir/postgresql.auto.conf"
-    if as_pg "$PGBIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null 2>&1; then
+    if as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null 2>&1; then
       PG_SERVERS="$PG_SERVERS $name"
       local up; up=$(echo "$name" | tr '[:lower:]' '[:upper:]')
-      eval "${up}_PORT=$port ${up}_SOCK='$dir' ${up}_DATA='$dir'"
+      eval "${up}_PORT=$port ${up}_SOCK='$dir' ${up}_DATA='$dir' ${up}_PGBIN='$bin'"
       eval "${up}_CONN='host=$dir port=$port dbname=app user=postgres'"
-      "$PGBIN/psql" -XAtq -h "$dir" -p "$port" -U postgres -d postgres -c "CREATE DATABASE app" >/dev/null \
+      "$bin/psql" -XAtq -h "$dir" -p "$port" -U postgres -d postgres -c "CREATE DATABASE app" >/dev/null \
         || bail "could not create database app on $name"
       return 0
     fi
@@ -109,11 +127,11 @@ pg_start() {
 }
 
 pg_restart() {  # pg_restart NAME
-  as_pg "$PGBIN/pg_ctl" -D "$TEST_TMP/$1" -l "$TEST_TMP/$1/server.log" -w -t 60 restart >/dev/null
+  as_pg "$(pg_bin "$1")/pg_ctl" -D "$TEST_TMP/$1" -l "$TEST_TMP/$1/server.log" -w -t 60 restart >/dev/null
 }
 
 pg_stop() {  # pg_stop NAME [mode]
-  as_pg "$PGBIN/pg_ctl" -D "$TEST_TMP/$1" -m "${2:-fast}" -w stop >/dev/null
+  as_pg "$(pg_bin "$1")/pg_ctl" -D "$TEST_TMP/$1" -m "${2:-fast}" -w stop >/dev/null
 }
 
 # q NAME SQL: rows unaligned, fields separated by |
@@ -121,7 +139,7 @@ q() {
   local up; up=$(echo "$1" | tr '[:lower:]' '[:upper:]')
   local sock port
   eval "sock=\$${up}_SOCK port=\$${up}_PORT"
-  "$PGBIN/psql" -XAtq -v ON_ERROR_STOP=1 -h "$sock" -p "$port" -U postgres -d "${QDB:-app}" -c "$2"
+  "$(pg_bin "$1")/psql" -XAtq -v ON_ERROR_STOP=1 -h "$sock" -p "$port" -U postgres -d "${QDB:-app}" -c "$2"
 }
 
 # qf NAME FILE: run an SQL file
@@ -129,7 +147,7 @@ qf() {
   local up; up=$(echo "$1" | tr '[:lower:]' '[:upper:]')
   local sock port
   eval "sock=\$${up}_SOCK port=\$${up}_PORT"
-  "$PGBIN/psql" -XAtq -v ON_ERROR_STOP=1 -h "$sock" -p "$port" -U postgres -d "${QDB:-app}" -f "$2"
+  "$(pg_bin "$1")/psql" -XAtq -v ON_ERROR_STOP=1 -h "$sock" -p "$port" -U postgres -d "${QDB:-app}" -f "$2"
 }
 
 # db_checksum NAME: one line per user table: name, row count, md5 of its rows
@@ -141,7 +159,7 @@ db_checksum() {
   local up; up=$(echo "$1" | tr '[:lower:]' '[:upper:]')
   local sock port
   eval "sock=\$${up}_SOCK port=\$${up}_PORT"
-  "$PGBIN/psql" -XAtq -v ON_ERROR_STOP=1 -v by_name="${BY_NAME:-0}" -h "$sock" -p "$port" -U postgres -d "${QDB:-app}" <<'SQL'
+  "$(pg_bin "$1")/psql" -XAtq -v ON_ERROR_STOP=1 -v by_name="${BY_NAME:-0}" -h "$sock" -p "$port" -U postgres -d "${QDB:-app}" <<'SQL'
 SELECT format('SELECT %L, count(*), md5(coalesce(string_agg(r, E''\n'' ORDER BY r), '''')) FROM (SELECT %s AS r FROM ONLY %I.%I t) s',
               n.nspname || '.' || c.relname,
               CASE WHEN :by_name::int = 1
@@ -215,7 +233,7 @@ pgload() {
   local secs=$1 clients=$2; shift 2
   local args=()
   for s in "$@"; do args+=(-f "$s"); done
-  "$PGBIN/pgbench" -n -T "$secs" -c "$clients" -h "$SOURCE_SOCK" -p "$SOURCE_PORT" -U postgres "${args[@]}" app
+  "$(pg_bin source)/pgbench" -n -T "$secs" -c "$clients" -h "$SOURCE_SOCK" -p "$SOURCE_PORT" -U postgres "${args[@]}" app
 }
 
 # migration_phase [NAME]: the migration's phase in the target's state
@@ -246,7 +264,7 @@ source_writable() {
 # kv IN ACCESS EXCLUSIVE MODE for 60 s; returns once the lock is granted.
 # Its psql's pid is in LOCKER; end it with release_target_kv.
 lock_target_kv() {
-  PGAPPNAME=locker "$PGBIN/psql" -XAtq -h "$TARGET_SOCK" -p "$TARGET_PORT" -U postgres app \
+  PGAPPNAME=locker "$(pg_bin target)/psql" -XAtq -h "$TARGET_SOCK" -p "$TARGET_PORT" -U postgres app \
     -c "BEGIN; LOCK TABLE kv IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;" >/dev/null 2>&1 &
   LOCKER=$!
   for _ in $(seq 1 50); do

@@ -5,7 +5,8 @@
 # 16-or-older target rejects: on a host with PGDG's newer clients every
 # migration to an older target failed); with only a newer one installed,
 # ferry check blocks with the fix. FERRY_PG_LIB points the search at a
-# private copy of /usr/lib/postgresql with a pretend newer major beside 15.
+# private copy of /usr/lib/postgresql with a pretend newer major beside 15,
+# then at a list of such roots.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/pg.sh"
 
@@ -41,4 +42,14 @@ out=$("${F[@]}" check 2>&1); rc=$?
 is "$rc" 3 "with only a newer pg_dump, check blocks"
 like "$out" "$LIB/17/bin/pg_dump is version 17\.6, newer than the target server \(15\).*transaction_timeout" "naming the reason"
 like "$out" "install postgresql-client-15" "and the fix"
+
+# FERRY_PG_LIB is a list of roots (/usr/lib/postgresql and the majors
+# scripts/build-pg.sh built, say): the version decides, not the order
+LIB2=$TEST_TMP/lib2
+mkdir -p "$LIB2/15/bin"
+for p in pg_dump pg_restore; do ln -s "$PGBIN/$p" "$LIB2/15/bin/$p"; done
+export FERRY_PG_LIB="$TEST_TMP/none::$LIB:$LIB2"
+out=$("${F[@]}" check 2>&1)
+like "$out" "ok +source +pg_dump +$LIB2/15/bin/pg_dump 15\.[0-9]+ and $LIB2/15/bin/pg_restore 15\.[0-9]+ \(source 15, target 15\)" \
+  "with several roots, the target's major in a later root wins over a newer one in an earlier root"
 done_testing

@@ -445,6 +445,47 @@ test_fk_not_valid(void)
 	fk_case("", NULL, NULL, NULL, "empty");
 }
 
+/* ------------------------------------------------------------------ */
+
+static void
+attver_is(const char *in, int want_n, const char *want, const char *what)
+{
+	char	   *s = xstrdup(in);
+	int			n = schema_strip_attver(s);
+	char		name[160];
+
+	snprintf(name, sizeof(name), "strip_attver %s: %d removed", what, want_n);
+	ok(n == want_n, name);
+	snprintf(name, sizeof(name), "strip_attver %s: result", what);
+	is_str(s, want, name);
+	free(s);
+}
+
+static void
+test_strip_attver(void)
+{
+	attver_is("CREATE TABLE public.t (\n    id integer NOT NULL\n);\n"
+			  "ALTER TABLE ONLY public.t ALTER COLUMN id SET (pg_attver=30519448);\n\n"
+			  "ALTER TABLE public.t OWNER TO postgres;\n", 1,
+			  "CREATE TABLE public.t (\n    id integer NOT NULL\n);\n\n"
+			  "ALTER TABLE public.t OWNER TO postgres;\n", "the only option: the line goes");
+	attver_is("ALTER TABLE ONLY public.t ALTER COLUMN v SET (pg_attver=26345976, n_distinct=5);\n", 1,
+			  "ALTER TABLE ONLY public.t ALTER COLUMN v SET (n_distinct=5);\n", "first of two: the other stays");
+	attver_is("ALTER TABLE ONLY public.t ALTER COLUMN v SET (n_distinct=5, pg_attver=1);", 1,
+			  "ALTER TABLE ONLY public.t ALTER COLUMN v SET (n_distinct=5);", "last of two, no newline at the end");
+	attver_is("ALTER TABLE ONLY public.\"a SET (pg_attver=1);\" ALTER COLUMN \"SET (x\" SET (n_distinct=-1);\n", 0,
+			  "ALTER TABLE ONLY public.\"a SET (pg_attver=1);\" ALTER COLUMN \"SET (x\" SET (n_distinct=-1);\n",
+			  "in an identifier: untouched");
+	attver_is("ALTER TABLE ONLY public.t ALTER COLUMN v SET (pg_attver_x=1, pg_attver=abc);\n", 0,
+			  "ALTER TABLE ONLY public.t ALTER COLUMN v SET (pg_attver_x=1, pg_attver=abc);\n",
+			  "another name, or not a number: untouched");
+	attver_is("CREATE FUNCTION f() RETURNS void AS $$ SET (pg_attver=1); $$;\n    ALTER TABLE x SET (pg_attver=1);\n", 0,
+			  "CREATE FUNCTION f() RETURNS void AS $$ SET (pg_attver=1); $$;\n    ALTER TABLE x SET (pg_attver=1);\n",
+			  "not at the start of a line: untouched");
+	attver_is("ALTER TABLE ONLY a.b ALTER COLUMN c SET (pg_attver=1);\r\nALTER TABLE ONLY a.b ALTER COLUMN d SET (pg_attver=2);\n", 2,
+			  "", "two lines, CRLF");
+}
+
 int
 main(void)
 {
@@ -456,5 +497,6 @@ main(void)
 	test_strip_meta();
 	test_toc_count();
 	test_fk_not_valid();
+	test_strip_attver();
 	return done_testing();
 }
