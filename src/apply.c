@@ -654,7 +654,7 @@ apply_main(void *p)
 	 * position was not recorded, so the next start applies it again.
 	 */
 	pg_cancel_register(a.conn);
-	if (!setup_session(&a, args->source_encoding) || !rel_load_snapshots(&a) ||
+	if (!state_apply_lock(a.conn, args->cfg->name) || !setup_session(&a, args->source_encoding) || !rel_load_snapshots(&a) ||
 		PQenterPipelineMode(a.conn) != 1)
 	{
 		status = pipe_failure_kind(&a);
@@ -867,12 +867,14 @@ apply_prepare_target(const FerryConfig *cfg, bool *use_origin, uint64_t *applied
 {
 	PGconn	   *conn = pg_connect(cfg->target, "target", PG_CONN_SQL, NULL);
 	const char *params[1] = {cfg->name};
-	PGresult   *res;
+	PGresult   *res = NULL;
 	bool		ok = false;
 	bool		fresh;
 
 	if (conn == NULL)
 		return false;
+	if (!state_apply_fence(conn, cfg->name))
+		goto done;
 	res = pg_query(conn, "create the apply position",
 				   "INSERT INTO ferry.apply_progress (migration, applied_lsn)"
 				   " SELECT name, start_lsn FROM ferry.migration WHERE name = $1"

@@ -216,6 +216,84 @@ state_lock(PGconn *target, const char *name)
 	}
 }
 
+static const char APPLY_TRY_LOCK_SQL[] =
+	"SELECT pg_catalog.pg_try_advisory_lock(" STATE_APPLY_LOCK_CLASS ", pg_catalog.hashtext($1))";
+
+/* at most this long for an orphaned apply session to end once told to */
+#define APPLY_FENCE_WAIT_S 30
+
+bool
+state_apply_fence(PGconn *target, const char *name)
+{
+	const char *params[1] = {name};
+
+	for (int i = 0; i < APPLY_FENCE_WAIT_S * 10; i++)
+	{
+		PGresult   *res = pg_query(target, "look for an apply session left behind", APPLY_TRY_LOCK_SQL, 1, params);
+		bool		got;
+
+		if (res == NULL || !pg_check_shape(res, 1, 1, "the apply lock"))
+		{
+			PQclear(res);
+			return false;
+		}
+		got = PQgetvalue(res, 0, 0)[0] == 't';
+		PQclear(res);
+		if (got)
+		{
+			res = pg_query(target, "release the apply lock",
+						   "SELECT pg_catalog.pg_advisory_unlock(" STATE_APPLY_LOCK_CLASS ", pg_catalog.hashtext($1))",
+						   1, params);
+			PQclear(res);
+			return res != NULL;
+		}
+		/*
+		 * Ended, not waited for: it may wait on a lock for hours. Either its
+		 * COMMIT ran (then the position row and origin say so) or it never
+		 * will. Same role as ours, so no pg_signal_backend is needed.
+		 */
+		res = pg_query(target, "end the apply session left behind",
+					   "SELECT a.pid, a.state, a.wait_event_type, pg_catalog.pg_terminate_backend(l.pid)"
+					   "  FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
+					   " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = " STATE_APPLY_LOCK_CLASS "::oid"
+					   "   AND l.objid = pg_catalog.hashtext($1)::oid AND l.objsubid = 2"
+					   "   AND l.pid <> pg_catalog.pg_backend_pid()",
+					   1, params);
+		if (res == NULL)
+		{
+			log_error("an apply session of an earlier ferry is still running on the target and could not be ended. "
+					  "Fix: end it on the target with SELECT pg_terminate_backend(pid) FROM pg_locks "
+					  "WHERE locktype = 'advisory' AND classid = %s, then start again", STATE_APPLY_LOCK_CLASS);
+			return false;
+		}
+		for (int r = 0; r < PQntuples(res); r++)
+			if (i == 0)
+				log_warn("ended the apply session an earlier ferry left on the target (pid %s, %s%s%s): "
+							"its last batch either committed already or is rolled back, and the position read next says which",
+							PQgetvalue(res, r, 0), PQgetvalue(res, r, 1),
+							PQgetisnull(res, r, 2) ? "" : ", waiting on ", PQgetvalue(res, r, 2));
+		PQclear(res);
+		usleep(100000);
+	}
+	log_error("an apply session of an earlier ferry on the target did not end within %d s of pg_terminate_backend. "
+			  "Fix: look for it on the target (pg_locks, advisory class %s) and end it, then start again",
+			  APPLY_FENCE_WAIT_S, STATE_APPLY_LOCK_CLASS);
+	return false;
+}
+
+bool
+state_apply_lock(PGconn *apply_conn, const char *name)
+{
+	const char *params[1] = {name};
+	PGresult   *res = pg_query(apply_conn, "take the apply lock", APPLY_TRY_LOCK_SQL, 1, params);
+	bool		got = res != NULL && pg_check_shape(res, 1, 1, "the apply lock") && PQgetvalue(res, 0, 0)[0] == 't';
+
+	if (res != NULL && !got)
+		log_error("another session applies migration \"%s\" on the target. Fix: stop the other ferry", name);
+	PQclear(res);
+	return got;
+}
+
 int
 state_table_exists(PGconn *conn, const char *table)
 {

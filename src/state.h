@@ -44,6 +44,21 @@ bool		state_lock(PGconn *target, const char *name);
  */
 int			state_lock_held(PGconn *conn, const char *name);
 /*
+ * The apply session's lock, class STATE_APPLY_LOCK_CLASS (key 2:
+ * hashtext(name)): held by the one target session that writes a migration's
+ * changes, from its first statement to its end. A ferry killed while its
+ * apply session waited on the target (a lock, a long statement) leaves that
+ * backend running with the rest of the pipeline, COMMIT included, in its
+ * socket: it commits later, after a new ferry has read the applied position,
+ * and the batch would be applied twice. state_apply_fence() ends such a
+ * session and waits until it is gone, so the position read after it is
+ * final; call it holding the migration lock (any other holder is then an
+ * orphan). state_apply_lock() takes the lock in the new apply session.
+ */
+#define STATE_APPLY_LOCK_CLASS "1718773363"
+bool		state_apply_fence(PGconn *target, const char *name);
+bool		state_apply_lock(PGconn *apply_conn, const char *name);
+/*
  * Whether ferry's state table ferry.<table> exists on conn: 1 yes, 0 no,
  * -1 on error (logged).
  */

@@ -260,12 +260,13 @@ source_writable() {
   [ "$(q target "SELECT count(*) FROM kv WHERE id = $id")" = 1 ] || return 3
 }
 
-# lock_target_kv: a session on the target (application_name locker) holds
-# kv IN ACCESS EXCLUSIVE MODE for 60 s; returns once the lock is granted.
+# lock_target_kv [TABLE]: a session on the target (application_name locker)
+# holds TABLE (kv) IN ACCESS EXCLUSIVE MODE for 60 s; returns once the lock
+# is granted.
 # Its psql's pid is in LOCKER; end it with release_target_kv.
 lock_target_kv() {
   PGAPPNAME=locker "$(pg_bin target)/psql" -XAtq -h "$TARGET_SOCK" -p "$TARGET_PORT" -U postgres app \
-    -c "BEGIN; LOCK TABLE kv IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;" >/dev/null 2>&1 &
+    -c "BEGIN; LOCK TABLE ${1:-kv} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;" >/dev/null 2>&1 &
   LOCKER=$!
   for _ in $(seq 1 50); do
     [ "$(q target "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'locker' AND l.mode = 'AccessExclusiveLock' AND l.granted")" = 1 ] && break
