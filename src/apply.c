@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "pgsql.h"
+#include "state.h"
 
 #define PROGRESS_UPDATE \
 	"UPDATE ferry.apply_progress" \

@@ -2145,21 +2145,38 @@ check_roles(CheckCtx *ctx)
 
 	/*
 	 * ALTER ... OWNER TO, unless run by a superuser, needs the new owner
-	 * to have CREATE on the object's schema, and pg_restore gives objects
-	 * to their owners before it restores the schemas' privileges: on a
-	 * schema the target already has (public), the owners need it first.
+	 * to have CREATE on the object's schema. The restore gives each
+	 * schema's privileges first (schema_hoist_schema_acls), so what the
+	 * source grants is in place; on a schema the target already has
+	 * (public), an owner the source does not let create there either
+	 * (a superuser put the object there) needs it granted by hand.
 	 */
 	if (!t->superuser && owners.n > 0 && ctx->schemas.n > 0)
 	{
 		char	   *oarr = pg_text_array(&owners);
 		char	   *sarr = pg_text_array(&ctx->schemas);
 		const char *p2[2] = {oarr, sarr};
-		PGresult   *r2 = run_query(ctx, t, "schema privileges",
-									"SELECT o, s FROM unnest($1::text[]) o, unnest($2::text[]) s"
-									" WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = s)"
-									"   AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = o AND NOT rolsuper)"
-									"   AND NOT pg_catalog.has_schema_privilege(o, s, 'CREATE') ORDER BY 2, 1",
-									2, p2, -1, 2);
+		PGresult   *r1 = run_query(ctx, &ctx->src, "schema privileges",
+									"SELECT COALESCE(pg_catalog.array_agg(o ORDER BY s, o), '{}')::text,"
+									"       COALESCE(pg_catalog.array_agg(s ORDER BY s, o), '{}')::text"
+									"  FROM unnest($1::text[]) o, unnest($2::text[]) s"
+									" WHERE $3 OR NOT CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = o)"
+									"   AND EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = s)"
+									"   THEN pg_catalog.has_schema_privilege(o, s, 'CREATE') ELSE false END",
+									3, (const char *[]) {oarr, sarr, cfg->no_privileges ? "true" : "false"}, 1, 2);
+		PGresult   *r2 = NULL;
+
+		if (r1 != NULL)
+		{
+			p2[0] = PQgetvalue(r1, 0, 0);
+			p2[1] = PQgetvalue(r1, 0, 1);
+			r2 = run_query(ctx, t, "schema privileges",
+						   "SELECT o, s FROM unnest($1::text[], $2::text[]) x(o, s)"
+						   " WHERE CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = s)"
+						   "   AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = o AND NOT rolsuper)"
+						   "   THEN NOT pg_catalog.has_schema_privilege(o, s, 'CREATE') ELSE false END ORDER BY 2, 1",
+						   2, p2, -1, 2);
+		}
 
 		if (r2 != NULL && PQntuples(r2) > 0)
 		{
@@ -2180,13 +2197,14 @@ check_roles(CheckCtx *ctx)
 			}
 			strbuf_addstr(&fix, "on the target, or run with --no-owner (the target user then owns everything)");
 			row(ctx, CHECK_BLOCKING, t, "schema privileges", fix.data,
-				"the restore gives objects to their owners before it restores the schemas' privileges, and a new owner needs CREATE on the schema, which these lack on the target: %s",
+				"a new owner needs CREATE on the object's schema, which these lack on the target and are not granted on the source either: %s",
 				what.data);
 			strbuf_release(&fix);
 			strbuf_release(&what);
 		}
 		else if (r2 != NULL)
-			row(ctx, CHECK_OK, t, "schema privileges", NULL, "the objects' owners may create in the target's existing schemas");
+			row(ctx, CHECK_OK, t, "schema privileges", NULL, "the objects' owners may create in the target's existing schemas (granted there, or by the source's grants, restored first)");
+		PQclear(r1);
 		PQclear(r2);
 		free(oarr);
 		free(sarr);

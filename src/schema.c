@@ -509,6 +509,12 @@ schema_restore_pre_data(PGconn *target, const FerryConfig *cfg, const SchemaDump
 
 	if (!restore_section(cfg, d, "pre-data", &script))
 		return false;
+	{
+		int			hoisted = schema_hoist_schema_acls(script.data);
+
+		if (hoisted > 0)
+			log_debug("restoring the privileges of %d %s before the objects in them", hoisted, hoisted == 1 ? "schema" : "schemas");
+	}
 	log_info("restoring the schema (pre-data, %zu bytes of SQL) on the target", script.len);
 	if (!pg_exec(target, "start the schema transaction", "BEGIN"))
 		goto cleanup;
@@ -554,6 +560,167 @@ header_field(const char *line, const char *label)
 	p += strlen(label);
 	n = strcspn(p, ";\n");
 	return xstrndup(p, n);
+}
+
+/* ------------------------------------------------------------------ */
+/* Schemas' privileges before their objects' owners                     */
+
+typedef struct ScriptEntry
+{
+	size_t		start;			/* offset of the header line */
+	size_t		end;			/* offset of the next header line, or the end */
+	char	   *type;
+	char	   *name;
+	int			after;			/* for a moved ACL: the entry it follows, -1 the start */
+} ScriptEntry;
+
+/* a pg_dump entry header: "-- Name: ..." between two lines that are "--" */
+static bool
+is_framed_header(const char *script, const char *line)
+{
+	const char *nl = strchr(line, '\n');
+
+	if (strncmp(line, "-- Name: ", 9) != 0 || nl == NULL || strncmp(nl + 1, "--\n", 3) != 0)
+		return false;
+	return line - script >= 3 && strncmp(line - 3, "--\n", 3) == 0 &&
+		(line - script == 3 || line[-4] == '\n');
+}
+
+/*
+ * Nothing but one-line GRANT and REVOKE statements, comments and blank
+ * lines in [p, end), and at least one statement.
+ */
+static bool
+only_grants(const char *p, const char *end)
+{
+	bool		any = false;
+
+	while (p < end)
+	{
+		const char *nl = memchr(p, '\n', (size_t) (end - p));
+		const char *eol = nl ? nl : end;
+
+		if (strncmp(p, "GRANT ", 6) == 0 || strncmp(p, "REVOKE ", 7) == 0)
+		{
+			if (eol[-1] != ';')
+				return false;	/* a statement on more than one line */
+			any = true;
+		}
+		else if (eol > p && strncmp(p, "--", 2) != 0)
+			return false;
+		p = nl ? nl + 1 : end;
+	}
+	return any;
+}
+
+/* an identifier as pg_dump's fmtId wrote it, unquoted; owned */
+static char *
+unquote_ident(const char *s)
+{
+	size_t		n = strlen(s);
+	char	   *out;
+	size_t		w = 0;
+
+	if (n < 2 || s[0] != '"' || s[n - 1] != '"')
+		return xstrdup(s);
+	out = xmalloc(n);
+	for (size_t i = 1; i + 1 < n; i++)
+	{
+		out[w++] = s[i];
+		if (s[i] == '"' && s[i + 1] == '"')
+			i++;
+	}
+	out[w] = '\0';
+	return out;
+}
+
+int
+schema_hoist_schema_acls(char *script)
+{
+	ScriptEntry *e = NULL;
+	int			n = 0,
+				cap = 0,
+				moved = 0;
+	size_t		len = strlen(script);
+
+	for (const char *p = script; *p;)
+	{
+		const char *nl = strchr(p, '\n');
+		const char *next = nl ? nl + 1 : p + strlen(p);
+
+		if (is_framed_header(script, p))
+		{
+			const char *np = p + 9;
+			const char *te = strstr(np, "; Type: ");
+
+			if (te != NULL && te < next)
+			{
+				if (n == cap)
+				{
+					cap = cap ? cap * 2 : 64;
+					e = xrealloc(e, sizeof(ScriptEntry) * (size_t) cap);
+				}
+				/* an entry starts at the "--" line above its header */
+				if (n > 0)
+					e[n - 1].end = (size_t) (p - 3 - script);
+				e[n].start = (size_t) (p - 3 - script);
+				e[n].end = len;
+				e[n].name = xstrndup(np, (size_t) (te - np));
+				e[n].type = header_field(p, "; Type: ");
+				e[n].after = -2;	/* stays */
+				n++;
+			}
+		}
+		p = next;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		char	   *sch;
+
+		if (strcmp(e[i].type, "ACL") != 0 || strncmp(e[i].name, "SCHEMA ", 7) != 0 ||
+			!only_grants(script + e[i].start + 3 + strcspn(script + e[i].start + 3, "\n") + 1, script + e[i].end))
+			continue;
+		sch = unquote_ident(e[i].name + 7);
+		e[i].after = -1;
+		for (int j = 0; j < i; j++)
+			if (strcmp(e[j].type, "SCHEMA") == 0 && strcmp(e[j].name, sch) == 0)
+				e[i].after = j;
+		free(sch);
+		moved++;
+	}
+	if (n > 0 && moved > 0)
+	{
+		char	   *out = xmalloc(len + 1);
+		size_t		w = e[0].start;
+
+		memcpy(out, script, w);
+		for (int pass = -1; pass < n; pass++)
+		{
+			if (pass >= 0 && e[pass].after == -2)
+			{
+				memcpy(out + w, script + e[pass].start, e[pass].end - e[pass].start);
+				w += e[pass].end - e[pass].start;
+			}
+			if (pass >= 0 && e[pass].after != -2)
+				continue;
+			for (int k = 0; k < n; k++)
+				if (e[k].after == pass)
+				{
+					memcpy(out + w, script + e[k].start, e[k].end - e[k].start);
+					w += e[k].end - e[k].start;
+				}
+		}
+		out[w] = '\0';
+		memcpy(script, out, w + 1);
+		free(out);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		free(e[i].type);
+		free(e[i].name);
+	}
+	free(e);
+	return moved;
 }
 
 static void

@@ -104,6 +104,20 @@ int			schema_split_script(const char *script, SchemaSteps *out);
  */
 bool		schema_fk_not_valid(const char *sql, char **sql_out, char **table_out, char **name_out);
 
+/*
+ * Move, in place, each schema's privileges (pg_dump's "SCHEMA s" ACL entry,
+ * which pg_restore writes at the end of the pre-data script) to just after
+ * that schema's CREATE SCHEMA entry, or to the start when the script does
+ * not create it (public, which every database has). ALTER ... OWNER TO run
+ * by a non-superuser needs the new owner to have CREATE on the object's
+ * schema: a source that grants it (GRANT CREATE ON SCHEMA public TO
+ * app_owner) then restores as it is, not only after a DBA repeated the
+ * grant on the target by hand. An entry is moved only if it is a real
+ * pg_dump entry (its header framed by "--" lines) and holds nothing but
+ * GRANT and REVOKE statements. Returns how many were moved. Pure.
+ */
+int			schema_hoist_schema_acls(char *script);
+
 /* Remove the psql \restrict / \unrestrict lines from a script in place. */
 bool		schema_strip_meta(char *script);
 

@@ -486,6 +486,54 @@ test_strip_attver(void)
 			  "", "two lines, CRLF");
 }
 
+/* schema_hoist_schema_acls: the schemas' grants before the objects in them */
+static void
+hoist_is(const char *in, int want_n, const char *want, const char *name)
+{
+	char	   *s = strdup(in);
+	int			n = schema_hoist_schema_acls(s);
+	char		label[200];
+
+	snprintf(label, sizeof(label), "%s: count", name);
+	ok(n == want_n, label);
+	is_str(s, want, name);
+	free(s);
+}
+
+#define HEAD "--\n-- PostgreSQL database dump\n--\n\nSET lock_timeout = 0;\n\n"
+#define SCH(n) ENTRY(n, "SCHEMA", "-", "CREATE SCHEMA " n ";\nALTER SCHEMA " n " OWNER TO o;")
+#define TAB(s, n) ENTRY(n, "TABLE", s, "CREATE TABLE " s "." n " (a int);\nALTER TABLE " s "." n " OWNER TO app_owner;")
+#define ACL(n, sql) ENTRY("SCHEMA " n, "ACL", "-", sql)
+#define TAIL "--\n-- PostgreSQL database dump complete\n--\n\n"
+
+static void
+test_hoist_acls(void)
+{
+	hoist_is(HEAD SCH("shop") TAB("public", "t1") TAB("shop", "orders")
+			 ACL("public", "GRANT CREATE ON SCHEMA public TO app_owner;")
+			 ACL("shop", "REVOKE ALL ON SCHEMA shop FROM PUBLIC;\nGRANT CREATE,USAGE ON SCHEMA shop TO app_owner;") TAIL,
+			 2,
+			 HEAD ACL("public", "GRANT CREATE ON SCHEMA public TO app_owner;")
+			 SCH("shop") ACL("shop", "REVOKE ALL ON SCHEMA shop FROM PUBLIC;\nGRANT CREATE,USAGE ON SCHEMA shop TO app_owner;") TAIL
+			 TAB("public", "t1") TAB("shop", "orders"),
+			 "public's grants first, shop's after CREATE SCHEMA shop");
+	hoist_is(HEAD SCH("My \"S\"") TAB("\"My \"\"S\"\"\"", "t") ACL("\"My \"\"S\"\"\"", "GRANT CREATE ON SCHEMA \"My \"\"S\"\"\" TO app_owner;"),
+			 1,
+			 HEAD SCH("My \"S\"") ACL("\"My \"\"S\"\"\"", "GRANT CREATE ON SCHEMA \"My \"\"S\"\"\" TO app_owner;") TAB("\"My \"\"S\"\"\"", "t"),
+			 "a quoted schema name is matched unquoted");
+	hoist_is(HEAD TAB("public", "t1") ACL("public", "GRANT CREATE ON SCHEMA public TO a;\nSELECT 1;"),
+			 0, HEAD TAB("public", "t1") ACL("public", "GRANT CREATE ON SCHEMA public TO a;\nSELECT 1;"),
+			 "an entry with anything but grants stays");
+	hoist_is(HEAD TAB("public", "t1") ENTRY("TABLE t1", "ACL", "public", "GRANT SELECT ON TABLE public.t1 TO a;"),
+			 0, HEAD TAB("public", "t1") ENTRY("TABLE t1", "ACL", "public", "GRANT SELECT ON TABLE public.t1 TO a;"),
+			 "a table's grants stay where they are");
+	hoist_is(HEAD ENTRY("f()", "FUNCTION", "public", "CREATE FUNCTION public.f() RETURNS int AS $$\n-- Name: SCHEMA public; Type: ACL; Schema: -; Owner: x\nSELECT 1 $$ LANGUAGE sql;"),
+			 0, HEAD ENTRY("f()", "FUNCTION", "public", "CREATE FUNCTION public.f() RETURNS int AS $$\n-- Name: SCHEMA public; Type: ACL; Schema: -; Owner: x\nSELECT 1 $$ LANGUAGE sql;"),
+			 "a header-like line inside a function body (not framed by -- lines) is no entry");
+	hoist_is("", 0, "", "an empty script");
+	hoist_is(HEAD, 0, HEAD, "no entries");
+}
+
 int
 main(void)
 {
@@ -498,5 +546,6 @@ main(void)
 	test_toc_count();
 	test_fk_not_valid();
 	test_strip_attver();
+	test_hoist_acls();
 	return done_testing();
 }
