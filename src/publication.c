@@ -13,21 +13,34 @@
 #include "mem.h"
 #include "pgsql.h"
 
+/* whether relation `t` (a pg_class alias) has a usable replica identity */
+#define HAS_IDENTITY(t) \
+	"CASE " t ".relreplident" \
+	"  WHEN 'f' THEN true" \
+	"  WHEN 'n' THEN false" \
+	"  WHEN 'i' THEN EXISTS (SELECT 1 FROM pg_catalog.pg_index i" \
+	"                        WHERE i.indrelid = " t ".oid AND i.indisreplident)" \
+	"  ELSE EXISTS (SELECT 1 FROM pg_catalog.pg_index i" \
+	"                WHERE i.indrelid = " t ".oid AND i.indisprimary)" \
+	" END"
+
 /*
  * Publishable tables: permanent plain and partitioned tables in user
  * schemas; on 13+ only roots (not partitions), before that only leaves.
- * Also whether each has a usable replica identity.
+ * Also whether each has a usable replica identity: a partitioned table's
+ * is its partitions' (PostgreSQL checks the leaf an UPDATE or DELETE
+ * touches, and refuses the application's statement when a leaf that
+ * publishes updates has none), so a root counts only if every leaf has one
+ * (its own setting does not recurse: REPLICA IDENTITY FULL on the root
+ * leaves the partitions as they were).
  */
 static const char PUBLISHABLE_SQL_FMT[] =
 	"SELECT n.nspname, c.relname,"
-	"       CASE c.relreplident"
-	"         WHEN 'f' THEN true"
-	"         WHEN 'n' THEN false"
-	"         WHEN 'i' THEN EXISTS (SELECT 1 FROM pg_catalog.pg_index i"
-	"                               WHERE i.indrelid = c.oid AND i.indisreplident)"
-	"         ELSE EXISTS (SELECT 1 FROM pg_catalog.pg_index i"
-	"                       WHERE i.indrelid = c.oid AND i.indisprimary)"
-	"       END AS has_identity"
+	"       CASE WHEN c.relkind = 'p'"
+	"            THEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partition_tree(c.oid) pt"
+	"                               JOIN pg_catalog.pg_class l ON l.oid = pt.relid"
+	"                              WHERE pt.isleaf AND l.relkind = 'r' AND NOT " HAS_IDENTITY("l") ")"
+	"            ELSE " HAS_IDENTITY("c") " END AS has_identity"
 	"  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 	" WHERE c.relpersistence = 'p'"
 	"   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'ferry')"
