@@ -326,6 +326,27 @@ prepare_one(PoolerFleet *f, Pooler *p, PoolerSide from)
 	}
 	if (admin_conn(p) == NULL)
 		return false;
+	/*
+	 * A user in stats_users, not admin_users, may SHOW everything but not
+	 * PAUSE: found only at the PAUSE, the switchover would stop there. Probe
+	 * with an admin command on an entry that does not exist: an admin gets
+	 * "no such database", anyone else "admin access needed"; nothing moves.
+	 */
+	{
+		PGconn	   *c = admin_conn(p);
+		PGresult   *r = c ? pg_execute(c, "RESUME \"ferry_probe_no_such_entry\"", 0, NULL) : NULL;
+		const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+		if (m != NULL && strstr(m, "admin access needed") != NULL)
+		{
+			log_error("%s: user %s may read its admin console but not PAUSE, repoint or RESUME (it is in stats_users, not admin_users); nothing was paused. "
+					  "Fix: add %s to admin_users in its ini file and RELOAD, or give ferry a user that is",
+					  p->label, PQuser(c), PQuser(c));
+			PQclear(r);
+			return false;
+		}
+		PQclear(r);
+	}
 	row = entry_row(p, &res);
 	if (res == NULL)
 	{
