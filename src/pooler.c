@@ -112,6 +112,29 @@ admin_conn(Pooler *p)
 	return p->conn;
 }
 
+/*
+ * cmd on p's admin session *c. A session that died while ferry held it
+ * (PgBouncer restarted, a network blip, an idle timeout) shows only when it
+ * is used: then reconnect and send cmd once more. If the first one did
+ * run on a PgBouncer that lives on (a PAUSE whose answer was lost), the
+ * second fails ("already paused") and the switchover stops as before; a
+ * restarted PgBouncer kept nothing of it.
+ */
+static PGresult *
+admin_execute(Pooler *p, PGconn **c, const char *cmd)
+{
+	PGresult   *res = pg_execute(*c, cmd, 0, NULL);
+
+	if (PQresultStatus(res) == PGRES_FATAL_ERROR && PQstatus(*c) == CONNECTION_BAD)
+	{
+		log_warn("%s: its admin session was lost (PgBouncer restarted?); reconnecting to run %s", p->label, cmd);
+		PQclear(res);
+		*c = admin_conn(p);
+		res = *c ? pg_execute(*c, cmd, 0, NULL) : NULL;
+	}
+	return res;
+}
+
 /* Run an admin command on p; the result (caller PQclear()s) or NULL, logged. */
 static PGresult *
 admin_query(Pooler *p, const char *what, const char *cmd)
@@ -121,7 +144,9 @@ admin_query(Pooler *p, const char *what, const char *cmd)
 
 	if (c == NULL)
 		return NULL;
-	res = pg_execute(c, cmd, 0, NULL);
+	res = admin_execute(p, &c, cmd);
+	if (c == NULL)
+		return NULL;			/* could not reconnect (logged) */
 	if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
 	{
 		char	   *e = pg_result_error_text(res, c);
@@ -141,7 +166,7 @@ admin_entry_command(Pooler *p, const char *verb, char **err)
 	char	   *q = quote_entry(p->database);
 	char	   *cmd = xasprintf("%s %s", verb, q);
 	PGconn	   *c = admin_conn(p);
-	PGresult   *res = c ? pg_execute(c, cmd, 0, NULL) : NULL;
+	PGresult   *res = c ? admin_execute(p, &c, cmd) : NULL;
 	bool		ok = res && PQresultStatus(res) == PGRES_COMMAND_OK;
 
 	if (!ok && err)
@@ -501,6 +526,13 @@ pooler_pause(PoolerFleet *f, int timeout_ms, PGconn *server, const char *side)
 	bool	   *done = f->n ? xcalloc((size_t) f->n, sizeof(bool)) : NULL;
 	bool		ok = true;
 
+	/*
+	 * First make sure each admin session is alive (admin_execute reconnects
+	 * one that died since the preconditions): the PAUSE is sent without a
+	 * wait, and a dead session would read as a PAUSE that timed out.
+	 */
+	for (int i = 0; i < f->n; i++)
+		PQclear(admin_query(&f->items[i], "check its admin session", "SHOW VERSION"));
 	/* all at once: each pooler waits for its own transactions in parallel */
 	for (int i = 0; i < f->n; i++)
 	{
@@ -550,6 +582,9 @@ pooler_pause(PoolerFleet *f, int timeout_ms, PGconn *server, const char *side)
 			who = holdouts(p, server);
 			if (pg_interrupted())
 				log_error("%s: interrupted while PAUSE %s waited for: %s; nothing was frozen", p->label, p->database, who);
+			else if (pg_now_ms() < deadline)
+				log_error("%s: lost its admin session during PAUSE %s (PgBouncer restarted or the connection broke); nothing was frozen. Fix: check that PgBouncer is up (its log), then run the switchover again",
+						  p->label, p->database);
 			else
 				log_error("%s: PAUSE %s did not finish within --pause-timeout %d s: sessions still hold server connections to the %s: %s. Fix: let those transactions end (or end them), or raise --pause-timeout%s; nothing was frozen",
 					  p->label, p->database, f->cfg->pause_timeout, side, who,
