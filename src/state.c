@@ -177,7 +177,9 @@ state_lock(PGconn *target, const char *name)
 					   " a.state_change > pg_catalog.clock_timestamp() - interval '1 s'"
 					   " FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
 					   " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = " FERRY_LOCK_CLASS "::oid"
-					   " AND l.objid = pg_catalog.hashtext($1)::oid AND l.objsubid = 2 LIMIT 1",
+					   " AND l.objid = pg_catalog.hashtext($1)::oid AND l.objsubid = 2"
+					   " AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
+					   " LIMIT 1",
 					   1, params);
 		if (res == NULL || !pg_check_shape(res, -1, 4, "the lock holder"))
 		{
@@ -257,13 +259,16 @@ state_apply_fence(PGconn *target, const char *name)
 					   "  FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
 					   " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = " STATE_APPLY_LOCK_CLASS "::oid"
 					   "   AND l.objid = pg_catalog.hashtext($1)::oid AND l.objsubid = 2"
+					   "   AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
 					   "   AND l.pid <> pg_catalog.pg_backend_pid()",
 					   1, params);
 		if (res == NULL)
 		{
-			log_error("an apply session of an earlier ferry is still running on the target and could not be ended. "
-					  "Fix: end it on the target with SELECT pg_terminate_backend(pid) FROM pg_locks "
-					  "WHERE locktype = 'advisory' AND classid = %s, then start again", STATE_APPLY_LOCK_CLASS);
+			log_error("an apply session of an earlier ferry is still running on the target and could not be ended (it may run as another role). "
+					  "Fix: as a superuser or that role, in this database on the target: SELECT pg_terminate_backend(pid) FROM pg_locks "
+					  "WHERE locktype = 'advisory' AND classid = %s AND objid = hashtext('%s')::oid AND objsubid = 2 "
+					  "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()); then start again",
+					  STATE_APPLY_LOCK_CLASS, name);
 			return false;
 		}
 		for (int r = 0; r < PQntuples(res); r++)
@@ -276,8 +281,8 @@ state_apply_fence(PGconn *target, const char *name)
 		usleep(100000);
 	}
 	log_error("an apply session of an earlier ferry on the target did not end within %d s of pg_terminate_backend. "
-			  "Fix: look for it on the target (pg_locks, advisory class %s) and end it, then start again",
-			  APPLY_FENCE_WAIT_S, STATE_APPLY_LOCK_CLASS);
+			  "Fix: look for it on the target (pg_locks: advisory, classid %s, objid hashtext('%s'), this database) and end it, then start again",
+			  APPLY_FENCE_WAIT_S, STATE_APPLY_LOCK_CLASS, name);
 	return false;
 }
 

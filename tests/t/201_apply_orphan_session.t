@@ -22,6 +22,11 @@ wait_following ferry 60; ok $? "ferry start follows"
 like "$(cat "$TEST_TMP/err")" "not using a replication origin" "ferry applies without an origin"
 wait_applied ferry 60; ok $? "caught up before the attack"
 
+# another migration of the same name into another database of the target
+# server: its live apply session holds the same lock key there
+PGAPPNAME=other_db_apply "$(pg_bin target)/psql" -XAtq -h "$TARGET_SOCK" -p "$TARGET_PORT" -U migrator postgres \
+  -c "SELECT pg_advisory_lock(1718773363, hashtext('ferry')); SELECT pg_sleep(60)" >/dev/null 2>&1 &
+OTHER=$!
 lock_target_kv log_nokey
 q source "INSERT INTO log_nokey (msg) VALUES ('written while the target was locked')" >/dev/null
 is "$(apply_lock_waits)" 1 "apply waits for the lock on the target"
@@ -41,5 +46,8 @@ is "$(q target "SELECT count(*) FROM log_nokey WHERE msg = 'written while the ta
 is "$(q target "SELECT count(*) FROM log_nokey")" "$(q source "SELECT count(*) FROM log_nokey")" "log_nokey has as many rows on both sides"
 is "$(db_checksum target)" "$(db_checksum source)" "contents equal"
 like "$(cat "$TEST_TMP/err")" "ended the apply session an earlier ferry left" "the log says the orphaned session was ended"
+is "$(q target "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'other_db_apply'")" 1 \
+  "the same lock key held in another database of the target (another migration) is left alone"
+kill "$OTHER" 2>/dev/null
 stop_cleanly
 done_testing
