@@ -131,10 +131,57 @@ const char	STATE_MARK_STEP_SQL[] =
 	"INSERT INTO ferry.schema_step (migration, step) VALUES ($1, $2)"
 	" ON CONFLICT DO NOTHING";
 
-#define FERRY_LOCK_CLASS STATE_LOCK_CLASS
-
+/* advisory lock (class $2, key hashtext($1)): take it, let it go */
 static const char TRY_LOCK_SQL[] =
-	"SELECT pg_catalog.pg_try_advisory_lock(" FERRY_LOCK_CLASS ", pg_catalog.hashtext($1))";
+	"SELECT pg_catalog.pg_try_advisory_lock($2::int4, pg_catalog.hashtext($1))";
+static const char UNLOCK_SQL[] =
+	"SELECT pg_catalog.pg_advisory_unlock($2::int4, pg_catalog.hashtext($1))";
+
+/*
+ * The pg_locks rows (alias l) of the sessions holding that lock: in this
+ * database only (advisory locks are per database, pg_locks is the
+ * cluster's, and another database may run a migration of the same name).
+ */
+#define LOCK_HOLDERS_WHERE \
+	" l.locktype = 'advisory' AND l.granted AND l.classid = $2::pg_catalog.oid" \
+	" AND l.objid = pg_catalog.hashtext($1)::pg_catalog.oid AND l.objsubid = 2" \
+	" AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
+
+/* Try to take lock (cls, name) in conn's session: 1 taken, 0 held elsewhere, -1 on error (logged). */
+static int
+try_lock(PGconn *conn, const char *cls, const char *name, const char *what)
+{
+	const char *params[2] = {name, cls};
+	PGresult   *res = pg_query(conn, what, TRY_LOCK_SQL, 2, params);
+	int			got;
+
+	if (res == NULL || !pg_check_shape(res, 1, 1, "the advisory lock"))
+	{
+		PQclear(res);
+		return -1;
+	}
+	got = PQgetvalue(res, 0, 0)[0] == 't';
+	PQclear(res);
+	return got;
+}
+
+/* Is lock (cls, name) held by another session: 1 yes, 0 no, -1 on error. */
+static int
+lock_held(PGconn *conn, const char *cls, const char *name, const char *what)
+{
+	const char *params[2] = {name, cls};
+	int			got = try_lock(conn, cls, name, what);
+
+	if (got == 1)
+	{
+		PGresult   *res = pg_query(conn, "let the advisory lock go", UNLOCK_SQL, 2, params);
+
+		if (res == NULL)
+			return -1;
+		PQclear(res);
+	}
+	return got < 0 ? -1 : !got;
+}
 
 /*
  * Take the migration's advisory lock in this session. Held by another
@@ -151,36 +198,26 @@ static const char TRY_LOCK_SQL[] =
 bool
 state_lock(PGconn *target, const char *name)
 {
-	const char *params[1] = {name};
+	const char *params[2] = {name, STATE_LOCK_CLASS};
 	char		busy_pid[16] = "";	/* the holder seen running a statement */
 
 	for (int i = 0;; i++)
 	{
-		PGresult   *res = pg_query(target, "take the migration lock", TRY_LOCK_SQL, 1, params);
-		bool		got,
-					found,
+		PGresult   *res;
+		int			got = try_lock(target, STATE_LOCK_CLASS, name, "take the migration lock");
+		bool		found,
 					active;
 		char	   *who;
 
-		if (res == NULL || !pg_check_shape(res, 1, 1, "the advisory lock"))
-		{
-			PQclear(res);
-			return false;
-		}
-		got = PQgetvalue(res, 0, 0)[0] == 't';
-		PQclear(res);
-		if (got)
-			return true;
+		if (got != 0)
+			return got == 1;
 		res = pg_query(target, "find the session holding the migration lock",
 					   "SELECT a.pid, a.state = 'active', format('pid %s, application %L, %s for %s s', a.pid,"
 					   " a.application_name, a.state, round(extract(epoch FROM now() - a.state_change))),"
 					   " a.state_change > pg_catalog.clock_timestamp() - interval '1 s'"
 					   " FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
-					   " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = " FERRY_LOCK_CLASS "::oid"
-					   " AND l.objid = pg_catalog.hashtext($1)::oid AND l.objsubid = 2"
-					   " AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
-					   " LIMIT 1",
-					   1, params);
+					   " WHERE" LOCK_HOLDERS_WHERE " LIMIT 1",
+					   2, params);
 		if (res == NULL || !pg_check_shape(res, -1, 4, "the lock holder"))
 		{
 			PQclear(res);
@@ -218,37 +255,21 @@ state_lock(PGconn *target, const char *name)
 	}
 }
 
-static const char APPLY_TRY_LOCK_SQL[] =
-	"SELECT pg_catalog.pg_try_advisory_lock(" STATE_APPLY_LOCK_CLASS ", pg_catalog.hashtext($1))";
-
 /* at most this long for an orphaned apply session to end once told to */
 #define APPLY_FENCE_WAIT_S 30
 
 bool
 state_apply_fence(PGconn *target, const char *name)
 {
-	const char *params[1] = {name};
+	const char *params[2] = {name, STATE_APPLY_LOCK_CLASS};
 
 	for (int i = 0; i < APPLY_FENCE_WAIT_S * 10; i++)
 	{
-		PGresult   *res = pg_query(target, "look for an apply session left behind", APPLY_TRY_LOCK_SQL, 1, params);
-		bool		got;
+		PGresult   *res;
+		int			held = lock_held(target, STATE_APPLY_LOCK_CLASS, name, "look for an apply session left behind");
 
-		if (res == NULL || !pg_check_shape(res, 1, 1, "the apply lock"))
-		{
-			PQclear(res);
-			return false;
-		}
-		got = PQgetvalue(res, 0, 0)[0] == 't';
-		PQclear(res);
-		if (got)
-		{
-			res = pg_query(target, "release the apply lock",
-						   "SELECT pg_catalog.pg_advisory_unlock(" STATE_APPLY_LOCK_CLASS ", pg_catalog.hashtext($1))",
-						   1, params);
-			PQclear(res);
-			return res != NULL;
-		}
+		if (held <= 0)
+			return held == 0;
 		/*
 		 * Ended, not waited for: it may wait on a lock for hours. Either its
 		 * COMMIT ran (then the position row and origin say so) or it never
@@ -257,11 +278,8 @@ state_apply_fence(PGconn *target, const char *name)
 		res = pg_query(target, "end the apply session left behind",
 					   "SELECT a.pid, a.state, a.wait_event_type, pg_catalog.pg_terminate_backend(l.pid)"
 					   "  FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
-					   " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = " STATE_APPLY_LOCK_CLASS "::oid"
-					   "   AND l.objid = pg_catalog.hashtext($1)::oid AND l.objsubid = 2"
-					   "   AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
-					   "   AND l.pid <> pg_catalog.pg_backend_pid()",
-					   1, params);
+					   " WHERE" LOCK_HOLDERS_WHERE " AND l.pid <> pg_catalog.pg_backend_pid()",
+					   2, params);
 		if (res == NULL)
 		{
 			log_error("an apply session of an earlier ferry is still running on the target and could not be ended (it may run as another role). "
@@ -289,14 +307,11 @@ state_apply_fence(PGconn *target, const char *name)
 bool
 state_apply_lock(PGconn *apply_conn, const char *name)
 {
-	const char *params[1] = {name};
-	PGresult   *res = pg_query(apply_conn, "take the apply lock", APPLY_TRY_LOCK_SQL, 1, params);
-	bool		got = res != NULL && pg_check_shape(res, 1, 1, "the apply lock") && PQgetvalue(res, 0, 0)[0] == 't';
+	int			got = try_lock(apply_conn, STATE_APPLY_LOCK_CLASS, name, "take the apply lock");
 
-	if (res != NULL && !got)
+	if (got == 0)
 		log_error("another session applies migration \"%s\" on the target. Fix: stop the other ferry", name);
-	PQclear(res);
-	return got;
+	return got == 1;
 }
 
 int
@@ -318,25 +333,7 @@ state_table_exists(PGconn *conn, const char *table)
 int
 state_lock_held(PGconn *conn, const char *name)
 {
-	const char *params[1] = {name};
-	PGresult   *res = pg_query(conn, "probe the migration lock", TRY_LOCK_SQL, 1, params);
-	int			held;
-
-	if (res == NULL || !pg_check_shape(res, 1, 1, "the advisory lock"))
-	{
-		PQclear(res);
-		return -1;
-	}
-	held = PQgetvalue(res, 0, 0)[0] == 't' ? 0 : 1;
-	PQclear(res);
-	if (held == 0)
-	{
-		res = pg_query(conn, "release the migration lock",
-					   "SELECT pg_catalog.pg_advisory_unlock(" FERRY_LOCK_CLASS ", pg_catalog.hashtext($1))",
-					   1, params);
-		PQclear(res);
-	}
-	return held;
+	return lock_held(conn, STATE_LOCK_CLASS, name, "probe the migration lock");
 }
 
 /*
