@@ -122,17 +122,18 @@ build() {
               contrib/test_decoding"
   # Run from make (make check -> pg-majors), MAKELEVEL is set and
   # PostgreSQL's subdirectory makes then skip generating the headers
-  # (utils/errcodes.h) that src/common needs: generate them first, in a
-  # make of our own.
-  env -u MAKELEVEL -u MAKEFLAGS -u MFLAGS make -s -C src/backend generated-headers >>"$src/make.log" 2>&1 \
+  # (utils/errcodes.h) that src/common needs: build as a make of our own
+  # (no MAKELEVEL, nor the outer make's flags), headers first.
+  unset MAKELEVEL MAKEFLAGS MFLAGS
+  make -s -C src/backend generated-headers >>"$src/make.log" 2>&1 \
     || { apt_log "make -C src/backend generated-headers failed:"; tail -20 "$src/make.log" | sed 's/^/  /' >&2; return 1; }
   for d in $dirs; do
-    env -u MAKELEVEL -u MAKEFLAGS -u MFLAGS make -s -j"$JOBS" -C "$d" >>"$src/make.log" 2>&1 \
+    make -s -j"$JOBS" -C "$d" >>"$src/make.log" 2>&1 \
       || { apt_log "make -C $d failed:"; tail -20 "$src/make.log" | sed 's/^/  /' >&2; return 1; }
   done
   apt_log "built in $(apt_took "$t0") with -j$JOBS"
   for d in $dirs; do
-    env -u MAKELEVEL -u MAKEFLAGS -u MFLAGS make -s -C "$d" install DESTDIR="$dest" >>"$src/install.log" 2>&1 \
+    make -s -C "$d" install DESTDIR="$dest" >>"$src/install.log" 2>&1 \
       || { apt_log "make -C $d install failed:"; tail -20 "$src/install.log" | sed 's/^/  /' >&2; return 1; }
   done
 }
