@@ -773,6 +773,29 @@ check_target_version(CheckCtx *ctx)
 		tv, smaj);
 }
 
+/*
+ * The target's sessions must be ferry's own: through a pooler in
+ * transaction or statement mode the migration lock, the apply fence,
+ * session_replication_role and prepared statements do not hold.
+ */
+static void
+check_session_pinning(CheckCtx *ctx, Server *s)
+{
+	char	   *why;
+	int			r = pg_session_pooled(s->conn, s->conninfo, s->label, &why);
+
+	if (r > 0)
+		row(ctx, CHECK_BLOCKING, s, "session pinning", PG_POOLED_FIX,
+			"the %s is reached through a pooler in %s: the locks and settings ferry keeps for a session's life do not hold",
+			s->label, why);
+	else if (r < 0)
+		row(ctx, CHECK_BLOCKING, s, "session pinning", "resolve the error and run ferry check again",
+			"could not tell whether a pooler stands in front of the %s: %s", s->label, why);
+	else
+		row(ctx, CHECK_OK, s, "session pinning", NULL, "ferry's sessions are its own (no transaction pooling)");
+	free(why);
+}
+
 /* Source and target must be primaries: slots, publications and restores need writes. */
 static void
 check_primary(CheckCtx *ctx, Server *s)
@@ -2325,6 +2348,7 @@ check_run(const FerryConfig *cfg, CheckReport *report)
 	if (tgt_ok)
 	{
 		check_target_version(&ctx);
+		check_session_pinning(&ctx, t);
 		check_primary(&ctx, t);
 		check_wal_level(&ctx, t);
 		check_slots_and_senders(&ctx, t, false);

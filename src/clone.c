@@ -355,6 +355,18 @@ preflight(Clone *c)
 				  c->target_major, c->source_major, c->source_major);
 		return false;
 	}
+	{
+		/* the migration lock, the apply fence and session settings need a session of ferry's own */
+		char	   *why;
+		int			r = pg_session_pooled(c->tgt, c->cfg->target, "target", &why);
+
+		if (r != 0)
+			log_error("%s the target%s%s. Fix: %s", r > 0 ? "ferry cannot use" : "could not tell whether a pooler stands in front of",
+					  r > 0 ? " through a pooler in " : ": ", why, r > 0 ? PG_POOLED_FIX : "see the error, then run ferry start again");
+		free(why);
+		if (r != 0)
+			return false;
+	}
 	res = pg_query(c->src, "check the source settings", SOURCE_PREFLIGHT_SQL, 0, NULL);
 	if (res == NULL || !pg_check_shape(res, 1, 4, "the source settings"))
 		goto done;

@@ -519,6 +519,73 @@ pg_conn_describe(PGconn *conn)
 					 PQport(conn), PQdb(conn));
 }
 
+/* One statement's single value (owned), or NULL with *err (owned). */
+static char *
+probe_value(PGconn *conn, const char *sql, char **err)
+{
+	PGresult   *res = pg_execute(conn, sql, 0, NULL);
+	char	   *v = NULL;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 1)
+		v = xstrdup(PQgetvalue(res, 0, 0));
+	else if (PQresultStatus(res) == PGRES_COMMAND_OK)
+		v = xstrdup("");
+	else
+		*err = pg_result_error_text(res, conn);
+	PQclear(res);
+	return v;
+}
+
+int
+pg_session_pooled(PGconn *conn, const char *conninfo, const char *label, char **why)
+{
+	PGconn	   *other;
+	char	   *err = NULL;
+	int			pooled = 0;
+
+	*why = NULL;
+	other = pg_connect(conninfo, label, PG_CONN_SQL, &err);
+	if (other == NULL)
+	{
+		*why = xasprintf("a second session could not connect: %s", err ? err : "unknown error");
+		free(err);
+		return -1;
+	}
+	/* three rounds: a pool with idle server sessions may hand out another one once */
+	for (int round = 0; round < 3 && pooled == 0; round++)
+	{
+		char	   *mine = probe_value(conn, "SELECT pg_catalog.pg_backend_pid()", &err);
+		char	   *begin = mine ? probe_value(other, "BEGIN", &err) : NULL;
+		char	   *theirs = begin ? probe_value(other, "SELECT pg_catalog.pg_backend_pid()", &err) : NULL;
+		char	   *again = theirs ? probe_value(conn, "SELECT pg_catalog.pg_backend_pid()", &err) : NULL;
+
+		if (mine && !begin && err && strstr(err, "pooling"))
+			pooled = 1;			/* PgBouncer's statement mode refuses BEGIN */
+		else if (again == NULL)
+			pooled = -1;
+		else if (strcmp(mine, theirs) == 0 || strcmp(mine, again) != 0)
+			pooled = 1;
+		if (pooled == 1)
+			*why = xstrdup(PG_POOLED_WHY);
+		else if (pooled < 0)
+			*why = xasprintf("the session probe failed: %s", err ? err : "unknown error");
+		free(mine);
+		free(begin);
+		free(theirs);
+		free(again);
+		free(err);
+		err = NULL;
+		if (pooled == 0 && !pg_exec_quiet(other, "COMMIT", &err))
+		{
+			pooled = -1;
+			*why = xasprintf("the session probe failed: %s", err ? err : "unknown error");
+			free(err);
+		}
+	}
+	pg_finish(other);
+	return pooled;
+}
+
 /* 1 to 8 hex digits; returns the end, or NULL. */
 static const char *
 lsn_half(const char *s, uint32_t *out)

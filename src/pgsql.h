@@ -115,6 +115,22 @@ void		pg_child_conn_release(PgChildConn *cc);
 /* A short "host:port/dbname" description of a live connection (owned). */
 char	   *pg_conn_describe(PGconn *conn);
 
+/*
+ * Is conn's every transaction in one server session of its own? Not through
+ * a pooler in transaction or statement pooling mode (PgBouncer's, say),
+ * where what ferry holds for a session's life (advisory locks, SET,
+ * prepared statements) does not hold. A second session from conninfo runs
+ * a transaction and reads its server process: through such a pooler it gets
+ * the process conn's last statement ran in (PgBouncer hands out the server
+ * used last), or conn's next statement runs in another. 1: pooled (said
+ * in *why, owned), 0: conn is its own session, -1: the probe failed
+ * (*why says why).
+ */
+#define PG_POOLED_WHY \
+	"transaction or statement pooling: ferry's transactions on it run in changing server sessions"
+#define PG_POOLED_FIX "point --target at the server itself, or at a PgBouncer entry with pool_mode = session"
+int			pg_session_pooled(PGconn *conn, const char *conninfo, const char *label, char **why);
+
 /* LSN text "X/Y" <-> integer. */
 bool		pg_lsn_parse(const char *s, uint64_t *lsn);
 void		pg_lsn_format(uint64_t lsn, char *buf, size_t size);
