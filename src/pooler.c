@@ -780,6 +780,32 @@ pooler_repoint_back(PoolerFleet *f, PoolerSide to, bool *ok)
 	return all;
 }
 
+int
+pooler_unpaused_at(PoolerFleet *f, PoolerSide side)
+{
+	int			n = 0;
+
+	for (int i = 0; i < f->n; i++)
+	{
+		Pooler	   *p = &f->items[i];
+		PGresult   *res;
+		int			row;
+
+		if (!p->paused || p->database == NULL)
+			continue;
+		row = entry_row(p, &res);
+		if (row >= 0 && col(res, row, "paused") && strcmp(col(res, row, "paused"), "0") == 0 &&
+			row_points_at(res, row, &f->at[side]))
+		{
+			log_error("%s: entry %s is not paused and points at the %s: PgBouncer was restarted (or resumed by someone) since ferry paused it, and its clients may have written on the %s",
+					  p->label, p->database, SIDE_NAME[side], SIDE_NAME[side]);
+			n++;
+		}
+		PQclear(res);
+	}
+	return n;
+}
+
 /* Clients still waiting in p's queue for its entry (SHOW POOLS), -1 on error. */
 static int
 queue_length(Pooler *p)

@@ -61,6 +61,15 @@
  * lost. While nothing is resumed, a repoint is undoable: no client has
  * reached the other side through a pooler.
  *
+ * A restarted PgBouncer keeps no PAUSE: one restarted after its entry was
+ * repointed serves the target at once, so the repoint is no longer
+ * undoable. Before the switchover's abort points anything back it asks
+ * each pooler it paused (pooler_unpaused_at); one that shows its entry
+ * unpaused at the target turns the abort into a stop that only goes
+ * forward (the target is not frozen, so what its clients wrote is on no
+ * other side). The rollback needs no such check: the side it repoints to
+ * stays frozen until the rollback is past undoing.
+ *
  * Crash safety: switchover.c records the hold in ferry.migration
  * (pooler_hold, pooler_hold_to_json) before the first PAUSE, and again
  * before the first repoint; a rerun (switchover or rollback) reads it to
@@ -191,6 +200,16 @@ bool		pooler_repoint(PoolerFleet *f, PoolerSide to);
  * pooler could not be resumed.
  */
 bool		pooler_resume(PoolerFleet *f, PoolerStats *st);
+
+/*
+ * The PAUSE that makes a repoint undoable lives in the PgBouncer process:
+ * one restarted since (a deploy, its supervisor, a hook) came up unpaused
+ * and serves wherever its file points. How many of the poolers this run
+ * paused now show their entry unpaused and pointing at `side` (each
+ * logged); one that cannot be asked is not counted (down, it serves no
+ * one).
+ */
+int			pooler_unpaused_at(PoolerFleet *f, PoolerSide side);
 
 /*
  * Leave `skip` paused, resume the others: for an undo where that one

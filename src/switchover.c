@@ -1124,6 +1124,12 @@ abort_switchover(Sw *s)
 	 * here on is undone by the rerun, as the abort would have; if it cannot
 	 * be cleared, nothing is undone (a rerun finishes forward).
 	 */
+	if (s->intent && s->repointed && pooler_unpaused_at(&s->pf, POOLER_TARGET) > 0)
+	{
+		/* the target is not frozen: what those clients wrote there is on no other side */
+		log_error("a PgBouncer serves the target unpaused (above), so the switchover cannot be undone and goes only forward: the source stays frozen and reverse replication stays. Fix: remove what failed (see above), then run ferry switchover again: it finishes the switch (running the switch hook again)");
+		return false;
+	}
 	if (s->intent && (s->tgt == NULL || !state_set(s->tgt, s->cfg->name, "switch_hook_at", NULL)))
 	{
 		log_error("could not record on the target that the switch is abandoned, so nothing is undone: the source stays frozen%s. Fix: once the target is reachable, run ferry switchover again (it finishes the switch, running the switch hook again) or ferry rollback",
