@@ -24,23 +24,34 @@ AOBJ = $(SRC:src/%.c=build/asan/obj/%.o)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=build/asan/%)
 
-.PHONY: all deps asan unit check test torture install demo bench clean compile_commands fuzz pg-majors
+.PHONY: all deps build-deps asan unit check test torture install demo bench clean compile_commands fuzz pg-majors
 
 all: build/ferry
 
 deps:
 	@scripts/install-deps.sh
 
+# Before any compile: the libraries' development files, by pkg-config name and
+# the Debian package that has them; a missing one is named with the fix
+# instead of a compiler's "jansson.h: No such file or directory".
+BUILD_DEPS = libpq:libpq-dev yaml-0.1:libyaml-dev jansson:libjansson-dev libmicrohttpd:libmicrohttpd-dev
+build-deps:
+	@missing=""; command -v pkg-config >/dev/null 2>&1 || missing=" pkg-config"; \
+	for d in $(BUILD_DEPS); do pkg-config --exists "$${d%%:*}" 2>/dev/null || missing="$$missing $${d#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "ferry: cannot build: missing Debian packages:$$missing. Fix: make deps (installs them and the test tools with apt-get), or: sudo apt-get install$$missing" >&2; \
+	  exit 1; fi
+
 build/ferry: $(OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $(OBJ) $(LIBS)
 
-build/obj/%.o: src/%.c $(wildcard src/*.h) | build/obj
+build/obj/%.o: src/%.c $(wildcard src/*.h) | build/obj build-deps
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 build/asan/ferry: $(AOBJ)
 	$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $(AOBJ) $(LIBS)
 
-build/asan/obj/%.o: src/%.c $(wildcard src/*.h) | build/asan/obj
+build/asan/obj/%.o: src/%.c $(wildcard src/*.h) | build/asan/obj build-deps
 	$(CC) $(ALL_CFLAGS) $(SAN) -c -o $@ $<
 
 build/asan/test_%: tests/unit/test_%.c tests/unit/tap.h $(filter-out build/asan/obj/main.o,$(AOBJ))
