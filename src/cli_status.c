@@ -55,7 +55,7 @@ static const char TARGET_STATUS_SQL[] =
 	"       m.switched_at::text, m.switch_window_ms / 1000, m.reverse, m.rolled_back_at::text,"
 	"       m.rollback_window_ms / 1000, p.last_error, p.last_error_at::text,"
 	/* by name through jsonb: state written before the column existed has none */
-	"       pg_catalog.to_jsonb(m) ->> 'pooler_hold'"
+	"       pg_catalog.to_jsonb(m) ->> 'pooler_hold', pg_catalog.to_jsonb(m) ->> 'rearm_lsn'"
 	"  FROM ferry.migration m LEFT JOIN ferry.apply_progress p ON p.migration = m.name"
 	" WHERE m.name = $1";
 
@@ -657,6 +657,9 @@ status_render_text(const FerryConfig *cfg, const Status *st, const Status *prev,
 		if (!PQgetisnull(tr, 0, 19))
 			strbuf_addf(out, "  rollback rolled back at %s, write downtime %.3f s\n",
 						PQgetvalue(tr, 0, 19), strtod(PQgetvalue(tr, 0, 20), NULL));
+		if (!PQgetisnull(tr, 0, 24))
+			strbuf_addf(out, "  retry    replication slot %s is kept on the source from %s, where both sides were equal: ferry start follows again (for another switchover); it retains the source's WAL until then, ferry cleanup drops it\n",
+						cfg->name, PQgetvalue(tr, 0, 24));
 	}
 	table_counts_text(out, st->unmatched, "DIVERGED",
 					  "updates/deletes from the source matched no row on the target. Fix: repair those rows (ferry verify shows them); a verify that finds every table equal clears this");

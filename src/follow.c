@@ -20,6 +20,7 @@
 #include "pgsql.h"
 #include "publication.h"
 #include "state.h"
+#include "switchover.h"
 #include "validate.h"
 #include "watch.h"
 
@@ -53,6 +54,7 @@ typedef struct Follow
 	FerryConfig *cfg;
 	bool		reverse;
 	char	   *skip_origin;	/* reverse: the forward apply's origin name */
+	char	   *echo_origin;	/* forward: the reverse apply's (NAME_reverse) */
 	FilesSync	files;
 	bool		locked;			/* tgt holds the migration's advisory lock */
 	bool		lock_refused;	/* another process holds it */
@@ -421,7 +423,8 @@ session(Follow *f, FollowResult *out, bool *ran_long)
 	aa.start_lsn = applied;
 	aa.source_encoding = f->encoding;
 	aa.use_origin = use_origin;
-	aa.skip_origin = f->skip_origin;
+	/* forward: what the reverse apply of an earlier switchover wrote on the source does not come back (switchover.h) */
+	aa.skip_origin = f->reverse ? f->skip_origin : f->echo_origin;
 	pthread_create(&at, NULL, apply_main, &aa);
 	for (;;)
 	{
@@ -564,13 +567,21 @@ follow_run(FerryConfig *cfg, bool reverse, FollowResult *out)
 		f.skip_origin = xstrdup(cfg->name);
 		f.skip_origin[n] = '\0';
 	}
-	else if (!clone_run(cfg, &cs))
-		return false;
+	else
+	{
+		f.echo_origin = xasprintf("%s%s", cfg->name, CONFIG_REVERSE_SUFFIX);
+		if (switchover_follow_again(cfg) < 0 || !clone_run(cfg, &cs))
+		{
+			free(f.echo_origin);
+			return false;
+		}
+	}
 	if (should_stop())
 	{
 		out->stopped_by_signal = pg_interrupted();
 		out->stopped_by_request = !pg_interrupted();
 		free(f.skip_origin);
+		free(f.echo_origin);
 		return true;
 	}
 
@@ -631,6 +642,7 @@ follow_run(FerryConfig *cfg, bool reverse, FollowResult *out)
 	}
 	files_sync_stop(&f.files);
 	free(f.skip_origin);
+	free(f.echo_origin);
 	pg_finish(f.src);
 	pg_finish(f.tgt);
 	free(f.encoding);

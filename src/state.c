@@ -73,6 +73,8 @@ static const char STATE_DDL[] =
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS switch_hook_at timestamptz;"
 	/* PgBouncers a switchover or rollback holds paused, until resumed (pooler.h) */
 	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS pooler_hold text;"
+	/* a rollback's fresh forward slot: where `ferry start` follows again from (switchover.h) */
+	"ALTER TABLE ferry.migration ADD COLUMN IF NOT EXISTS rearm_lsn pg_lsn;"
 	/* UPDATEs and DELETEs from the source that matched no row on the target, by table (apply.h) */
 	"CREATE TABLE IF NOT EXISTS ferry.unmatched ("
 	"  migration text NOT NULL REFERENCES ferry.migration ON DELETE CASCADE,"
@@ -453,7 +455,7 @@ state_set(PGconn *target, const char *name, const char *column, const char *valu
 	/* column names come from our own code, never from input */
 	static const char *const allowed[] = {"start_lsn", "phase", "pre_data_done", "data_done",
 	"post_data_done", "clone_finished_at", "source_freeze", "target_freeze", "reverse", "switched_at",
-	"switch_window_ms", "rolled_back_at", "rollback_window_ms", "switch_hook_at", "pooler_hold"};
+	"switch_window_ms", "rolled_back_at", "rollback_window_ms", "switch_hook_at", "pooler_hold", "rearm_lsn"};
 	const char *params[2] = {name, value};
 	char	   *sql = NULL;
 	PGresult   *res;

@@ -1599,6 +1599,133 @@ done:
 	return ok;
 }
 
+/* Whether the rollback kept a forward slot for a retry (rearm_lsn is set): 1, 0, -1 on error. */
+static int
+rearmed(PGconn *tgt, const char *name)
+{
+	const char *params[1] = {name};
+	PGresult   *res = tgt ? pg_query(tgt, "read the kept slot's position",
+									 "SELECT rearm_lsn IS NOT NULL FROM ferry.migration WHERE name = $1", 1, params) : NULL;
+	int			r = res == NULL ? -1 : PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
+
+	PQclear(res);
+	return r;
+}
+
+/*
+ * The rollback, both sides frozen and the reverse stream drained (equal):
+ * replace the watch with a fresh forward slot so that `ferry start` can
+ * follow again (switchover.h). Its creation waits for transactions that
+ * hold an xid on the source; bounded, and a failure only costs the retry
+ * (logged): the rollback goes on.
+ */
+static void
+rearm_forward(Sw *s)
+{
+	const char *params[1] = {s->cfg->name};
+	PGresult   *res;
+
+	if (rearmed(s->tgt, s->cfg->name) == 1 && slot_exists(s->src, s->cfg->name) == 1)
+		return;					/* an interrupted rollback kept it already */
+	drop_slot_when_released(s->src, s->cfg->name, "source");
+	if (!pg_exec(s->src, "bound the slot's creation", "SET statement_timeout = '10s'"))
+		return;
+	res = pg_query(s->src, "create a forward slot for a retry",
+				   "SELECT lsn::text FROM pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')", 1, params);
+	(void) pg_exec(s->src, "reset the statement timeout", "RESET statement_timeout");
+	if (res == NULL || !pg_check_shape(res, 1, 1, "the forward slot"))
+	{
+		log_warn("no replication slot kept on the source for a retry (above): after this rollback, trying again needs a new target");
+		PQclear(res);
+		return;
+	}
+	if (state_set(s->tgt, s->cfg->name, "rearm_lsn", PQgetvalue(res, 0, 0)))
+		log_info("kept replication slot %s on the source from %s, where both sides are equal: ferry start follows the source again from there, for another switchover; until then it retains the source's WAL (ferry cleanup drops it)",
+				 s->cfg->name, PQgetvalue(res, 0, 0));
+	else
+	{
+		log_warn("could not record the kept slot's position on the target: dropping it again");
+		drop_slot_when_released(s->src, s->cfg->name, "source");
+	}
+	PQclear(res);
+}
+
+int
+switchover_follow_again(FerryConfig *cfg)
+{
+	const char *params[1] = {cfg->name};
+	PGconn	   *tgt = pg_connect(cfg->target, "target", PG_CONN_SQL, NULL);
+	PGconn	   *src = NULL;
+	PGresult   *res = NULL;
+	Freeze		fz;
+	char	   *lsn = NULL;
+	int			r = -1;
+
+	memset(&fz, 0, sizeof(fz));
+	if (tgt == NULL)
+		return -1;
+	if (state_table_exists(tgt, "migration") != 1)
+	{
+		r = 0;
+		goto done;
+	}
+	if (!state_ensure(tgt, "target"))
+		goto done;
+	res = pg_query(tgt, "read the migration state",
+				   "SELECT phase = 'rolled_back', rearm_lsn::text FROM ferry.migration WHERE name = $1", 1, params);
+	if (res == NULL)
+		goto done;
+	if (PQntuples(res) != 1 || PQgetvalue(res, 0, 0)[0] != 't')
+	{
+		r = 0;
+		goto done;
+	}
+	if (PQgetisnull(res, 0, 1))
+	{
+		log_error("migration %s was rolled back without keeping a replication slot on the source, so the target cannot catch up. Fix: ferry cleanup, then start over with an empty target database", cfg->name);
+		goto done;
+	}
+	lsn = xstrdup(PQgetvalue(res, 0, 1));
+	src = pg_connect(cfg->source, "source", PG_CONN_SQL, NULL);
+	if (src == NULL || !state_lock(tgt, cfg->name))
+		goto done;
+	if (slot_exists(src, cfg->name) != 1)
+	{
+		log_error("migration %s was rolled back keeping replication slot %s on the source, but the slot is gone (dropped by hand?), so the target cannot catch up. Fix: ferry cleanup, then start over with an empty target database",
+				  cfg->name, cfg->name);
+		goto done;
+	}
+	/* the target as it was before the switchover: writable (its rollback froze it) */
+	if (load_freeze(tgt, cfg->name, "target_freeze", &fz) == 1 && !freeze_release(tgt, cfg, "target", &fz))
+		goto done;
+	PQclear(res);
+	{
+		const char *p2[2] = {cfg->name, lsn};
+
+		res = pg_query(tgt, "follow again from the kept slot",
+					   "WITH m AS (UPDATE ferry.migration SET phase = 'following', switched_at = NULL, switch_window_ms = NULL,"
+					   "   switch_hook_at = NULL, reverse = false, source_freeze = NULL, target_freeze = NULL, pooler_hold = NULL,"
+					   "   rolled_back_at = NULL, rollback_window_ms = NULL, rearm_lsn = NULL, updated_at = pg_catalog.now()"
+					   "   WHERE name = $1 RETURNING name)"
+					   " UPDATE ferry.apply_progress p SET applied_lsn = GREATEST(p.applied_lsn, $2::pg_catalog.pg_lsn)"
+					   "   FROM m WHERE p.migration = m.name",
+					   2, p2);
+	}
+	if (res == NULL)
+		goto done;
+	log_info("migration %s was rolled back with a slot kept on the source: following the source again from %s (the target is writable again, as before the switchover)",
+			 cfg->name, lsn);
+	r = 1;
+
+done:
+	PQclear(res);
+	freeze_release_record(&fz);
+	free(lsn);
+	pg_finish(src);
+	pg_finish(tgt);
+	return r;
+}
+
 /* Rollback of an interrupted switchover: unfreeze the source. */
 static bool
 undo_switching(Sw *s)
@@ -1879,6 +2006,7 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 			log_warn("could not read the watch on the source one last time: a write that reached it since its last look may go unreported");
 		drop_slot_when_released(s.src, cfg->name, "source");	/* the watch */
 	}
+	rearm_forward(&s);
 	if (!freeze_release(s.src, cfg, "source", &src_fz))
 	{
 		log_error("could not unfreeze the source. Fix: run ferry rollback again (it finishes from here), or by hand: ALTER DATABASE %s RESET default_transaction_read_only",
@@ -1931,7 +2059,8 @@ rollback_hook:
 	log_info("rolled back: the source takes writes; write downtime %.3f s; the target stays read-only", rep->window_seconds);
 	follower_stop(&s.fol);
 	drop_slot_when_released(s.tgt, s.rcfg->name, "target");
-	drop_slot_when_released(s.src, cfg->name, "source");	/* the watch (watch.h) */
+	if (rearmed(s.tgt, cfg->name) != 1)
+		drop_slot_when_released(s.src, cfg->name, "source");	/* the watch (watch.h) */
 	(void) publication_guard_keyless(s.src, cfg, KEYLESS_INSERTS);	/* as ferry start made it */
 	rep->total_seconds = now_s() - s.t_start;
 	goto done;

@@ -74,7 +74,18 @@
  * ferry.apply_progress), re-copy insert-only tables back, sequences on the
  * source := target value + gap, unfreeze the source (its saved Freeze
  * record), the rollback hook; phase rolled_back. The target stays
- * read-only: writes there would be lost. Rollback of a switchover
+ * read-only: writes there would be lost.
+ *
+ * The arc is repeatable. Just before it unfreezes the source (both sides
+ * frozen, the reverse stream drained: equal), the rollback replaces the
+ * watch with a fresh forward slot, its position in ferry.migration.rearm_lsn;
+ * `ferry start` then follows again from there (switchover_follow_again:
+ * phase following, applied position the slot's, the target's freeze
+ * undone), so a later switchover can try again without a new target. The
+ * forward apply skips transactions of the reverse apply (its origin or
+ * mark), so nothing it wrote on the source comes back. The slot retains
+ * the source's WAL until then: `ferry status` says so, `ferry cleanup`
+ * drops it. Rollback of a switchover
  * interrupted before its intent (phase switching, no switch_hook_at) only
  * unfreezes the source and drops the reverse objects.
  */
@@ -108,5 +119,12 @@ typedef bool (*SwitchVerifyFn) (FerryConfig *cfg);
 bool		switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep);
 /* True when rolled back (or an interrupted switchover undone). */
 bool		rollback_run(FerryConfig *cfg, SwitchReport *rep);
+
+/*
+ * `ferry start` after a rollback that kept a slot (above): make the
+ * migration follow again. 1: it does now; 0: nothing to do (not rolled
+ * back, or no slot kept: logged when rolled back); -1: failed (logged).
+ */
+int			switchover_follow_again(FerryConfig *cfg);
 
 #endif

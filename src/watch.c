@@ -354,6 +354,16 @@ watch_poll_migration(PGconn *old_src, PGconn *new_primary, bool record, const ch
 		return -1;
 	if (!idle)
 		return 0;				/* none (--no-reverse, cleaned up), or the forward stream still stops */
+	/* a rollback that kept the slot for a retry made it a forward slot again (switchover.h): not ours to read */
+	res = pg_query(new_primary, "read the migration's phase",
+				   "SELECT (pg_catalog.to_jsonb(m) ->> 'rearm_lsn') IS NULL AND m.phase IN ('switching', 'switched', 'rolling_back')"
+				   "  FROM ferry.migration m WHERE m.name = $1", 1, params);
+	if (res == NULL)
+		return -1;
+	idle = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
+	PQclear(res);
+	if (!idle)
+		return 0;
 	/* what the forward stream carried to the new primary: never a write after the switch */
 	res = pg_query(new_primary, "read the forward migration's applied position",
 				   "SELECT applied_lsn::text FROM ferry.apply_progress WHERE migration = $1", 1, params);
