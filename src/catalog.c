@@ -72,7 +72,7 @@ catalog_tables(PGconn *conn, const unsigned int *oids, int noids, TableList *out
 {
 	char	   *arr = catalog_oid_array(oids, noids);
 	char	   *sql = xasprintf(TABLES_SQL_FMT,
-								PQserverVersion(conn) >= 120000 ? "AND a.attgenerated = ''" : "");
+								pg_caps(conn).generated_columns ? "AND a.attgenerated = ''" : "");
 	const char *params[1] = {arr};
 	PGresult   *res = pg_query(conn, "list the source tables", sql, 1, params);
 	TableList	list = {NULL, 0};

@@ -38,8 +38,7 @@
 #include "proc.h"
 #include "state.h"
 
-/* Version gates (server_version_num; the rights' gates are in pgversion.h) */
-#define PG_MIN_SOURCE_VERSION	100000	/* logical replication (pgoutput) */
+/* Version gates: pgversion.h */
 
 /* How many names a row spells out before "and N more" */
 #define NAMES_SHOWN 5
@@ -730,7 +729,7 @@ check_source_version(CheckCtx *ctx)
 	Server	   *s = &ctx->src;
 	const char *v = s->version;
 
-	if (s->version_num < PG_MIN_SOURCE_VERSION)
+	if (!pg_caps_for(s->version_num).logical_source)
 	{
 		row(ctx, CHECK_BLOCKING, s, "server version",
 			"upgrade the source to PostgreSQL 10 or newer (pg_upgrade), then run ferry check again",
@@ -1615,7 +1614,7 @@ check_target_apply_role(CheckCtx *ctx)
 	if (ok)
 		row(ctx, CHECK_OK, t, "apply role", NULL,
 			"may set session_replication_role = replica (replicated rows fire no triggers or foreign keys)");
-	else if (PQserverVersion(t->conn) >= GRANT_SET_PARAMETER_MIN_VERSION)
+	else if (pg_caps(t->conn).grant_set_parameter)
 	{
 		char	   *user = check_ident(t->user);
 		char	   *fix = xasprintf("as a superuser on the target: GRANT SET ON PARAMETER session_replication_role TO %s; "
@@ -1650,7 +1649,7 @@ check_target_origin(CheckCtx *ctx)
 		row(ctx, CHECK_OK, t, "replication origin", NULL, "role %s is a superuser and may use replication origins", t->user);
 		return;
 	}
-	if (t->version_num < ORIGIN_GRANT_MIN_VERSION)
+	if (!pg_caps_for(t->version_num).origin_grant)
 	{
 		/*
 		 * No GRANT makes them usable, and the mark that replaces the origin
@@ -1765,7 +1764,7 @@ check_freeze_rights(CheckCtx *ctx, Server *srv, const char *check, const char *c
 		srr = PQresultStatus(res) == PGRES_COMMAND_OK;
 		PQclear(res);
 		PQclear(pg_execute(srv->conn, "ROLLBACK", 0, NULL));
-		if (!srr && srv->version_num < GRANT_SET_PARAMETER_MIN_VERSION)
+		if (!srr && !pg_caps_for(srv->version_num).grant_set_parameter)
 		{
 			/* no GRANT for it before 15 */
 			strbuf_addf(&fix, "connect to the source as a superuser for the switchover and the reverse replication after it (PostgreSQL %s has no GRANT SET ON PARAMETER, which came in 15; or switch over with --no-reverse: no rollback then) ",

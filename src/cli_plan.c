@@ -31,6 +31,7 @@
 
 #include "cli.h"
 #include "clone.h"
+#include "pgversion.h"
 #include "exitcode.h"
 #include "follow.h"
 #include "log.h"

@@ -341,9 +341,9 @@ preflight(Clone *c)
 	PGresult   *res;
 	bool		ok = false;
 
-	c->source_major = PQserverVersion(c->src) / 10000;
-	c->target_major = PQserverVersion(c->tgt) / 10000;
-	if (PQserverVersion(c->src) < 100000)
+	c->source_major = pg_caps(c->src).major;
+	c->target_major = pg_caps(c->tgt).major;
+	if (!pg_caps(c->src).logical_source)
 	{
 		log_error("the source server runs PostgreSQL %d, ferry needs 10 or later (logical decoding with pgoutput). Fix: upgrade the source first, or use pg_dump for this move",
 				  PQserverVersion(c->src) / 100);
@@ -456,8 +456,8 @@ publication_covers_dump(Clone *c)
 	const char *arr = c->dump_oids;
 	char	   *insn = xasprintf("%s%s", c->cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
 	char	   *sql = xasprintf(PUBLICATION_COVERAGE_SQL_FMT,
-								PQserverVersion(c->src) >= 120000 ? "pg_catalog.pg_partition_root(c.oid)" : "c.oid",
-								PQserverVersion(c->src) >= PUBLICATION_VIA_ROOT_MIN_VERSION ? "'r', 'p'" : "'r'");
+								pg_caps(c->src).partition_root ? "pg_catalog.pg_partition_root(c.oid)" : "c.oid",
+								pg_caps(c->src).publish_via_root ? "'r', 'p'" : "'r'");
 	const char *params[3] = {arr, c->cfg->name, insn};
 	PGresult   *res = pg_query(c->src, "compare the publications with the schema dump", sql, 3, params);
 	bool		ok = res != NULL && PQntuples(res) == 0;

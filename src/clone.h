@@ -13,8 +13,7 @@
 #include "catalog.h"
 #include "config.h"
 
-/* Tables are split into block ranges only on sources with TID range scans. */
-#define CLONE_SPLIT_MIN_MAJOR 14
+/* Tables are split into block ranges only on sources with TID range scans (CLONE_SPLIT_MIN_MAJOR, pgversion.h). */
 
 typedef struct CloneSummary
 {

@@ -508,7 +508,7 @@ prepare(Follow *f)
 	f->encoding = xstrdup(PQgetvalue(res, 0, 0));
 	PQclear(res);
 	f->proto = 1;
-	f->messages = PQserverVersion(f->src) >= PGO_MESSAGES_MIN_VERSION;
+	f->messages = pg_caps(f->src).logical_messages;
 	f->heartbeat_ok = true;
 	free(f->publications);
 	f->publications = publication_names(f->src, f->cfg);

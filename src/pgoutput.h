@@ -142,12 +142,7 @@ int64_t		repl_now_us(void);
 #define PGO_PROTO_STREAM_PARALLEL 4	/* Stream Abort may carry lsn + time (PG 16) */
 #define PGO_PROTO_MAX 4
 
-/*
- * Logical messages ('M'): pgoutput sends them with the option messages
- * 'true', which PostgreSQL 14 introduced; an older server rejects the
- * option ("unrecognized pgoutput option: messages") and never sends them.
- */
-#define PGO_MESSAGES_MIN_VERSION 140000
+/* Logical messages need PGO_MESSAGES_MIN_VERSION (pgversion.h). */
 
 #define PGO_TRUNCATE_CASCADE 1
 #define PGO_TRUNCATE_RESTART_IDENTITY 2

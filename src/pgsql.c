@@ -519,6 +519,31 @@ pg_conn_describe(PGconn *conn)
 					 PQport(conn), PQdb(conn));
 }
 
+PgCaps
+pg_caps_for(int v)
+{
+	PgCaps		c;
+
+	c.version_num = v;
+	c.major = v >= 100000 ? v / 10000 : v / 100;
+	c.logical_source = v >= PG_MIN_SOURCE_VERSION;
+	c.hash_extended = v >= HASH_EXTENDED_MIN_VERSION;
+	c.generated_columns = v >= GENERATED_COLUMNS_MIN_VERSION;
+	c.partition_root = v >= PARTITION_ROOT_MIN_VERSION;
+	c.publish_via_root = v >= PUBLICATION_VIA_ROOT_MIN_VERSION;
+	c.logical_messages = v >= PGO_MESSAGES_MIN_VERSION;
+	c.tid_range_scan = v >= TID_RANGE_SCAN_MIN_VERSION;
+	c.origin_grant = v >= ORIGIN_GRANT_MIN_VERSION;
+	c.grant_set_parameter = v >= GRANT_SET_PARAMETER_MIN_VERSION;
+	return c;
+}
+
+PgCaps
+pg_caps(const PGconn *conn)
+{
+	return pg_caps_for(PQserverVersion(conn));
+}
+
 /* One statement's single value (owned), or NULL with *err (owned). */
 static char *
 probe_value(PGconn *conn, const char *sql, char **err)

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <libpq-fe.h>
 
+#include "pgversion.h"
+
 #include "mem.h"
 
 typedef enum PgConnKind

@@ -118,7 +118,7 @@ classify_publication(PGconn *src, const FerryConfig *cfg, const TableList *table
 				ins = {NULL, 0, 0};
 	unsigned int *oids = xcalloc((size_t) tables->n + 1, sizeof(unsigned int));
 	char	   *arr;
-	char	   *sql = xasprintf(PUBLISHED_AS_SQL_FMT, PQserverVersion(src) >= PUBLICATION_VIA_ROOT_MIN_VERSION
+	char	   *sql = xasprintf(PUBLISHED_AS_SQL_FMT, pg_caps(src).publish_via_root
 								? "CASE WHEN c.relispartition THEN pg_catalog.pg_partition_root(c.oid) ELSE c.oid END"
 								: "c.oid");
 	const char *params[1];
@@ -250,12 +250,12 @@ plan_build(const FerryConfig *cfg, Plan *p)
 		goto done;
 	p->source_version = server_version(src);
 	p->target_version = server_version(tgt);
-	source_major = PQserverVersion(src) / 10000;
-	if (PQserverVersion(src) < 100000 || !read_existing(src, tgt, cfg, p))
+	source_major = pg_caps(src).major;
+	if (!pg_caps(src).logical_source || !read_existing(src, tgt, cfg, p))
 		goto done;
 
 	/* the relations clone would copy: pg_dump's own choice, without a snapshot */
-	if (!schema_dump(cfg, source_major, PQserverVersion(tgt) / 10000, NULL, &dump))
+	if (!schema_dump(cfg, source_major, pg_caps(tgt).major, NULL, &dump))
 		goto done;
 	p->toc_entries = schema_toc_count(dump.toc, &p->toc_types, &p->toc_counts);
 	if (!catalog_tables(src, dump.rel_oids, dump.nrel, &tables))

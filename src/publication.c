@@ -147,7 +147,7 @@ bool
 publication_plan(PGconn *src, const FerryConfig *cfg, StrList *all, StrList *insert_only,
 				 StrList *no_identity)
 {
-	bool		via_root = PQserverVersion(src) >= PUBLICATION_VIA_ROOT_MIN_VERSION;
+	bool		via_root = pg_caps(src).publish_via_root;
 	char	   *sql = xasprintf(PUBLISHABLE_SQL_FMT,
 								via_root ? "c.relkind IN ('r', 'p') AND NOT c.relispartition"
 								: "c.relkind = 'r'");
@@ -204,7 +204,7 @@ bool
 publication_ensure(PGconn *src, const FerryConfig *cfg)
 {
 	char	   *ins_name = xasprintf("%s%s", cfg->name, PUBLICATION_INSERT_ONLY_SUFFIX);
-	bool		via_root = PQserverVersion(src) >= PUBLICATION_VIA_ROOT_MIN_VERSION;
+	bool		via_root = pg_caps(src).publish_via_root;
 	StrList		all = {NULL, 0, 0},
 				ins = {NULL, 0, 0},
 				noid = {NULL, 0, 0};

@@ -26,13 +26,7 @@
 
 #define PUBLICATION_INSERT_ONLY_SUFFIX "_insert_only"
 
-/*
- * From 13 on a partitioned table is published through its root
- * (publish_via_partition_root): the root is in the FOR TABLE list, so a
- * partition created or attached later is published from its first row on,
- * even a root that has no partition yet (nothing to copy, but published).
- */
-#define PUBLICATION_VIA_ROOT_MIN_VERSION 130000
+/* Roots are published from PUBLICATION_VIA_ROOT_MIN_VERSION on (pgversion.h). */
 
 /* Create both publications if missing, for the tables the filters select. */
 bool		publication_ensure(PGconn *src, const FerryConfig *cfg);

@@ -291,7 +291,7 @@ reverse_rights(Sw *s)
 
 	PQclear(res);
 	pg_exec_quiet(s->src, "ROLLBACK", NULL);
-	if (!apply_ok && PQserverVersion(s->src) < GRANT_SET_PARAMETER_MIN_VERSION)
+	if (!apply_ok && !pg_caps(s->src).grant_set_parameter)
 	{
 		log_error("reverse replication could not apply on the source: role %s may not set session_replication_role there, which before PostgreSQL 15 only a superuser may; nothing was frozen. Fix: run the switchover and ferry start with a superuser --source, or switch over with --no-reverse (no rollback then)",
 				  PQuser(s->src));
@@ -303,7 +303,7 @@ reverse_rights(Sw *s)
 				  PQuser(s->src), PQuser(s->src));
 		ok = false;
 	}
-	if (PQserverVersion(s->tgt) < PGO_MESSAGES_MIN_VERSION)
+	if (!pg_caps(s->tgt).logical_messages)
 	{
 		const char *p[1] = {s->cfg->name};
 

@@ -380,7 +380,7 @@ same_fast_hash(PGconn *src, PGconn *tgt)
 			   *b;
 	bool		same;
 
-	if (PQserverVersion(src) < 110000 || PQserverVersion(tgt) < 110000)
+	if (!pg_caps(src).hash_extended || !pg_caps(tgt).hash_extended)
 		return false;
 	a = pg_execute(src, probe, 0, NULL);
 	b = pg_execute(tgt, probe, 0, NULL);

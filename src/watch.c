@@ -271,7 +271,7 @@ watch_poll(PGconn *old_src, PGconn *state_conn, const char *forward_name, const 
 	w.carried = carried;
 	snprintf(most, sizeof(most), "%d", WATCH_MAX_CHANGES);
 	sql = xasprintf(WATCH_PEEK_SQL_FMT,
-					PQserverVersion(old_src) >= PGO_MESSAGES_MIN_VERSION ? ", 'messages', 'true'" : "");
+					pg_caps(old_src).logical_messages ? ", 'messages', 'true'" : "");
 	res = watch_query(old_src, "read the old source's watch slot", sql, 3, params, &busy);
 	free(sql);
 	if (res == NULL && busy)

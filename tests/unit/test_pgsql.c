@@ -469,9 +469,34 @@ test_conninfo_for_child(void)
 	ok(pg_conninfo_for_child("host='x") == NULL, "child conninfo: unparsable gives NULL");
 }
 
+/* The capability record: each gate at its first version and the one before. */
+static void
+test_caps(void)
+{
+	PgCaps		c = pg_caps_for(90624);
+
+	ok(!c.logical_source && c.major == 906, "9.6: not a source (no pgoutput), major 906");
+	c = pg_caps_for(100023);
+	ok(c.logical_source && !c.hash_extended && c.major == 10, "10: a source, no hashtextextended");
+	c = pg_caps_for(110000);
+	ok(c.hash_extended && !c.generated_columns && !c.partition_root, "11: hashtextextended, no generated columns");
+	c = pg_caps_for(120015);
+	ok(c.generated_columns && c.partition_root && !c.publish_via_root, "12: generated columns, pg_partition_root, roots not published");
+	c = pg_caps_for(130023);
+	ok(c.publish_via_root && !c.logical_messages && !c.tid_range_scan && !c.origin_grant, "13: roots published; no messages, TID ranges or origin grants");
+	c = pg_caps_for(140000);
+	ok(c.logical_messages && c.tid_range_scan && c.origin_grant && !c.grant_set_parameter, "14: messages, TID range scans, origin grants; no SET grants");
+	c = pg_caps_for(150010);
+	ok(c.grant_set_parameter && c.major == 15, "15: GRANT SET ON PARAMETER");
+	c = pg_caps_for(180006);
+	ok(c.logical_source && c.grant_set_parameter && c.major == 18, "18: everything");
+	is_int(CLONE_SPLIT_MIN_MAJOR, 14, "clone splits tables from major 14 on");
+}
+
 int
 main(void)
 {
+	test_caps();
 	test_quote();
 	test_conninfo_safe();
 	test_conninfo_for_child();
