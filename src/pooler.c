@@ -306,10 +306,13 @@ same_database_entries(const PoolerFleet *f, const Pooler *p, const PGresult *res
 }
 
 /*
- * An entry with min_pool_size (its own, or the pooler's default): keep the
- * pooler's server_login_retry in p->login_retry, so that the RESUME can set
- * it to 0 and back (pooler.h). A number from PgBouncer's own SHOW CONFIG,
- * pasted back into SET only if it is one.
+ * Keep the pooler's server_login_retry in p->login_retry, so that the
+ * RESUME can set it to 0 and back (pooler.h): any login to the server
+ * during the hold (min_pool_size's maintenance, or a client connecting
+ * after the repoint's RELOAD made PgBouncer fetch the server's parameters
+ * again) is cut by the pause, which PgBouncer takes for a failed login. A
+ * number from PgBouncer's own SHOW CONFIG, pasted back into SET only if it
+ * is one.
  */
 static void
 check_min_pool(Pooler *p, const PGresult *res, int row)
@@ -320,15 +323,16 @@ check_min_pool(Pooler *p, const PGresult *res, int row)
 
 	free(gmp);
 	free(p->login_retry);
-	p->login_retry = n > 0 ? config_value(p, "server_login_retry") : NULL;
-	if (p->login_retry && (p->login_retry[0] == '\0' || strspn(p->login_retry, "0123456789.") != strlen(p->login_retry)))
+	p->login_retry = config_value(p, "server_login_retry");
+	if (p->login_retry && (p->login_retry[0] == '\0' || strspn(p->login_retry, "0123456789.") != strlen(p->login_retry) ||
+						   strtod(p->login_retry, NULL) == 0))
 	{
 		free(p->login_retry);
 		p->login_retry = NULL;
 	}
 	if (p->login_retry)
-		log_info("%s: entry %s has min_pool_size %d: PgBouncer reconnects while paused and would then wait server_login_retry (%s s) before serving the queue, so ferry sets that to 0 around the RESUME",
-				 p->label, p->database, n, p->login_retry);
+		log_info("%s: a login to the server during the hold (%s) is cut by the pause and PgBouncer would then wait server_login_retry (%s s) before serving the queue, so ferry sets that to 0 around the RESUME",
+				 p->label, n > 0 ? "its min_pool_size, or a client connecting" : "a client connecting", p->login_retry);
 }
 
 /* pooler_prepare() for one pooler (its entry name is set). */

@@ -95,7 +95,11 @@
  * for a failed login: after RESUME it waits server_login_retry (15 s by
  * default) before it connects again, and the queue waits with it. For
  * such a pooler ferry sets server_login_retry to 0 just before RESUME and
- * back to its value once the queue is served (a ferry killed in between
+ * back to its value once the queue is served. Not only min_pool_size: a
+ * client that connects after the repoint's RELOAD (PgBouncer then fetches
+ * the new server's parameters with a login of its own) meets the same cut
+ * login and waited 15 s after the RESUME (test 233), so ferry does it for
+ * every pooler (a ferry killed in between
  * leaves 0 until the next RELOAD or restart: retries without a pause).
  *
  * Ownership: the fleet borrows the config's PgBouncerConf entries and
