@@ -784,6 +784,41 @@ pooler_repoint_back(PoolerFleet *f, PoolerSide to, bool *ok)
 	return all;
 }
 
+bool *
+pooler_recheck(PoolerFleet *f, PoolerSide to)
+{
+	bool	   *skip = xcalloc((size_t) (f->n > 0 ? f->n : 1), sizeof(bool));
+
+	for (int i = 0; i < f->n; i++)
+	{
+		Pooler	   *p = &f->items[i];
+		PGresult   *res;
+		int			row;
+		char	   *have;
+
+		if (p->database == NULL)
+			continue;
+		row = entry_row(p, &res);
+		if (row >= 0 && row_points_at(res, row, &f->at[to]))
+		{
+			PQclear(res);
+			continue;
+		}
+		have = row >= 0 ? row_endpoint(res, row) : xstrdup("no such entry");
+		PQclear(res);
+		log_warn("%s: entry %s shows %s, not the %s, since it was repointed (its file changed and reloaded, by config management or a hook?): pointing it at the %s again",
+				 p->label, p->database, have, SIDE_NAME[to], SIDE_NAME[to]);
+		free(have);
+		if (!repoint_one(f, p, to))
+		{
+			log_error("%s: entry %s stays PAUSED, so that no client writes on the wrong side. Fix: point it at the %s (and keep whatever rewrites its file from putting it back), RELOAD, then RESUME %s on its admin console",
+					  p->label, p->database, SIDE_NAME[to], p->database);
+			skip[i] = true;
+		}
+	}
+	return skip;
+}
+
 int
 pooler_unpaused_at(PoolerFleet *f, PoolerSide side)
 {

@@ -216,6 +216,14 @@ bool		pooler_resume(PoolerFleet *f, PoolerStats *st);
 int			pooler_unpaused_at(PoolerFleet *f, PoolerSide side);
 
 /*
+ * Just before the RESUME: does every entry still point at `to`? One that
+ * was put back since the repoint (its file restored and reloaded by config
+ * management or a hook) is repointed again; one that cannot be is flagged
+ * in the returned array (owned, f->n flags): it must stay paused.
+ */
+bool	   *pooler_recheck(PoolerFleet *f, PoolerSide to);
+
+/*
  * Leave `skip` paused, resume the others: for an undo where that one
  * could not be pointed back (see the invariant). NULL skips none.
  */

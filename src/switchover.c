@@ -1088,16 +1088,26 @@ hold_release(Sw *s, bool *skip, PoolerStats *st)
 
 /*
  * The switch (or the rollback) is done, entries repointed and checked:
- * RESUME every pooler, so that their queues go on to the new primary. One
- * that cannot be resumed is logged with the fix and the record kept; the
- * switch itself stands.
+ * look once more that each still points at `to` (the hook ran since:
+ * pooler_recheck repoints one that was put back, and leaves one paused that
+ * cannot be), then RESUME the others, so that their queues go on to the new
+ * primary. One that cannot be resumed is logged with the fix and the record
+ * kept; the switch itself stands.
  */
 static void
-hold_release_forward(Sw *s, SwitchReport *rep)
+hold_release_forward(Sw *s, SwitchReport *rep, PoolerSide to)
 {
+	bool	   *skip;
+	bool		all;
+
 	if (s->pf.n == 0)
 		return;
-	if (pooler_resume(&s->pf, &rep->pool) && state_set(s->tgt, s->cfg->name, "pooler_hold", NULL))
+	skip = pooler_recheck(&s->pf, to);
+	all = pooler_resume_except(&s->pf, skip, &rep->pool);
+	for (int i = 0; i < s->pf.n; i++)
+		all &= !skip[i];
+	free(skip);
+	if (all && state_set(s->tgt, s->cfg->name, "pooler_hold", NULL))
 		s->held = s->repointed = false;
 	fault_point("switchover.after-resume");
 }
@@ -1356,7 +1366,7 @@ resume_switch(Sw *s, SwitchReport *rep, bool run_hook)
 		log_error("the switch hook failed again: the switchover stays half done, and only goes forward. Fix: make the hook succeed (it must be idempotent), then run ferry switchover again");
 		return false;
 	}
-	hold_release_forward(s, rep);
+	hold_release_forward(s, rep, POOLER_TARGET);
 	if (!finish_switch(s, rep, -1))
 		return false;
 	log_info("switched over: the target takes writes");
@@ -1576,7 +1586,7 @@ switchover_run(FerryConfig *cfg, SwitchVerifyFn verify, SwitchReport *rep)
 		goto abort;
 	}
 	fault_point("switchover.after-switch-hook");
-	hold_release_forward(&s, rep);
+	hold_release_forward(&s, rep, POOLER_TARGET);
 	/* end what connected during the freeze (a pool reconnects, to the target now), then drop the fence */
 	if (!finish_switch(&s, rep, t_freeze))
 		goto done;
@@ -2029,7 +2039,7 @@ rollback_hook:
 	pooler_watch(&s.pf);
 	if (!hook_run(cfg, "rollback"))
 		log_error("the rollback hook failed: the source takes writes again, but the application may still point at the target (which is read-only). Fix: point it at the source by hand");
-	hold_release_forward(&s, rep);
+	hold_release_forward(&s, rep, POOLER_SOURCE);
 	fault_point("rollback.after-hook");
 	for (int round = 0;; round++)
 	{
