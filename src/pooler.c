@@ -833,8 +833,15 @@ pooler_unpaused_at(PoolerFleet *f, PoolerSide side)
 		if (!p->paused || p->database == NULL)
 			continue;
 		row = entry_row(p, &res);
-		if (row >= 0 && col(res, row, "paused") && strcmp(col(res, row, "paused"), "0") == 0 &&
-			row_points_at(res, row, &f->at[side]))
+		if (res == NULL)
+		{
+			/* down now, it may have been up meanwhile, restarted unpaused at its file's side */
+			log_error("%s: ferry cannot ask it whether entry %s is still paused (above): restarted meanwhile, it may have served the %s unpaused, and its clients written there",
+					  p->label, p->database, SIDE_NAME[side]);
+			n++;
+		}
+		else if (row >= 0 && col(res, row, "paused") && strcmp(col(res, row, "paused"), "0") == 0 &&
+				 row_points_at(res, row, &f->at[side]))
 		{
 			log_error("%s: entry %s is not paused and points at the %s: PgBouncer was restarted (or resumed by someone) since ferry paused it, and its clients may have written on the %s",
 					  p->label, p->database, SIDE_NAME[side], SIDE_NAME[side]);

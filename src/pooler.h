@@ -209,9 +209,9 @@ bool		pooler_resume(PoolerFleet *f, PoolerStats *st);
  * The PAUSE that makes a repoint undoable lives in the PgBouncer process:
  * one restarted since (a deploy, its supervisor, a hook) came up unpaused
  * and serves wherever its file points. How many of the poolers this run
- * paused now show their entry unpaused and pointing at `side` (each
- * logged); one that cannot be asked is not counted (down, it serves no
- * one).
+ * paused now show their entry unpaused and pointing at `side`, or cannot
+ * be asked (down now, it may have been up, unpaused, meanwhile); each
+ * logged.
  */
 int			pooler_unpaused_at(PoolerFleet *f, PoolerSide side);
 

@@ -1137,7 +1137,7 @@ abort_switchover(Sw *s)
 	if (s->intent && s->repointed && pooler_unpaused_at(&s->pf, POOLER_TARGET) > 0)
 	{
 		/* the target is not frozen: what those clients wrote there is on no other side */
-		log_error("a PgBouncer serves the target unpaused (above), so the switchover cannot be undone and goes only forward: the source stays frozen and reverse replication stays. Fix: remove what failed (see above), then run ferry switchover again: it finishes the switch (running the switch hook again)");
+		log_error("a PgBouncer serves the target unpaused, or may have (above), so the switchover cannot be undone and goes only forward: the source stays frozen and reverse replication stays. Fix: remove what failed (see above), then run ferry switchover again: it finishes the switch (running the switch hook again)");
 		return false;
 	}
 	if (s->intent && (s->tgt == NULL || !state_set(s->tgt, s->cfg->name, "switch_hook_at", NULL)))
