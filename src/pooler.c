@@ -413,7 +413,7 @@ prepare_one(PoolerFleet *f, Pooler *p, PoolerSide from)
 	/* a client queued longer than query_wait_timeout is disconnected with an error */
 	qwt = config_value(p, "query_wait_timeout");
 	if (qwt && atoi(qwt) > 0 && atoi(qwt) < cfg->pause_timeout + cfg->timeout)
-		log_warn("%s: query_wait_timeout is %s s: a client held longer gets an error, and the hold may last up to --pause-timeout + --timeout (%d s). Fix: raise query_wait_timeout or lower --timeout",
+		log_warn("%s: query_wait_timeout is %s s: a client held longer gets an error, and the hold may last up to --pause-timeout + --timeout (%d s). Fix: raise query_wait_timeout in the PgBouncer's ini file (a SET on its admin console is undone by the RELOAD ferry sends at the repoint) or lower --timeout",
 				 p->label, qwt, cfg->pause_timeout + cfg->timeout);
 	if (p->conf->ini)
 		ok = pooler_ini_check(p->label, p->conf->ini, p->database);
