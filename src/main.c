@@ -98,7 +98,7 @@ enum
 {
 	O_SOURCE = 1000, O_TARGET, O_CONFIG, O_NAME, O_JSON, O_HELP, O_VERSION, O_PGBIN,
 	O_JOBS, O_INDEX_JOBS, O_SPLIT, O_NO_OWNER, O_NO_PRIV, O_INC_SCHEMA, O_EXC_SCHEMA,
-	O_EXC_TABLE, O_EXC_DATA, O_SET_RIF, O_TABLE, O_LOCK_SOURCE, O_YES, O_MAX_LAG, O_TIMEOUT,
+	O_EXC_TABLE, O_EXC_DATA, O_SET_RIF, O_TABLE, O_LOCK_SOURCE, O_MAX_RATE, O_YES, O_MAX_LAG, O_TIMEOUT,
 	O_VERIFY, O_NO_REVERSE, O_FREEZE, O_FREEZE_ROLE, O_SEQ_GAP, O_HOOK_TIMEOUT, O_FORCE, O_DRY_RUN,
 	O_LOG_FORMAT, O_METRICS, O_WATCH, O_INTERVAL, O_EXACT, O_PGBOUNCER, O_PGBOUNCER_INI, O_PGBOUNCER_DB,
 	O_PGBOUNCER_TARGET, O_PGBOUNCER_SOURCE, O_PAUSE_TIMEOUT, O_VERBOSE = 'v',
@@ -138,6 +138,7 @@ static const OptionDesc option_descs[] = {
 	{"dry-run", 0, O_DRY_RUN, OPT_CLONE, NULL, "print the plan (as ferry plan) and change nothing"},
 	{"table", 1, O_TABLE, OPT_VERIFY, "PATTERN", "verify only these tables: schema.table or table, with * and ? (repeatable)"},
 	{"lock-source", 0, O_LOCK_SOURCE, OPT_VERIFY, NULL, "while live, settle a persisting difference by briefly locking that source table (blocks its writers)"},
+	{"max-rate", 1, O_MAX_RATE, OPT_VERIFY, "ROWS", "read at most ROWS rows a second from each server, all workers together (default 0: no limit)"},
 	{"yes", 0, O_YES, OPT_SWITCHOVER | OPT_ROLLBACK, NULL, "do not ask for confirmation (required without a terminal)"},
 	{"max-lag", 1, O_MAX_LAG, OPT_SWITCHOVER | OPT_ROLLBACK, "SECONDS", "refuse to freeze unless the other side is this close behind (default 10)"},
 	{"timeout", 1, O_TIMEOUT, OPT_SWITCHOVER | OPT_ROLLBACK, "SECONDS", "give up and unfreeze when the freeze and drain take longer (default 60)"},
@@ -426,6 +427,18 @@ main(int argc, char **argv)
 			case O_EXC_DATA: strlist_add(&cfg.exclude_table_data, optarg); break;
 			case O_TABLE: cli_verify_add_table(optarg); break;
 			case O_LOCK_SOURCE: verify_set_lock_source(true); break;
+			case O_MAX_RATE:
+				{
+					int			v;
+
+					if (!parse_int_arg(optarg, 0, 1000000000, &v))
+					{
+						config_release(&cfg);
+						return usage_error("--max-rate must be a whole number of rows a second from 0 to 1000000000, not \"%s\"", optarg);
+					}
+					verify_set_max_rate(v);
+				}
+				break;
 			case O_YES: cfg.yes = true; break;
 			case O_VERIFY: cfg.verify = true; break;
 			case O_NO_REVERSE: cfg.no_reverse = true; break;

@@ -90,6 +90,14 @@ verify_set_lock_source(bool on)
 	verify_lock_source = on;
 }
 
+static long long verify_max_rate = 0;
+
+void
+verify_set_max_rate(long long rows)
+{
+	verify_max_rate = rows;
+}
+
 #define VERIFY_LOCK_SECONDS 5		/* lock_timeout for the exact re-read */
 #define VERIFY_LOCK_WAIT_SECONDS 10	/* longest wait while holding that lock */
 
@@ -143,6 +151,8 @@ typedef struct VerifyRun
 	bool		whole_pass;		/* the pool runs the whole-table pass (items = tables) */
 	int			rereads;		/* ranges re-read under lag (under lock) */
 	int			resolved;		/* ... that then matched */
+	long long	rate_rows;		/* --max-rate: rows read so far (under lock) */
+	double		rate_start;		/* ... since (monotonic seconds; 0: not yet) */
 	pthread_mutex_t lock;
 } VerifyRun;
 
@@ -186,6 +196,37 @@ sleep_ms(int ms)
 	struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
 
 	nanosleep(&ts, NULL);
+}
+
+static double
+mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+/*
+ * --max-rate: `rows` more were read (from the side that had more); wait
+ * until the run as a whole is back under the rate. Each worker waits for
+ * the share its own read took, so the limit holds for all of them together.
+ */
+static void
+throttle(VerifyRun *run, long long rows)
+{
+	double		due;
+
+	if (verify_max_rate <= 0 || rows <= 0)
+		return;
+	pthread_mutex_lock(&run->lock);
+	if (run->rate_start == 0)
+		run->rate_start = mono_s();
+	run->rate_rows += rows;
+	due = run->rate_start + (double) run->rate_rows / (double) verify_max_rate;
+	pthread_mutex_unlock(&run->lock);
+	while (!pg_interrupted() && mono_s() < due)
+		sleep_ms(due - mono_s() > 0.1 ? 100 : (int) ((due - mono_s()) * 1000) + 1);
 }
 
 /*
@@ -422,6 +463,7 @@ hash_range(VerifyRun *run, VerifyWorker *w, const TablePlan *p, const char *lo, 
 		out->sum[s] = xstrdup(PQgetvalue(res[s], 0, 1));
 		PQclear(res[s]);
 	}
+	throttle(run, out->count[0] > out->count[1] ? out->count[0] : out->count[1]);
 	return 1;
 }
 
@@ -663,6 +705,7 @@ compare_multisets(VerifyRun *run, VerifyWorker *w, VerifyTable *t, const TablePl
 	free(sql);
 	if (rc < 0)
 		return false;
+	throttle(run, PQntuples(res[0]) > PQntuples(res[1]) ? PQntuples(res[0]) : PQntuples(res[1]));
 	a = rows_sorted(res[0], true);
 	b = rows_sorted(res[1], true);
 	nd = rows_merge(a, PQntuples(res[0]), b, PQntuples(res[1]), &d, &missing, &extra);

@@ -57,4 +57,11 @@ void		verify_table_release(VerifyTable *t);
 /* Allow the exact, table-locking last re-read on the source (--lock-source). */
 void		verify_set_lock_source(bool on);
 
+/*
+ * --max-rate: read at most `rows` rows a second from each side, all
+ * workers together (0: no limit), so that a full verify of a busy
+ * production database costs it a bounded share of its I/O.
+ */
+void		verify_set_max_rate(long long rows);
+
 #endif
