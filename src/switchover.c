@@ -1623,41 +1623,60 @@ rearmed(PGconn *tgt, const char *name)
 }
 
 /*
- * The rollback, both sides frozen and the reverse stream drained (equal):
- * replace the watch with a fresh forward slot so that `ferry start` can
- * follow again (switchover.h). Its creation waits for transactions that
- * hold an xid on the source; bounded, and a failure only costs the retry
- * (logged): the rollback goes on.
+ * The rollback, both sides frozen and the reverse stream drained, the
+ * watch just read one last time (found: what that look recorded, -1 when
+ * it failed): keep the watch slot as the forward slot for a retry
+ * (switchover.h). It is the forward slot already, and what it has been
+ * advanced past is on the target (ferry's own writes, skipped as such), so
+ * it starts exactly where the sides are equal: no gap for a write to fall
+ * into, as a new slot's creation would leave (a transaction committing
+ * while it waits). Not kept when the old source took writes after the
+ * switchover (ferry.source_writes): those are on no other side, so the
+ * sides are not equal. True when kept (rearm_lsn recorded).
  */
-static void
-rearm_forward(Sw *s)
+static bool
+rearm_forward(Sw *s, int64_t found)
 {
 	const char *params[1] = {s->cfg->name};
 	PGresult   *res;
+	bool		kept;
+	long long	stray = 0;
 
-	if (rearmed(s->tgt, s->cfg->name) == 1 && slot_exists(s->src, s->cfg->name) == 1)
-		return;					/* an interrupted rollback kept it already */
-	drop_slot_when_released(s->src, s->cfg->name, "source");
-	if (!pg_exec(s->src, "bound the slot's creation", "SET statement_timeout = '10s'"))
-		return;
-	res = pg_query(s->src, "create a forward slot for a retry",
-				   "SELECT lsn::text FROM pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')", 1, params);
-	(void) pg_exec(s->src, "reset the statement timeout", "RESET statement_timeout");
-	if (res == NULL || !pg_check_shape(res, 1, 1, "the forward slot"))
+	if (rearmed(s->tgt, s->cfg->name) == 1)
+		return true;			/* an interrupted rollback kept it already */
+	if (found < 0)
 	{
-		log_warn("no replication slot kept on the source for a retry (above): after this rollback, trying again needs a new target");
-		PQclear(res);
-		return;
+		log_warn("no replication slot kept on the source for a retry: the watch could not be read (above), so ferry cannot tell that both sides are equal");
+		return false;
 	}
-	if (state_set(s->tgt, s->cfg->name, "rearm_lsn", PQgetvalue(res, 0, 0)))
-		log_info("kept replication slot %s on the source from %s, where both sides are equal: ferry start follows the source again from there, for another switchover; until then it retains the source's WAL (ferry cleanup drops it)",
+	if (state_table_exists(s->tgt, "source_writes") == 1)
+	{
+		res = pg_query(s->tgt, "read the writes on the old source",
+					   "SELECT COALESCE(sum(changes), 0) FROM ferry.source_writes WHERE migration = $1", 1, params);
+		stray = res ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
+		PQclear(res);
+	}
+	if (stray != 0)
+	{
+		char		n[32];
+
+		snprintf(n, sizeof(n), "%lld", stray);
+		log_warn("no replication slot kept on the source for a retry: the old source took %s changes after the switchover that are not on the target (ferry status lists them), so the sides are not equal. Trying again needs a new target",
+				 stray < 0 ? "some" : n);
+		return false;
+	}
+	res = pg_query(s->src, "read the forward slot's position",
+				   "SELECT confirmed_flush_lsn::text FROM pg_catalog.pg_replication_slots WHERE slot_name = $1 AND NOT active",
+				   1, params);
+	kept = res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
+		state_set(s->tgt, s->cfg->name, "rearm_lsn", PQgetvalue(res, 0, 0));
+	if (kept)
+		log_info("kept replication slot %s on the source at %s, where both sides are equal: ferry start follows the source again from there, for another switchover; until then it retains the source's WAL (ferry cleanup drops it)",
 				 s->cfg->name, PQgetvalue(res, 0, 0));
 	else
-	{
-		log_warn("could not record the kept slot's position on the target: dropping it again");
-		drop_slot_when_released(s->src, s->cfg->name, "source");
-	}
+		log_warn("no replication slot kept on the source for a retry (its position could not be read or recorded): trying again needs a new target");
 	PQclear(res);
+	return kept;
 }
 
 int
@@ -1804,6 +1823,7 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	uint64_t	sentinel;
 	double		t_freeze;
 	bool		pooled_home = false;	/* the PgBouncers point at the source (checked) */
+	bool		kept_slot = false;	/* the forward slot stays for a retry (rearm_forward) */
 	bool		ok = false;
 	int			r;
 
@@ -2012,11 +2032,19 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	 */
 	if (slot_exists(s.src, cfg->name) == 1)
 	{
-		if (watch_poll_migration(s.src, s.tgt, true, cfg->name) < 0)
+		int64_t		found = watch_poll_migration(s.src, s.tgt, true, cfg->name);
+
+		if (found < 0)
 			log_warn("could not read the watch on the source one last time: a write that reached it since its last look may go unreported");
-		drop_slot_when_released(s.src, cfg->name, "source");	/* the watch */
+		kept_slot = rearm_forward(&s, found);
+		if (!kept_slot)
+			drop_slot_when_released(s.src, cfg->name, "source");	/* the watch */
+		/* a forward slot again: the application's inserts into keyless tables are published from here on */
+		else if (!publication_guard_keyless(s.src, cfg, KEYLESS_INSERTS))
+			log_warn("could not publish the inserts of tables without a key again: after ferry start follows again, verify may show them different until the next switchover re-copies them");
 	}
-	rearm_forward(&s);
+	else
+		kept_slot = rearmed(s.tgt, cfg->name) == 1 && slot_exists(s.src, cfg->name) == 1;
 	if (!freeze_release(s.src, cfg, "source", &src_fz))
 	{
 		log_error("could not unfreeze the source. Fix: run ferry rollback again (it finishes from here), or by hand: ALTER DATABASE %s RESET default_transaction_read_only",
@@ -2069,7 +2097,8 @@ rollback_hook:
 	log_info("rolled back: the source takes writes; write downtime %.3f s; the target stays read-only", rep->window_seconds);
 	follower_stop(&s.fol);
 	drop_slot_when_released(s.tgt, s.rcfg->name, "target");
-	if (rearmed(s.tgt, cfg->name) != 1)
+	/* kept for a retry: not dropped even if a ferry start already follows again from it (rearm_lsn cleared) */
+	if (!kept_slot && rearmed(s.tgt, cfg->name) != 1)
 		drop_slot_when_released(s.src, cfg->name, "source");	/* the watch (watch.h) */
 	(void) publication_guard_keyless(s.src, cfg, KEYLESS_INSERTS);	/* as ferry start made it */
 	rep->total_seconds = now_s() - s.t_start;

@@ -77,8 +77,13 @@
  * read-only: writes there would be lost.
  *
  * The arc is repeatable. Just before it unfreezes the source (both sides
- * frozen, the reverse stream drained: equal), the rollback replaces the
- * watch with a fresh forward slot, its position in ferry.migration.rearm_lsn;
+ * frozen, the reverse stream drained, the watch read one last time: equal),
+ * the rollback keeps the watch slot as the forward slot (it is one, and
+ * what it was advanced past is on the target: no gap for a write to fall
+ * into, as a new slot's creation would leave), its position in
+ * ferry.migration.rearm_lsn, and publishes the keyless tables' inserts
+ * again; not when the old source took writes after the switchover
+ * (ferry.source_writes: the sides are not equal);
  * `ferry start` then follows again from there (switchover_follow_again:
  * phase following, applied position the slot's, the target's freeze
  * undone), so a later switchover can try again without a new target. The
