@@ -1665,11 +1665,36 @@ rearm_forward(Sw *s, int64_t found)
 				 stray < 0 ? "some" : n);
 		return false;
 	}
-	res = pg_query(s->src, "read the forward slot's position",
-				   "SELECT confirmed_flush_lsn::text FROM pg_catalog.pg_replication_slots WHERE slot_name = $1 AND NOT active",
-				   1, params);
-	kept = res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
+	/* a running ferry start's reverse follower may be taking its own look at the watch just now: wait for it */
+	for (int waited = 0;; waited += 100)
+	{
+		res = pg_query(s->src, "read the forward slot's position",
+					   "SELECT confirmed_flush_lsn::text, active FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+					   1, params);
+		if (res == NULL || PQntuples(res) != 1 || PQgetvalue(res, 0, 1)[0] != 't' || waited >= SWITCH_SLOT_RELEASE_MS)
+			break;
+		PQclear(res);
+		usleep(100000);
+	}
+	kept = res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) && PQgetvalue(res, 0, 1)[0] != 't' &&
 		state_set(s->tgt, s->cfg->name, "rearm_lsn", PQgetvalue(res, 0, 0));
+	/* and if that look found a write on the old source after all, the sides are not equal */
+	if (kept && state_table_exists(s->tgt, "source_writes") == 1)
+	{
+		PGresult   *w = pg_query(s->tgt, "read the writes on the old source",
+								 "SELECT COALESCE(sum(changes), 0) FROM ferry.source_writes WHERE migration = $1", 1, params);
+
+		if (w == NULL || strcmp(PQgetvalue(w, 0, 0), "0") != 0)
+		{
+			kept = false;
+			(void) state_set(s->tgt, s->cfg->name, "rearm_lsn", NULL);
+			log_warn("no replication slot kept on the source for a retry: the watch's last look found changes on the old source that are not on the target (ferry status lists them). Trying again needs a new target");
+			PQclear(w);
+			PQclear(res);
+			return false;
+		}
+		PQclear(w);
+	}
 	if (kept)
 		log_info("kept replication slot %s on the source at %s, where both sides are equal: ferry start follows the source again from there, for another switchover; until then it retains the source's WAL (ferry cleanup drops it)",
 				 s->cfg->name, PQgetvalue(res, 0, 0));
