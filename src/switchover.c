@@ -1642,8 +1642,6 @@ rearm_forward(Sw *s, int64_t found)
 	bool		kept;
 	long long	stray = 0;
 
-	if (rearmed(s->tgt, s->cfg->name) == 1)
-		return true;			/* an interrupted rollback kept it already */
 	if (found < 0)
 	{
 		log_warn("no replication slot kept on the source for a retry: the watch could not be read (above), so ferry cannot tell that both sides are equal");
@@ -2057,7 +2055,16 @@ rollback_run(FerryConfig *cfg, SwitchReport *rep)
 	 */
 	if (slot_exists(s.src, cfg->name) == 1)
 	{
-		int64_t		found = watch_poll_migration(s.src, s.tgt, true, cfg->name);
+		int64_t		found;
+
+		/*
+		 * Decided afresh each time the source is still frozen here: a kept
+		 * slot an earlier, interrupted run recorded made the watch skip its
+		 * looks since (watch.c), so it must be read again first.
+		 */
+		if (!state_set(s.tgt, cfg->name, "rearm_lsn", NULL))
+			goto done;
+		found = watch_poll_migration(s.src, s.tgt, true, cfg->name);
 
 		if (found < 0)
 			log_warn("could not read the watch on the source one last time: a write that reached it since its last look may go unreported");
@@ -2143,6 +2150,8 @@ abort:
 		{
 			save_freeze(s.tgt, cfg->name, "target_freeze", NULL);
 			state_set(s.tgt, cfg->name, "phase", "switched");
+			/* switched again: the forward slot is the watch once more, not kept for a retry */
+			state_set(s.tgt, cfg->name, "rearm_lsn", NULL);
 			log_warn("rollback aborted: the target takes writes again");
 		}
 		else
