@@ -37,6 +37,8 @@ F=("$FERRY" --source "$SOURCE_CONN" --target "$TARGET_CONN" --config "$TEST_TMP/
 "${F[@]}" start --jobs 2 >>"$TEST_TMP/start.out" 2>>"$TEST_TMP/start.err" &
 FP=$!
 wait_following ferry 60; ok $? "ferry start follows"
+# the apply session says so once it is set up, which can come after the phase reads following
+for _ in $(seq 1 100); do grep -q "not using a replication origin" "$TEST_TMP/start.err" && break; sleep 0.1; done
 like "$(cat "$TEST_TMP/start.err")" "not using a replication origin" "the forward apply runs without an origin"
 
 /usr/bin/python3 "$(dirname "$0")/../lib/pool_app.py" "$TEST_TMP/conn" "$TEST_TMP/acked" 28 4 >"$TEST_TMP/app.out" 2>"$TEST_TMP/app.err" &
