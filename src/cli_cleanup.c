@@ -226,20 +226,13 @@ check_phase(FerryConfig *cfg, PGconn *tgt)
 static bool
 check_source_writes(FerryConfig *cfg, PGconn *src, PGconn *tgt)
 {
-	const char *params[1] = {cfg->name};
-	PGresult   *res;
-	long long	n = 0;
+	long long	n;
 
 	if (watch_poll_migration(src, tgt, true, cfg->name) < 0 && !force)
 		return false;
-	if (state_table_exists(tgt, "source_writes") != 1)
-		return true;
-	res = pg_query(tgt, "read the writes on the old source",
-				   "SELECT COALESCE(sum(changes), 0) FROM ferry.source_writes WHERE migration = $1", 1, params);
-	if (res == NULL)
+	n = watch_recorded(tgt, cfg->name);
+	if (n < 0)
 		return force;
-	n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	PQclear(res);
 	if (n > 0 && !force)
 	{
 		log_error("%lld changes were committed on the old source after the switchover and are not on the new primary (ferry status lists them); cleanup would drop their only record. Fix: carry them over, then DELETE FROM ferry.source_writes on the target and run cleanup again, or ferry cleanup --force",

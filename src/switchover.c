@@ -1640,20 +1640,14 @@ rearm_forward(Sw *s, int64_t found)
 	const char *params[1] = {s->cfg->name};
 	PGresult   *res;
 	bool		kept;
-	long long	stray = 0;
+	long long	stray;
 
 	if (found < 0)
 	{
 		log_warn("no replication slot kept on the source for a retry: the watch could not be read (above), so ferry cannot tell that both sides are equal");
 		return false;
 	}
-	if (state_table_exists(s->tgt, "source_writes") == 1)
-	{
-		res = pg_query(s->tgt, "read the writes on the old source",
-					   "SELECT COALESCE(sum(changes), 0) FROM ferry.source_writes WHERE migration = $1", 1, params);
-		stray = res ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
-		PQclear(res);
-	}
+	stray = watch_recorded(s->tgt, s->cfg->name);
 	if (stray != 0)
 	{
 		char		n[32];
@@ -1677,21 +1671,12 @@ rearm_forward(Sw *s, int64_t found)
 	kept = res && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) && PQgetvalue(res, 0, 1)[0] != 't' &&
 		state_set(s->tgt, s->cfg->name, "rearm_lsn", PQgetvalue(res, 0, 0));
 	/* and if that look found a write on the old source after all, the sides are not equal */
-	if (kept && state_table_exists(s->tgt, "source_writes") == 1)
+	if (kept && watch_recorded(s->tgt, s->cfg->name) != 0)
 	{
-		PGresult   *w = pg_query(s->tgt, "read the writes on the old source",
-								 "SELECT COALESCE(sum(changes), 0) FROM ferry.source_writes WHERE migration = $1", 1, params);
-
-		if (w == NULL || strcmp(PQgetvalue(w, 0, 0), "0") != 0)
-		{
-			kept = false;
-			(void) state_set(s->tgt, s->cfg->name, "rearm_lsn", NULL);
-			log_warn("no replication slot kept on the source for a retry: the watch's last look found changes on the old source that are not on the target (ferry status lists them). Trying again needs a new target");
-			PQclear(w);
-			PQclear(res);
-			return false;
-		}
-		PQclear(w);
+		(void) state_set(s->tgt, s->cfg->name, "rearm_lsn", NULL);
+		log_warn("no replication slot kept on the source for a retry: the watch's last look found changes on the old source that are not on the target (ferry status lists them). Trying again needs a new target");
+		PQclear(res);
+		return false;
 	}
 	if (kept)
 		log_info("kept replication slot %s on the source at %s, where both sides are equal: ferry start follows the source again from there, for another switchover; until then it retains the source's WAL (ferry cleanup drops it)",

@@ -15,6 +15,7 @@
 #include "pgoutput.h"
 #include "pgsql.h"
 #include "publication.h"
+#include "state.h"
 
 /*
  * $1 slot, $2 most changes, $3 publications; %s: the messages option where
@@ -334,6 +335,23 @@ done:
 	free(w.counts);
 	free(w.lsns);
 	return found;
+}
+
+long long
+watch_recorded(PGconn *new_primary, const char *name)
+{
+	const char *params[1] = {name};
+	PGresult   *res;
+	long long	n;
+	int			has = state_table_exists(new_primary, "source_writes");
+
+	if (has != 1)
+		return has < 0 ? -1 : 0;
+	res = pg_query(new_primary, "read the writes on the old source",
+				   "SELECT COALESCE(sum(changes), 0) FROM ferry.source_writes WHERE migration = $1", 1, params);
+	n = res ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
+	PQclear(res);
+	return n;
 }
 
 int64_t

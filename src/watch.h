@@ -80,4 +80,7 @@ int64_t		watch_poll(PGconn *old_src, PGconn *state_conn, const char *forward_nam
  */
 int64_t		watch_poll_migration(PGconn *old_src, PGconn *new_primary, bool record, const char *forward_name);
 
+/* The changes ferry.source_writes on new_primary holds for migration `name`: 0 without the table, -1 on error (logged). */
+long long	watch_recorded(PGconn *new_primary, const char *name);
+
 #endif
